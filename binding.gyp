@@ -1,0 +1,27 @@
+{
+  "targets": [{
+    "target_name": "ckptio",
+    "sources": [
+      "native/addon.cc",
+      "native/io/posix_env.cc",
+      "native/io/fault_env.cc",
+      "native/format/dtype.cc",
+      "native/format/checksum.cc",
+      "native/format/json.cc",
+      "native/format/header.cc",
+      "native/format/reader.cc",
+      "native/writer/commit.cc",
+      "native/writer/copy_pool.cc",
+      "native/writer/writer.cc"
+    ],
+    "include_dirs": [
+      "native",
+      "<!(node -p \"require('path').dirname(require.resolve('node-addon-api/package.json'))\")",
+      "<!(node -p \"require('path').join(require.resolve('xxhash-addon/package.json'), '..', 'xxHash')\")"
+    ],
+    "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS"],
+    "cflags!": ["-fno-exceptions"],
+    "cflags_cc!": ["-fno-exceptions", "-std=gnu++14", "-std=gnu++17"],
+    "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter", "-fvisibility=hidden"]
+  }]
+}

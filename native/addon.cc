@@ -1,0 +1,680 @@
+// Bindings only: argument checks, JS <-> native conversion, and promise plumbing. The work is in io/,
+// format/ and writer/. No C++ exception crosses this boundary (node-addon-api is built without them);
+// every failure becomes a rejected promise carrying a CheckpointError (the class is handed in by
+// src/binding.ts through init(), as better-sqlite3 does).
+#include <napi.h>
+#include <string.h>
+
+#include <cmath>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "format/checksum.h"
+#include "format/reader.h"
+#include "io/fault_env.h"
+#include "writer/copy_pool.h"
+#include "writer/writer.h"
+
+namespace ckptio {
+namespace {
+
+struct AddonState {
+  Napi::FunctionReference error_class;
+  writer::Writer writer;
+  writer::CopyPool copy_pool;
+};
+
+AddonState* State(Napi::Env env) { return env.GetInstanceData<AddonState>(); }
+
+const char* KindCode(StatusKind kind) {
+  switch (kind) {
+    case StatusKind::kFormat: return "ECKPT_FORMAT";
+    case StatusKind::kChecksum: return "ECKPT_CHECKSUM";
+    case StatusKind::kInvalidArgument: return "ECKPT_ARGS";
+    case StatusKind::kBusy: return "ECKPT_BUSY";
+    default: return "ECKPT_INTERNAL";
+  }
+}
+
+Napi::Value MakeError(Napi::Env env, const Status& status) {
+  Napi::Object info = Napi::Object::New(env);
+  std::string message;
+  if (status.kind == StatusKind::kOs) {
+    const char* name = strerrorname_np(status.sys_errno);
+    const std::string code = name ? name : "E" + std::to_string(status.sys_errno);
+    message = code + ": " + strerror(status.sys_errno) + ", " + status.syscall;
+    if (!status.path.empty()) message += " '" + status.path + "'";
+    info.Set("code", code);
+    info.Set("errno", status.sys_errno);
+    info.Set("syscall", status.syscall);
+  } else {
+    message = status.message;
+    if (!status.path.empty()) message += " ('" + status.path + "')";
+    info.Set("code", KindCode(status.kind));
+  }
+  if (!status.path.empty()) info.Set("path", status.path);
+  AddonState* state = State(env);
+  if (state && !state->error_class.IsEmpty()) {
+    return state->error_class.New({Napi::String::New(env, message), info});
+  }
+  Napi::Error err = Napi::Error::New(env, message);
+  err.Set("code", info.Get("code"));
+  return err.Value();
+}
+
+Napi::Value Rejected(Napi::Env env, const Status& status) {
+  auto deferred = Napi::Promise::Deferred::New(env);
+  deferred.Reject(MakeError(env, status));
+  return deferred.Promise();
+}
+
+// ---- Completion of writer jobs on the JS thread ---------------------------------------------------------
+
+struct Completion {
+  Napi::Promise::Deferred deferred;
+  Napi::ObjectReference keep_alive;  // the JS buffers the job reads in place
+  writer::CopyPool::Buffer copy;     // or the staging copy of them
+  writer::CopyPool* pool = nullptr;
+  Status status;
+  writer::CommitResult result;
+  std::string path;
+  explicit Completion(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
+};
+
+void FinishOnJsThread(Napi::Env env, Napi::Function, std::nullptr_t*, Completion* done);
+using CompletionTsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, Completion, FinishOnJsThread>;
+
+void FinishOnJsThread(Napi::Env env, Napi::Function, std::nullptr_t*, Completion* done) {
+  if (done->pool) done->pool->Release(done->copy);
+  if (env == nullptr) {
+    // The environment is going away: nothing to resolve, and references must not be touched.
+    done->keep_alive.SuppressDestruct();
+    done->deferred.Promise();
+    return;
+  }
+  Napi::HandleScope scope(env);
+  if (done->status.ok()) {
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("path", done->path);
+    out.Set("bytes", static_cast<double>(done->result.bytes));
+    out.Set("direct", done->result.direct);
+    out.Set("preallocated", done->result.preallocated);
+    out.Set("replaced", done->result.exchanged);
+    out.Set("copied", done->copy.data != nullptr);
+    done->deferred.Resolve(out);
+  } else {
+    done->deferred.Reject(MakeError(env, done->status));
+  }
+  delete done;
+}
+
+class WriterJob : public writer::Job {
+ public:
+  WriterJob(Completion* done, CompletionTsfn tsfn) : done_(done), tsfn_(tsfn) {}
+  ~WriterJob() override {
+    if (done_) Finish(Status::Os(ECANCELED, "write", done_->path));
+  }
+  void Cancel() override { Finish(Status::Os(ECANCELED, "write", done_->path)); }
+
+  void Finish(Status status) {
+    done_->status = std::move(status);
+    Completion* done = done_;
+    done_ = nullptr;
+    if (tsfn_.BlockingCall(done) != napi_ok) {
+      // Closing environment: the promise can no longer settle. Drop the JS handles without touching JS.
+      done->keep_alive.SuppressDestruct();
+    }
+    tsfn_.Release();
+  }
+
+ protected:
+  Completion* done_;
+  CompletionTsfn tsfn_;
+};
+
+class CheckpointJob final : public WriterJob {
+ public:
+  CheckpointJob(Completion* done, CompletionTsfn tsfn, io::Env* env, std::vector<writer::TensorSource> sources,
+                format::Metadata metadata, writer::CommitOptions options)
+      : WriterJob(done, tsfn), env_(env), sources_(std::move(sources)), metadata_(std::move(metadata)),
+        options_(options) {}
+  void Run(writer::StagingBlocks* staging) override {
+    Status s = writer::CommitCheckpoint(env_, done_->path, std::move(sources_), metadata_, options_, staging,
+                                        &done_->result);
+    Finish(std::move(s));
+  }
+
+ private:
+  io::Env* env_;
+  std::vector<writer::TensorSource> sources_;
+  format::Metadata metadata_;
+  writer::CommitOptions options_;
+};
+
+class BytesJob final : public WriterJob {
+ public:
+  BytesJob(Completion* done, CompletionTsfn tsfn, io::Env* env, const unsigned char* data, size_t len)
+      : WriterJob(done, tsfn), env_(env), data_(data), len_(len) {}
+  void Run(writer::StagingBlocks*) override {
+    Finish(writer::CommitBytes(env_, done_->path, data_, len_, &done_->result));
+  }
+
+ private:
+  io::Env* env_;
+  const unsigned char* data_;
+  size_t len_;
+};
+
+class RemoveJob final : public WriterJob {
+ public:
+  RemoveJob(Completion* done, CompletionTsfn tsfn, io::Env* env, std::vector<std::string> names)
+      : WriterJob(done, tsfn), env_(env), names_(std::move(names)) {}
+  void Run(writer::StagingBlocks*) override { Finish(writer::RemoveFiles(env_, done_->path, names_)); }
+
+ private:
+  io::Env* env_;
+  std::vector<std::string> names_;
+};
+
+class RawWriteJob final : public WriterJob {
+ public:
+  RawWriteJob(Completion* done, CompletionTsfn tsfn, io::Env* env, uint64_t bytes, bool direct)
+      : WriterJob(done, tsfn), env_(env), bytes_(bytes), direct_(direct) {}
+  void Run(writer::StagingBlocks* staging) override {
+    done_->result.bytes = bytes_;
+    done_->result.direct = direct_;
+    Finish(writer::RawWrite(env_, done_->path, bytes_, direct_, staging));
+  }
+
+ private:
+  io::Env* env_;
+  uint64_t bytes_;
+  bool direct_;
+};
+
+// Queues a job; the returned promise settles from FinishOnJsThread.
+Napi::Value Submit(Napi::Env env, Completion* done, const std::function<WriterJob*(CompletionTsfn)>& make) {
+  CompletionTsfn tsfn = CompletionTsfn::New(env, "ckptio.write", 0, 1, nullptr);
+  Napi::Promise promise = done->deferred.Promise();
+  std::unique_ptr<writer::Job> job(make(tsfn));
+  if (!State(env)->writer.Post(&job)) {
+    static_cast<WriterJob*>(job.get())->Finish(Status::Make(
+        StatusKind::kBusy, "writer queue is full (" + std::to_string(writer::Writer::kMaxQueued) +
+                               " jobs); await earlier saves first", done->path));
+  }
+  return promise;
+}
+
+// ---- Argument checks ------------------------------------------------------------------------------------
+
+bool GetPath(const Napi::Value& v, const char* what, std::string* out, Status* error) {
+  if (!v.IsString()) {
+    *error = Status::Invalid(std::string(what) + " must be a string");
+    return false;
+  }
+  *out = v.As<Napi::String>().Utf8Value();
+  if (out->empty() || out->find('\0') != std::string::npos) {
+    *error = Status::Invalid(std::string(what) + " must be a non-empty string without NUL bytes");
+    return false;
+  }
+  return true;
+}
+
+bool GetBytes(const Napi::Value& v, const std::string& what, const unsigned char** data, size_t* len, Status* error) {
+  if (!v.IsTypedArray() && !v.IsDataView()) {
+    *error = Status::Invalid(what + " must be a TypedArray, Buffer or DataView");
+    return false;
+  }
+  Napi::ArrayBuffer ab;
+  size_t offset, length;
+  if (v.IsTypedArray()) {
+    Napi::TypedArray ta = v.As<Napi::TypedArray>();
+    ab = ta.ArrayBuffer();
+    offset = ta.ByteOffset();
+    length = ta.ByteLength();
+  } else {
+    Napi::DataView dv = v.As<Napi::DataView>();
+    ab = dv.ArrayBuffer();
+    offset = dv.ByteOffset();
+    length = dv.ByteLength();
+  }
+  if (ab.IsDetached()) {
+    *error = Status::Invalid(what + " is backed by a detached ArrayBuffer");
+    return false;
+  }
+  *data = static_cast<const unsigned char*>(ab.Data()) + offset;
+  *len = length;
+  return true;
+}
+
+bool GetTensors(Napi::Env env, const Napi::Value& v, std::vector<writer::TensorSource>* out, std::vector<size_t>* sizes,
+                Status* error) {
+  if (!v.IsArray()) {
+    *error = Status::Invalid("tensors must be an array of {name, dtype, shape, data}");
+    return false;
+  }
+  Napi::Array arr = v.As<Napi::Array>();
+  const uint32_t n = arr.Length();
+  for (uint32_t i = 0; i < n; ++i) {
+    Napi::Value item = arr.Get(i);
+    if (env.IsExceptionPending() || !item.IsObject()) {
+      *error = Status::Invalid("tensor #" + std::to_string(i) + " is not an object");
+      return false;
+    }
+    Napi::Object obj = item.As<Napi::Object>();
+    Napi::Value name = obj.Get("name"), dtype = obj.Get("dtype"), shape = obj.Get("shape"), data = obj.Get("data");
+    if (env.IsExceptionPending() || !name.IsString()) {
+      *error = Status::Invalid("tensor #" + std::to_string(i) + ": name must be a string");
+      return false;
+    }
+    writer::TensorSource src;
+    src.info.name = name.As<Napi::String>().Utf8Value();
+    const std::string label = "tensor \"" + src.info.name + "\"";
+    if (!dtype.IsString() || !format::FromJsName(dtype.As<Napi::String>().Utf8Value(), &src.info.dtype)) {
+      *error = Status::Invalid(label + ": unknown dtype");
+      return false;
+    }
+    if (!shape.IsArray()) {
+      *error = Status::Invalid(label + ": shape must be an array of non-negative integers");
+      return false;
+    }
+    Napi::Array dims = shape.As<Napi::Array>();
+    for (uint32_t d = 0; d < dims.Length(); ++d) {
+      Napi::Value dim = dims.Get(d);
+      const double x = dim.IsNumber() ? dim.As<Napi::Number>().DoubleValue() : -1;
+      if (!(x >= 0) || x > 9007199254740991.0 || std::floor(x) != x) {
+        *error = Status::Invalid(label + ": shape must be an array of non-negative integers");
+        return false;
+      }
+      src.info.shape.push_back(static_cast<uint64_t>(x));
+    }
+    size_t len = 0;
+    if (!GetBytes(data, label + ": data", &src.data, &len, error)) return false;
+    uint64_t expected;
+    Status s = format::TensorBytes(src.info, &expected);
+    if (!s.ok() || expected != len) {
+      *error = Status::Invalid(label + ": data is " + std::to_string(len) + " bytes but shape x dtype needs " +
+                               (s.ok() ? std::to_string(expected) : std::string("more than 2^64")));
+      return false;
+    }
+    sizes->push_back(len);
+    out->push_back(std::move(src));
+  }
+  return true;
+}
+
+bool GetMetadata(Napi::Env env, const Napi::Value& v, format::Metadata* out, Status* error) {
+  if (v.IsUndefined() || v.IsNull()) return true;
+  if (!v.IsObject()) {
+    *error = Status::Invalid("metadata must be an object of strings");
+    return false;
+  }
+  Napi::Object obj = v.As<Napi::Object>();
+  Napi::Array keys = obj.GetPropertyNames();
+  for (uint32_t i = 0; i < keys.Length(); ++i) {
+    Napi::Value key = keys.Get(i);
+    Napi::Value value = obj.Get(key);
+    if (env.IsExceptionPending() || !value.IsString()) {
+      *error = Status::Invalid("metadata value for \"" + key.ToString().Utf8Value() + "\" must be a string");
+      return false;
+    }
+    out->emplace_back(key.ToString().Utf8Value(), value.As<Napi::String>().Utf8Value());
+  }
+  return true;
+}
+
+// ---- Exported functions ---------------------------------------------------------------------------------
+
+Napi::Value Init(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsFunction()) {
+    Napi::TypeError::New(env, "init(ErrorClass) needs a constructor").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  State(env)->error_class = Napi::Persistent(info[0].As<Napi::Function>());
+  return env.Undefined();
+}
+
+// write(path, tensors, metadata, options) -> Promise<WriteResult>
+Napi::Value Write(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Status error;
+  std::string path;
+  std::vector<writer::TensorSource> sources;
+  std::vector<size_t> sizes;
+  format::Metadata metadata;
+  if (!GetPath(info[0], "path", &path, &error) || !GetTensors(env, info[1], &sources, &sizes, &error) ||
+      !GetMetadata(env, info[2], &metadata, &error)) {
+    if (env.IsExceptionPending()) env.GetAndClearPendingException();
+    return Rejected(env, error);
+  }
+  writer::CommitOptions options;
+  bool copy = false;
+  if (info[3].IsObject()) {
+    Napi::Object o = info[3].As<Napi::Object>();
+    Napi::Value direct = o.Get("direct");
+    if (direct.IsString()) {
+      const std::string d = direct.As<Napi::String>().Utf8Value();
+      if (d == "on") options.direct = writer::DirectIo::kOn;
+      else if (d == "off") options.direct = writer::DirectIo::kOff;
+      else if (d == "auto") options.direct = writer::DirectIo::kAuto;
+      else return Rejected(env, Status::Invalid("options.direct must be 'auto', 'on' or 'off'"));
+    }
+    Napi::Value prealloc = o.Get("preallocate");
+    if (prealloc.IsBoolean()) options.preallocate = prealloc.As<Napi::Boolean>().Value();
+    Napi::Value wb = o.Get("writeBehindBytes");
+    if (wb.IsNumber()) {
+      const double x = wb.As<Napi::Number>().DoubleValue();
+      if (!(x >= 0)) return Rejected(env, Status::Invalid("options.writeBehindBytes must be >= 0"));
+      options.write_behind_bytes = static_cast<uint64_t>(x);
+    }
+    Napi::Value c = o.Get("copy");
+    if (c.IsBoolean()) copy = c.As<Napi::Boolean>().Value();
+  }
+
+  AddonState* state = State(env);
+  auto* done = new Completion(env);
+  done->path = path;
+  if (copy) {
+    size_t total = 0;
+    for (size_t s : sizes) total += s;
+    int err = 0;
+    done->copy = state->copy_pool.Acquire(total, &err);
+    if (!done->copy.data) {
+      delete done;
+      return Rejected(env, Status::Os(err, "mmap", path));
+    }
+    done->pool = &state->copy_pool;
+    size_t at = 0;
+    for (size_t i = 0; i < sources.size(); ++i) {
+      if (sizes[i]) std::memcpy(done->copy.data + at, sources[i].data, sizes[i]);
+      sources[i].data = done->copy.data + at;
+      at += sizes[i];
+    }
+  } else {
+    done->keep_alive = Napi::Persistent(info[1].As<Napi::Object>());
+  }
+  io::Env* io_env = io::CurrentEnv();
+  return Submit(env, done, [&](CompletionTsfn tsfn) {
+    return new CheckpointJob(done, tsfn, io_env, std::move(sources), std::move(metadata), options);
+  });
+}
+
+// writeFile(path, bytes) -> Promise: the same commit protocol for a small file (pointers, manifests).
+Napi::Value WriteFile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Status error;
+  std::string path;
+  const unsigned char* data = nullptr;
+  size_t len = 0;
+  if (!GetPath(info[0], "path", &path, &error) || !GetBytes(info[1], "data", &data, &len, &error)) {
+    return Rejected(env, error);
+  }
+  auto* done = new Completion(env);
+  done->path = path;
+  done->keep_alive = Napi::Persistent(info[1].As<Napi::Object>());
+  io::Env* io_env = io::CurrentEnv();
+  return Submit(env, done, [&](CompletionTsfn tsfn) { return new BytesJob(done, tsfn, io_env, data, len); });
+}
+
+// remove(dir, names) -> Promise: unlink names, then fsync(dir); ordered after every job queued before it.
+Napi::Value Remove(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Status error;
+  std::string dir;
+  if (!GetPath(info[0], "dir", &dir, &error)) return Rejected(env, error);
+  if (!info[1].IsArray()) return Rejected(env, Status::Invalid("names must be an array of strings"));
+  std::vector<std::string> names;
+  Napi::Array arr = info[1].As<Napi::Array>();
+  for (uint32_t i = 0; i < arr.Length(); ++i) {
+    Napi::Value v = arr.Get(i);
+    if (!v.IsString()) return Rejected(env, Status::Invalid("names must be an array of strings"));
+    names.push_back(v.As<Napi::String>().Utf8Value());
+  }
+  auto* done = new Completion(env);
+  done->path = dir;
+  io::Env* io_env = io::CurrentEnv();
+  return Submit(env, done, [&](CompletionTsfn tsfn) { return new RemoveJob(done, tsfn, io_env, std::move(names)); });
+}
+
+// rawWrite(path, bytes, direct) -> Promise: the disk's own limit, for benchmarks.
+Napi::Value RawWrite(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Status error;
+  std::string path;
+  if (!GetPath(info[0], "path", &path, &error)) return Rejected(env, error);
+  if (!info[1].IsNumber()) return Rejected(env, Status::Invalid("bytes must be a number"));
+  const double bytes = info[1].As<Napi::Number>().DoubleValue();
+  if (!(bytes >= 0)) return Rejected(env, Status::Invalid("bytes must be >= 0"));
+  const bool direct = info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value();
+  auto* done = new Completion(env);
+  done->path = path;
+  io::Env* io_env = io::CurrentEnv();
+  return Submit(env, done, [&](CompletionTsfn tsfn) {
+    return new RawWriteJob(done, tsfn, io_env, static_cast<uint64_t>(bytes), direct);
+  });
+}
+
+// ---- Reading: one AsyncWorker per read on the libuv pool, as sharp does ----------------------------------
+
+struct MappingHint {
+  io::Env* env;
+  size_t len;
+};
+
+class ReadWorker final : public Napi::AsyncWorker {
+ public:
+  ReadWorker(Napi::Env env, std::string path, bool verify)
+      : Napi::AsyncWorker(env, "ckptio.read"), deferred_(Napi::Promise::Deferred::New(env)), path_(std::move(path)),
+        verify_(verify), io_env_(io::CurrentEnv()) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override { status_ = format::ReadCheckpointFile(io_env_, path_, verify_, &file_); }
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (!status_.ok()) {
+      deferred_.Reject(MakeError(env, status_));
+      return;
+    }
+    const size_t len = file_.mapping.size();
+    void* base = file_.mapping.Release();
+    // Every returned view shares this one buffer; the mapping is unmapped when the last view is collected.
+    Napi::ArrayBuffer whole = Napi::ArrayBuffer::New(
+        env, base, len, [](Napi::Env, void* data, MappingHint* hint) {
+          hint->env->Munmap(data, hint->len);
+          delete hint;
+        },
+        new MappingHint{io_env_, len});
+    Napi::Array tensors = Napi::Array::New(env, file_.header.tensors.size());
+    uint32_t i = 0;
+    for (const format::TensorInfo& t : file_.header.tensors) {
+      const format::DTypeInfo& dt = format::Info(t.dtype);
+      const uint64_t offset = file_.header.data_start + t.begin;
+      const size_t count = static_cast<size_t>((t.end - t.begin) / dt.size);
+      Napi::ArrayBuffer ab = whole;
+      size_t at = static_cast<size_t>(offset);
+      if (offset % dt.size != 0) {
+        // A foreign file with a misaligned tensor: typed arrays need alignment, so this one is copied.
+        ab = Napi::ArrayBuffer::New(env, t.end - t.begin);
+        std::memcpy(ab.Data(), static_cast<unsigned char*>(base) + offset, t.end - t.begin);
+        at = 0;
+      }
+      napi_typedarray_type type;
+      switch (t.dtype) {
+        case format::DType::kF64: type = napi_float64_array; break;
+        case format::DType::kF32: type = napi_float32_array; break;
+        case format::DType::kI64: type = napi_bigint64_array; break;
+        case format::DType::kU64: type = napi_biguint64_array; break;
+        case format::DType::kI32: type = napi_int32_array; break;
+        case format::DType::kU32: type = napi_uint32_array; break;
+        case format::DType::kI16: type = napi_int16_array; break;
+        case format::DType::kF16: case format::DType::kBF16: case format::DType::kU16: type = napi_uint16_array; break;
+        case format::DType::kI8: type = napi_int8_array; break;
+        default: type = napi_uint8_array; break;
+      }
+      napi_value typed;
+      napi_create_typedarray(env, type, count, ab, at, &typed);
+      Napi::Object entry = Napi::Object::New(env);
+      entry.Set("name", t.name);
+      entry.Set("dtype", dt.js_name);
+      Napi::Array shape = Napi::Array::New(env, t.shape.size());
+      for (uint32_t d = 0; d < t.shape.size(); ++d) shape.Set(d, static_cast<double>(t.shape[d]));
+      entry.Set("shape", shape);
+      entry.Set("data", Napi::Value(env, typed));
+      tensors.Set(i++, entry);
+    }
+    Napi::Object metadata = Napi::Object::New(env);
+    for (const auto& [key, value] : file_.header.metadata) {
+      if (key.rfind("ckptio.", 0) == 0 && (key == format::kFormatKey || key == format::kChecksumKey ||
+                                           key == format::kTensorHashesKey || key == format::kHeaderHashKey)) {
+        continue;
+      }
+      metadata.Set(key, value);
+    }
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("tensors", tensors);
+    out.Set("metadata", metadata);
+    out.Set("bytes", static_cast<double>(file_.file_size));
+    out.Set("verified", file_.verified);
+    out.Set("checksummed", file_.header.has_checksums);
+    deferred_.Resolve(out);
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::string path_;
+  bool verify_;
+  io::Env* io_env_;
+  Status status_;
+  format::LoadedFile file_;
+};
+
+// read(path, {verify}) -> Promise<{tensors, metadata, bytes, verified, checksummed}>
+Napi::Value Read(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Status error;
+  std::string path;
+  if (!GetPath(info[0], "path", &path, &error)) return Rejected(env, error);
+  bool verify = true;
+  if (info[1].IsObject()) {
+    Napi::Value v = info[1].As<Napi::Object>().Get("verify");
+    if (v.IsBoolean()) verify = v.As<Napi::Boolean>().Value();
+  }
+  auto* worker = new ReadWorker(env, path, verify);
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
+// ---- The fault twin (tests only) ------------------------------------------------------------------------
+
+Napi::Value FaultsConfigure(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  io::FaultConfig config;
+  if (!info[0].IsObject()) {
+    Napi::TypeError::New(env, "faults.configure(config) needs an object").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Object o = info[0].As<Napi::Object>();
+  Napi::Value failures = o.Get("failures");
+  if (failures.IsArray()) {
+    Napi::Array arr = failures.As<Napi::Array>();
+    for (uint32_t i = 0; i < arr.Length(); ++i) {
+      Napi::Object f = arr.Get(i).As<Napi::Object>();
+      io::FailRule rule;
+      if (!f.Get("op").IsString() || !io::ParseOp(f.Get("op").As<Napi::String>().Utf8Value(), &rule.op)) {
+        Napi::TypeError::New(env, "unknown fault op").ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
+      rule.nth = f.Get("nth").IsNumber() ? f.Get("nth").As<Napi::Number>().Int64Value() : 1;
+      rule.err = f.Get("errno").IsNumber() ? f.Get("errno").As<Napi::Number>().Int32Value() : EIO;
+      config.failures.push_back(rule);
+    }
+  }
+  if (o.Get("crashAfter").IsNumber()) config.crash_after = o.Get("crashAfter").As<Napi::Number>().Int64Value();
+  if (o.Get("torn").IsBoolean()) config.torn = o.Get("torn").As<Napi::Boolean>().Value();
+  Napi::Value delays = o.Get("delayMs");
+  if (delays.IsObject()) {
+    Napi::Object d = delays.As<Napi::Object>();
+    Napi::Array keys = d.GetPropertyNames();
+    for (uint32_t i = 0; i < keys.Length(); ++i) {
+      io::Op op;
+      const std::string name = keys.Get(i).ToString().Utf8Value();
+      if (!io::ParseOp(name, &op)) {
+        Napi::TypeError::New(env, "unknown fault op " + name).ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
+      config.delay_ms[static_cast<size_t>(op)] = d.Get(keys.Get(i)).As<Napi::Number>().Uint32Value();
+    }
+  }
+  io::TheFaultEnv()->Configure(config);
+  io::SetCurrentEnv(io::TheFaultEnv());
+  return env.Undefined();
+}
+
+Napi::Value FaultsStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  io::FaultStats stats = io::TheFaultEnv()->Stats();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("total", static_cast<double>(stats.total));
+  out.Set("crashed", stats.crashed);
+  out.Set("injected", static_cast<double>(stats.injected));
+  Napi::Object by_op = Napi::Object::New(env);
+  for (size_t i = 0; i < io::kOpCount; ++i) {
+    if (stats.by_op[i]) by_op.Set(io::OpName(static_cast<io::Op>(i)), static_cast<double>(stats.by_op[i]));
+  }
+  out.Set("byOp", by_op);
+  return out;
+}
+
+Napi::Value FaultsDisable(const Napi::CallbackInfo& info) {
+  io::SetCurrentEnv(nullptr);
+  io::TheFaultEnv()->Reset();
+  return info.Env().Undefined();
+}
+
+Napi::Value WriterStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("queued", static_cast<double>(State(env)->writer.queued()));
+  out.Set("copyPoolBytes", static_cast<double>(State(env)->copy_pool.retained_bytes()));
+  return out;
+}
+
+Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
+  env.SetInstanceData<AddonState>(new AddonState());
+  exports.Set("init", Napi::Function::New(env, Init));
+  exports.Set("write", Napi::Function::New(env, Write));
+  exports.Set("writeFile", Napi::Function::New(env, WriteFile));
+  exports.Set("remove", Napi::Function::New(env, Remove));
+  exports.Set("rawWrite", Napi::Function::New(env, RawWrite));
+  exports.Set("read", Napi::Function::New(env, Read));
+  exports.Set("writerStats", Napi::Function::New(env, WriterStats));
+  Napi::Object faults = Napi::Object::New(env);
+  faults.Set("configure", Napi::Function::New(env, FaultsConfigure));
+  faults.Set("stats", Napi::Function::New(env, FaultsStats));
+  faults.Set("disable", Napi::Function::New(env, FaultsDisable));
+  exports.Set("faults", faults);
+  exports.Set("xxh3", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+    const unsigned char* data = nullptr;
+    size_t len = 0;
+    Status error;
+    if (!GetBytes(info[0], "data", &data, &len, &error)) {
+      Napi::TypeError::New(info.Env(), error.message).ThrowAsJavaScriptException();
+      return info.Env().Undefined();
+    }
+    return Napi::String::New(info.Env(), format::Hex(format::Hash64(data, len)));
+  }));
+  return exports;
+}
+
+}  // namespace
+}  // namespace ckptio
+
+static Napi::Object RegisterModule(Napi::Env env, Napi::Object exports) { return ckptio::InitModule(env, exports); }
+
+NODE_API_MODULE(ckptio, RegisterModule)

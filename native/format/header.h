@@ -1,0 +1,72 @@
+// The file format (docs/format.md has the full byte layout):
+//
+//   [u64 LE header_len N][N bytes of JSON header, space-padded to a multiple of 8][data region]
+//
+// The header is a safetensors header: {"__metadata__": {string: string}, "<name>": {"dtype": "F32",
+// "shape": [..], "data_offsets": [begin, end]}, ...} with offsets relative to the data region, which is
+// contiguous (no holes, no overlaps) and ends exactly at the end of the file. ckptio adds, inside
+// __metadata__: ckptio.format ("1"), ckptio.checksum ("xxh3-64"), ckptio.tensor_xxh3 (one 16-hex digest per
+// tensor, comma-separated, in data order) and ckptio.header_xxh3 (a digest over every tensor's name, dtype,
+// shape and offsets and every other metadata entry, so a flipped byte anywhere in the header is caught).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "../io/status.h"
+#include "dtype.h"
+
+namespace ckptio::format {
+
+constexpr uint64_t kMaxHeaderLen = 100ull << 20;  // the safetensors reference implementation's cap
+inline constexpr const char kFormatKey[] = "ckptio.format";
+inline constexpr const char kFormatVersion[] = "1";
+inline constexpr const char kChecksumKey[] = "ckptio.checksum";
+inline constexpr const char kChecksumName[] = "xxh3-64";
+inline constexpr const char kTensorHashesKey[] = "ckptio.tensor_xxh3";
+inline constexpr const char kHeaderHashKey[] = "ckptio.header_xxh3";
+
+struct TensorInfo {
+  std::string name;
+  DType dtype = DType::kU8;
+  std::vector<uint64_t> shape;
+  uint64_t begin = 0;  // relative to the data region
+  uint64_t end = 0;
+};
+
+using Metadata = std::vector<std::pair<std::string, std::string>>;
+
+// Checks a tensor's shape against its byte length; *bytes gets shape x dtype size.
+Status TensorBytes(const TensorInfo& tensor, uint64_t* bytes);
+
+// Sorts tensors into file order (dtype size descending, then name bytewise), rejects duplicate or
+// invalid names and assigns data offsets. *data_len gets the size of the data region.
+Status PlanLayout(std::vector<TensorInfo>* tensors, uint64_t* data_len);
+
+// Rejects reserved (ckptio.format, ...) and duplicate keys and invalid UTF-8.
+Status CheckUserMetadata(const Metadata& metadata);
+
+// The 8-byte length prefix plus the padded JSON header. Its length does not depend on the hash values
+// (fixed-width hex), so a writer can reserve the space before the data is hashed.
+std::string RenderHeader(const std::vector<TensorInfo>& tensors, const Metadata& user_metadata,
+                         const std::vector<uint64_t>& tensor_hashes);
+
+struct ParsedHeader {
+  uint64_t header_len = 0;
+  uint64_t data_start = 0;
+  uint64_t data_len = 0;
+  std::vector<TensorInfo> tensors;  // in data order
+  Metadata metadata;                // every __metadata__ entry, ckptio's included
+  bool has_checksums = false;
+  std::vector<uint64_t> tensor_hashes;  // parallel to tensors when has_checksums
+  uint64_t header_hash = 0;
+};
+
+// Strict validation of framing, JSON and layout (not of checksums). Never reads outside [file, file+size).
+Status ParseHeader(const unsigned char* file, uint64_t file_size, ParsedHeader* out);
+
+// Verifies the header digest and every tensor digest; the message names the first tensor at fault.
+Status VerifyChecksums(const ParsedHeader& header, const unsigned char* file);
+
+}  // namespace ckptio::format

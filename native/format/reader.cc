@@ -1,0 +1,46 @@
+#include "reader.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+
+namespace ckptio::format {
+
+Status ReadCheckpointFile(io::Env* env, const std::string& path, bool verify, LoadedFile* out) {
+  int fd = env->Open(path.c_str(), O_RDONLY | O_CLOEXEC, 0);
+  if (fd < 0) return Status::Os(-fd, "open", path);
+  io::UniqueFd file(env, fd);
+  struct stat st;
+  int r = env->Fstat(file.get(), &st);
+  if (r < 0) return Status::Os(-r, "fstat", path);
+  if (!S_ISREG(st.st_mode)) return Status::Format("not a regular file", path);
+  out->file_size = static_cast<uint64_t>(st.st_size);
+  if (out->file_size < 8) {
+    return Status::Format("file is " + std::to_string(out->file_size) +
+                              " bytes, too short for the 8-byte header length",
+                          path);
+  }
+  int err = 0;
+  // Verification touches every page, so populate the mapping in one go instead of faulting page by page.
+  void* addr = env->Mmap(out->file_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | (verify ? MAP_POPULATE : 0),
+                         file.get(), &err);
+  if (!addr) return Status::Os(err, "mmap", path);
+  out->mapping = io::Mapping(env, addr, out->file_size);
+  file.Close();
+
+  Status s = ParseHeader(out->mapping.data(), out->file_size, &out->header);
+  if (!s.ok()) {
+    s.path = path;
+    return s;
+  }
+  if (verify) {
+    s = VerifyChecksums(out->header, out->mapping.data());
+    if (!s.ok()) {
+      s.path = path;
+      return s;
+    }
+  }
+  out->verified = verify;
+  return Status::Ok();
+}
+
+}  // namespace ckptio::format

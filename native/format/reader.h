@@ -1,0 +1,22 @@
+// Opens a checkpoint file read-only, maps it, and validates it before anything in it is trusted.
+#pragma once
+#include <string>
+
+#include "../io/env.h"
+#include "../io/unique_fd.h"
+#include "header.h"
+
+namespace ckptio::format {
+
+struct LoadedFile {
+  // A private (copy-on-write) mapping of the whole file: callers may write into views over it without
+  // touching the file. Views keep it alive; see addon.cc for the finalizer that unmaps it.
+  io::Mapping mapping;
+  uint64_t file_size = 0;
+  ParsedHeader header;
+  bool verified = false;
+};
+
+Status ReadCheckpointFile(io::Env* env, const std::string& path, bool verify, LoadedFile* out);
+
+}  // namespace ckptio::format

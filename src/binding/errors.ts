@@ -1,0 +1,52 @@
+/** Every failure ckptio reports is a CheckpointError. OS failures keep the errno name as `code` (ENOSPC,
+ * EIO, EACCES, ...) with `errno`, `syscall` and `path`; format problems use ECKPT_FORMAT, checksum
+ * mismatches ECKPT_CHECKSUM, bad arguments ECKPT_ARGS, a full writer queue ECKPT_BUSY. */
+export type CheckpointErrorCode =
+  | 'ECKPT_FORMAT'
+  | 'ECKPT_CHECKSUM'
+  | 'ECKPT_ARGS'
+  | 'ECKPT_BUSY'
+  | 'ECKPT_CLOSED'
+  | 'ECKPT_INTERNAL'
+  | (string & {});
+
+export interface CheckpointErrorInfo {
+  code: CheckpointErrorCode;
+  errno?: number;
+  syscall?: string;
+  path?: string;
+}
+
+export class CheckpointError extends Error {
+  readonly code: CheckpointErrorCode;
+  readonly errno?: number;
+  readonly syscall?: string;
+  readonly path?: string;
+
+  constructor(message: string, info: CheckpointErrorInfo) {
+    super(message);
+    this.name = 'CheckpointError';
+    this.code = info.code;
+    if (info.errno !== undefined) this.errno = info.errno;
+    if (info.syscall !== undefined) this.syscall = info.syscall;
+    if (info.path !== undefined) this.path = info.path;
+  }
+}
+
+export function argumentError(message: string, path?: string): CheckpointError {
+  return new CheckpointError(message, path === undefined ? { code: 'ECKPT_ARGS' } : { code: 'ECKPT_ARGS', path });
+}
+
+/** Captures the caller's stack now, so that an error from the writer thread later points at user code
+ * (the way sharp does it), not at the promise plumbing. */
+export function callSite(fn: Function): (err: unknown) => never {
+  const holder: { stack?: string } = {};
+  Error.captureStackTrace(holder, fn);
+  return (err: unknown): never => {
+    if (err instanceof Error && holder.stack) {
+      const frames = holder.stack.split('\n').slice(1).join('\n');
+      err.stack = `${err.name}: ${err.message}\n${frames}`;
+    }
+    throw err;
+  };
+}

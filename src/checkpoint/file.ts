@@ -1,0 +1,118 @@
+/** One checkpoint file: write it through the commit protocol on the writer thread, read and verify it. */
+import { CheckpointError, argumentError, callSite } from '../binding/errors';
+import { DType, NativeTensor, NativeWriteOptions, NativeWriteResult, TypedArray, native } from '../binding/native';
+
+export type { DType, TypedArray } from '../binding/native';
+
+export interface TensorEntry {
+  dtype: DType;
+  shape: number[];
+  data: TypedArray;
+}
+
+export interface WriteOptions {
+  /** Caller's string metadata, stored in the safetensors `__metadata__` map. */
+  metadata?: Record<string, string>;
+  /** Snapshot the buffers into reused, pre-faulted staging memory on the calling thread, so they may be
+   * mutated as soon as the call returns. Without it the buffers are read in place by the writer thread and
+   * must not be mutated or transferred until the promise settles. */
+  copy?: boolean;
+  /** O_DIRECT: 'auto' (default) uses it where the file system allows and reports `direct` in the result. */
+  direct?: 'auto' | 'on' | 'off';
+  /** fallocate the whole file first so ENOSPC comes before any byte is written (default true). */
+  preallocate?: boolean;
+  /** Buffered writes only: start writeback every N bytes and drop the previous chunk from the page cache. */
+  writeBehindBytes?: number;
+}
+
+export type WriteResult = NativeWriteResult;
+
+export interface ReadOptions {
+  /** Verify the header digest and every tensor's XXH3-64 (default true). */
+  verify?: boolean;
+}
+
+export interface ReadResult {
+  tensors: Record<string, TensorEntry>;
+  metadata: Record<string, string>;
+  bytes: number;
+  verified: boolean;
+}
+
+const DTYPES: ReadonlySet<string> = new Set<DType>([
+  'float64', 'float32', 'float16', 'bfloat16', 'float8_e4m3', 'float8_e5m2', 'int64', 'int32', 'int16', 'int8',
+  'uint64', 'uint32', 'uint16', 'uint8', 'bool',
+]);
+
+function toNativeTensors(tensors: Record<string, TensorEntry>): NativeTensor[] {
+  if (typeof tensors !== 'object' || tensors === null || Array.isArray(tensors)) {
+    throw argumentError('tensors must be an object mapping names to {dtype, shape, data}');
+  }
+  const out: NativeTensor[] = [];
+  for (const [name, t] of Object.entries(tensors)) {
+    if (typeof t !== 'object' || t === null) throw argumentError(`tensor "${name}" must be {dtype, shape, data}`);
+    if (!DTYPES.has(t.dtype)) throw argumentError(`tensor "${name}": unknown dtype ${JSON.stringify(t.dtype)}`);
+    if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      throw argumentError(`tensor "${name}": shape must be an array of non-negative integers`);
+    }
+    if (!ArrayBuffer.isView(t.data)) throw argumentError(`tensor "${name}": data must be a TypedArray`);
+    out.push({ name, dtype: t.dtype, shape: t.shape, data: t.data });
+  }
+  return out;
+}
+
+function toNativeOptions(opts: WriteOptions): NativeWriteOptions {
+  const out: NativeWriteOptions = {};
+  if (opts.copy !== undefined) out.copy = opts.copy;
+  if (opts.direct !== undefined) out.direct = opts.direct;
+  if (opts.preallocate !== undefined) out.preallocate = opts.preallocate;
+  if (opts.writeBehindBytes !== undefined) out.writeBehindBytes = opts.writeBehindBytes;
+  return out;
+}
+
+/** Writes `tensors` to `path` as a safetensors file with ckptio checksums. Resolves once the file and its
+ * directory entry are durable (fdatasync, rename, fsync of the directory). */
+export function writeCheckpoint(
+  path: string,
+  tensors: Record<string, TensorEntry>,
+  opts: WriteOptions = {},
+): Promise<WriteResult> {
+  const rethrow = callSite(writeCheckpoint);
+  try {
+    if (typeof path !== 'string' || path.length === 0) throw argumentError('path must be a non-empty string');
+    const metadata = opts.metadata ?? {};
+    if (typeof metadata !== 'object' || metadata === null) throw argumentError('metadata must be an object of strings');
+    return native.write(path, toNativeTensors(tensors), metadata, toNativeOptions(opts)).catch(rethrow);
+  } catch (err) {
+    return Promise.reject(err instanceof CheckpointError ? err : argumentError(String(err))).catch(rethrow);
+  }
+}
+
+/** Reads and validates a checkpoint. Tensors are views over one private, copy-on-write mapping of the file:
+ * writing into them never changes the file, and the mapping lives until every view is garbage-collected. */
+export function readCheckpoint(path: string, opts: ReadOptions = {}): Promise<ReadResult> {
+  const rethrow = callSite(readCheckpoint);
+  if (typeof path !== 'string' || path.length === 0) {
+    return Promise.reject(argumentError('path must be a non-empty string')).catch(rethrow);
+  }
+  return native
+    .read(path, { verify: opts.verify ?? true })
+    .then((r) => {
+      const tensors: Record<string, TensorEntry> = {};
+      for (const t of r.tensors) tensors[t.name] = { dtype: t.dtype, shape: t.shape, data: t.data as TypedArray };
+      return { tensors, metadata: r.metadata, bytes: r.bytes, verified: r.verified };
+    })
+    .catch(rethrow);
+}
+
+/** Writes small raw bytes (pointer files) through the same commit protocol. */
+export function writeFileAtomic(path: string, data: Uint8Array): Promise<WriteResult> {
+  const rethrow = callSite(writeFileAtomic);
+  return native.writeFile(path, data).catch(rethrow);
+}
+
+/** Unlinks files in `dir`, then fsyncs the directory; queued behind every earlier write. */
+export function removeFiles(dir: string, names: string[]): Promise<WriteResult> {
+  const rethrow = callSite(removeFiles);
+  return native.remove(dir, names).catch(rethrow);
+}
