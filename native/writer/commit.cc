@@ -104,7 +104,11 @@ class PendingFile {
   std::string tmp_path() const { return dir_ + "/" + tmp_; }
 
   Status Commit(bool* exchanged) {
+#ifdef CKPTIO_BROKEN_SKIP_DATA_SYNC
+    int r = 0;  // deliberately broken build (tests prove they catch it); never shipped
+#else
     int r = env_->Fdatasync(fd_.get());
+#endif
     // After a failed fdatasync the kernel may have dropped the dirty pages and will not report the error
     // again: the file is abandoned, never synced a second time and taken as good.
     if (r < 0) return Status::Os(-r, "fdatasync", tmp_path());
@@ -118,7 +122,11 @@ class PendingFile {
       r = env_->RenameAt(dir_fd_.get(), tmp_.c_str(), base_.c_str(), 0);
     }
     if (r < 0) return Status::Os(-r, "rename", path_);
+#ifdef CKPTIO_BROKEN_SKIP_DIR_SYNC
+    r = 0;  // deliberately broken build (tests prove they catch it); never shipped
+#else
     r = env_->Fsync(dir_fd_.get());
+#endif
     if (r < 0) {
       Status s = Status::Os(-r, "fsync", dir_);
       if (*exchanged) {

@@ -1,0 +1,92 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { CheckpointError, TensorEntry, writeCheckpoint, readCheckpoint } from '../src';
+import { isRoot, listDir, tempDir } from './helpers';
+
+const ok: Record<string, TensorEntry> = { w: { dtype: 'float32', shape: [2], data: new Float32Array([1, 2]) } };
+
+async function argError(p: Promise<unknown>, message: RegExp): Promise<void> {
+  await assert.rejects(p, (err: unknown) => {
+    assert.ok(err instanceof CheckpointError, String(err));
+    assert.equal(err.code, 'ECKPT_ARGS');
+    assert.match(err.message, message);
+    return true;
+  });
+}
+
+test('wrong argument types are rejected with ECKPT_ARGS, never thrown synchronously', async () => {
+  const dir = tempDir();
+  const f = path.join(dir, 'x');
+  const w = writeCheckpoint as unknown as (...args: unknown[]) => Promise<unknown>;
+  await argError(w(42, ok), /path must be a non-empty string/);
+  await argError(w('', ok), /path must be a non-empty string/);
+  await argError(w(f, null), /tensors must be an object/);
+  await argError(w(f, [1, 2]), /tensors must be an object/);
+  await argError(w(f, { a: 5 }), /tensor "a" must be/);
+  await argError(w(f, { a: { dtype: 'float33', shape: [1], data: new Float32Array(1) } }), /unknown dtype "float33"/);
+  await argError(w(f, { a: { dtype: 'float32', shape: [-1], data: new Float32Array(1) } }), /non-negative integers/);
+  await argError(w(f, { a: { dtype: 'float32', shape: [1.5], data: new Float32Array(1) } }), /non-negative integers/);
+  await argError(w(f, { a: { dtype: 'float32', shape: [1], data: [1] } }), /must be a TypedArray/);
+  await argError(w(f, { a: { dtype: 'float32', shape: [3], data: new Float32Array(2) } }), /data is 8 bytes but shape x dtype needs 12/);
+  await argError(w(f, ok, { metadata: { a: 1 } }), /metadata value for "a" must be a string/);
+  await argError(w(f, ok, { metadata: { 'ckptio.format': '2' } }), /reserved/);
+  await argError(w(f, ok, { direct: 'maybe' }), /direct must be/);
+  await argError(w(f, { __metadata__: ok.w }), /reserved/);
+  await argError(w(f + '\0x', ok), /NUL/);
+  await argError((readCheckpoint as unknown as (p: unknown) => Promise<unknown>)(7), /path must be/);
+  assert.deepEqual(listDir(dir), []);
+});
+
+test('a detached buffer is rejected', async () => {
+  const dir = tempDir();
+  const data = new Float32Array(4);
+  structuredClone(data.buffer, { transfer: [data.buffer] });
+  await argError(writeCheckpoint(path.join(dir, 'x'), { w: { dtype: 'float32', shape: [0], data } }), /detached/);
+});
+
+test('a missing directory is ENOENT with syscall and path', async () => {
+  const dir = tempDir();
+  await assert.rejects(writeCheckpoint(path.join(dir, 'no', 'such', 'x'), ok), (err: unknown) => {
+    assert.ok(err instanceof CheckpointError);
+    assert.equal(err.code, 'ENOENT');
+    assert.equal(err.errno, 2);
+    assert.equal(err.syscall, 'open');
+    assert.equal(err.path, path.join(dir, 'no', 'such'));
+    assert.match(err.stack ?? '', /args\.test/, 'stack points at the caller');
+    return true;
+  });
+});
+
+test('a read-only directory is rejected with the OS code and leaves nothing behind', async (t) => {
+  const dir = tempDir();
+  let expected: string;
+  let cleanup = () => {};
+  if (isRoot()) {
+    // Root ignores permission bits, so use a read-only mount.
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', dir]);
+    } catch {
+      t.skip('cannot mount a read-only tmpfs here');
+      return;
+    }
+    expected = 'EROFS';
+    cleanup = () => execFileSync('umount', [dir]);
+  } else {
+    fs.chmodSync(dir, 0o555);
+    expected = 'EACCES';
+  }
+  try {
+    await assert.rejects(writeCheckpoint(path.join(dir, 'x'), ok), (err: unknown) => {
+      assert.ok(err instanceof CheckpointError);
+      assert.equal(err.code, expected);
+      assert.equal(err.syscall, 'openat');
+      return true;
+    });
+    assert.deepEqual(listDir(dir), []);
+  } finally {
+    cleanup();
+  }
+});

@@ -1,0 +1,117 @@
+import assert from 'node:assert/strict';
+import { constants } from 'node:os';
+import * as path from 'node:path';
+import { afterEach, test } from 'node:test';
+import { CheckpointError, readCheckpoint, writeCheckpoint, TensorEntry } from '../src';
+import { native, FaultOp } from '../src/binding/native';
+import { bytesOf, listDir, pattern, tempDir } from './helpers';
+
+afterEach(() => native.faults.disable());
+
+function checkpoint(tag: string, n: number): Record<string, TensorEntry> {
+  return {
+    weight: { dtype: 'float32', shape: [n], data: pattern(n, tag.length * 7919 + n) },
+    tag: { dtype: 'uint8', shape: [tag.length], data: new Uint8Array(Buffer.from(tag)) },
+  };
+}
+
+async function tagOf(file: string): Promise<string> {
+  const r = await readCheckpoint(file);
+  return Buffer.from(bytesOf(r.tensors.tag!.data)).toString();
+}
+
+const ops: FaultOp[] = ['open', 'openat', 'pwrite', 'fallocate', 'fdatasync', 'close', 'rename', 'fsync'];
+const errnos = ['EIO', 'ENOSPC', 'EDQUOT', 'EACCES'] as const;
+
+for (const direct of ['on', 'off'] as const) {
+  test(`each I/O step failing rejects with its code and leaves the previous checkpoint (direct ${direct})`, async () => {
+    for (const op of ops) {
+      for (const name of errnos) {
+        const dir = tempDir();
+        const file = path.join(dir, 'model.safetensors');
+        await writeCheckpoint(file, checkpoint('old', 5000), { direct });
+        native.faults.configure({ failures: [{ op, nth: 1, errno: constants.errno[name] }] });
+        await assert.rejects(writeCheckpoint(file, checkpoint('new!', 7000), { direct }), (err: unknown) => {
+          assert.ok(err instanceof CheckpointError, String(err));
+          assert.equal(err.code, name, `${op}: ${err.message}`);
+          assert.equal(err.errno, constants.errno[name]);
+          assert.ok(err.syscall && err.path, `${op}: syscall and path present`);
+          return true;
+        });
+        assert.equal(native.faults.stats().injected, 1, `${op} was reached`);
+        native.faults.disable();
+        assert.deepEqual(listDir(dir), ['model.safetensors'], `${op}/${name}: no tmp file left`);
+        assert.equal(await tagOf(file), 'old', `${op}/${name}: previous checkpoint untouched`);
+        await writeCheckpoint(file, checkpoint('next', 3000), { direct });
+        assert.equal(await tagOf(file), 'next', `${op}/${name}: the next write succeeds`);
+      }
+    }
+  });
+}
+
+test('a failed fdatasync is final: the file is never synced again and taken as good', async () => {
+  const dir = tempDir();
+  const file = path.join(dir, 'm');
+  native.faults.configure({ failures: [{ op: 'fdatasync', nth: 1, errno: constants.errno.EIO }] });
+  await assert.rejects(writeCheckpoint(file, checkpoint('x', 100)), { code: 'EIO', syscall: 'fdatasync' });
+  const stats = native.faults.stats();
+  assert.equal(stats.byOp.fdatasync, 1);
+  assert.equal(stats.byOp.rename ?? 0, 0);
+  native.faults.disable();
+  assert.deepEqual(listDir(dir), []);
+});
+
+test('a write the disk refuses partway (ENOSPC on the 3rd pwrite) leaves nothing half-written', async () => {
+  const dir = tempDir();
+  const file = path.join(dir, 'm');
+  await writeCheckpoint(file, checkpoint('old', 100));
+  native.faults.configure({ failures: [{ op: 'pwrite', nth: 3, errno: constants.errno.ENOSPC }] });
+  await assert.rejects(writeCheckpoint(file, checkpoint('new', 5_000_000), { direct: 'on' }), { code: 'ENOSPC', syscall: 'pwrite' });
+  native.faults.disable();
+  assert.deepEqual(listDir(dir), ['m']);
+  assert.equal(await tagOf(file), 'old');
+});
+
+for (const torn of [false, true]) {
+  for (const direct of ['on', 'off'] as const) {
+    test(`crash at every I/O boundary of an overwrite leaves the old or the new checkpoint (torn ${torn}, direct ${direct})`, async () => {
+      const dir = tempDir();
+      const file = path.join(dir, 'model.safetensors');
+      const oldCk = checkpoint('old', 3_000_000); // 12 MB: several 4 MiB blocks
+      const newCk = checkpoint('new', 2_500_000);
+      await writeCheckpoint(file, oldCk, { direct });
+      native.faults.configure({});
+      await writeCheckpoint(file, newCk, { direct });
+      const total = native.faults.stats().total;
+      native.faults.disable();
+      assert.ok(total >= 8, `a write has at least 8 I/O operations (saw ${total})`);
+      const seen = { old: 0, new: 0 };
+      for (let k = 1; k <= total; k++) {
+        await writeCheckpoint(file, oldCk, { direct });
+        native.faults.configure({ crashAfter: k, torn });
+        let resolved = false;
+        try {
+          await writeCheckpoint(file, newCk, { direct });
+          resolved = true;
+        } catch (err) {
+          assert.ok(err instanceof CheckpointError);
+        }
+        assert.equal(native.faults.stats().crashed, true, `crash ${k} happened`);
+        native.faults.disable();
+        const tag = await tagOf(file); // validates and verifies checksums
+        assert.ok(tag === 'old' || tag === 'new', `crash after op ${k}: got ${tag}`);
+        if (resolved) assert.equal(tag, 'new', `crash after op ${k}: an acknowledged write was lost`);
+        seen[tag as 'old' | 'new']++;
+      }
+      assert.ok(seen.old > 0 && seen.new > 0, `both outcomes occur across crash points: ${JSON.stringify(seen)}`);
+    });
+  }
+}
+
+test('slow disk: the fault twin delays a chosen operation', async () => {
+  const dir = tempDir();
+  native.faults.configure({ delayMs: { fdatasync: 150 } });
+  const t0 = process.hrtime.bigint();
+  await writeCheckpoint(path.join(dir, 'm'), checkpoint('x', 10));
+  assert.ok(Number(process.hrtime.bigint() - t0) / 1e6 >= 140);
+});

@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { commandExists, tempDir } from './helpers';
+
+const script = `
+const { writeCheckpoint } = require(${JSON.stringify(path.resolve(__dirname, '..', 'src'))});
+const fs = require('fs');
+(async () => {
+  const data = new Float32Array(3 << 20).fill(1.5);
+  for (const round of [1, 2]) {
+    await writeCheckpoint(process.argv[1], { w: { dtype: 'float32', shape: [data.length], data } });
+    fs.writeSync(1, 'RESOLVED ' + round + '\\n');
+  }
+})();
+`;
+
+interface Call { line: number; name: string; args: string; result: string }
+
+function parse(trace: string): Call[] {
+  const calls: Call[] = [];
+  trace.split('\n').forEach((raw, line) => {
+    const m = /^\d+\s+(\w+)\((.*)\)\s+=\s+(-?\d+|\?)(.*)$/.exec(raw);
+    if (m) calls.push({ line, name: m[1]!, args: m[2]!, result: m[3]! });
+  });
+  return calls;
+}
+
+test('the commit protocol happens in order, before the promise resolves (strace)', { skip: !commandExists('strace') && 'strace not installed (.ci/run installs it)' }, () => {
+  const dir = tempDir();
+  const target = path.join(dir, 'model.safetensors');
+  const out = path.join(dir, 'trace.txt');
+  execFileSync('strace', ['-f', '-qq', '-s', '256', '-o', out, '-e', 'trace=openat,open,pwrite64,fdatasync,fsync,close,rename,renameat,renameat2,unlink,unlinkat,fallocate,write',
+    process.execPath, '-e', script, target], { stdio: 'pipe' });
+  const calls = parse(fs.readFileSync(out, 'utf8'));
+  const resolved = calls.filter((c) => c.name === 'write' && c.args.startsWith('1, "RESOLVED'));
+  assert.equal(resolved.length, 2);
+  let from = 0;
+  for (const [round, mark] of resolved.entries()) {
+    const window = calls.filter((c) => c.line > from && c.line < mark.line);
+    const dirOpen = window.find((c) => (c.name === 'openat' || c.name === 'open') && c.args.includes(`"${dir}"`) && c.args.includes('O_DIRECTORY'));
+    assert.ok(dirOpen, `round ${round}: directory opened`);
+    const dirFd = dirOpen.result;
+    const create = window.find((c) => c.name === 'openat' && /model\.safetensors\.tmp\.\d+\.[0-9a-f]{8}"/.test(c.args) && c.args.includes('O_EXCL') && c.args.includes('O_CREAT') && Number(c.result) >= 0);
+    assert.ok(create, `round ${round}: tmp file created with O_EXCL`);
+    assert.ok(create.args.startsWith(`${dirFd},`), 'tmp created relative to the directory fd');
+    const fd = create.result;
+    const tmpName = /"([^"]*\.tmp\.[^"]*)"/.exec(create.args)![1]!;
+    const writes = window.filter((c) => c.name === 'pwrite64' && c.args.startsWith(`${fd},`) && c.line > create.line);
+    assert.ok(writes.length >= 2, 'positional writes to the tmp fd');
+    const sync = window.find((c) => c.name === 'fdatasync' && c.args === fd && c.line > create.line);
+    assert.ok(sync && sync.result === '0', 'fdatasync(tmp fd)');
+    assert.ok(writes.every((w) => w.line < sync.line), 'all writes before fdatasync');
+    const close = window.find((c) => c.name === 'close' && c.args === fd && c.line > sync.line);
+    assert.ok(close && close.result === '0', 'close after fdatasync');
+    const rename = window.find((c) => /^rename/.test(c.name) && c.result === '0' && c.args.includes(`"${tmpName}"`) && c.args.includes('"model.safetensors"'));
+    assert.ok(rename && rename.line > close.line, 'rename after close');
+    const dirSync = window.find((c) => c.name === 'fsync' && c.args === dirFd && c.line > rename.line);
+    assert.ok(dirSync && dirSync.result === '0', 'fsync(dir fd) after rename');
+    assert.ok(dirSync.line < mark.line, 'directory fsync before the promise resolved');
+    const writesFinal = calls.filter((c) => (c.name === 'openat' || c.name === 'open') && c.args.includes('model.safetensors"') && !c.args.includes('.tmp.') && /O_WRONLY|O_RDWR|O_CREAT|O_TRUNC/.test(c.args));
+    assert.deepEqual(writesFinal, [], 'the final name is never opened for writing');
+    from = mark.line;
+  }
+});
