@@ -1,0 +1,41 @@
+/** Picks and initializes the tfjs backend: wasm by default, cpu on request, and tfjs-node(-gpu) only when
+ * the user has installed it (it cannot be installed from npm alone on machines without outside access). */
+import * as path from 'node:path';
+import type * as tfType from '@tensorflow/tfjs';
+
+export type BackendName = 'wasm' | 'cpu' | 'tensorflow';
+
+export interface LoadedTf {
+  tf: typeof tfType;
+  backend: BackendName;
+}
+
+function tryRequire(name: string): unknown {
+  try {
+    return require(name);
+  } catch {
+    return null;
+  }
+}
+
+export async function loadTf(backend: BackendName = 'wasm'): Promise<LoadedTf> {
+  if (backend === 'tensorflow') {
+    const node = (tryRequire('@tensorflow/tfjs-node-gpu') ?? tryRequire('@tensorflow/tfjs-node')) as typeof tfType | null;
+    if (!node) {
+      throw new Error("backend 'tensorflow' needs @tensorflow/tfjs-node or @tensorflow/tfjs-node-gpu installed (not a dependency of ckptio)");
+    }
+    await node.setBackend('tensorflow');
+    await node.ready();
+    return { tf: node, backend };
+  }
+  const tf = require('@tensorflow/tfjs') as typeof tfType;
+  if (backend === 'wasm') {
+    const wasm = require('@tensorflow/tfjs-backend-wasm') as { setWasmPaths(p: string): void };
+    const dist = path.join(path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist') + path.sep;
+    wasm.setWasmPaths(dist);
+  }
+  const ok = await tf.setBackend(backend);
+  if (!ok) throw new Error(`tfjs backend '${backend}' failed to initialize`);
+  await tf.ready();
+  return { tf, backend };
+}

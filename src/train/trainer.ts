@@ -1,0 +1,170 @@
+/** Trainer: a custom loop over the MLP with the LR schedule applied per step, periodic validation, a
+ * checkpoint every N steps through the Checkpointer (tfjs snapshot, written off-thread), and resume. The
+ * full state needed for a byte-exact continuation is listed in docs/training-state.md. */
+import type * as tfType from '@tensorflow/tfjs';
+import { Checkpointer, DurableInfo } from '../checkpoint/checkpointer';
+import { BackendName, loadTf } from '../tfjs/backend';
+import { snapshot, StagingArena } from '../tfjs/snapshot';
+import { Dataset, splitMnist } from './data';
+import { AdamState, Mlp } from './model';
+import { provenance, Provenance } from './provenance';
+import { permutation, Rng, STREAM } from './rng';
+import { learningRate, ScheduleConfig, ScheduleKind } from './schedule';
+
+export interface TrainConfig {
+  dir: string;
+  steps?: number;
+  epochs: number;
+  batch: number;
+  layers: number[];
+  lr: number;
+  warmup: number;
+  startLr: number;
+  minLr: number;
+  schedule: ScheduleKind;
+  seed: number;
+  saveEvery: number;
+  keepLast: number;
+  resume: 'auto' | 'never' | string;
+  backend: BackendName;
+  evalEvery: number;
+  trainLimit?: number;
+}
+
+export interface TrainState {
+  step: number; // steps completed
+  epoch: number;
+  posInEpoch: number;
+  adam: AdamState;
+  schedule: ScheduleConfig;
+  bestValAcc: number | null;
+  lastValAcc: number | null;
+  lastLoss: number | null;
+  seed: number;
+  config: Omit<TrainConfig, 'resume' | 'dir'>;
+  dataset: { name: 'mnist'; train: number; val: number; fingerprint: string };
+  provenance: Provenance;
+}
+
+export type TrainEvent =
+  | { event: 'start'; totalSteps: number; stepsPerEpoch: number; backend: string; resumedFrom: number | null; path: string | null }
+  | { event: 'step'; step: number; epoch: number; loss: number; lr: number }
+  | { event: 'eval'; step: number; valAcc: number }
+  | { event: 'save'; step: number; stallMs: number; waitedMs: number; skipped: boolean }
+  | { event: 'durable'; step: number; path: string; bytes: number; msToDurable: number }
+  | { event: 'warning'; message: string }
+  | { event: 'stopped'; step: number; signal: string }
+  | { event: 'done'; step: number; valAcc: number | null; path: string | null };
+
+export async function train(config: TrainConfig, emit: (e: TrainEvent) => void): Promise<TrainState> {
+  const { tf, backend } = await loadTf(config.backend);
+  const data = splitMnist(config.seed, 1000, config.trainLimit);
+  const stepsPerEpoch = Math.floor(data.train.n / config.batch);
+  if (stepsPerEpoch < 1) throw new Error(`batch ${config.batch} is larger than the training set (${data.train.n})`);
+  const totalSteps = config.steps ?? config.epochs * stepsPerEpoch;
+  const schedule: ScheduleConfig = {
+    kind: config.schedule, baseLr: config.lr, warmupSteps: config.warmup, startLr: config.startLr,
+    totalSteps, minLr: config.minLr, stepSize: Math.max(1, Math.floor(totalSteps / 3)), gamma: 0.1,
+  };
+  const model = new Mlp(tf, [784, ...config.layers, 10], config.seed);
+  const ckpt = new Checkpointer({ dir: config.dir, keepLast: config.keepLast, maxInflight: 1, onFull: 'wait', best: 'max',
+    onWarning: (message) => emit({ event: 'warning', message }) });
+  const { resume, dir: _dir, ...runConfig } = config;
+  void _dir;
+  const state: TrainState = {
+    step: 0, epoch: 0, posInEpoch: 0, adam: model.adam, schedule, bestValAcc: null, lastValAcc: null, lastLoss: null,
+    seed: config.seed, config: runConfig,
+    dataset: { name: 'mnist', train: data.train.n, val: data.val.n, fingerprint: data.fingerprint },
+    provenance: provenance(backend),
+  };
+
+  let resumedFrom: number | null = null;
+  let resumedPath: string | null = null;
+  if (resume !== 'never') {
+    const loaded = resume === 'auto' ? await ckpt.loadLatest() : await ckpt.load(resume);
+    if (loaded) {
+      const saved = loaded.state as TrainState;
+      if (saved.dataset?.fingerprint !== data.fingerprint) throw new Error(`checkpoint ${loaded.path} was trained on different data (seed or split differ)`);
+      if (JSON.stringify(saved.config.layers) !== JSON.stringify(config.layers)) throw new Error(`checkpoint ${loaded.path} has layers ${saved.config.layers}, not ${config.layers}`);
+      model.restore(loaded.tensors, saved.adam);
+      Object.assign(state, { step: saved.step, epoch: saved.epoch, posInEpoch: saved.posInEpoch, bestValAcc: saved.bestValAcc, lastValAcc: saved.lastValAcc, lastLoss: saved.lastLoss });
+      resumedFrom = saved.step;
+      resumedPath = loaded.path;
+    }
+  }
+  emit({ event: 'start', totalSteps, stepsPerEpoch, backend, resumedFrom, path: resumedPath });
+
+  let stopSignal: string | null = null;
+  const onSignal = (sig: string) => () => { stopSignal = sig; };
+  const handlers = { SIGINT: onSignal('SIGINT'), SIGTERM: onSignal('SIGTERM') };
+  process.on('SIGINT', handlers.SIGINT);
+  process.on('SIGTERM', handlers.SIGTERM);
+
+  const val = tf.tensor2d(data.val.xs, [data.val.n, 784]);
+  const arena = new StagingArena();
+  let order: Uint32Array | null = null;
+  let orderEpoch = -1;
+  let lastSaved = state.step;
+  let lastDurable: DurableInfo | null = null;
+
+  const save = async (): Promise<void> => {
+    state.adam = model.adam;
+    const source = snapshot(tf, model.stateTensors(), { arena });
+    const handle = await ckpt.save(state.step, { tensors: source, state, metric: state.lastValAcc ?? undefined });
+    emit({ event: 'save', step: state.step, stallMs: handle.stallMs, waitedMs: handle.waitedMs, skipped: handle.skipped });
+    handle.durable.then((d) => {
+      if (!d) return;
+      lastDurable = d;
+      emit({ event: 'durable', step: d.step, path: d.path, bytes: d.bytes, msToDurable: d.msToDurable });
+    }, () => {});
+    lastSaved = state.step;
+  };
+
+  try {
+    while (state.step < totalSteps && !stopSignal) {
+      const epoch = Math.floor(state.step / stepsPerEpoch);
+      const pos = state.step % stepsPerEpoch;
+      if (epoch !== orderEpoch) {
+        order = permutation(data.train.n, new Rng(config.seed, STREAM.shuffle, epoch));
+        orderEpoch = epoch;
+      }
+      const lr = learningRate(schedule, state.step);
+      const loss = tf.tidy(() => {
+        const [x, y] = batchTensors(tf, data.train, order!.subarray(pos * config.batch, (pos + 1) * config.batch));
+        return model.trainStep(x, y, lr);
+      });
+      state.step++;
+      state.epoch = Math.floor(state.step / stepsPerEpoch);
+      state.posInEpoch = state.step % stepsPerEpoch;
+      state.lastLoss = loss;
+      emit({ event: 'step', step: state.step, epoch: state.epoch, loss, lr });
+      if (state.step % config.evalEvery === 0 || state.step === totalSteps) {
+        state.lastValAcc = model.accuracy(val, data.val.labels);
+        state.bestValAcc = Math.max(state.bestValAcc ?? 0, state.lastValAcc);
+        emit({ event: 'eval', step: state.step, valAcc: state.lastValAcc });
+      }
+      if (state.step % config.saveEvery === 0 || state.step === totalSteps) await save();
+      // Let completions and snapshot slices run between steps.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    if (stopSignal && state.step !== lastSaved) await save();
+    await ckpt.close();
+  } finally {
+    process.off('SIGINT', handlers.SIGINT);
+    process.off('SIGTERM', handlers.SIGTERM);
+    val.dispose();
+  }
+  if (stopSignal) emit({ event: 'stopped', step: state.step, signal: stopSignal });
+  else emit({ event: 'done', step: state.step, valAcc: state.lastValAcc, path: (lastDurable as DurableInfo | null)?.path ?? null });
+  return state;
+}
+
+function batchTensors(tf: typeof tfType, set: Dataset, idx: Uint32Array): [tfType.Tensor2D, tfType.Tensor2D] {
+  const x = new Float32Array(idx.length * 784);
+  const y = new Float32Array(idx.length * 10);
+  idx.forEach((j, k) => {
+    x.set(set.xs.subarray(j * 784, (j + 1) * 784), k * 784);
+    y[k * 10 + set.labels[j]!] = 1;
+  });
+  return [tf.tensor2d(x, [idx.length, 784]), tf.tensor2d(y, [idx.length, 10])];
+}
