@@ -61,10 +61,13 @@ export async function train(config: TrainConfig, emit: (e: TrainEvent) => void):
   const data = splitMnist(config.seed, 1000, config.trainLimit);
   const stepsPerEpoch = Math.floor(data.train.n / config.batch);
   if (stepsPerEpoch < 1) throw new Error(`batch ${config.batch} is larger than the training set (${data.train.n})`);
-  const totalSteps = config.steps ?? config.epochs * stepsPerEpoch;
+  // The schedule spans the planned run (--epochs); --steps only says where this invocation stops, so a run
+  // stopped early and resumed follows exactly the same learning rates as one that never stopped.
+  const plannedSteps = config.epochs * stepsPerEpoch;
+  const totalSteps = config.steps ?? plannedSteps;
   const schedule: ScheduleConfig = {
     kind: config.schedule, baseLr: config.lr, warmupSteps: config.warmup, startLr: config.startLr,
-    totalSteps, minLr: config.minLr, stepSize: Math.max(1, Math.floor(totalSteps / 3)), gamma: 0.1,
+    totalSteps: plannedSteps, minLr: config.minLr, stepSize: Math.max(1, Math.floor(plannedSteps / 3)), gamma: 0.1,
   };
   const model = new Mlp(tf, [784, ...config.layers, 10], config.seed);
   const ckpt = new Checkpointer({ dir: config.dir, keepLast: config.keepLast, maxInflight: 1, onFull: 'wait', best: 'max',

@@ -1,0 +1,50 @@
+/** Runs the ckptio CLI's trainer as a child process, for resume and kill -9 tests. */
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import * as path from 'node:path';
+
+export const CLI = path.resolve(__dirname, '..', '..', '..', 'bin', 'ckptio.js');
+
+export const SMALL = ['--epochs', '8', '--layers', '32', '--batch', '32', '--train-limit', '640', '--warmup', '10', '--eval-every', '10', '--log', 'json'];
+
+export interface TrainEventLine { event: string; step?: number; path?: string; resumedFrom?: number | null }
+
+export function runTrainer(args: string[]): TrainEventLine[] {
+  const r = spawnSync(process.execPath, [CLI, 'train', ...args], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`trainer exited ${r.status}: ${r.stderr}`);
+  return r.stdout.trim().split('\n').map((l) => JSON.parse(l) as TrainEventLine);
+}
+
+export interface Killed { events: TrainEventLine[]; killed: boolean }
+
+/** Starts the trainer and SIGKILLs it `delayMs` after its first line (or lets it finish). */
+export function runAndKill(args: string[], delayMs: number | null): Promise<Killed> {
+  return new Promise((resolve, reject) => {
+    const child: ChildProcess = spawn(process.execPath, [CLI, 'train', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    let timer: NodeJS.Timeout | null = null;
+    let killed = false;
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (delayMs !== null && !timer) {
+        timer = setTimeout(() => {
+          killed = child.kill('SIGKILL');
+        }, delayMs);
+      }
+    });
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      if (timer) clearTimeout(timer);
+      if (code !== 0 && signal !== 'SIGKILL') return reject(new Error(`trainer exited ${code}: ${err}`));
+      const events = out.split('\n').filter((l) => l.trim().startsWith('{')).map((l) => {
+        try {
+          return JSON.parse(l) as TrainEventLine;
+        } catch {
+          return null; // a line cut by the kill
+        }
+      }).filter((e): e is TrainEventLine => e !== null);
+      resolve({ events, killed: killed && signal === 'SIGKILL' });
+    });
+  });
+}
