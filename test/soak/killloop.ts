@@ -26,7 +26,7 @@ export async function killLoop(opts: { dir: string; kills: number; steps: number
   const result: KillLoopResult = { kills: 0, restarts: 0, lostAcknowledged: 0, invalidLoaded: 0, finalEqual: false, maxAcked: -1 };
   while (true) {
     const killNow = result.kills < opts.kills;
-    const { events, killed } = await runAndKill([...args, '--dir', runDir], killNow ? Math.floor(rand() * 600) : null);
+    const { events, killed } = await runAndKill([...args, '--dir', runDir], killNow ? Math.floor(rand() * 300) : null);
     const start = events.find((e) => e.event === 'start');
     if (start) {
       result.restarts++;

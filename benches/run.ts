@@ -1,0 +1,147 @@
+/** npm run bench [-- --quick] [--out DIR]: side-by-side, interleaved measurements (A B A B ...) reported as
+ * medians with min..max and as ratios within one run. Writes RESULTS.md and results.json. */
+import { execSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Bench } from 'tinybench';
+import { readCheckpoint, writeCheckpoint, TensorEntry } from '../src';
+import { native } from '../src/binding/native';
+
+const quick = process.argv.includes('--quick');
+const outArg = process.argv.indexOf('--out');
+const outDir = outArg > 0 ? path.resolve(process.argv[outArg + 1]!) : __dirname.replace(`${path.sep}dist${path.sep}`, path.sep);
+const workDir = fs.mkdtempSync(path.join(process.env.CKPTIO_BENCH_DIR ?? path.join(os.homedir(), '.ckptio-bench'), 'run-'));
+const MiB = 1 << 20;
+const sizes = quick ? [16] : [16, 128, 512, 1024];
+const reps = quick ? 3 : 5;
+
+interface Stat { median: number; min: number; max: number; n: number }
+const stat = (xs: number[]): Stat => {
+  const s = [...xs].sort((a, b) => a - b);
+  return { median: s[Math.floor(s.length / 2)]!, min: s[0]!, max: s[s.length - 1]!, n: s.length };
+};
+
+/** Realistic fp32 state: transformer-like layers (square and 4x MLP matrices) until `bytes` is reached. */
+function state(bytes: number): Record<string, TensorEntry> {
+  const out: Record<string, TensorEntry> = {};
+  const d = bytes >= 512 * MiB ? 2048 : bytes >= 128 * MiB ? 1024 : 512;
+  let left = bytes / 4;
+  for (let l = 0; left > 0; l++) {
+    for (const [name, rows, cols] of [[`l${l}.attn`, d, d], [`l${l}.mlp_in`, d, 4 * d], [`l${l}.mlp_out`, 4 * d, d]] as const) {
+      const n = Math.min(rows * cols, left);
+      if (n <= 0) break;
+      const data = new Float32Array(n);
+      for (let i = 0; i < n; i += 1021) data[i] = i * 1e-3;
+      out[name] = { dtype: 'float32', shape: [n], data };
+      left -= n;
+    }
+  }
+  return out;
+}
+
+function concat(tensors: Record<string, TensorEntry>): Buffer {
+  return Buffer.concat(Object.values(tensors).map((t) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength)));
+}
+
+/** Times a save: the synchronous part of the call plus every main-thread callback it causes is what the
+ * caller's thread spends; for ckptio that is the call itself and the completion callback. */
+async function measure(run: () => Promise<unknown> | unknown): Promise<{ syncMs: number; totalMs: number }> {
+  const t0 = performance.now();
+  const p = run();
+  const syncMs = performance.now() - t0;
+  await p;
+  return { syncMs, totalMs: performance.now() - t0 };
+}
+
+const results: Record<string, unknown> = {};
+const rows: string[] = [];
+
+async function stallAndThroughput(): Promise<void> {
+  rows.push('## Main-thread stall per save and durable throughput', '',
+    '| state | writer | main-thread ms (median, min..max) | durable GiB/s (median) | vs raw O_DIRECT | ckptio vs this |',
+    '|---|---|---|---|---|---|');
+  for (const mib of sizes) {
+    const tensors = state(mib * MiB);
+    const bytes = mib * MiB;
+    const file = path.join(workDir, 'ckpt.safetensors');
+    const flat = concat(tensors);
+    const writers: Record<string, () => Promise<unknown> | unknown> = {
+      'ckptio writeCheckpoint (caller-owned buffers)': () => writeCheckpoint(file, tensors),
+      'raw O_DIRECT 4 MiB blocks + fsync (disk limit)': () => native.rawWrite(path.join(workDir, 'raw'), bytes, true),
+      'raw buffered + fsync': () => native.rawWrite(path.join(workDir, 'rawb'), bytes, false),
+      'fs.promises writeFile + fdatasync + rename': async () => {
+        const tmp = file + '.fsp';
+        const fh = await fs.promises.open(tmp, 'w');
+        await fh.writeFile(concat(tensors));
+        await fh.datasync();
+        await fh.close();
+        await fs.promises.rename(tmp, file + '.fsp.final');
+      },
+      'writeFileSync of the concatenated buffer (tfjs model.save style, no fsync)': () => fs.writeFileSync(file + '.sync', flat),
+    };
+    const stall: Record<string, number[]> = {};
+    const total: Record<string, number[]> = {};
+    for (let r = 0; r < reps; r++) {
+      for (const [name, run] of Object.entries(writers)) { // interleaved: A B C D E A B C D E ...
+        const m = await measure(run);
+        (stall[name] ??= []).push(name.startsWith('fs.promises') ? m.syncMs : name.startsWith('writeFileSync') ? m.totalMs : m.syncMs);
+        (total[name] ??= []).push(m.totalMs);
+      }
+    }
+    const gibs = (name: string) => bytes / 2 ** 30 / (stat(total[name]!).median / 1000);
+    const raw = gibs('raw O_DIRECT 4 MiB blocks + fsync (disk limit)');
+    const ck = gibs('ckptio writeCheckpoint (caller-owned buffers)');
+    for (const name of Object.keys(writers)) {
+      const s = stat(stall[name]!);
+      const g = gibs(name);
+      rows.push(`| ${mib} MiB | ${name} | ${s.median.toFixed(2)} (${s.min.toFixed(2)}..${s.max.toFixed(2)}) | ${name.startsWith('writeFileSync') ? 'n/a (not durable)' : g.toFixed(2)} | ${(g / raw).toFixed(2)}x | ${(ck / g).toFixed(2)}x |`);
+      results[`${mib}MiB:${name}`] = { stallMs: s, durableMs: stat(total[name]!), gibPerS: g };
+    }
+  }
+  rows.push('', 'Main-thread ms for ckptio and the raw writers is the synchronous part of the call (the work runs on the writer thread); for fs.promises it is the synchronous part too (its work runs on the libuv pool plus the concatenation copy); for writeFileSync it is the whole write.', '');
+}
+
+async function load(): Promise<void> {
+  rows.push('## Load: read + validate + checksum from page cache vs fs.readFile', '', '| state | ckptio readCheckpoint (verify) GB/s | fs.readFile GB/s | ratio |', '|---|---|---|---|');
+  for (const mib of sizes) {
+    const file = path.join(workDir, `load-${mib}.safetensors`);
+    await writeCheckpoint(file, state(mib * MiB));
+    const bench = new Bench({ iterations: reps, time: 0, warmupIterations: 1 });
+    bench.add('ckptio', async () => { await readCheckpoint(file); });
+    bench.add('fs.readFile', async () => { await fs.promises.readFile(file); });
+    await bench.run();
+    const bytes = fs.statSync(file).size;
+    const rate = (name: string) => {
+      const task = bench.tasks.find((t) => t.name === name)!;
+      const r = task.result as unknown as { latency?: { p50?: number }; p50?: number; mean?: number };
+      const ms = r.latency?.p50 ?? r.p50 ?? r.mean ?? NaN;
+      return bytes / 1e9 / (ms / 1000);
+    };
+    const a = rate('ckptio'), b = rate('fs.readFile');
+    rows.push(`| ${mib} MiB | ${a.toFixed(2)} | ${b.toFixed(2)} | ${(a / b).toFixed(2)}x |`);
+    results[`${mib}MiB:load`] = { ckptioGBps: a, readFileGBps: b };
+    fs.rmSync(file);
+  }
+  rows.push('');
+}
+
+function machine(): string {
+  const fsType = (() => { try { return execSync(`df -T ${workDir} | tail -1 | awk '{print $2}'`).toString().trim(); } catch { return 'unknown'; } })();
+  return `${os.cpus()[0]?.model ?? 'cpu'}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ${fsType} at ${path.dirname(workDir)}, kernel ${os.release()}, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}`;
+}
+
+async function main(): Promise<void> {
+  await stallAndThroughput();
+  await load();
+  const header = [`# ckptio benchmark results${quick ? ' (quick mode)' : ''}`, '', `Machine: ${machine()}`, '',
+    `Each figure is a median of ${reps} interleaved repetitions in one run; ratios compare figures from the same run.`, ''];
+  const notMeasured = ['## Not measured yet', '', 'Step-time overhead of the trainer and of a synthetic loop, peak RSS during saves, lz4 compression and checksum on/off are specified in issue 4 but not implemented in this suite yet.', ''];
+  fs.mkdirSync(outDir, { recursive: true });
+  fs.writeFileSync(path.join(outDir, 'RESULTS.md'), [...header, ...rows, ...notMeasured].join('\n'));
+  fs.writeFileSync(path.join(outDir, 'results.json'), JSON.stringify({ machine: machine(), quick, reps, sizesMiB: sizes, results }, null, 2));
+  fs.rmSync(workDir, { recursive: true, force: true });
+  console.log(`wrote ${path.join(outDir, 'RESULTS.md')}`);
+}
+
+void main();
