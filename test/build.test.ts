@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
+import { withoutTestContext } from './helpers';
 
 const root = path.resolve(__dirname, '..', '..');
 
@@ -17,7 +18,7 @@ test('binding.gyp and native/CMakeLists.txt build the same sources', () => {
 test('the node-gyp build, when present, passes a round trip', { skip: !fs.existsSync(path.join(root, 'build', 'Release', 'ckptio.node')) && 'no node-gyp build (CI builds one)' }, async () => {
   const { spawnSync } = await import('node:child_process');
   const r = spawnSync(process.execPath, ['--test', path.join(__dirname, 'roundtrip.test.js')], {
-    env: { ...process.env, CKPTIO_ADDON: path.join(root, 'build', 'Release', 'ckptio.node'), CKPTIO_SKIP_BIG: '1' },
+    env: { ...withoutTestContext(), CKPTIO_ADDON: path.join(root, 'build', 'Release', 'ckptio.node'), CKPTIO_SKIP_BIG: '1' },
     encoding: 'utf8',
   });
   assert.equal(r.status, 0, r.stdout + r.stderr);

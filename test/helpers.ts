@@ -48,3 +48,11 @@ export function pattern(n: number, seed: number): Float32Array {
   }
   return out;
 }
+
+/** The environment for a nested `node --test`: without NODE_TEST_CONTEXT, which the runner sets for its
+ * children and which makes a nested run report to the parent and exit 0 whatever happened. */
+export function withoutTestContext(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.NODE_TEST_CONTEXT;
+  return env;
+}
