@@ -89,9 +89,9 @@ using CompletionTsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, Completion,
 void FinishOnJsThread(Napi::Env env, Napi::Function, std::nullptr_t*, Completion* done) {
   if (done->pool) done->pool->Release(done->copy);
   if (env == nullptr) {
-    // The environment is going away: nothing to resolve, and references must not be touched.
+    // The environment is going away: there is no promise to settle and no reference may be touched, so the
+    // completion is deliberately leaked (the process or worker is exiting).
     done->keep_alive.SuppressDestruct();
-    done->deferred.Promise();
     return;
   }
   Napi::HandleScope scope(env);

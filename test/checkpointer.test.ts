@@ -109,3 +109,17 @@ test('best pointer protects the best checkpoint from pruning', async () => {
   assert.deepEqual(listDir(dir), ['best', 'ckpt-0000000002.safetensors', 'ckpt-0000000004.safetensors', 'latest']);
   assert.equal(JSON.parse(fs.readFileSync(path.join(dir, 'best'), 'utf8')).step, 2);
 });
+
+test('a directory that cannot be created is a CheckpointError with code, syscall and path', async () => {
+  const dir = tempDir();
+  fs.writeFileSync(path.join(dir, 'file'), 'x');
+  const ckpt = new Checkpointer({ dir: path.join(dir, 'file', 'sub') });
+  await assert.rejects(ckpt.save(1, { tensors: tensors(1) }), (e: unknown) => {
+    assert.ok(e instanceof CheckpointError, String(e));
+    assert.equal(e.code, 'ENOTDIR');
+    assert.equal(e.errno, 20);
+    assert.equal(e.syscall, 'mkdir');
+    assert.ok(e.path);
+    return true;
+  });
+});

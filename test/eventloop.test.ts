@@ -10,12 +10,10 @@ test('timers keep firing while a 512 MiB checkpoint is written', async () => {
   for (let i = 0; i < data.length; i += 1024) data[i] = i;
   let ticks = 0;
   const timer = setInterval(() => ticks++, 1);
-  let ticksAtReturn = -1;
   const p = writeCheckpoint(path.join(dir, 'big'), { w: { dtype: 'float32', shape: [data.length], data } });
-  ticksAtReturn = ticks;
   const res = await p;
   clearInterval(timer);
-  assert.equal(ticksAtReturn, 0, 'the call returned before any timer could run (it did not write inline)');
   assert.ok(res.bytes > 512 * 2 ** 20);
+  // A write done on the JS thread would let no timer run before it resolves.
   assert.ok(ticks >= 10, `timers fired during the write (${ticks} ticks)`);
 });

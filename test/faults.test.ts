@@ -115,3 +115,20 @@ test('slow disk: the fault twin delays a chosen operation', async () => {
   await writeCheckpoint(path.join(dir, 'm'), checkpoint('x', 10));
   assert.ok(Number(process.hrtime.bigint() - t0) / 1e6 >= 140);
 });
+
+test('a full writer queue rejects with ECKPT_BUSY instead of blocking the JS thread, and leaves no file', async () => {
+  const dir = tempDir();
+  native.faults.configure({ delayMs: { fdatasync: 20 } });
+  const results = await Promise.allSettled(Array.from({ length: 70 }, (_, i) => writeCheckpoint(path.join(dir, `f${i}`), checkpoint('q', 10))));
+  native.faults.disable();
+  const busy = results.flatMap((r, i) => (r.status === 'rejected' ? [i] : []));
+  assert.ok(busy.length >= 5, `at least 5 of 70 rejected (queue of 64 + 1 running): ${busy.length}`);
+  for (const i of busy) {
+    const reason = (results[i] as PromiseRejectedResult).reason as CheckpointError;
+    assert.equal(reason.code, 'ECKPT_BUSY');
+    assert.match(reason.message, /writer queue is full/);
+  }
+  const written = listDir(dir);
+  assert.equal(written.length, 70 - busy.length);
+  for (const i of busy) assert.ok(!written.includes(`f${i}`));
+});

@@ -37,6 +37,20 @@ export function argumentError(message: string, path?: string): CheckpointError {
   return new CheckpointError(message, path === undefined ? { code: 'ECKPT_ARGS' } : { code: 'ECKPT_ARGS', path });
 }
 
+/** A Node fs error (or anything else) as a CheckpointError, keeping code, errno (positive, as from the addon),
+ * syscall and path. */
+export function toCheckpointError(err: unknown): CheckpointError {
+  if (err instanceof CheckpointError) return err;
+  const e = err as NodeJS.ErrnoException;
+  const info: CheckpointErrorInfo = { code: typeof e?.code === 'string' ? e.code : 'ECKPT_INTERNAL' };
+  if (typeof e?.errno === 'number') info.errno = Math.abs(e.errno);
+  if (typeof e?.syscall === 'string') info.syscall = e.syscall;
+  if (typeof e?.path === 'string') info.path = e.path;
+  const out = new CheckpointError(e?.message ?? String(err), info);
+  if (e?.stack) out.stack = e.stack;
+  return out;
+}
+
 /** Captures the caller's stack now, so that an error from the writer thread later points at user code
  * (the way sharp does it), not at the promise plumbing. */
 export function callSite(fn: Function): (err: unknown) => never {

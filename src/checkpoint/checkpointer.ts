@@ -8,7 +8,7 @@
  * checkpoints beyond `keepLast` are removed, on the writer thread, behind everything queued before. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { CheckpointError, argumentError } from '../binding/errors';
+import { CheckpointError, argumentError, toCheckpointError } from '../binding/errors';
 import { readCheckpoint, removeFiles, TensorEntry, writeCheckpoint, writeFileAtomic } from './file';
 import { checkpointName, listCheckpoints, Pointer, POINTER_BEST, POINTER_LATEST, readPointer, removeStaleTemps } from './directory';
 
@@ -129,11 +129,15 @@ export class Checkpointer {
   }
 
   private async open(): Promise<void> {
-    await fs.promises.mkdir(this.dir, { recursive: true });
-    const stale = await removeStaleTemps(this.dir);
-    if (stale.length) this.warn(`removed ${stale.length} stale temporary file(s) from an interrupted save: ${stale.join(', ')}`);
-    this.committed = (await listCheckpoints(this.dir)).map((c) => c.step).sort((a, b) => a - b);
-    this.best = await readPointer(this.dir, POINTER_BEST);
+    try {
+      await fs.promises.mkdir(this.dir, { recursive: true });
+      const stale = await removeStaleTemps(this.dir);
+      if (stale.length) this.warn(`removed ${stale.length} stale temporary file(s) from an interrupted save: ${stale.join(', ')}`);
+      this.committed = (await listCheckpoints(this.dir)).map((c) => c.step).sort((a, b) => a - b);
+      this.best = await readPointer(this.dir, POINTER_BEST);
+    } catch (err) {
+      throw toCheckpointError(err);
+    }
   }
 
   get stats(): CheckpointerStats {
@@ -232,7 +236,7 @@ export class Checkpointer {
     const doomed = this.committed.filter((s) => !keep.has(s));
     if (doomed.length === 0) return [];
     const names = doomed.map(checkpointName);
-    const existing = new Set(await fs.promises.readdir(this.dir));
+    const existing = new Set(await fs.promises.readdir(this.dir).catch((err: unknown) => { throw toCheckpointError(err); }));
     const present = names.filter((n) => existing.has(n));
     if (present.length) await removeFiles(this.dir, present);
     this.committed = this.committed.filter((s) => keep.has(s));
@@ -258,7 +262,8 @@ export class Checkpointer {
    * through onWarning with the reason, and skipped. */
   async loadLatest(): Promise<LoadedCheckpoint | null> {
     await this.ready;
-    for (const { step, file } of await listCheckpoints(this.dir)) {
+    const files = await listCheckpoints(this.dir).catch((err: unknown) => { throw toCheckpointError(err); });
+    for (const { step, file } of files) {
       const loaded = await this.tryLoad(path.join(this.dir, file), step);
       if (loaded) return loaded;
     }

@@ -119,7 +119,11 @@ export async function train(config: TrainConfig, emit: (e: TrainEvent) => void):
       if (!d) return;
       lastDurable = d;
       emit({ event: 'durable', step: d.step, path: d.path, bytes: d.bytes, msToDurable: d.msToDurable });
-    }, () => {});
+    }, (err: unknown) => {
+      // Reported now; ckpt.close() rethrows it at the end so the run exits non-zero.
+      const e = err as { code?: string; message?: string };
+      emit({ event: 'warning', message: `save of step ${handle.step} failed: ${e.code ?? ''} ${e.message ?? String(err)}`.trim() });
+    });
     lastSaved = state.step;
   };
 
