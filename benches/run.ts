@@ -101,7 +101,8 @@ async function stallAndThroughput(): Promise<void> {
     for (const name of Object.keys(writers)) {
       const s = stat(stall[name]!);
       const g = gibs(name);
-      rows.push(`| ${mib} MiB | ${name} | ${s.median.toFixed(2)} (${s.min.toFixed(2)}..${s.max.toFixed(2)}) | ${name.startsWith('writeFileSync') ? 'n/a (not durable)' : g.toFixed(2)} | ${(g / raw).toFixed(2)}x | ${(ck / g).toFixed(2)}x |`);
+      const durable = !name.startsWith('writeFileSync');
+      rows.push(`| ${mib} MiB | ${name} | ${s.median.toFixed(2)} (${s.min.toFixed(2)}..${s.max.toFixed(2)}) | ${durable ? g.toFixed(2) : 'n/a (not durable)'} | ${durable ? (g / raw).toFixed(2) + 'x' : 'n/a'} | ${durable ? (ck / g).toFixed(2) + 'x' : 'n/a'} |`);
       results[`${mib}MiB:${name}`] = { stallMs: s, durableMs: stat(total[name]!), gibPerS: g };
     }
   }
@@ -137,9 +138,27 @@ function machine(): string {
   return `${os.cpus()[0]?.model ?? 'cpu'}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ${fsType} at ${path.dirname(workDir)}, kernel ${os.release()}, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}`;
 }
 
+function targets(): string[] {
+  const get = (k: string) => results[k] as { stallMs: Stat; gibPerS: number } | undefined;
+  const out = ['## Targets (issue 4)', '', '| target | size | figure | met? |', '|---|---|---|---|'];
+  for (const mib of sizes) {
+    const ck = get(`${mib}MiB:ckptio writeCheckpoint (caller-owned buffers)`)!;
+    const raw = get(`${mib}MiB:raw O_DIRECT 4 MiB blocks + fsync (disk limit)`)!;
+    const fsp = get(`${mib}MiB:fs.promises writeFile + fdatasync + rename`)!;
+    const load = results[`${mib}MiB:load`] as { ckptioGBps: number };
+    out.push(`| main-thread ms per save ≤ 2 (raw-buffer path), worst repetition | ${mib} MiB | ${ck.stallMs.max.toFixed(2)} ms | ${ck.stallMs.max <= 2 ? 'met' : 'NOT met'} |`);
+    out.push(`| durable throughput ≥ 0.9x raw O_DIRECT | ${mib} MiB | ${(ck.gibPerS / raw.gibPerS).toFixed(2)}x | ${ck.gibPerS / raw.gibPerS >= 0.9 ? 'met' : 'NOT met'} |`);
+    out.push(`| durable throughput ≥ 1.5x fs.promises writer | ${mib} MiB | ${(ck.gibPerS / fsp.gibPerS).toFixed(2)}x | ${ck.gibPerS / fsp.gibPerS >= 1.5 ? 'met' : 'NOT met'} |`);
+    out.push(`| load + verify ≥ 2 GB/s from page cache | ${mib} MiB | ${load.ckptioGBps.toFixed(2)} GB/s | ${load.ckptioGBps >= 2 ? 'met' : 'NOT met'} |`);
+  }
+  out.push('', 'The tfjs-path stall, step-time overhead and peak-RSS targets have no measurement yet (see below).', '');
+  return out;
+}
+
 async function main(): Promise<void> {
   await stallAndThroughput();
   await load();
+  rows.push(...targets());
   const header = [`# ckptio benchmark results${quick ? ' (quick mode)' : ''}`, '', `Machine: ${machine()}`, '',
     `Each figure is a median of ${reps} interleaved repetitions in one run; ratios compare figures from the same run.`, ''];
   const notMeasured = ['## Not measured yet', '', 'Step-time overhead of the trainer and of a synthetic loop, peak RSS during saves, lz4 compression and checksum on/off are specified in issue 4 but not implemented in this suite yet.', ''];
