@@ -92,6 +92,24 @@ function sizeOf(tensors: Record<string, TensorEntry> | TensorSource): number {
   return n;
 }
 
+/** A directory entry is durable only once its parent is fsynced; without this a power cut right after the
+ * first save could take the new checkpoint directory, and every acknowledged checkpoint in it, away. */
+async function syncNewDirectories(firstCreated: string, leaf: string): Promise<void> {
+  const created: string[] = [];
+  for (let d = leaf; ; d = path.dirname(d)) {
+    created.push(d);
+    if (d === firstCreated || path.dirname(d) === d) break;
+  }
+  for (const d of created) {
+    const parent = await fs.promises.open(path.dirname(d), 'r');
+    try {
+      await parent.sync();
+    } finally {
+      await parent.close();
+    }
+  }
+}
+
 export class Checkpointer {
   readonly dir: string;
   private readonly keepLast: number;
@@ -130,7 +148,8 @@ export class Checkpointer {
 
   private async open(): Promise<void> {
     try {
-      await fs.promises.mkdir(this.dir, { recursive: true });
+      const firstCreated = await fs.promises.mkdir(this.dir, { recursive: true });
+      if (firstCreated !== undefined) await syncNewDirectories(firstCreated, this.dir);
       const stale = await removeStaleTemps(this.dir);
       if (stale.length) this.warn(`removed ${stale.length} stale temporary file(s) from an interrupted save: ${stale.join(', ')}`);
       this.committed = (await listCheckpoints(this.dir)).map((c) => c.step).sort((a, b) => a - b);

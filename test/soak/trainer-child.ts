@@ -9,7 +9,8 @@ export const SMALL = ['--epochs', '8', '--layers', '32', '--batch', '32', '--tra
 export interface TrainEventLine { event: string; step?: number; path?: string; resumedFrom?: number | null }
 
 export function runTrainer(args: string[]): TrainEventLine[] {
-  const r = spawnSync(process.execPath, [CLI, 'train', ...args], { encoding: 'utf8' });
+  // A long reference run prints tens of MB of event lines; spawnSync's default 1 MiB cap would kill it.
+  const r = spawnSync(process.execPath, [CLI, 'train', ...args], { encoding: 'utf8', maxBuffer: 2 ** 30 });
   if (r.status !== 0) throw new Error(`trainer exited ${r.status}: ${r.stderr}`);
   return r.stdout.trim().split('\n').map((l) => JSON.parse(l) as TrainEventLine);
 }
