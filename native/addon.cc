@@ -38,12 +38,16 @@ const char* KindCode(StatusKind kind) {
   }
 }
 
+std::string ErrnoName(int sys_errno) {
+  const char* name = strerrorname_np(sys_errno);
+  return name ? name : "E" + std::to_string(sys_errno);
+}
+
 Napi::Value MakeError(Napi::Env env, const Status& status) {
   Napi::Object info = Napi::Object::New(env);
   std::string message;
   if (status.kind == StatusKind::kOs) {
-    const char* name = strerrorname_np(status.sys_errno);
-    const std::string code = name ? name : "E" + std::to_string(status.sys_errno);
+    const std::string code = ErrnoName(status.sys_errno);
     message = code + ": " + strerror(status.sys_errno) + ", " + status.syscall;
     if (!status.path.empty()) message += " '" + status.path + "'";
     info.Set("code", code);
@@ -103,6 +107,13 @@ void FinishOnJsThread(Napi::Env env, Napi::Function, std::nullptr_t*, Completion
     out.Set("preallocated", done->result.preallocated);
     out.Set("replaced", done->result.exchanged);
     out.Set("copied", done->copy.data != nullptr);
+    if (!done->result.leftover.empty()) {
+      Napi::Object leftover = Napi::Object::New(env);
+      leftover.Set("path", done->result.leftover);
+      leftover.Set("errno", done->result.leftover_errno);
+      leftover.Set("code", ErrnoName(done->result.leftover_errno));
+      out.Set("leftover", leftover);
+    }
     done->deferred.Resolve(out);
   } else {
     done->deferred.Reject(MakeError(env, done->status));

@@ -103,7 +103,8 @@ class PendingFile {
   bool direct() const { return direct_; }
   std::string tmp_path() const { return dir_ + "/" + tmp_; }
 
-  Status Commit(bool* exchanged) {
+  Status Commit(CommitResult* result) {
+    bool* exchanged = &result->exchanged;
 #ifdef CKPTIO_BROKEN_SKIP_DATA_SYNC
     int r = 0;  // deliberately broken build (tests prove they catch it); never shipped
 #else
@@ -140,7 +141,11 @@ class PendingFile {
     if (*exchanged) {
       // The temporary name now holds the previous checkpoint. Its removal need not be durable: a crash
       // leaves a stale temporary file, which start-up removes.
-      env_->UnlinkAt(dir_fd_.get(), tmp_.c_str());
+      r = env_->UnlinkAt(dir_fd_.get(), tmp_.c_str());
+      if (r < 0) {
+        result->leftover = tmp_path();
+        result->leftover_errno = -r;
+      }
     }
     tmp_.clear();
     return Status::Ok();
@@ -434,7 +439,7 @@ Status CommitCheckpoint(io::Env* env, const std::string& path, std::vector<Tenso
                     : WriteBuffered(env, &file, ordered, header_size, options, &hasher, render, &header);
   if (!s.ok()) return s;
   if (header.size() != header_size) return Status::Invalid("internal error: header size changed while writing", path);
-  s = file.Commit(&result->exchanged);
+  s = file.Commit(result);
   if (!s.ok()) return s;
   result->bytes = total;
   return Status::Ok();
@@ -447,7 +452,7 @@ Status CommitBytes(io::Env* env, const std::string& path, const unsigned char* d
   if (!s.ok()) return s;
   s = PwriteAll(env, file.fd(), data, len, 0, file.tmp_path());
   if (!s.ok()) return s;
-  s = file.Commit(&result->exchanged);
+  s = file.Commit(result);
   if (!s.ok()) return s;
   result->bytes = len;
   return Status::Ok();

@@ -43,6 +43,10 @@ struct CommitResult {
   bool direct = false;
   bool preallocated = false;
   bool exchanged = false;  // true when an older file at the path was swapped out atomically
+  // The commit is durable, but the previous file, swapped to this temporary name, could not be removed
+  // (errno in leftover_errno). Reported, never hidden; a later start-up removes it as a stale temporary.
+  std::string leftover;
+  int leftover_errno = 0;
 };
 
 // Aligned, pre-faulted blocks for O_DIRECT, reused across jobs (memcpy into fresh pages is ~10x slower).

@@ -32,6 +32,9 @@ export interface NativeWriteResult {
   preallocated: boolean;
   replaced: boolean;
   copied: boolean;
+  /** Set when the save is durable but the previous file, swapped to a temporary name, could not be
+   * removed: it stays there (a later Checkpointer start-up removes it) and the caller should say so. */
+  leftover?: { path: string; errno: number; code: string };
 }
 
 export interface NativeReadResult {

@@ -225,6 +225,7 @@ export class Checkpointer {
       const write = this.chain.then(() => writeCheckpoint(file, tensors, { metadata, copy: payload.copy ?? false }));
       this.chain = write.catch(() => {});
       result = await write;
+      if (result.leftover) this.warn(`step ${step} is durable, but the file it replaced stays at ${result.leftover.path} (${result.leftover.code} on unlink); it is removed at the next start`);
     } finally {
       source?.release();
     }
@@ -245,7 +246,8 @@ export class Checkpointer {
   }
 
   private async writePointer(name: string, pointer: Pointer): Promise<void> {
-    await writeFileAtomic(path.join(this.dir, name), new Uint8Array(Buffer.from(JSON.stringify(pointer) + '\n')));
+    const r = await writeFileAtomic(path.join(this.dir, name), new Uint8Array(Buffer.from(JSON.stringify(pointer) + '\n')));
+    if (r.leftover) this.warn(`pointer ${name} is durable, but the file it replaced stays at ${r.leftover.path} (${r.leftover.code} on unlink)`);
   }
 
   /** Removes committed checkpoints beyond keepLast (oldest first), never the newest and never `best`. */
