@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Builds a variant of the addon into its own folder: asan (ASan+UBSan), tsan, or a deliberately broken
+// Builds a variant of the addon into its own folder: asan (ASan+UBSan) or a deliberately broken
 // one (broken-dir-sync, broken-data-sync) that the reliability tests must catch. Prints the addon path.
 'use strict';
 const { execFileSync } = require('node:child_process');
@@ -8,7 +8,6 @@ const path = require('node:path');
 
 const variants = {
   asan: ['--CDCKPTIO_SANITIZE=address,undefined', '--CDCMAKE_BUILD_TYPE=RelWithDebInfo'],
-  tsan: ['--CDCKPTIO_SANITIZE=thread', '--CDCMAKE_BUILD_TYPE=RelWithDebInfo'],
   'broken-dir-sync': ['--CDCKPTIO_BROKEN=dir-sync'],
   'broken-data-sync': ['--CDCKPTIO_BROKEN=data-sync'],
 };

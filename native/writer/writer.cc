@@ -25,6 +25,8 @@ void Writer::Shutdown() {
     cv_.notify_one();
   }
   for (auto& job : dropped) job->Cancel();
+  // Two threads may shut down at once (an environment's cleanup and an explicit close): one joins.
+  std::lock_guard<std::mutex> join_lock(join_mu_);
   if (thread_.joinable()) thread_.join();
 }
 

@@ -41,6 +41,7 @@ class Writer {
   void Loop();
 
   std::mutex mu_;
+  std::mutex join_mu_;
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Job>> queue_;
   bool stopping_ = false;
