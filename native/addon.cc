@@ -238,24 +238,33 @@ bool GetBytes(const Napi::Value& v, const std::string& what, const unsigned char
     *error = Status::Invalid(what + " must be a TypedArray, Buffer or DataView");
     return false;
   }
-  Napi::ArrayBuffer ab;
-  size_t offset, length;
+  // Raw N-API rather than Napi::ArrayBuffer: the backing store may be a SharedArrayBuffer, which
+  // Napi::ArrayBuffer's methods reject with a pending exception instead of a status we can report.
+  napi_env env = v.Env();
+  void* base = nullptr;
+  size_t length = 0;
+  napi_value buffer = nullptr;
+  napi_status st;
   if (v.IsTypedArray()) {
-    Napi::TypedArray ta = v.As<Napi::TypedArray>();
-    ab = ta.ArrayBuffer();
-    offset = ta.ByteOffset();
-    length = ta.ByteLength();
+    napi_typedarray_type type;
+    size_t elements = 0;
+    st = napi_get_typedarray_info(env, v, &type, &elements, &base, &buffer, nullptr);
+    length = v.As<Napi::TypedArray>().ByteLength();
   } else {
-    Napi::DataView dv = v.As<Napi::DataView>();
-    ab = dv.ArrayBuffer();
-    offset = dv.ByteOffset();
-    length = dv.ByteLength();
+    st = napi_get_dataview_info(env, v, &length, &base, &buffer, nullptr);
   }
-  if (ab.IsDetached()) {
+  bool is_array_buffer = false, detached = false;
+  if (st == napi_ok) st = napi_is_arraybuffer(env, buffer, &is_array_buffer);
+  if (st == napi_ok && is_array_buffer) st = napi_is_detached_arraybuffer(env, buffer, &detached);
+  if (st != napi_ok) {
+    *error = Status::Invalid(what + ": its memory could not be read");
+    return false;
+  }
+  if (detached) {
     *error = Status::Invalid(what + " is backed by a detached ArrayBuffer");
     return false;
   }
-  *data = static_cast<const unsigned char*>(ab.Data()) + offset;
+  *data = static_cast<const unsigned char*>(base);  // already at the view's byte offset
   *len = length;
   return true;
 }

@@ -85,10 +85,18 @@ export interface CheckpointerStats {
 const STEP_KEY = 'ckptio.step';
 const STATE_KEY = 'ckptio.state';
 
+/** Bytes a save will hold in flight; the full validation of the tensors is writeCheckpoint's. */
 function sizeOf(tensors: Record<string, TensorEntry> | TensorSource): number {
-  if (typeof (tensors as TensorSource).materialize === 'function') return (tensors as TensorSource).bytes;
+  if (typeof (tensors as TensorSource).materialize === 'function') {
+    const bytes = (tensors as TensorSource).bytes;
+    if (!Number.isSafeInteger(bytes) || bytes < 0) throw argumentError('a TensorSource must report its bytes as a non-negative integer');
+    return bytes;
+  }
   let n = 0;
-  for (const t of Object.values(tensors as Record<string, TensorEntry>)) n += t.data.byteLength;
+  for (const [name, t] of Object.entries(tensors as Record<string, TensorEntry>)) {
+    if (typeof t !== 'object' || t === null || !ArrayBuffer.isView(t.data)) throw argumentError(`tensor "${name}": data must be a TypedArray`);
+    n += t.data.byteLength;
+  }
   return n;
 }
 

@@ -70,6 +70,12 @@ function toNativeOptions(opts: WriteOptions): NativeWriteOptions {
   return out;
 }
 
+function checkOptions(opts: unknown): void {
+  if (opts !== undefined && (typeof opts !== 'object' || opts === null || Array.isArray(opts))) {
+    throw argumentError('options must be an object');
+  }
+}
+
 /** Writes `tensors` to `path` as a safetensors file with ckptio checksums. Resolves once the file and its
  * directory entry are durable (fdatasync, rename, fsync of the directory). */
 export function writeCheckpoint(
@@ -80,6 +86,7 @@ export function writeCheckpoint(
   const rethrow = callSite(writeCheckpoint);
   try {
     if (typeof path !== 'string' || path.length === 0) throw argumentError('path must be a non-empty string');
+    checkOptions(opts);
     const metadata = opts.metadata ?? {};
     if (typeof metadata !== 'object' || metadata === null) throw argumentError('metadata must be an object of strings');
     return native.write(path, toNativeTensors(tensors), metadata, toNativeOptions(opts)).catch(rethrow);
@@ -94,6 +101,9 @@ export function readCheckpoint(path: string, opts: ReadOptions = {}): Promise<Re
   const rethrow = callSite(readCheckpoint);
   if (typeof path !== 'string' || path.length === 0) {
     return Promise.reject(argumentError('path must be a non-empty string')).catch(rethrow);
+  }
+  if (opts === null || typeof opts !== 'object' || (opts.verify !== undefined && typeof opts.verify !== 'boolean')) {
+    return Promise.reject(argumentError('options must be an object; verify a boolean')).catch(rethrow);
   }
   return native
     .read(path, { verify: opts.verify ?? true })
