@@ -138,7 +138,7 @@ export class Checkpointer {
   private readonly counters: CheckpointerStats = { saved: 0, skipped: 0, failed: 0, inflight: 0, inflightBytes: 0, peakInflightBytes: 0, totalWaitMs: 0 };
 
   constructor(opts: CheckpointerOptions) {
-    if (!opts || typeof opts.dir !== 'string' || opts.dir === '') throw argumentError('dir must be a non-empty string');
+    if (!opts || typeof opts.dir !== 'string' || opts.dir === '' || opts.dir.includes('\0')) throw argumentError('dir must be a non-empty string without NUL bytes');
     this.dir = path.resolve(opts.dir);
     this.keepLast = opts.keepLast ?? 3;
     this.maxInflight = opts.maxInflight ?? 1;
