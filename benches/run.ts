@@ -4,45 +4,19 @@ import { execSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { Bench } from 'tinybench';
-import { readCheckpoint, writeCheckpoint, TensorEntry } from '../src';
+import { readCheckpoint, writeCheckpoint } from '../src';
 import { native } from '../src/binding/native';
+import { BenchContext, concat, MiB, stat, Stat, state } from './common';
+import { stepOverhead, tfjsStall } from './tfjs';
 
 const quick = process.argv.includes('--quick');
 const outArg = process.argv.indexOf('--out');
 const outDir = outArg > 0 ? path.resolve(process.argv[outArg + 1]!) : __dirname.replace(`${path.sep}dist${path.sep}`, path.sep);
 const workDir = fs.mkdtempSync(path.join(process.env.CKPTIO_BENCH_DIR ?? path.join(os.homedir(), '.ckptio-bench'), 'run-'));
-const MiB = 1 << 20;
 const sizes = quick ? [16] : [16, 128, 512, 1024];
 const reps = quick ? 3 : 5;
-
-interface Stat { median: number; min: number; max: number; n: number }
-const stat = (xs: number[]): Stat => {
-  const s = [...xs].sort((a, b) => a - b);
-  return { median: s[Math.floor(s.length / 2)]!, min: s[0]!, max: s[s.length - 1]!, n: s.length };
-};
-
-/** Realistic fp32 state: transformer-like layers (square and 4x MLP matrices) until `bytes` is reached. */
-function state(bytes: number): Record<string, TensorEntry> {
-  const out: Record<string, TensorEntry> = {};
-  const d = bytes >= 512 * MiB ? 2048 : bytes >= 128 * MiB ? 1024 : 512;
-  let left = bytes / 4;
-  for (let l = 0; left > 0; l++) {
-    for (const [name, rows, cols] of [[`l${l}.attn`, d, d], [`l${l}.mlp_in`, d, 4 * d], [`l${l}.mlp_out`, 4 * d, d]] as const) {
-      const n = Math.min(rows * cols, left);
-      if (n <= 0) break;
-      const data = new Float32Array(n);
-      for (let i = 0; i < n; i += 1021) data[i] = i * 1e-3;
-      out[name] = { dtype: 'float32', shape: [n], data };
-      left -= n;
-    }
-  }
-  return out;
-}
-
-function concat(tensors: Record<string, TensorEntry>): Buffer {
-  return Buffer.concat(Object.values(tensors).map((t) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength)));
-}
 
 /** Times a save: the synchronous part of the call plus every main-thread callback it causes is what the
  * caller's thread spends; for ckptio that is the call itself and the completion callback. */
@@ -90,7 +64,10 @@ async function stallAndThroughput(): Promise<void> {
     for (let r = 0; r < reps; r++) {
       for (const [name, run] of Object.entries(writers)) { // interleaved: A B C D E A B C D E ...
         laterMainMs = 0;
+        native.writerStats(true);
         const m = await measure(run);
+        // The addon's completion callbacks run on the main thread; the addon times them.
+        laterMainMs += native.writerStats(true).completionMsTotal;
         (stall[name] ??= []).push(m.syncMs + laterMainMs);
         (total[name] ??= []).push(m.totalMs);
       }
@@ -106,7 +83,7 @@ async function stallAndThroughput(): Promise<void> {
       results[`${mib}MiB:${name}`] = { stallMs: s, durableMs: stat(total[name]!), gibPerS: g };
     }
   }
-  rows.push('', 'Main-thread ms: for ckptio and the raw writers, the synchronous part of the call (the work runs on the writer thread). The completion callback that settles the promise on the main thread is not timed (it runs inside the addon; it builds one small result object). For fs.promises: the synchronous part plus the concatenation copy it does on the main thread; its I/O runs on the libuv pool. For writeFileSync (no fsync, so not durable): the whole write.', '');
+  rows.push('', 'Main-thread ms: for ckptio and the raw writers, the synchronous part of the call (the work runs on the writer thread) plus the completion callback that settles the promise on the main thread (timed inside the addon). For fs.promises: the synchronous part plus the concatenation copy it does on the main thread; its I/O runs on the libuv pool. For writeFileSync (no fsync, so not durable): the whole write.', '');
 }
 
 async function load(): Promise<void> {
@@ -133,6 +110,27 @@ async function load(): Promise<void> {
   rows.push('');
 }
 
+async function memory(): Promise<void> {
+  const mibs = quick ? [16] : [128, 512];
+  rows.push('## Extra peak RSS during a save', '', '| state | path | saves in flight | extra peak RSS MiB | extra / checkpoint bytes |', '|---|---|---|---|---|');
+  for (const mib of mibs) {
+    for (const mode of ['raw', 'raw-copy', 'tfjs-wasm']) {
+      for (const inflight of [1, 2]) {
+        const dir = fs.mkdtempSync(path.join(workDir, 'mem-'));
+        const r = spawnSync(process.execPath, [path.join(__dirname, 'memory-child.js'), mode, String(mib), String(inflight), dir], { encoding: 'utf8' });
+        fs.rmSync(dir, { recursive: true, force: true });
+        if (r.status !== 0) throw new Error(`memory-child ${mode} failed: ${r.stderr}`);
+        const m = JSON.parse(r.stdout.trim().split('\n').pop()!) as { baselineRss: number; peakRss: number; bytes: number };
+        const extra = Math.max(0, m.peakRss - m.baselineRss);
+        const label = mode === 'raw' ? 'writeCheckpoint, caller-owned buffers' : mode === 'raw-copy' ? 'writeCheckpoint copy: true' : 'tfjs wasm snapshot + Checkpointer';
+        rows.push(`| ${mib} MiB | ${label} | ${inflight} | ${(extra / MiB).toFixed(1)} | ${(extra / m.bytes).toFixed(2)}x |`);
+        results[`${mib}MiB:memory:${mode}:${inflight}`] = { extraBytes: extra, ratio: extra / m.bytes };
+      }
+    }
+  }
+  rows.push('', 'Each line is a fresh process: state allocated and touched, the writer warmed, then the peak-RSS mark is reset (/proc/self/clear_refs) and the saves run; extra = VmHWM after - VmRSS before. Page cache is not RSS. Warm-up saves run before the baseline, so memory that ckptio allocates once and reuses is in the baseline, not in these figures: the writer’s 12 MiB of O_DIRECT staging, the copy pool of `copy: true` (up to 4 buffers kept), and on wasm the snapshot’s staging arena (1x the state per arena, one arena per save in flight).', '');
+}
+
 function machine(): string {
   const fsType = (() => { try { return execSync(`df -T ${workDir} | tail -1 | awk '{print $2}'`).toString().trim(); } catch { return 'unknown'; } })();
   return `${os.cpus()[0]?.model ?? 'cpu'}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ${fsType} at ${path.dirname(workDir)}, kernel ${os.release()}, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}`;
@@ -151,17 +149,42 @@ function targets(): string[] {
     out.push(`| durable throughput ≥ 1.5x fs.promises writer | ${mib} MiB | ${(ck.gibPerS / fsp.gibPerS).toFixed(2)}x | ${ck.gibPerS / fsp.gibPerS >= 1.5 ? 'met' : 'NOT met'} |`);
     out.push(`| load + verify ≥ 2 GB/s from page cache | ${mib} MiB | ${load.ckptioGBps.toFixed(2)} GB/s | ${load.ckptioGBps >= 2 ? 'met' : 'NOT met'} |`);
   }
-  out.push('', 'The tfjs-path stall, step-time overhead and peak-RSS targets have no measurement yet (see below).', '');
+  for (const backend of ['cpu', 'wasm']) {
+    for (const mib of quick ? [16] : [16, 128]) {
+      const t = results[`${mib}MiB:tfjs-${backend}`] as { ckptio: { total: Stat; longest: Stat }; warmMemcpyMs: number } | undefined;
+      if (!t) continue;
+      if (backend === 'cpu') {
+        out.push(`| main-thread ms per save ≤ 2 (tfjs cpu path), worst repetition | ${mib} MiB | ${t.ckptio.total.max.toFixed(2)} ms | ${t.ckptio.total.max <= 2 ? 'met' : 'NOT met'} |`);
+      } else {
+        const ok = t.ckptio.total.median <= 1.25 * t.warmMemcpyMs && t.ckptio.longest.max <= 2;
+        out.push(`| tfjs wasm path: total ≤ 1.25x warm memcpy (${t.warmMemcpyMs.toFixed(2)} ms), no stretch > 2 ms | ${mib} MiB | ${t.ckptio.total.median.toFixed(2)} ms total (${(t.ckptio.total.median / t.warmMemcpyMs).toFixed(2)}x), longest ${t.ckptio.longest.max.toFixed(2)} ms | ${ok ? 'met' : 'NOT met'} |`);
+      }
+    }
+  }
+  for (const loop of ['synthetic-wasm', 'synthetic-cpu', 'trainer']) {
+    const r = results[`steps:${loop}:every 10`] as { meanRatio: number; p99Ratio: number } | undefined;
+    if (!r) continue;
+    out.push(`| step time with a save every 10 steps: mean ≤ 1.01x, p99 ≤ 1.05x | ${loop} | mean ${r.meanRatio.toFixed(3)}x, p99 ${r.p99Ratio.toFixed(3)}x | ${r.meanRatio <= 1.01 && r.p99Ratio <= 1.05 ? 'met' : 'NOT met'} |`);
+  }
+  for (const key of Object.keys(results).filter((k) => /:memory:.*:1$/.test(k))) {
+    const r = results[key] as { ratio: number };
+    out.push(`| extra peak RSS ≤ 1.1x checkpoint bytes, one save in flight | ${key.replace(':memory:', ' ').replace(/:1$/, '')} | ${r.ratio.toFixed(2)}x | ${r.ratio <= 1.1 ? 'met' : 'NOT met'} |`);
+  }
+  out.push('');
   return out;
 }
 
 async function main(): Promise<void> {
+  const ctx: BenchContext = { quick, reps, workDir, rows, results };
   await stallAndThroughput();
   await load();
+  await tfjsStall(ctx);
+  await stepOverhead(ctx);
+  await memory();
   rows.push(...targets());
   const header = [`# ckptio benchmark results${quick ? ' (quick mode)' : ''}`, '', `Machine: ${machine()}`, '',
     `Each figure is a median of ${reps} interleaved repetitions in one run; ratios compare figures from the same run.`, ''];
-  const notMeasured = ['## Not measured yet', '', 'Step-time overhead of the trainer and of a synthetic loop, peak RSS during saves, lz4 compression and checksum on/off are specified in issue 4 but not implemented in this suite yet.', ''];
+  const notMeasured = ['## Not measured yet', '', 'lz4 compression and checksum on/off (issue 4, figures 6 and 7) are not implemented in this suite yet.', ''];
   fs.mkdirSync(outDir, { recursive: true });
   fs.writeFileSync(path.join(outDir, 'RESULTS.md'), [...header, ...rows, ...notMeasured].join('\n'));
   fs.writeFileSync(path.join(outDir, 'results.json'), JSON.stringify({ machine: machine(), quick, reps, sizesMiB: sizes, results }, null, 2));

@@ -3,6 +3,9 @@
 // every failure becomes a rejected promise carrying a CheckpointError (the class is handed in by
 // src/binding.ts through init(), as better-sqlite3 does).
 #include <napi.h>
+
+#include <algorithm>
+#include <chrono>
 #include <string.h>
 
 #include <cmath>
@@ -24,6 +27,10 @@ struct AddonState {
   Napi::FunctionReference error_class;
   writer::Writer writer;
   writer::CopyPool copy_pool;
+  // Main-thread time spent settling writer jobs (the part of a save's stall the caller cannot time).
+  uint64_t completions = 0;
+  uint64_t completion_ns_total = 0;
+  uint64_t completion_ns_max = 0;
 };
 
 AddonState* State(Napi::Env env) { return env.GetInstanceData<AddonState>(); }
@@ -98,6 +105,7 @@ void FinishOnJsThread(Napi::Env env, Napi::Function, std::nullptr_t*, Completion
     done->keep_alive.SuppressDestruct();
     return;
   }
+  const auto started = std::chrono::steady_clock::now();
   Napi::HandleScope scope(env);
   if (done->status.ok()) {
     Napi::Object out = Napi::Object::New(env);
@@ -119,6 +127,13 @@ void FinishOnJsThread(Napi::Env env, Napi::Function, std::nullptr_t*, Completion
     done->deferred.Reject(MakeError(env, done->status));
   }
   delete done;
+  if (AddonState* state = State(env)) {
+    const uint64_t ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+        std::chrono::steady_clock::now() - started).count());
+    state->completions++;
+    state->completion_ns_total += ns;
+    state->completion_ns_max = std::max(state->completion_ns_max, ns);
+  }
 }
 
 class WriterJob : public writer::Job {
@@ -662,6 +677,13 @@ Napi::Value WriterStats(const Napi::CallbackInfo& info) {
   Napi::Object out = Napi::Object::New(env);
   out.Set("queued", static_cast<double>(State(env)->writer.queued()));
   out.Set("copyPoolBytes", static_cast<double>(State(env)->copy_pool.retained_bytes()));
+  AddonState* state = State(env);
+  out.Set("completions", static_cast<double>(state->completions));
+  out.Set("completionMsTotal", static_cast<double>(state->completion_ns_total) / 1e6);
+  out.Set("completionMsMax", static_cast<double>(state->completion_ns_max) / 1e6);
+  if (info[0].IsBoolean() && info[0].As<Napi::Boolean>().Value()) {  // reset the completion counters
+    state->completions = state->completion_ns_total = state->completion_ns_max = 0;
+  }
   return out;
 }
 

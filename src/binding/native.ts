@@ -74,7 +74,8 @@ export interface NativeBinding {
   remove(dir: string, names: string[]): Promise<NativeWriteResult>;
   rawWrite(path: string, bytes: number, direct: boolean): Promise<NativeWriteResult>;
   read(path: string, options: { verify: boolean }): Promise<NativeReadResult>;
-  writerStats(): { queued: number; copyPoolBytes: number };
+  /** `reset` zeroes the completion counters after reading them. */
+  writerStats(reset?: boolean): { queued: number; copyPoolBytes: number; completions: number; completionMsTotal: number; completionMsMax: number };
   xxh3(data: Uint8Array): string;
   faults: {
     configure(config: FaultConfig): void;

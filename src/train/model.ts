@@ -40,6 +40,14 @@ export class Mlp {
     init.dispose();
   }
 
+  /** Frees every variable (so a second model, or a second train() in the same process, can reuse the names). */
+  dispose(): void {
+    for (const group of [this.params, this.m, this.v]) {
+      for (const v of group.values()) v.dispose();
+      group.clear();
+    }
+  }
+
   logits(x: tfType.Tensor2D): tfType.Tensor2D {
     const tf = this.tf;
     const layers = this.sizes.length - 1;

@@ -160,6 +160,7 @@ export async function train(config: TrainConfig, emit: (e: TrainEvent) => void):
     process.off('SIGINT', handlers.SIGINT);
     process.off('SIGTERM', handlers.SIGTERM);
     val.dispose();
+    model.dispose();
   }
   if (stopSignal) emit({ event: 'stopped', step: state.step, signal: stopSignal });
   else emit({ event: 'done', step: state.step, valAcc: state.lastValAcc, path: (lastDurable as DurableInfo | null)?.path ?? null });

@@ -1,0 +1,203 @@
+/** Figures 1 (tfjs paths) and 3 (step-time overhead) of the benchmark suite: main-thread time per save of
+ * tfjs variables through ckptio's snapshot on the wasm and cpu backends vs `model.save` through
+ * `tf.io.withSaveHandler` + `fs.writeFileSync`, and the step time of a synthetic loop and of the demo
+ * trainer with saves every 1, 10 and 100 steps vs without. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type * as tfType from '@tensorflow/tfjs';
+import { Checkpointer } from '../src/checkpoint/checkpointer';
+import { native } from '../src/binding/native';
+import { loadTf, BackendName } from '../src/tfjs/backend';
+import { snapshot, StagingArena } from '../src/tfjs/snapshot';
+import { train, TrainEvent } from '../src/train/trainer';
+import { BenchContext, MiB, stat, Stat } from './common';
+
+type Tf = typeof tfType;
+
+/** A dense model whose weights total about `bytes` (square layers of width d). */
+function denseModel(tf: Tf, bytes: number): tfType.LayersModel {
+  const d = bytes >= 128 * MiB ? 2048 : 1024;
+  const layers = Math.max(1, Math.round(bytes / 4 / (d * d + d)));
+  const model = tf.sequential();
+  for (let i = 0; i < layers; i++) model.add(tf.layers.dense({ units: d, inputShape: i === 0 ? [d] : undefined, kernelInitializer: 'zeros', biasInitializer: 'ones' }));
+  return model;
+}
+
+interface Stall { totalMs: number; longestMs: number }
+
+/** One ckptio save of the model's variables: every main-thread stretch it causes, timed. */
+async function ckptioSave(tf: Tf, ckpt: Checkpointer, vars: Record<string, tfType.Tensor>, step: number, arena: StagingArena): Promise<Stall> {
+  native.writerStats(true);
+  let copy = { totalMs: 0, longestMs: 0 };
+  const t0 = performance.now();
+  const source = snapshot(tf, vars, { arena, onCopyStats: (s) => (copy = s) });
+  const pending = ckpt.save(step, { tensors: source });
+  const syncMs = performance.now() - t0;
+  const handle = await pending;
+  await handle.durable;
+  const done = native.writerStats(true);
+  return { totalMs: syncMs + copy.totalMs + done.completionMsTotal, longestMs: Math.max(syncMs, copy.longestMs, done.completionMsMax) };
+}
+
+/** What a tfjs user without tfjs-node does: model.save through a save handler that writes synchronously. */
+async function modelSave(tf: Tf, model: tfType.LayersModel, file: string): Promise<Stall> {
+  const t0 = performance.now();
+  await model.save(tf.io.withSaveHandler(async (artifacts) => {
+    const weights = artifacts.weightData as ArrayBuffer;
+    fs.writeFileSync(file + '.bin', Buffer.from(weights));
+    fs.writeFileSync(file + '.json', JSON.stringify({ modelTopology: artifacts.modelTopology, weightSpecs: artifacts.weightSpecs }));
+    return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON', weightDataBytes: weights.byteLength } };
+  }));
+  const ms = performance.now() - t0; // all of it runs on the main thread: the weights are read and written synchronously
+  return { totalMs: ms, longestMs: ms };
+}
+
+async function memcpyMs(bytes: number, reps: number): Promise<number> {
+  const src = new Uint8Array(bytes).fill(1);
+  const dst = new Uint8Array(bytes).fill(0); // warm pages
+  const xs: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    const t0 = performance.now();
+    dst.set(src);
+    xs.push(performance.now() - t0);
+  }
+  return stat(xs).median;
+}
+
+export async function tfjsStall(ctx: BenchContext): Promise<void> {
+  const sizes = ctx.quick ? [16] : [16, 128];
+  ctx.rows.push('## Main-thread stall per save on the tfjs paths', '',
+    '| state | backend | path | main-thread ms total (median, min..max) | longest stretch ms (median, max) | model.save / ckptio (total) |', '|---|---|---|---|---|---|');
+  for (const backend of ['wasm', 'cpu'] as BackendName[]) {
+    const { tf } = await loadTf(backend);
+    for (const mib of sizes) {
+      const model = denseModel(tf, mib * MiB);
+      const vars: Record<string, tfType.Tensor> = {};
+      model.weights.forEach((w, i) => (vars[`w${i}.${w.name}`] = w.read()));
+      const bytes = Object.values(vars).reduce((n, t) => n + t.size * 4, 0);
+      const dir = path.join(ctx.workDir, `tfjs-${backend}-${mib}`);
+      const ckpt = new Checkpointer({ dir, keepLast: 1, onWarning: () => {} });
+      const arena = new StagingArena();
+      const ck: Stall[] = [];
+      const ms: Stall[] = [];
+      await ckptioSave(tf, ckpt, vars, 0, arena); // warm the arena and the writer's staging
+      for (let r = 0; r < ctx.reps; r++) { // interleaved
+        ck.push(await ckptioSave(tf, ckpt, vars, r + 1, arena));
+        ms.push(await modelSave(tf, model, path.join(ctx.workDir, 'model-save')));
+      }
+      await ckpt.close();
+      const memcpy = await memcpyMs(bytes, ctx.reps);
+      const tot = (xs: Stall[]) => stat(xs.map((x) => x.totalMs));
+      const long = (xs: Stall[]) => stat(xs.map((x) => x.longestMs));
+      const fmt = (s: Stat) => `${s.median.toFixed(2)} (${s.min.toFixed(2)}..${s.max.toFixed(2)})`;
+      const ratio = tot(ms).median / tot(ck).median;
+      const label = `${(bytes / MiB).toFixed(0)} MiB`;
+      ctx.rows.push(`| ${label} | ${backend} | ckptio snapshot + Checkpointer.save | ${fmt(tot(ck))} | ${long(ck).median.toFixed(2)}, ${long(ck).max.toFixed(2)} | ${ratio.toFixed(1)}x |`);
+      ctx.rows.push(`| ${label} | ${backend} | model.save via tf.io.withSaveHandler + writeFileSync | ${fmt(tot(ms))} | ${long(ms).median.toFixed(2)}, ${long(ms).max.toFixed(2)} | |`);
+      ctx.results[`${mib}MiB:tfjs-${backend}`] = { bytes, ckptio: { total: tot(ck), longest: long(ck) }, modelSave: { total: tot(ms), longest: long(ms) }, warmMemcpyMs: memcpy };
+      model.dispose();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  ctx.rows.push('', 'ckptio main-thread ms = the time inside snapshot() and the synchronous part of Checkpointer.save(), plus the wasm heap copies (timed slice by slice; the loop yields between 4 MiB slices), plus the completion callbacks the addon runs on the main thread (timed inside the addon). The promise glue between those pieces is not timed. model.save: the whole call, which reads every weight and writes the file synchronously.', '');
+}
+
+/** A step of fixed compute: a tight loop calibrated to `ms`, standing in for work done elsewhere (a GPU). */
+function calibrate(ms: number): () => void {
+  const spin = (n: number) => {
+    let x = 0;
+    for (let i = 0; i < n; i++) x = (x * 1664525 + 1013904223) % 4294967296;
+    return x;
+  };
+  let n = 1e5;
+  for (;;) {
+    const t0 = performance.now();
+    spin(n);
+    const took = performance.now() - t0;
+    if (took > 20) {
+      n = Math.round((n * ms) / took);
+      break;
+    }
+    n *= 2;
+  }
+  return () => void spin(n);
+}
+
+const p99 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * 0.99))]!;
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+async function syntheticRun(tf: Tf, vars: tfType.Variable[], alt: tfType.Tensor[][], steps: number, saveEvery: number | null, work: () => void, dir: string): Promise<number[]> {
+  const ckpt = new Checkpointer({ dir, keepLast: 2, onWarning: () => {} });
+  const arena = new StagingArena();
+  const times: number[] = [];
+  for (let s = 1; s <= steps; s++) {
+    const t0 = performance.now();
+    work();
+    // The update swaps each variable's buffer (O(1)), as an optimizer step on an accelerator would.
+    vars.forEach((v, i) => v.assign(alt[i]![s % 2]!));
+    if (saveEvery && s % saveEvery === 0) {
+      const named: Record<string, tfType.Tensor> = {};
+      vars.forEach((v, i) => (named[`v${i}`] = v));
+      await ckpt.save(s, { tensors: snapshot(tf, named, { arena }) });
+    }
+    await new Promise<void>((resolve) => setImmediate(resolve)); // a real loop yields (data loading, logging)
+    times.push(performance.now() - t0);
+  }
+  await ckpt.close();
+  return times.slice(1);
+}
+
+export async function stepOverhead(ctx: BenchContext): Promise<void> {
+  const stepMs = 20;
+  const mib = ctx.quick ? 16 : 64;
+  const steps = ctx.quick ? 60 : 300;
+  const configs: [string, number | null][] = [['no saves', null], ['every 100', 100], ['every 10', 10], ['every 1', 1]];
+  ctx.rows.push(`## Step-time overhead`, '', `Synthetic loop: ${stepMs} ms of fixed compute per step, ${mib} MiB of fp32 state swapped every step (an accelerator's regime: short steps, large state), ${steps} steps per configuration, configurations interleaved, twice.`, '',
+    '| loop | backend | saves | mean step ms | p99 step ms | mean ratio | p99 ratio |', '|---|---|---|---|---|---|---|');
+  const work = calibrate(stepMs);
+  for (const backend of ['wasm', 'cpu'] as BackendName[]) {
+    const { tf } = await loadTf(backend);
+    const per = 4 * MiB / 4;
+    const n = (mib * MiB) / 4 / per;
+    const vars = Array.from({ length: n }, (_, i) => tf.variable(tf.fill([per], i), true, `syn${backend}${i}`));
+    const alt = vars.map((_, i) => [tf.fill([per], i + 0.5), tf.fill([per], i + 0.25)]);
+    const times = new Map<string, number[]>();
+    for (let round = 0; round < 2; round++) {
+      for (const [name, every] of configs) {
+        const t = await syntheticRun(tf, vars, alt, steps, every, work, path.join(ctx.workDir, `syn-${backend}`));
+        times.set(name, [...(times.get(name) ?? []), ...t]);
+      }
+    }
+    const base = times.get('no saves')!;
+    for (const [name] of configs) {
+      const t = times.get(name)!;
+      ctx.rows.push(`| synthetic | ${backend} | ${name} | ${mean(t).toFixed(2)} | ${p99(t).toFixed(2)} | ${(mean(t) / mean(base)).toFixed(3)}x | ${(p99(t) / p99(base)).toFixed(3)}x |`);
+      ctx.results[`steps:synthetic-${backend}:${name}`] = { meanMs: mean(t), p99Ms: p99(t), meanRatio: mean(t) / mean(base), p99Ratio: p99(t) / p99(base) };
+    }
+    vars.forEach((v) => v.dispose());
+    alt.flat().forEach((t) => t.dispose());
+  }
+  // The demo trainer (MNIST MLP, wasm), in process, step times from its own step events.
+  const trainerSteps = ctx.quick ? 80 : 400;
+  const trainerTimes = new Map<string, number[]>();
+  for (let round = 0; round < 2; round++) {
+    for (const [name, every] of configs) {
+      const stamps: number[] = [];
+      const dir = path.join(ctx.workDir, `trainer-${round}-${name.replace(/ /g, '')}`);
+      await train({
+        dir, steps: trainerSteps, epochs: 6, batch: 64, layers: [256, 128], lr: 2e-3, warmup: 100, startLr: 0, minLr: 1e-5,
+        schedule: 'cosine', seed: 1, saveEvery: every ?? 1e9, keepLast: 2, resume: 'never', backend: 'wasm', evalEvery: 1e9,
+      }, (e: TrainEvent) => { if (e.event === 'step') stamps.push(performance.now()); });
+      const t = stamps.slice(1).map((s, i) => s - stamps[i]!).slice(1, -1); // the last step's final save is not a step cost
+      trainerTimes.set(name, [...(trainerTimes.get(name) ?? []), ...t]);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  const base = trainerTimes.get('no saves')!;
+  for (const [name] of configs) {
+    const t = trainerTimes.get(name)!;
+    ctx.rows.push(`| demo trainer (MNIST MLP 784-256-128-10, 0.9 MiB state + Adam) | wasm | ${name} | ${mean(t).toFixed(2)} | ${p99(t).toFixed(2)} | ${(mean(t) / mean(base)).toFixed(3)}x | ${(p99(t) / p99(base)).toFixed(3)}x |`);
+    ctx.results[`steps:trainer:${name}`] = { meanMs: mean(t), p99Ms: p99(t), meanRatio: mean(t) / mean(base), p99Ratio: p99(t) / p99(base) };
+  }
+  ctx.rows.push('');
+}
