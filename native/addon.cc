@@ -407,6 +407,9 @@ Napi::Value Write(const Napi::CallbackInfo& info) {
     }
     Napi::Value c = o.Get("copy");
     if (c.IsBoolean()) copy = c.As<Napi::Boolean>().Value();
+    Napi::Value checksum = o.Get("checksum");
+    if (!checksum.IsUndefined() && !checksum.IsBoolean()) return Rejected(env, Status::Invalid("options.checksum must be a boolean"));
+    if (checksum.IsBoolean()) options.checksum = checksum.As<Napi::Boolean>().Value();
   }
 
   AddonState* state = State(env);

@@ -143,3 +143,17 @@ test('a checkpoint larger than 1 GiB round trips', { skip: process.env.CKPTIO_SK
   assert.deepEqual([...back.tensors.tail!.data as Uint8Array], [1, 2, 3]);
   fs.rmSync(dir, { recursive: true });
 });
+
+test('checksum: false writes plain safetensors (no ckptio keys), loadable only with verify: false', async () => {
+  const dir = tempDir();
+  const file = path.join(dir, 'plain.safetensors');
+  const data = new Float32Array([1, 2, 3, 4]);
+  await writeCheckpoint(file, { a: { dtype: 'float32', shape: [2, 2], data } }, { checksum: false, metadata: { note: 'x' } });
+  const { header } = parseFraming(fs.readFileSync(file));
+  assert.deepEqual(header.__metadata__, { note: 'x' });
+  await assert.rejects(readCheckpoint(file), { code: 'ECKPT_CHECKSUM' });
+  const r = await readCheckpoint(file, { verify: false });
+  assert.equal(r.verified, false);
+  assert.deepEqual([...(r.tensors.a!.data as Float32Array)], [1, 2, 3, 4]);
+  await assert.rejects(writeCheckpoint(file, {}, { checksum: 'no' as unknown as boolean }), { code: 'ECKPT_ARGS' });
+});

@@ -121,17 +121,19 @@ Status CheckUserMetadata(const Metadata& metadata) {
 }
 
 std::string RenderHeader(const std::vector<TensorInfo>& tensors, const Metadata& user_metadata,
-                         const std::vector<uint64_t>& tensor_hashes) {
+                         const std::vector<uint64_t>* tensor_hashes) {
   Metadata metadata = user_metadata;
-  metadata.emplace_back(kFormatKey, kFormatVersion);
-  metadata.emplace_back(kChecksumKey, kChecksumName);
-  std::string hashes;
-  for (size_t i = 0; i < tensor_hashes.size(); ++i) {
-    if (i) hashes += ",";
-    hashes += Hex(tensor_hashes[i]);
+  if (tensor_hashes) {
+    metadata.emplace_back(kFormatKey, kFormatVersion);
+    metadata.emplace_back(kChecksumKey, kChecksumName);
+    std::string hashes;
+    for (size_t i = 0; i < tensor_hashes->size(); ++i) {
+      if (i) hashes += ",";
+      hashes += Hex((*tensor_hashes)[i]);
+    }
+    metadata.emplace_back(kTensorHashesKey, hashes);
+    metadata.emplace_back(kHeaderHashKey, Hex(HeaderHash(tensors, metadata)));
   }
-  metadata.emplace_back(kTensorHashesKey, hashes);
-  metadata.emplace_back(kHeaderHashKey, Hex(HeaderHash(tensors, metadata)));
   std::sort(metadata.begin(), metadata.end());
 
   std::string json = "{\"__metadata__\":{";

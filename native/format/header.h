@@ -48,9 +48,10 @@ Status PlanLayout(std::vector<TensorInfo>* tensors, uint64_t* data_len);
 Status CheckUserMetadata(const Metadata& metadata);
 
 // The 8-byte length prefix plus the padded JSON header. Its length does not depend on the hash values
-// (fixed-width hex), so a writer can reserve the space before the data is hashed.
+// (fixed-width hex), so a writer can reserve the space before the data is hashed. Without tensor_hashes
+// (nullptr) no ckptio keys are written at all: a plain safetensors file, readable only with verify off.
 std::string RenderHeader(const std::vector<TensorInfo>& tensors, const Metadata& user_metadata,
-                         const std::vector<uint64_t>& tensor_hashes);
+                         const std::vector<uint64_t>* tensor_hashes);
 
 struct ParsedHeader {
   uint64_t header_len = 0;

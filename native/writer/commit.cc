@@ -168,9 +168,11 @@ class PendingFile {
 // caller's memory or a staging block that was just filled from it, so they are hashed while hot).
 class TensorHasher {
  public:
-  explicit TensorHasher(const std::vector<format::TensorInfo>& tensors) : tensors_(tensors), hashes_(tensors.size()) {}
+  TensorHasher(const std::vector<format::TensorInfo>& tensors, bool enabled)
+      : tensors_(tensors), hashes_(enabled ? tensors.size() : 0), enabled_(enabled) {}
   // `bytes` are data-region bytes [offset, offset+len); calls must come in increasing, gapless order.
   void Feed(uint64_t offset, const unsigned char* bytes, uint64_t len) {
+    if (!enabled_) return;
     while (len > 0) {
       while (index_ < tensors_.size() && tensors_[index_].end <= offset) ++index_;
       if (index_ >= tensors_.size()) return;
@@ -190,6 +192,7 @@ class TensorHasher {
  private:
   const std::vector<format::TensorInfo>& tensors_;
   std::vector<format::StreamingHash> hashes_;
+  bool enabled_;
   size_t index_ = 0;
 };
 
@@ -414,8 +417,8 @@ Status CommitCheckpoint(io::Env* env, const std::string& path, std::vector<Tenso
                                [](const TensorSource& t, const std::string& n) { return t.info.name < n; });
     ordered.push_back(TensorSource{info, it->data});
   }
-  const uint64_t header_size =
-      format::RenderHeader(infos, metadata, std::vector<uint64_t>(infos.size(), 0)).size();
+  const std::vector<uint64_t> placeholder(infos.size(), 0);
+  const uint64_t header_size = format::RenderHeader(infos, metadata, options.checksum ? &placeholder : nullptr).size();
   const uint64_t total = header_size + data_len;
 
   PendingFile file(env, path);
@@ -430,8 +433,11 @@ Status CommitCheckpoint(io::Env* env, const std::string& path, std::vector<Tenso
       return Status::Os(-r, "fallocate", file.tmp_path());
     }
   }
-  TensorHasher hasher(infos);
-  auto render = [&] { return format::RenderHeader(infos, metadata, hasher.Digests()); };
+  TensorHasher hasher(infos, options.checksum);
+  auto render = [&] {
+    const std::vector<uint64_t> digests = hasher.Digests();
+    return format::RenderHeader(infos, metadata, options.checksum ? &digests : nullptr);
+  };
   std::string header;
   FileImage image(ordered, header_size, total);
   image.set_header(&header);

@@ -36,6 +36,9 @@ struct CommitOptions {
   // Buffered mode only: start writeback of every chunk of this size and drop the one before it from the
   // page cache (smooths I/O; not durability). 0 turns it off.
   uint64_t write_behind_bytes = 64ull << 20;
+  // Off: no digests are computed and no ckptio keys written (a plain safetensors file, which loads only
+  // with verification off). For measuring what the checksums cost, and for users who must skip it.
+  bool checksum = true;
 };
 
 struct CommitResult {

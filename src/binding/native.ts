@@ -22,6 +22,7 @@ export interface NativeWriteOptions {
   direct?: 'auto' | 'on' | 'off';
   preallocate?: boolean;
   writeBehindBytes?: number;
+  checksum?: boolean;
   copy?: boolean;
 }
 

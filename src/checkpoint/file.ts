@@ -23,6 +23,9 @@ export interface WriteOptions {
   preallocate?: boolean;
   /** Buffered writes only: start writeback every N bytes and drop the previous chunk from the page cache. */
   writeBehindBytes?: number;
+  /** Per-tensor and header XXH3-64 digests (default true). false writes a plain safetensors file without
+   * ckptio keys, which readCheckpoint accepts only with `verify: false`. */
+  checksum?: boolean;
 }
 
 export type WriteResult = NativeWriteResult;
@@ -67,6 +70,7 @@ function toNativeOptions(opts: WriteOptions): NativeWriteOptions {
   if (opts.direct !== undefined) out.direct = opts.direct;
   if (opts.preallocate !== undefined) out.preallocate = opts.preallocate;
   if (opts.writeBehindBytes !== undefined) out.writeBehindBytes = opts.writeBehindBytes;
+  if (opts.checksum !== undefined) out.checksum = opts.checksum;
   return out;
 }
 
