@@ -15,7 +15,17 @@ test('binding.gyp and native/CMakeLists.txt build the same sources', () => {
   assert.deepEqual(onDisk.sort(), [...gyp.targets[0]!.sources].sort(), 'every .cc file under native/ is built');
 });
 
-test('the node-gyp build, when present, passes a round trip', { skip: !fs.existsSync(path.join(root, 'build', 'Release', 'ckptio.node')) && 'no node-gyp build (CI builds one)' }, async () => {
+const gypAddon = path.join(root, 'build', 'Release', 'ckptio.node');
+/** Why the node-gyp round trip is skipped: no build, or one older than the sources (CI rebuilds it first). */
+function gypSkip(): string | false {
+  if (!fs.existsSync(gypAddon)) return 'no node-gyp build (.ci/run builds one: npm run build:native:gyp)';
+  const built = fs.statSync(gypAddon).mtimeMs;
+  const sources = fs.readdirSync(path.join(root, 'native'), { recursive: true }).map(String).filter((f) => /\.(cc|h)$/.test(f));
+  const newer = sources.filter((f) => fs.statSync(path.join(root, 'native', f)).mtimeMs > built);
+  return newer.length ? `the node-gyp build is older than ${newer.join(', ')}: run npm run build:native:gyp` : false;
+}
+
+test('the node-gyp build, when present, passes a round trip', { skip: gypSkip() }, async () => {
   const { spawnSync } = await import('node:child_process');
   const r = spawnSync(process.execPath, ['--test', path.join(__dirname, 'roundtrip.test.js')], {
     env: { ...withoutTestContext(), CKPTIO_ADDON: path.join(root, 'build', 'Release', 'ckptio.node'), CKPTIO_SKIP_BIG: '1' },
