@@ -74,9 +74,11 @@ function fuzzer(seed: number, dir: string) {
     for (let i = int(4); i > 0; i--) out[pick(names)] = tensor();
     return out;
   };
+  // Never a relative path: the fuzz must not write into the working directory.
+  const inDir = (v: unknown): unknown => (typeof v === 'string' && v !== '' && !path.isAbsolute(v) ? path.join(dir, v) : v);
   const file = (): unknown => pick([
     path.join(dir, 'f.safetensors'), path.join(dir, 'g.safetensors'), dir, path.join(dir, 'missing', 'x'), '',
-    path.join(dir, 'nul\0.safetensors'), path.join(dir, 'y'.repeat(300)), scalar(),
+    path.join(dir, 'nul\0.safetensors'), path.join(dir, 'y'.repeat(300)), inDir(scalar()),
   ]);
   const options = (): unknown => {
     if (int(3) === 0) return scalar();
@@ -95,9 +97,9 @@ function fuzzer(seed: number, dir: string) {
       case 1: return ['writeCheckpoint', () => writeCheckpoint(file() as string, tensors() as never, options() as never)];
       case 2: return ['readCheckpoint', () => readCheckpoint(file() as string, options() as never)];
       case 3: return ['writeFileAtomic', () => writeFileAtomic(file() as string, pick([typed(), scalar()]) as never)];
-      case 4: return ['removeFiles', () => removeFiles(pick([dir, '', path.join(dir, 'missing'), scalar()]) as string, pick([[], ['nope'], ['a/b'], [''], scalar(), ['..']]) as never)];
+      case 4: return ['removeFiles', () => removeFiles(pick([dir, '', path.join(dir, 'missing'), inDir(scalar())]) as string, pick([[], ['nope'], ['a/b'], [''], scalar(), ['..']]) as never)];
       default: return ['Checkpointer', () => {
-        const c = new Checkpointer({ dir: pick([path.join(dir, 'ck'), '', scalar()]), keepLast: pick([1, 0, -1, 2.5, 'x', undefined]), maxInflight: pick([1, 0, NaN, undefined]), onFull: pick(['wait', 'skip', 'drop', undefined]), onWarning: () => {} } as never);
+        const c = new Checkpointer({ dir: pick([path.join(dir, 'ck'), '', inDir(scalar())]), keepLast: pick([1, 0, -1, 2.5, 'x', undefined]), maxInflight: pick([1, 0, NaN, undefined]), onFull: pick(['wait', 'skip', 'drop', undefined]), onWarning: () => {} } as never);
         return c.save(pick([1, -1, 1.5, NaN]) as number, { tensors: tensors() as never }).then((h) => h.durable).finally(() => c.close());
       }];
     }
@@ -107,6 +109,7 @@ function fuzzer(seed: number, dir: string) {
 
 test(`API argument fuzz: ${ITERATIONS} seeded calls succeed or fail with a coded CheckpointError`, { timeout: 600_000 }, async (t) => {
   const dir = tempDir();
+  const before = new Set(fs.readdirSync(process.cwd()));
   const next = fuzzer(20261122, dir);
   const tally = { ok: 0, rejected: 0, thrown: 0 };
   const codes = new Map<string, number>();
@@ -133,6 +136,7 @@ test(`API argument fuzz: ${ITERATIONS} seeded calls succeed or fail with a coded
       check(`#${i} ${name} rejected`, err);
     }
   }
+  assert.deepEqual(fs.readdirSync(process.cwd()).filter((f) => !before.has(f)), [], 'the fuzz wrote into the working directory');
   t.diagnostic(`${JSON.stringify(tally)}; codes ${[...codes].map(([c, n]) => `${c} ${n}`).join(', ')}`);
   assert.ok(tally.ok > 0 && tally.rejected > 0, 'the fuzz reaches both outcomes');
   fs.rmSync(dir, { recursive: true, force: true });
