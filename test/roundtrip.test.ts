@@ -157,3 +157,16 @@ test('checksum: false writes plain safetensors (no ckptio keys), loadable only w
   assert.deepEqual([...(r.tensors.a!.data as Float32Array)], [1, 2, 3, 4]);
   await assert.rejects(writeCheckpoint(file, {}, { checksum: 'no' as unknown as boolean }), { code: 'ECKPT_ARGS' });
 });
+
+test('data backed by a SharedArrayBuffer, or viewed at an offset through a DataView, round-trips byte for byte', async () => {
+  const dir = tempDir();
+  const file = path.join(dir, 'shared.safetensors');
+  const shared = new Float32Array(new SharedArrayBuffer(4 * 6));
+  shared.set([1, 2, 3, 4, 5, 6]);
+  const backing = new Uint8Array([9, 9, 9, 1, 2, 3, 4, 9]);
+  const view = new DataView(backing.buffer, 3, 4);
+  await writeCheckpoint(file, { s: { dtype: 'float32', shape: [2, 3], data: shared }, v: { dtype: 'uint8', shape: [4], data: view as unknown as Uint8Array } });
+  const r = await readCheckpoint(file);
+  assert.deepEqual([...(r.tensors.s!.data as Float32Array)], [1, 2, 3, 4, 5, 6]);
+  assert.deepEqual([...bytesOf(r.tensors.v!.data)], [1, 2, 3, 4]);
+});

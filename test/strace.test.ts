@@ -65,3 +65,27 @@ test('the commit protocol happens in order, before the promise resolves (strace)
     from = mark.line;
   }
 });
+
+test('a Checkpointer that creates its directory fsyncs the parent before the first save resolves (strace)', { skip: !commandExists('strace') && 'strace not installed (.ci/run installs it)' }, () => {
+  const root = tempDir();
+  const dir = path.join(root, 'a', 'run');
+  const out = path.join(root, 'trace.txt');
+  const child = `
+const { Checkpointer } = require(${JSON.stringify(path.resolve(__dirname, '..', 'src'))});
+const fs = require('fs');
+(async () => {
+  const c = new Checkpointer({ dir: process.argv[1], onWarning: () => {} });
+  await (await c.save(1, { tensors: { w: { dtype: 'float32', shape: [2], data: new Float32Array(2) } } })).durable;
+  fs.writeSync(1, 'DURABLE\\n');
+  await c.close();
+})();
+`;
+  execFileSync('strace', ['-f', '-qq', '-s', '256', '-o', out, '-e', 'trace=mkdir,mkdirat,openat,fsync,write', process.execPath, '-e', child, dir], { stdio: 'pipe' });
+  const calls = parse(fs.readFileSync(out, 'utf8'));
+  const durable = calls.find((c) => c.name === 'write' && c.args.includes('DURABLE'))!;
+  for (const parent of [root, path.join(root, 'a')]) {
+    const opens = calls.filter((c) => c.name === 'openat' && c.args.includes(`"${parent}"`) && Number(c.result) >= 0).map((c) => c.result);
+    const synced = calls.find((c) => c.name === 'fsync' && opens.includes(c.args) && c.line < durable.line);
+    assert.ok(synced, `the parent ${parent} of a created directory was not fsynced before the save resolved`);
+  }
+});
