@@ -1,7 +1,7 @@
 export { CheckpointError } from './binding/errors';
 export type { CheckpointErrorCode, CheckpointErrorInfo } from './binding/errors';
 export { readCheckpoint, writeCheckpoint } from './checkpoint/file';
-export type { DType, ReadOptions, ReadResult, TensorEntry, TypedArray, WriteOptions, WriteResult } from './checkpoint/file';
+export type { Compression, CompressionReport, DType, ReadOptions, ReadResult, TensorEntry, TypedArray, WriteOptions, WriteResult } from './checkpoint/file';
 export { Checkpointer } from './checkpoint/checkpointer';
 export type {
   CheckpointerOptions, CheckpointerStats, DurableInfo, LoadedCheckpoint, SaveHandle, SavePayload, TensorSource,

@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CheckpointError, argumentError, toCheckpointError } from '../binding/errors';
-import { readCheckpoint, removeFiles, TensorEntry, writeCheckpoint, writeFileAtomic } from './file';
+import { Compression, CompressionReport, readCheckpoint, removeFiles, TensorEntry, writeCheckpoint, writeFileAtomic } from './file';
 import { checkpointName, listCheckpoints, Pointer, POINTER_BEST, POINTER_LATEST, readPointer, removeStaleTemps } from './directory';
 
 /** Bytes that become available later (a tfjs snapshot read in slices), with a release hook. */
@@ -43,6 +43,8 @@ export interface CheckpointerOptions {
   best?: 'max' | 'min';
   /** Called with a warning (an invalid checkpoint skipped on load, a skipped save). Default: console.warn. */
   onWarning?: (message: string) => void;
+  /** 'lz4': compress tensors on the libuv thread pool before each write (default 'none'); see WriteOptions. */
+  compression?: Compression;
 }
 
 export interface DurableInfo {
@@ -52,6 +54,8 @@ export interface DurableInfo {
   /** ms from save() to committed. */
   msToDurable: number;
   pruned: string[];
+  /** Present with `compression: 'lz4'`. */
+  compression?: CompressionReport;
 }
 
 export interface SaveHandle {
@@ -125,6 +129,7 @@ export class Checkpointer {
   private readonly maxInflightBytes: number;
   private readonly onFull: 'wait' | 'skip';
   private readonly bestMode: 'max' | 'min' | undefined;
+  private readonly compression: Compression;
   private readonly warn: (message: string) => void;
   private readonly ready: Promise<void>;
   private inflight = new Set<Promise<unknown>>();
@@ -146,10 +151,12 @@ export class Checkpointer {
     this.onFull = opts.onFull ?? 'wait';
     this.bestMode = opts.best;
     this.warn = opts.onWarning ?? ((m) => console.warn(`ckptio: ${m}`));
+    this.compression = opts.compression ?? 'none';
     if (!Number.isInteger(this.keepLast) || this.keepLast < 1) throw argumentError('keepLast must be an integer >= 1');
     if (!Number.isInteger(this.maxInflight) || this.maxInflight < 1) throw argumentError('maxInflight must be an integer >= 1');
     if (!(this.maxInflightBytes > 0)) throw argumentError('maxInflightBytes must be > 0');
     if (this.onFull !== 'wait' && this.onFull !== 'skip') throw argumentError("onFull must be 'wait' or 'skip'");
+    if (this.compression !== 'none' && this.compression !== 'lz4') throw argumentError("compression must be 'none' or 'lz4'");
     this.ready = this.open();
     this.ready.catch(() => {});
   }
@@ -230,7 +237,7 @@ export class Checkpointer {
       const metadata: Record<string, string> = { [STEP_KEY]: String(step), [STATE_KEY]: state };
       if (payload.metric !== undefined) metadata['ckptio.metric'] = String(payload.metric);
       // Writes commit in the order they are queued; the pointer and prune below follow their own checkpoint.
-      const write = this.chain.then(() => writeCheckpoint(file, tensors, { metadata, copy: payload.copy ?? false }));
+      const write = this.chain.then(() => writeCheckpoint(file, tensors, { metadata, copy: payload.copy ?? false, compression: this.compression }));
       this.chain = write.catch(() => {});
       result = await write;
       if (result.leftover) this.warn(`step ${step} is durable, but the file it replaced stays at ${result.leftover.path} (${result.leftover.code} on unlink); it is removed at the next start`);
@@ -250,7 +257,9 @@ export class Checkpointer {
     }
     const pruned = await this.prune();
     this.counters.saved++;
-    return { step, path: file, bytes: result.bytes, msToDurable: performance.now() - t0, pruned };
+    const info: DurableInfo = { step, path: file, bytes: result.bytes, msToDurable: performance.now() - t0, pruned };
+    if (result.compression) info.compression = result.compression;
+    return info;
   }
 
   private async writePointer(name: string, pointer: Pointer): Promise<void> {

@@ -1,8 +1,10 @@
 /** One checkpoint file: write it through the commit protocol on the writer thread, read and verify it. */
 import { CheckpointError, argumentError, callSite } from '../binding/errors';
 import { DType, NativeTensor, NativeWriteOptions, NativeWriteResult, TypedArray, native } from '../binding/native';
+import { COMPRESSION_KEY, Compression, CompressionReport, compressTensors, decompressTensors } from './compression';
 
 export type { DType, TypedArray } from '../binding/native';
+export type { Compression, CompressionReport } from './compression';
 
 export interface TensorEntry {
   dtype: DType;
@@ -26,9 +28,15 @@ export interface WriteOptions {
   /** Per-tensor and header XXH3-64 digests (default true). false writes a plain safetensors file without
    * ckptio keys, which readCheckpoint accepts only with `verify: false`. */
   checksum?: boolean;
+  /** 'lz4' compresses each tensor in 4 MiB chunks on the libuv thread pool before the write (default 'none').
+   * The result's `compression` says how much it saved; random fp32 data does not compress. */
+  compression?: Compression;
 }
 
-export type WriteResult = NativeWriteResult;
+export interface WriteResult extends NativeWriteResult {
+  /** Present when `compression` was asked for. */
+  compression?: CompressionReport;
+}
 
 export interface ReadOptions {
   /** Verify the header digest and every tensor's XXH3-64 (default true). */
@@ -40,6 +48,8 @@ export interface ReadResult {
   metadata: Record<string, string>;
   bytes: number;
   verified: boolean;
+  /** 'lz4' when the file held compressed tensors (they are returned decompressed). */
+  compression: Compression;
 }
 
 const DTYPES: ReadonlySet<string> = new Set<DType>([
@@ -78,6 +88,8 @@ function checkOptions(opts: unknown): void {
   if (opts !== undefined && (typeof opts !== 'object' || opts === null || Array.isArray(opts))) {
     throw argumentError('options must be an object');
   }
+  const copy = (opts as WriteOptions | undefined)?.copy;
+  if (copy !== undefined && typeof copy !== 'boolean') throw argumentError('options.copy must be a boolean');
 }
 
 /** Writes `tensors` to `path` as a safetensors file with ckptio checksums. Resolves once the file and its
@@ -93,7 +105,18 @@ export function writeCheckpoint(
     checkOptions(opts);
     const metadata = opts.metadata ?? {};
     if (typeof metadata !== 'object' || metadata === null) throw argumentError('metadata must be an object of strings');
-    return native.write(path, toNativeTensors(tensors), metadata, toNativeOptions(opts)).catch(rethrow);
+    if (Object.hasOwn(metadata, COMPRESSION_KEY)) throw argumentError(`metadata key ${COMPRESSION_KEY} is reserved`);
+    const compression = opts.compression ?? 'none';
+    if (compression !== 'none' && compression !== 'lz4') throw argumentError("options.compression must be 'none' or 'lz4'");
+    const list = toNativeTensors(tensors);
+    const nativeOptions = toNativeOptions(opts);
+    if (compression === 'none') return native.write(path, list, metadata, nativeOptions).catch(rethrow);
+    return compressTensors(list, opts.copy ?? false)
+      .then(async (c) => {
+        const result = await native.write(path, c.tensors, { ...metadata, [COMPRESSION_KEY]: c.metadataValue }, { ...nativeOptions, copy: false });
+        return { ...result, compression: c.report };
+      })
+      .catch(rethrow);
   } catch (err) {
     return Promise.reject(err instanceof CheckpointError ? err : argumentError(String(err))).catch(rethrow);
   }
@@ -111,10 +134,12 @@ export function readCheckpoint(path: string, opts: ReadOptions = {}): Promise<Re
   }
   return native
     .read(path, { verify: opts.verify ?? true })
-    .then((r) => {
+    .then(async (r): Promise<ReadResult> => {
       const tensors: Record<string, TensorEntry> = {};
       for (const t of r.tensors) tensors[t.name] = { dtype: t.dtype, shape: t.shape, data: t.data as TypedArray };
-      return { tensors, metadata: r.metadata, bytes: r.bytes, verified: r.verified };
+      const { [COMPRESSION_KEY]: compressed, ...metadata } = r.metadata;
+      if (compressed === undefined) return { tensors, metadata, bytes: r.bytes, verified: r.verified, compression: 'none' };
+      return { tensors: await decompressTensors(tensors, compressed, path), metadata, bytes: r.bytes, verified: r.verified, compression: 'lz4' };
     })
     .catch(rethrow);
 }

@@ -55,6 +55,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('--resume <mode>', "'auto' (newest valid checkpoint in --dir), 'never', or a checkpoint path", 'auto')
     .addOption(new Option('--backend <name>', 'tfjs backend').choices(['wasm', 'cpu', 'tensorflow']).default('wasm'))
     .addOption(new Option('--log <format>', 'output').choices(['text', 'json']).default('text'))
+    .addOption(new Option('--compression <codec>', 'compress checkpoint tensors (lz4 on the libuv thread pool; see benches/RESULTS.md for when it pays)').choices(['none', 'lz4']).default('none'))
     .addOption(new Option('--train-limit <n>', 'use only the first N training digits (tests)').argParser(int('--train-limit', 1)).hideHelp())
     .action(async (o) => {
       const { train } = await import('../train/trainer');
@@ -63,6 +64,7 @@ export async function main(argv: string[]): Promise<void> {
         dir: o.dir, steps: o.steps, epochs: o.epochs, batch: o.batch, layers: o.layers, lr: o.lr, warmup: o.warmup,
         startLr: o.startLr, minLr: o.minLr, schedule: o.schedule, seed: o.seed, saveEvery: o.saveEvery, keepLast: o.keepLast,
         resume: o.resume, backend: o.backend, evalEvery: o.evalEvery, trainLimit: o.trainLimit,
+        compression: o.compression,
       }, emit);
     });
 
@@ -71,7 +73,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('--no-verify', 'skip checksum verification')
     .action(async (file: string, o: { verify: boolean }) => {
       const r = await readCheckpoint(file, { verify: o.verify });
-      writeLine(JSON.stringify({ file, bytes: r.bytes, verified: r.verified, metadata: r.metadata,
+      writeLine(JSON.stringify({ file, bytes: r.bytes, verified: r.verified, compression: r.compression, metadata: r.metadata,
         tensors: Object.fromEntries(Object.entries(r.tensors).map(([k, t]) => [k, { dtype: t.dtype, shape: t.shape }])) }, null, 2));
     });
 

@@ -3,6 +3,7 @@
  * full state needed for a byte-exact continuation is listed in docs/training-state.md. */
 import type * as tfType from '@tensorflow/tfjs';
 import { Checkpointer, DurableInfo } from '../checkpoint/checkpointer';
+import type { Compression } from '../checkpoint/file';
 import { BackendName, loadTf } from '../tfjs/backend';
 import { snapshot, StagingArena } from '../tfjs/snapshot';
 import { Dataset, splitMnist } from './data';
@@ -29,6 +30,8 @@ export interface TrainConfig {
   backend: BackendName;
   evalEvery: number;
   trainLimit?: number;
+  /** Checkpoint compression (default 'none'); it does not change training. */
+  compression?: Compression;
 }
 
 export interface TrainState {
@@ -41,7 +44,7 @@ export interface TrainState {
   lastValAcc: number | null;
   lastLoss: number | null;
   seed: number;
-  config: Omit<TrainConfig, 'resume' | 'dir'>;
+  config: Omit<TrainConfig, 'resume' | 'dir' | 'compression'>;
   dataset: { name: 'mnist'; train: number; val: number; fingerprint: string };
   provenance: Provenance;
 }
@@ -71,9 +74,11 @@ export async function train(config: TrainConfig, emit: (e: TrainEvent) => void):
   };
   const model = new Mlp(tf, [784, ...config.layers, 10], config.seed);
   const ckpt = new Checkpointer({ dir: config.dir, keepLast: config.keepLast, maxInflight: 1, onFull: 'wait', best: 'max',
+    compression: config.compression ?? 'none',
     onWarning: (message) => emit({ event: 'warning', message }) });
-  const { resume, dir: _dir, ...runConfig } = config;
+  const { resume, dir: _dir, compression: _compression, ...runConfig } = config;
   void _dir;
+  void _compression;
   const state: TrainState = {
     step: 0, epoch: 0, posInEpoch: 0, adam: model.adam, schedule, bestValAcc: null, lastValAcc: null, lastLoss: null,
     seed: config.seed, config: runConfig,
