@@ -13,7 +13,7 @@ test('npm run bench -- --quick runs and produces every figure (values not assert
   for (const key of ['16MiB:ckptio writeCheckpoint (caller-owned buffers)', '16MiB:raw O_DIRECT 4 MiB blocks + fsync (disk limit)', '16MiB:fs.promises writeFile + fdatasync + rename', '16MiB:load',
     '16MiB:ckptio writeCheckpoint, checksum: false', '16MiB:tfjs-wasm', '16MiB:tfjs-cpu', 'steps:synthetic-wasm:every 10',
     'steps:synthetic-cpu:every 1', 'steps:trainer:every 10', 'steps:trainer:no saves', '16MiB:memory:raw:1', '16MiB:memory:raw-copy:2',
-    '16MiB:memory:tfjs-wasm:2']) {
+    '16MiB:memory:tfjs-wasm:2', 'compression:trained', 'compression:random-16MiB']) {
     assert.ok(json.results[key], `missing figure ${key}`);
     for (const v of Object.values(json.results[key]!)) assert.ok(v !== null && v !== undefined);
   }
