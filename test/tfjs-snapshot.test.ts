@@ -51,3 +51,27 @@ for (const backend of ['cpu', 'wasm'] as const) {
     assert.ok(path.isAbsolute(dir));
   });
 }
+
+test('wasm heap copies yield to the event loop by copy budget, not once per slice; the bytes are exact either way', async () => {
+  const { tf } = await loadTf('wasm');
+  const vars = Array.from({ length: 4 }, (_, i) => tf.variable(tf.randomNormal([1 << 18], 0, 1, 'float32', 20 + i)));
+  const named: Record<string, typeof vars[number]> = {};
+  vars.forEach((v, i) => (named[`v${i}`] = v));
+  const expected = vars.map((v) => bytesOf((v.dataSync() as Float32Array).slice()));
+  const slices = (4 * (1 << 20)) / 65536; // 4 tensors of 1 MiB in 64 KiB slices
+  const turnsDuring = async (turnBudgetMs: number): Promise<number> => {
+    const source = snapshot(tf, named, { sliceBytes: 65536, turnBudgetMs });
+    let turns = 0;
+    let running = true;
+    const tick = () => { if (running) { turns++; setImmediate(tick); } };
+    setImmediate(tick);
+    const out = await source.materialize();
+    running = false;
+    vars.forEach((_, i) => assert.ok(bytesOf(out[`v${i}`]!.data).equals(expected[i]!), `v${i} bytes`));
+    source.release();
+    return turns;
+  };
+  assert.equal(await turnsDuring(Infinity), 0, 'an unlimited budget copies everything in one turn');
+  assert.ok(await turnsDuring(0) >= slices - 1, 'a zero budget yields after every slice');
+  vars.forEach((v) => v.dispose());
+});

@@ -3,7 +3,9 @@
  * snapshot() holds a reference on each tensor's current data (O(1) per tensor, no bytes touched). The bytes
  * are then produced by materialize(): on cpu the tensors' own arrays are handed to the writer as they are;
  * on wasm they are copied out of the heap into reused, pre-faulted staging buffers in slices of at most
- * `sliceBytes`, yielding to the event loop between slices so no single block of the main thread is long;
+ * `sliceBytes`, yielding to the event loop once a turn has spent `turnBudgetMs` copying, so no single block of
+ * the main thread is long and a large state still takes only a few turns (one slice per turn made a 64 MiB
+ * copy span 16 training steps, longer than a save interval of 10);
  * elsewhere they are read with data(). release() drops every reference once the file is written. */
 import type * as tfType from '@tensorflow/tfjs';
 import type { TensorSource } from '../checkpoint/checkpointer';
@@ -50,7 +52,10 @@ export class StagingArena {
 }
 
 export interface SnapshotOptions {
+  /** Largest single copy out of the wasm heap (default 4 MiB). */
   sliceBytes?: number;
+  /** Copying done per event-loop turn before yielding (default 1 ms). */
+  turnBudgetMs?: number;
   arena?: StagingArena;
   /** Main-thread time spent copying, summed and longest, filled in by materialize(). */
   onCopyStats?: (stats: { totalMs: number; longestMs: number; copiedBytes: number }) => void;
@@ -67,6 +72,8 @@ export function snapshot(tf: Tf, tensors: Record<string, tfType.Tensor>, opts: S
     bytes += t.size * (t.dtype === 'bool' ? 1 : 4);
   }
   const sliceBytes = opts.sliceBytes ?? 4 << 20;
+  const turnBudgetMs = opts.turnBudgetMs ?? 1;
+  if (!(sliceBytes >= 4096) || !(turnBudgetMs >= 0)) throw new Error('ckptio: sliceBytes must be >= 4096 and turnBudgetMs >= 0');
   let released = false;
   let arena: StagingArena | null = null;
   return {
@@ -76,6 +83,7 @@ export function snapshot(tf: Tf, tensors: Record<string, tfType.Tensor>, opts: S
       let totalMs = 0;
       let longestMs = 0;
       let copiedBytes = 0;
+      let turnMs = 0; // copying done since the last yield
       for (const [name, t] of held) {
         const dtype = DTYPE[t.dtype]!;
         const access = byteAccess(tf, t);
@@ -86,6 +94,10 @@ export function snapshot(tf: Tf, tensors: Record<string, tfType.Tensor>, opts: S
           arena ??= (opts.arena ?? new StagingArena()).acquire();
           raw = arena.take(access.bytes.byteLength);
           for (let at = 0; at < raw.byteLength; at += sliceBytes) {
+            if (turnMs >= turnBudgetMs) {
+              await yieldToLoop();
+              turnMs = 0;
+            }
             const t0 = performance.now();
             // Re-resolve the heap view for each slice: the wasm heap may have grown (and moved) meanwhile.
             const heap = byteAccess(tf, t);
@@ -93,9 +105,9 @@ export function snapshot(tf: Tf, tensors: Record<string, tfType.Tensor>, opts: S
             raw.set(heap.bytes.subarray(at, Math.min(at + sliceBytes, raw.byteLength)), at);
             const ms = performance.now() - t0;
             totalMs += ms;
-            longestMs = Math.max(longestMs, ms);
+            turnMs += ms;
+            longestMs = Math.max(longestMs, turnMs);
             copiedBytes += Math.min(sliceBytes, raw.byteLength - at);
-            await yieldToLoop();
           }
         } else {
           const values = await t.data();
