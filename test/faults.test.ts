@@ -132,3 +132,20 @@ test('a full writer queue rejects with ECKPT_BUSY instead of blocking the JS thr
   assert.equal(written.length, 70 - busy.length);
   for (const i of busy) assert.ok(!written.includes(`f${i}`));
 });
+
+test('reads map the file read-only while it is checked; a failing mmap or mprotect is a coded error, and the mapping is given back', async () => {
+  const dir = tempDir();
+  const file = path.join(dir, 'a.safetensors');
+  await writeCheckpoint(file, checkpoint('r', 1000));
+  for (const [op, name] of [['mmap', 'ENOMEM'], ['mprotect', 'EACCES']] as [FaultOp, keyof typeof constants.errno][]) {
+    native.faults.configure({ failures: [{ op, nth: 1, errno: constants.errno[name] }] });
+    await assert.rejects(readCheckpoint(file), (e: unknown) =>
+      e instanceof CheckpointError && e.code === name && e.syscall === op && e.path === file, op);
+    const stats = native.faults.stats();
+    assert.equal(stats.injected, 1, `${op} was reached`);
+    if (op === 'mprotect') assert.equal(stats.byOp.munmap, 1, 'the mapping was unmapped after the failed mprotect');
+    native.faults.disable();
+  }
+  const back = await readCheckpoint(file);
+  assert.ok(bytesOf(back.tensors.weight!.data).equals(bytesOf(checkpoint('r', 1000).weight!.data)));
+});

@@ -32,6 +32,7 @@ class Env {
   // Returns the mapping or nullptr with *err set to errno.
   virtual void* Mmap(size_t len, int prot, int flags, int fd, int* err) = 0;
   virtual int Munmap(void* addr, size_t len) = 0;
+  virtual int Mprotect(void* addr, size_t len, int prot) = 0;
 };
 
 // The real thing: thin wrappers over the syscalls.

@@ -14,7 +14,7 @@ namespace {
 
 constexpr const char* kOpNames[kOpCount] = {
     "open", "openat", "pwrite", "pread", "fallocate", "ftruncate", "fdatasync", "fsync", "close",
-    "rename", "unlink", "sync_file_range", "fadvise", "fstat", "mmap", "munmap"};
+    "rename", "unlink", "sync_file_range", "fadvise", "fstat", "mmap", "munmap", "mprotect"};
 
 std::string Join(const std::string& dir, const std::string& name) {
   return dir.empty() || dir.back() == '/' ? dir + name : dir + "/" + name;
@@ -368,6 +368,14 @@ int FaultEnv::Munmap(void* addr, size_t len) {
   Gate gate = Enter(Op::kMunmap, &err);
   int r = base_->Munmap(addr, len);
   if (gate == Gate::kProceed) Leave();
+  return r;
+}
+
+int FaultEnv::Mprotect(void* addr, size_t len, int prot) {
+  int err = 0;
+  if (Enter(Op::kMprotect, &err) != Gate::kProceed) return -err;
+  int r = base_->Mprotect(addr, len, prot);
+  Leave();
   return r;
 }
 

@@ -24,7 +24,7 @@ namespace ckptio::io {
 
 enum class Op : int {
   kOpen, kOpenAt, kPwrite, kPread, kFallocate, kFtruncate, kFdatasync, kFsync, kClose, kRename,
-  kUnlink, kSyncFileRange, kFadvise, kFstat, kMmap, kMunmap, kCount
+  kUnlink, kSyncFileRange, kFadvise, kFstat, kMmap, kMunmap, kMprotect, kCount
 };
 constexpr size_t kOpCount = static_cast<size_t>(Op::kCount);
 const char* OpName(Op op);
@@ -75,6 +75,7 @@ class FaultEnv final : public Env {
   int Fstat(int fd, struct stat* st) override;
   void* Mmap(size_t len, int prot, int flags, int fd, int* err) override;
   int Munmap(void* addr, size_t len) override;
+  int Mprotect(void* addr, size_t len, int prot) override;
 
  private:
   enum class Gate { kProceed, kFail, kDead };

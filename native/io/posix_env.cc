@@ -55,6 +55,7 @@ class Posix final : public Env {
     return p;
   }
   int Munmap(void* addr, size_t len) override { return Ret(::munmap(addr, len)); }
+  int Mprotect(void* addr, size_t len, int prot) override { return Ret(::mprotect(addr, len, prot)); }
 };
 
 Posix g_posix;

@@ -48,7 +48,7 @@ export interface NativeReadResult {
 
 export type FaultOp =
   | 'open' | 'openat' | 'pwrite' | 'pread' | 'fallocate' | 'ftruncate' | 'fdatasync' | 'fsync' | 'close'
-  | 'rename' | 'unlink' | 'sync_file_range' | 'fadvise' | 'fstat' | 'mmap' | 'munmap';
+  | 'rename' | 'unlink' | 'sync_file_range' | 'fadvise' | 'fstat' | 'mmap' | 'munmap' | 'mprotect';
 
 export interface FaultConfig {
   /** Fail the nth call (1-based, counted from configure()) of `op` with `errno`. */
