@@ -99,7 +99,7 @@ export async function tfjsStall(ctx: BenchContext): Promise<void> {
       fs.rmSync(dir, { recursive: true, force: true });
     }
   }
-  ctx.rows.push('', 'ckptio main-thread ms = the time inside snapshot() and the synchronous part of Checkpointer.save(), plus the wasm heap copies (timed slice by slice; the loop yields between 4 MiB slices), plus the completion callbacks the addon runs on the main thread (timed inside the addon). The promise glue between those pieces is not timed. model.save: the whole call, which reads every weight and writes the file synchronously.', '');
+  ctx.rows.push('', 'ckptio main-thread ms = the time inside snapshot() and the synchronous part of Checkpointer.save(), plus the wasm heap copies (timed slice by slice; the loop yields once a turn has copied for 1 ms, in slices of at most 1 MiB), plus the completion callbacks the addon runs on the main thread (timed inside the addon). The promise glue between those pieces is not timed. model.save: the whole call, which reads every weight and writes the file synchronously.', '');
 }
 
 /** A step of fixed compute: a tight loop calibrated to `ms`, standing in for work done elsewhere (a GPU). */

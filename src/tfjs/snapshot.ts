@@ -52,7 +52,7 @@ export class StagingArena {
 }
 
 export interface SnapshotOptions {
-  /** Largest single copy out of the wasm heap (default 4 MiB). */
+  /** Largest single copy out of the wasm heap (default 1 MiB: a turn overshoots its budget by at most one). */
   sliceBytes?: number;
   /** Copying done per event-loop turn before yielding (default 1 ms). */
   turnBudgetMs?: number;
@@ -71,7 +71,7 @@ export function snapshot(tf: Tf, tensors: Record<string, tfType.Tensor>, opts: S
     held.set(name, retainData(tf, t));
     bytes += t.size * (t.dtype === 'bool' ? 1 : 4);
   }
-  const sliceBytes = opts.sliceBytes ?? 4 << 20;
+  const sliceBytes = opts.sliceBytes ?? 1 << 20;
   const turnBudgetMs = opts.turnBudgetMs ?? 1;
   if (!(sliceBytes >= 4096) || !(turnBudgetMs >= 0)) throw new Error('ckptio: sliceBytes must be >= 4096 and turnBudgetMs >= 0');
   let released = false;
