@@ -175,7 +175,7 @@ function targets(): string[] {
     const r = results[key] as { ratio: number };
     out.push(`| extra peak RSS ≤ 1.1x checkpoint bytes, one save in flight | ${key.replace(':memory:', ' ').replace(/:1$/, '')} | ${r.ratio.toFixed(2)}x | ${r.ratio <= 1.1 ? 'met' : 'NOT met'} |`);
   }
-  out.push('');
+  out.push('', 'Why each NOT met target misses, with the experiments behind it (copy contention, fallocate, queue depth, the wasm heap copy, run-to-run noise): benches/README.md, section "Misses in the last full run".', '');
   return out;
 }
 
