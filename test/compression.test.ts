@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import * as lz4 from 'lz4-napi';
 import { Checkpointer, CheckpointError, readCheckpoint, TensorEntry, writeCheckpoint } from '../src';
 import { native } from '../src/binding/native';
-import { bytesOf, parseFraming, pattern, tempDir } from './helpers';
+import { assertSameTensors, bytesOf, parseFraming, pattern, tempDir } from './helpers';
 
 const CHUNK = 4 << 20;
 
@@ -34,17 +34,6 @@ function entries(): Record<string, TensorEntry> {
     empty: { dtype: 'float32', shape: [0, 3], data: new Float32Array(0) },
     scalar: { dtype: 'int32', shape: [], data: new Int32Array([-5]) },
   };
-}
-
-function assertSameTensors(actual: Record<string, TensorEntry>, expected: Record<string, TensorEntry>): void {
-  assert.deepEqual(Object.keys(actual).sort(), Object.keys(expected).sort());
-  for (const [name, e] of Object.entries(expected)) {
-    const a = actual[name]!;
-    assert.equal(a.dtype, e.dtype, name);
-    assert.deepEqual(a.shape, e.shape, name);
-    assert.equal(a.data.constructor, e.data.constructor, name);
-    assert.ok(bytesOf(a.data).equals(bytesOf(e.data)), `${name}: bytes differ`);
-  }
 }
 
 test('lz4: byte-exact round trip of every dtype family; data that does not shrink is stored raw and counted', async () => {

@@ -1,6 +1,8 @@
+import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import type { TensorEntry } from '../src';
 
 export function tempDir(prefix = 'ckptio-test-'): string {
   return fs.mkdtempSync(path.join(process.env.CKPTIO_TEST_TMP ?? os.tmpdir(), prefix));
@@ -55,4 +57,16 @@ export function withoutTestContext(): NodeJS.ProcessEnv {
   const env = { ...process.env };
   delete env.NODE_TEST_CONTEXT;
   return env;
+}
+
+/** Same names, dtypes, shapes, array types and bytes. */
+export function assertSameTensors(actual: Record<string, TensorEntry>, expected: Record<string, TensorEntry>): void {
+  assert.deepEqual(Object.keys(actual).sort(), Object.keys(expected).sort());
+  for (const [name, t] of Object.entries(expected)) {
+    const got = actual[name]!;
+    assert.equal(got.dtype, t.dtype, name);
+    assert.deepEqual(got.shape, t.shape, name);
+    assert.ok(bytesOf(got.data).equals(bytesOf(t.data)), `bytes of ${name}`);
+    assert.equal(got.data.constructor.name, t.data.constructor.name, `array type of ${name}`);
+  }
 }

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { readCheckpoint, writeCheckpoint, TensorEntry } from '../src';
-import { bytesOf, parseFraming, pattern, tempDir } from './helpers';
+import { assertSameTensors, bytesOf, parseFraming, pattern, tempDir } from './helpers';
 
 function allDtypes(): Record<string, TensorEntry> {
   return {
@@ -27,17 +27,6 @@ function allDtypes(): Record<string, TensorEntry> {
   };
 }
 
-function assertSame(actual: Record<string, TensorEntry>, expected: Record<string, TensorEntry>): void {
-  assert.deepEqual(Object.keys(actual).sort(), Object.keys(expected).sort());
-  for (const [name, t] of Object.entries(expected)) {
-    const got = actual[name]!;
-    assert.equal(got.dtype, t.dtype, name);
-    assert.deepEqual(got.shape, t.shape, name);
-    assert.ok(bytesOf(got.data).equals(bytesOf(t.data)), `bytes of ${name}`);
-    assert.equal(got.data.constructor.name, t.data.constructor.name, `array type of ${name}`);
-  }
-}
-
 for (const direct of ['on', 'off'] as const) {
   test(`round trip of every dtype, scalars and empty tensors (direct ${direct})`, async () => {
     const dir = tempDir();
@@ -48,7 +37,7 @@ for (const direct of ['on', 'off'] as const) {
     assert.equal(res.bytes, fs.statSync(file).size);
     const back = await readCheckpoint(file);
     assert.equal(back.verified, true);
-    assertSame(back.tensors, tensors);
+    assertSameTensors(back.tensors, tensors);
     assert.deepEqual(back.metadata, { note: 'héllo "quoted"\n', step: '7' });
   });
 }
@@ -103,7 +92,7 @@ test('1000+ tensors round trip', async () => {
   const tensors: Record<string, TensorEntry> = {};
   for (let i = 0; i < 1200; i++) tensors[`layer.${i}.weight`] = { dtype: 'float32', shape: [i % 7, 3], data: pattern((i % 7) * 3, i + 1) };
   await writeCheckpoint(path.join(dir, 'many'), tensors);
-  assertSame((await readCheckpoint(path.join(dir, 'many'))).tensors, tensors);
+  assertSameTensors((await readCheckpoint(path.join(dir, 'many'))).tensors, tensors);
 });
 
 test('copy: true snapshots the buffers before the call returns', async () => {
