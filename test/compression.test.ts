@@ -86,15 +86,23 @@ test('lz4: the file is plain safetensors of uint8 chunks, each an lz4-napi block
   assert.ok(bytesOf(back.tensors.w!.data).equals(bytesOf(big)));
 });
 
-test('lz4 with copy: the caller may overwrite its buffers as soon as the call returns', async () => {
+test('lz4 with copy: the caller may overwrite its buffers as soon as the call returns, compressed or stored raw', async () => {
   const dir = tempDir();
   const data = new Float32Array(CHUNK / 4 + 100).fill(3);
-  const expected = data.slice();
-  const p = writeCheckpoint(path.join(dir, 'c.safetensors'), { w: { dtype: 'float32', shape: [data.length], data } }, { compression: 'lz4', copy: true });
+  const noise = pattern(50_000, 3); // does not compress: stored raw from the copy
+  const expected = [data.slice(), noise.slice()];
+  const p = writeCheckpoint(path.join(dir, 'c.safetensors'), {
+    w: { dtype: 'float32', shape: [data.length], data },
+    noise: { dtype: 'float32', shape: [noise.length], data: noise },
+  }, { compression: 'lz4', copy: true });
   data.fill(-1);
-  await p;
+  noise.fill(-1);
+  const r = await p;
+  assert.deepEqual([r.compression?.compressedTensors, r.compression?.rawTensors], [1, 1]);
   const back = await readCheckpoint(path.join(dir, 'c.safetensors'));
-  assert.ok(bytesOf(back.tensors.w!.data).equals(bytesOf(expected)));
+  assert.ok(bytesOf(back.tensors.w!.data).equals(bytesOf(expected[0]!)));
+  assert.ok(bytesOf(back.tensors.noise!.data).equals(bytesOf(expected[1]!)));
+  assert.equal(back.tensors.noise!.data.constructor, Float32Array);
 });
 
 test('lz4: bad arguments are ECKPT_ARGS before anything is written', async () => {

@@ -118,6 +118,31 @@ test('views returned by read are copy-on-write: mutating them leaves the file al
   assert.equal((await readCheckpoint(file)).verified, true);
 });
 
+test('a verified read shares the page cache: no page of the mapping is copied until a view is written', async () => {
+  const dir = tempDir();
+  const file = path.join(dir, 'shared');
+  const n = 4 << 20; // 16 MiB of float32
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i += 1021) a[i] = i;
+  await writeCheckpoint(file, { w: { dtype: 'float32', shape: [n], data: a } });
+  // Private (copy-on-write) pages of every mapping of this file, from the kernel's page-table walk.
+  const copiedKiB = (): number => {
+    let total = 0;
+    let inFile = false;
+    for (const line of fs.readFileSync('/proc/self/smaps', 'utf8').split('\n')) {
+      if (/^[0-9a-f]+-[0-9a-f]+ /.test(line)) inFile = line.endsWith(` ${file}`);
+      else if (inFile && line.startsWith('Anonymous:')) total += Number(/(\d+)/.exec(line)![1]);
+    }
+    return total;
+  };
+  const back = await readCheckpoint(file);
+  assert.equal(back.verified, true);
+  assert.equal(copiedKiB(), 0, 'populating and verifying copied pages of the file');
+  (back.tensors.w!.data as Float32Array)[1] = 5; // still writable: one page is copied, the file is untouched
+  assert.equal((back.tensors.w!.data as Float32Array)[1], 5);
+  assert.ok(copiedKiB() > 0 && copiedKiB() <= 8, `one written page is copied, not ${copiedKiB()} KiB`);
+});
+
 test('a checkpoint larger than 1 GiB round trips', { skip: process.env.CKPTIO_SKIP_BIG === '1' ? 'CKPTIO_SKIP_BIG=1' : false }, async () => {
   const dir = tempDir();
   const file = path.join(dir, 'big');

@@ -29,7 +29,8 @@ export interface WriteOptions {
    * ckptio keys, which readCheckpoint accepts only with `verify: false`. */
   checksum?: boolean;
   /** 'lz4' compresses each tensor in 4 MiB chunks on the libuv thread pool before the write (default 'none').
-   * The result's `compression` says how much it saved; random fp32 data does not compress. */
+   * The compressed chunks (up to the tensors' size) are held until the write settles, on top of the
+   * tensors themselves. The result's `compression` says how much it saved; random fp32 does not compress. */
   compression?: Compression;
 }
 
