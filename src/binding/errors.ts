@@ -1,6 +1,8 @@
 /** Every failure ckptio reports is a CheckpointError. OS failures keep the errno name as `code` (ENOSPC,
  * EIO, EACCES, ...) with `errno`, `syscall` and `path`; format problems use ECKPT_FORMAT, checksum
- * mismatches ECKPT_CHECKSUM, bad arguments ECKPT_ARGS, a full writer queue ECKPT_BUSY. */
+ * mismatches ECKPT_CHECKSUM, bad arguments ECKPT_ARGS, a full writer queue ECKPT_BUSY, a checkpoint that does not
+ * fit the model it is restored into ECKPT_MISMATCH, an optional package that is not installed ECKPT_MISSING_PACKAGE,
+ * a tfjs version whose internals ckptio does not recognise ECKPT_TFJS_INTERNALS. */
 export type CheckpointErrorCode =
   | 'ECKPT_FORMAT'
   | 'ECKPT_CHECKSUM'
@@ -8,6 +10,9 @@ export type CheckpointErrorCode =
   | 'ECKPT_BUSY'
   | 'ECKPT_CLOSED'
   | 'ECKPT_INTERNAL'
+  | 'ECKPT_MISMATCH'
+  | 'ECKPT_MISSING_PACKAGE'
+  | 'ECKPT_TFJS_INTERNALS'
   | (string & {});
 
 export interface CheckpointErrorInfo {

@@ -1,4 +1,4 @@
-/** The only module that touches tfjs engine and backend internals (tfjs 4.x). test/tfjs-internals.test.ts
+/** The only module that touches tfjs engine and backend internals (tfjs 4.x). test/tfjs-internals.test.ts (the guard per optimizer)
  * fails loudly if an upgrade changes what is used here.
  *
  * - A tensor's data is referenced by a dataId with a refcount in its backend. `backend.incRef(dataId)` plus
@@ -7,6 +7,7 @@
  * - cpu keeps each dataId's values in a plain typed array (`backend.data.get(id).values`), readable in place.
  * - wasm keeps them in its heap at `backend.dataIdMap.get(id).memoryOffset`. */
 import type * as tfType from '@tensorflow/tfjs';
+import { CheckpointError } from '../binding/errors';
 
 type Tf = typeof tfType;
 type DataId = object;
@@ -67,4 +68,33 @@ export function byteAccess(tf: Tf, t: tfType.Tensor): ByteAccess {
     if (entry) return { kind: 'heap', bytes: backend.wasm.HEAPU8.subarray(entry.memoryOffset, entry.memoryOffset + bytes) };
   }
   return { kind: 'read' };
+}
+
+interface LearningRateFields {
+  learningRate?: unknown;
+  setLearningRate?: (lr: number) => void;
+}
+
+/** Sets a tf.train optimizer's learning rate for its next step. SGD and momentum cache `-lr` as a kept
+ * scalar, which only their own `setLearningRate` refreshes; the others read the `learningRate` field each step. */
+export function setOptimizerLearningRate(optimizer: tfType.Optimizer, lr: number): void {
+  const o = optimizer as unknown as LearningRateFields;
+  if (typeof o.learningRate !== 'number') {
+    throw new CheckpointError(`optimizer ${optimizer.getClassName()} has no numeric learningRate field (tfjs internals changed?)`, {
+      code: 'ECKPT_TFJS_INTERNALS',
+    });
+  }
+  if (typeof o.setLearningRate === 'function') o.setLearningRate(lr);
+  else o.learningRate = lr;
+}
+
+/** The learning rate the optimizer will use for its next step. */
+export function optimizerLearningRate(optimizer: tfType.Optimizer): number {
+  const lr = (optimizer as unknown as LearningRateFields).learningRate;
+  if (typeof lr !== 'number') {
+    throw new CheckpointError(`optimizer ${optimizer.getClassName()} has no numeric learningRate field (tfjs internals changed?)`, {
+      code: 'ECKPT_TFJS_INTERNALS',
+    });
+  }
+  return lr;
 }
