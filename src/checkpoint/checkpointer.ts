@@ -11,10 +11,13 @@ import * as path from 'node:path';
 import { CheckpointError, argumentError, toCheckpointError } from '../binding/errors';
 import { Compression, CompressionReport, readCheckpoint, removeFiles, TensorEntry, writeCheckpoint, writeFileAtomic } from './file';
 import { checkpointName, listCheckpoints, Pointer, POINTER_BEST, POINTER_LATEST, readPointer, removeStaleTemps } from './directory';
+import { METADATA_KEYS } from './metadata-keys';
 
 /** Bytes that become available later (a tfjs snapshot read in slices), with a release hook. */
 export interface TensorSource {
   readonly bytes: number;
+  /** `ckptio.*` metadata that describes these tensors (a tfjs model's naming, an optimizer's counters). */
+  readonly metadata?: Readonly<Record<string, string>>;
   materialize(): Promise<Record<string, TensorEntry>>;
   release(): void;
 }
@@ -86,8 +89,8 @@ export interface CheckpointerStats {
   totalWaitMs: number;
 }
 
-const STEP_KEY = 'ckptio.step';
-const STATE_KEY = 'ckptio.state';
+const STEP_KEY = METADATA_KEYS.step;
+const STATE_KEY = METADATA_KEYS.state;
 
 /** Bytes a save will hold in flight; the full validation of the tensors is writeCheckpoint's. */
 function sizeOf(tensors: Record<string, TensorEntry> | TensorSource): number {
@@ -234,8 +237,8 @@ export class Checkpointer {
     let result;
     try {
       const tensors = source ? await source.materialize() : (payload.tensors as Record<string, TensorEntry>);
-      const metadata: Record<string, string> = { [STEP_KEY]: String(step), [STATE_KEY]: state };
-      if (payload.metric !== undefined) metadata['ckptio.metric'] = String(payload.metric);
+      const metadata: Record<string, string> = { ...(source?.metadata ?? {}), [STEP_KEY]: String(step), [STATE_KEY]: state };
+      if (payload.metric !== undefined) metadata[METADATA_KEYS.metric] = String(payload.metric);
       // Writes commit in the order they are queued; the pointer and prune below follow their own checkpoint.
       const write = this.chain.then(() => writeCheckpoint(file, tensors, { metadata, copy: payload.copy ?? false, compression: this.compression }));
       this.chain = write.catch(() => {});

@@ -10,10 +10,11 @@
 import * as lz4 from 'lz4-napi';
 import { CheckpointError, argumentError, toCheckpointError } from '../binding/errors';
 import type { DType, NativeTensor, TypedArray } from '../binding/native';
+import { METADATA_KEYS } from './metadata-keys';
 
 export type Compression = 'none' | 'lz4';
 
-export const COMPRESSION_KEY = 'ckptio.compression';
+export const COMPRESSION_KEY = METADATA_KEYS.compression;
 export const CHUNK_BYTES = 4 << 20;
 const CHUNK_SEPARATOR = '@lz4/';
 

@@ -98,3 +98,151 @@ export function optimizerLearningRate(optimizer: tfType.Optimizer): number {
   }
   return lr;
 }
+
+// ---- Optimizer state (tfjs-core 4.x src/optimizers) ----
+
+/** A per-weight slot variable as tf.train optimizers keep it: `originalName` is `<engine variable name><suffix>`. */
+export interface SlotEntry {
+  originalName: string;
+  variable: tfType.Variable;
+}
+
+export interface SlotFamily {
+  /** The optimizer field holding the array of slots, indexed by the variable's position in applyGradients. */
+  field: string;
+  /** What tfjs appends to the variable's name in `originalName`; without the slash it names the family. */
+  suffix: string;
+}
+
+export interface OptimizerLayout {
+  slots: readonly SlotFamily[];
+  /** Scalar tf.Variables the optimizer updates every step (Adam's running beta products, Adamax's counter). */
+  scalarVariables: readonly string[];
+}
+
+/** Everything each tf.train optimizer carries from one step to the next, by getClassName(). Besides these, every
+ * optimizer has the JS number `iterations_` and its `learningRate`; the other fields are constructor
+ * hyperparameters (or, for SGD/Momentum, a kept scalar derived from them). test/tfjs-internals.test.ts checks that
+ * no optimizer holds a Variable or slot array this table does not list. */
+export const OPTIMIZER_LAYOUTS: Readonly<Record<string, OptimizerLayout>> = {
+  SGD: { slots: [], scalarVariables: [] },
+  Momentum: { slots: [{ field: 'accumulations', suffix: '/momentum' }], scalarVariables: [] },
+  RMSProp: {
+    slots: [
+      { field: 'accumulatedMeanSquares', suffix: '/rms' },
+      { field: 'accumulatedMoments', suffix: '/momentum' },
+      { field: 'accumulatedMeanGrads', suffix: '/mg' },
+    ],
+    scalarVariables: [],
+  },
+  Adagrad: { slots: [{ field: 'accumulatedGrads', suffix: '/accumulator' }], scalarVariables: [] },
+  Adadelta: {
+    slots: [{ field: 'accumulatedGrads', suffix: '/accum_grad' }, { field: 'accumulatedUpdates', suffix: '/accum_var' }],
+    scalarVariables: [],
+  },
+  Adam: {
+    slots: [{ field: 'accumulatedFirstMoment', suffix: '/m' }, { field: 'accumulatedSecondMoment', suffix: '/v' }],
+    scalarVariables: ['accBeta1', 'accBeta2'],
+  },
+  Adamax: {
+    slots: [{ field: 'accumulatedFirstMoment', suffix: '/m' }, { field: 'accumulatedWeightedInfNorm', suffix: '/v' }],
+    scalarVariables: ['iteration', 'accBeta1'],
+  },
+};
+
+function internalsError(message: string): CheckpointError {
+  return new CheckpointError(`${message} (tfjs internals changed? ckptio knows tfjs 4.x)`, { code: 'ECKPT_TFJS_INTERNALS' });
+}
+
+export function optimizerLayout(optimizer: tfType.Optimizer): { className: string; layout: OptimizerLayout } {
+  const className = optimizer.getClassName();
+  const layout = OPTIMIZER_LAYOUTS[className];
+  if (!layout) {
+    throw new CheckpointError(`optimizer ${className} is not one of the tf.train optimizers ckptio can checkpoint (${Object.keys(OPTIMIZER_LAYOUTS).join(', ')})`, {
+      code: 'ECKPT_ARGS',
+    });
+  }
+  return { className, layout };
+}
+
+function isVariable(v: unknown): v is tfType.Variable {
+  return typeof v === 'object' && v !== null && typeof (v as tfType.Variable).assign === 'function' && 'dataId' in v;
+}
+
+/** The live slot array of one family (entries may be missing before the first step touches a variable). */
+export function readSlots(optimizer: tfType.Optimizer, family: SlotFamily): (SlotEntry | undefined)[] {
+  const arr = (optimizer as unknown as Record<string, unknown>)[family.field];
+  if (!Array.isArray(arr)) throw internalsError(`${optimizer.getClassName()}.${family.field} is not an array`);
+  return arr.map((e: unknown, i) => {
+    if (e == null) return undefined;
+    const entry = e as Partial<SlotEntry>;
+    if (typeof entry.originalName !== 'string' || !isVariable(entry.variable)) {
+      throw internalsError(`${optimizer.getClassName()}.${family.field}[${i}] is not {originalName, variable}`);
+    }
+    return entry as SlotEntry;
+  });
+}
+
+/** Replaces a family's slot array; holes are left for tfjs to create lazily (zeros) at the next step. */
+export function writeSlots(optimizer: tfType.Optimizer, family: SlotFamily, slots: (SlotEntry | undefined)[]): void {
+  const o = optimizer as unknown as Record<string, unknown>;
+  if (!Array.isArray(o[family.field])) throw internalsError(`${optimizer.getClassName()}.${family.field} is not an array`);
+  const arr: SlotEntry[] = [];
+  slots.forEach((s, i) => { if (s) arr[i] = s; });
+  arr.length = slots.length;
+  o[family.field] = arr;
+}
+
+export function scalarVariable(optimizer: tfType.Optimizer, field: string): tfType.Variable {
+  const v = (optimizer as unknown as Record<string, unknown>)[field];
+  if (!isVariable(v) || v.rank !== 0) throw internalsError(`${optimizer.getClassName()}.${field} is not a scalar tf.Variable`);
+  return v;
+}
+
+/** Steps applied so far (`iterations_`, a JS number; undefined before the first step, which tfjs reads as 0). */
+export function optimizerIterations(optimizer: tfType.Optimizer): number {
+  const n = (optimizer as unknown as { iterations_?: unknown }).iterations_;
+  if (n == null) return 0;
+  if (typeof n !== 'number') throw internalsError(`${optimizer.getClassName()}.iterations_ is not a number`);
+  return n;
+}
+
+export function setOptimizerIterations(optimizer: tfType.Optimizer, iterations: number): void {
+  (optimizer as unknown as { iterations_?: number }).iterations_ = iterations;
+}
+
+/** Every own field of the optimizer that holds a Variable or an array of slots: the guard test compares this
+ * with OPTIMIZER_LAYOUTS so that state a tfjs upgrade adds cannot go unsaved silently. */
+export function statefulFields(optimizer: tfType.Optimizer): string[] {
+  const out: string[] = [];
+  for (const [k, v] of Object.entries(optimizer as unknown as Record<string, unknown>)) {
+    if (isVariable(v)) out.push(k);
+    else if (Array.isArray(v) && v.some((e) => e && typeof e === 'object' && isVariable((e as SlotEntry).variable))) out.push(k);
+  }
+  return out.sort();
+}
+
+// ---- Layers models ----
+
+/** A tfjs-layers weight: `name` is also its engine variable's name; `read()` gives that tf.Variable. */
+export interface LayerWeight {
+  readonly name: string;
+  readonly originalName: string;
+  readonly trainable: boolean;
+  readonly shape: number[];
+  readonly dtype: string;
+  read(): tfType.Variable;
+}
+
+/** The order model.fit passes trainable weights to the optimizer (collectedTrainableWeights once compiled). */
+export function fitWeightOrder(model: tfType.LayersModel): LayerWeight[] {
+  const collected = (model as unknown as { collectedTrainableWeights?: unknown }).collectedTrainableWeights;
+  return (Array.isArray(collected) ? collected : model.trainableWeights) as unknown as LayerWeight[];
+}
+
+/** The tf.Variable behind a tfjs-layers weight (typed as a Tensor by tfjs, a Variable named like the weight). */
+export function weightVariable(w: tfType.LayerVariable): tfType.Variable {
+  const v = w.read() as unknown;
+  if (!isVariable(v) || (v as tfType.Variable).name !== w.name) throw internalsError(`weight ${w.name} is not backed by a tf.Variable of the same name`);
+  return v as tfType.Variable;
+}

@@ -2,7 +2,7 @@
  * everything needed to continue bit for bit (tfjs's Adam recomputes accBeta with pow() on restore and matches
  * slots by position; see docs/training-state.md). */
 import type * as tfType from '@tensorflow/tfjs';
-import { Rng, STREAM } from './rng';
+import { Rng, STREAM } from '../tfjs/rng';
 
 type Tf = typeof tfType;
 

@@ -9,7 +9,7 @@ import { snapshot, StagingArena } from '../tfjs/snapshot';
 import { Dataset, splitMnist } from './data';
 import { AdamState, Mlp } from './model';
 import { provenance, Provenance } from './provenance';
-import { permutation, Rng, STREAM } from './rng';
+import { permutation, Rng, STREAM } from '../tfjs/rng';
 import { learningRate, ScheduleConfig, ScheduleKind } from './schedule';
 
 export interface TrainConfig {

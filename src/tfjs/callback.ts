@@ -1,0 +1,171 @@
+/** fitCheckpoint(): a tf.Callback for model.fit / model.fitDataset that checkpoints through a Checkpointer
+ * (snapshot in onBatchEnd/onEpochEnd, written while training continues), tracks the best by a logged metric,
+ * and on creation restores the newest valid checkpoint into the model and its optimizer. */
+import type * as tfType from '@tensorflow/tfjs';
+import { argumentError, CheckpointError } from '../binding/errors';
+import { Checkpointer, CheckpointerOptions, DurableInfo } from '../checkpoint/checkpointer';
+import type { SeededDataset, DatasetPosition } from './dataset';
+import { modelState, tfModule } from './model-state';
+import { restoreModelState, RestoreReport } from './restore';
+import { StagingArena } from './snapshot';
+
+type Tf = typeof tfType;
+
+export interface FitCheckpointOptions extends Omit<CheckpointerOptions, 'best'> {
+  /** Save every N batches (default: off). */
+  everyBatches?: number;
+  /** Save at the end of every epoch (default true). */
+  everyEpoch?: boolean;
+  /** A logged metric to keep the best checkpoint by (e.g. 'val_acc', 'loss'). */
+  monitor?: string;
+  /** Whether a larger monitored value is better (default: 'min' for names containing "loss", else 'max'). */
+  mode?: 'max' | 'min';
+  /** Batch-exact resume with fitDataset: the seededDataset the model is trained on. */
+  dataset?: SeededDataset;
+  /** Restore the newest valid checkpoint on creation (default true). */
+  resume?: boolean;
+  /** Passed to restoreModelState (default true). */
+  strict?: boolean;
+  /** Called after each save is durable. */
+  onDurable?: (info: DurableInfo) => void;
+  tf?: Tf;
+}
+
+/** What fitCheckpoint stores as the checkpoint's training state. */
+export interface FitState {
+  kind: 'ckptio.fit';
+  /** Batches trained in total. */
+  step: number;
+  /** Epochs completed. */
+  epochsDone: number;
+  /** Where training continues: the epoch in progress and the batches of it already trained. */
+  position: DatasetPosition;
+  monitor: { name: string; value: number | null } | null;
+  dataset: ReturnType<SeededDataset['describe']> | null;
+}
+
+export interface FitCheckpoint extends tfType.Callback {
+  /** Pass to fit/fitDataset as `initialEpoch`. */
+  readonly initialEpoch: number;
+  /** Batches already trained when training starts. */
+  readonly step: number;
+  /** What the restore found, or null when nothing was restored. */
+  readonly resumed: (RestoreReport & { path: string; step: number }) | null;
+  readonly checkpointer: Checkpointer;
+  /** Waits for every save in flight and closes the checkpointer; rethrows a failed save. */
+  close(): Promise<void>;
+}
+
+function parseFitState(v: unknown, file: string): FitState {
+  const s = v as Partial<FitState>;
+  const int = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 0;
+  if (typeof v !== 'object' || v === null || s.kind !== 'ckptio.fit' || !int(s.step) || !int(s.epochsDone) ||
+      typeof s.position !== 'object' || s.position === null || !int(s.position.epoch) || !int(s.position.batch)) {
+    throw new CheckpointError('checkpoint was not made by fitCheckpoint (its state has no valid step/epoch/position)', { code: 'ECKPT_MISMATCH', path: file });
+  }
+  return s as FitState;
+}
+
+async function scalarOf(v: unknown): Promise<number | null> {
+  if (typeof v === 'number') return v;
+  if (v && typeof (v as tfType.Tensor).data === 'function') return (await (v as tfType.Tensor).data())[0] ?? null;
+  return null;
+}
+
+const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+export async function fitCheckpoint(model: tfType.LayersModel, options: FitCheckpointOptions): Promise<FitCheckpoint> {
+  if (!options || typeof options !== 'object') throw argumentError('fitCheckpoint(model, { dir, ... })');
+  const tf = tfModule(options.tf, 'fitCheckpoint');
+  if (!model || !Array.isArray((model as { layers?: unknown }).layers)) throw argumentError('fitCheckpoint: model must be a tf.LayersModel');
+  const { everyBatches, everyEpoch = true, monitor, dataset, resume = true, strict = true, onDurable, tf: _tf, mode, ...ckptOptions } = options;
+  void _tf;
+  if (everyBatches !== undefined && (!Number.isSafeInteger(everyBatches) || everyBatches < 1)) throw argumentError('fitCheckpoint: everyBatches must be an integer >= 1');
+  const monitorMode = mode ?? (monitor && /loss/i.test(monitor) ? 'min' : 'max');
+  if (monitorMode !== 'max' && monitorMode !== 'min') throw argumentError("fitCheckpoint: mode must be 'max' or 'min'");
+  const checkpointer = new Checkpointer({ ...ckptOptions, ...(monitor ? { best: monitorMode } : {}) });
+
+  let step = 0;
+  let epochsDone = 0;
+  let position: DatasetPosition = { epoch: 0, batch: 0 };
+  let resumed: FitCheckpoint['resumed'] = null;
+  let monitorValue: number | null = null;
+  if (resume) {
+    const loaded = await checkpointer.loadLatest();
+    if (loaded) {
+      const state = parseFitState(loaded.state, loaded.path);
+      const report = restoreModelState(model, undefined, loaded, { strict, tf });
+      resumed = { ...report, path: loaded.path, step: loaded.step };
+      ({ step, epochsDone, position } = state);
+      monitorValue = state.monitor?.value ?? null;
+      const warn = options.onWarning ?? ((m: string) => console.warn(`ckptio: ${m}`));
+      if (report.unseededRandomLayers.length) warn(`the model has unseeded random layers (${report.unseededRandomLayers.join(', ')}): the resumed run will not match an uninterrupted one; give them a seed`);
+      if (dataset) {
+        const now = dataset.describe();
+        if (state.dataset && JSON.stringify(state.dataset) !== JSON.stringify(now)) {
+          throw new CheckpointError(`checkpoint was trained on a different dataset order (${JSON.stringify(state.dataset)}, now ${JSON.stringify(now)})`, { code: 'ECKPT_MISMATCH', path: loaded.path });
+        }
+        dataset.seek(position);
+      } else if (position.batch > 0) {
+        warn(`checkpoint ${loaded.path} was made mid-epoch (epoch ${position.epoch}, batch ${position.batch}); model.fit restarts that epoch, so the resume is not exact (use fitDataset with seededDataset for batch-exact resume)`);
+      }
+    }
+  }
+  const initialEpoch = position.epoch;
+  const arena = new StagingArena();
+  let epoch = initialEpoch;
+  // model.fit cannot skip batches: a mid-epoch checkpoint restarts its epoch there (warned above).
+  let batchOffset = dataset ? position.batch : 0;
+
+  const save = async (): Promise<void> => {
+    const state: FitState = {
+      kind: 'ckptio.fit', step, epochsDone, position: { ...position },
+      monitor: monitor ? { name: monitor, value: monitorValue } : null, dataset: dataset?.describe() ?? null,
+    };
+    const payload = { tensors: modelState(model, undefined, { tf, arena }), state, ...(monitorValue !== null ? { metric: monitorValue } : {}) };
+    const handle = await checkpointer.save(step, payload);
+    if (onDurable) handle.durable.then((d) => { if (d) onDurable(d); }, () => {});
+    await yieldToLoop(); // let the write's continuations run between batches
+  };
+
+  // tfjs accepts callbacks as instances of its own Callback class (it tests instanceof), so the class is made
+  // from the tfjs module in use.
+  class FitCheckpointCallback extends tf.Callback implements FitCheckpoint {
+    readonly initialEpoch = initialEpoch;
+    readonly resumed = resumed;
+    readonly checkpointer = checkpointer;
+    get step(): number { return step; }
+
+    override async onEpochBegin(e: number): Promise<void> {
+      if (e !== epoch) batchOffset = 0;
+      epoch = e;
+      position = { epoch, batch: batchOffset };
+    }
+
+    override async onBatchEnd(batch: number, logs?: tfType.Logs): Promise<void> {
+      step++;
+      position = { epoch, batch: batchOffset + batch + 1 };
+      if (monitor && logs && monitor in logs) monitorValue = await scalarOf(logs[monitor]);
+      if (everyBatches !== undefined && step % everyBatches === 0) await save();
+    }
+
+    override async onEpochEnd(e: number, logs?: tfType.Logs): Promise<void> {
+      epochsDone = e + 1;
+      epoch = e + 1;
+      batchOffset = 0;
+      position = { epoch: e + 1, batch: 0 };
+      if (monitor && logs && monitor in logs) monitorValue = await scalarOf(logs[monitor]);
+      // Saved even when everyBatches just saved this step: that save recorded a mid-epoch position.
+      if (everyEpoch) await save();
+    }
+
+    override async onTrainEnd(): Promise<void> {
+      await checkpointer.flush();
+    }
+
+    async close(): Promise<void> {
+      await checkpointer.close();
+    }
+  }
+  return new FitCheckpointCallback();
+}
