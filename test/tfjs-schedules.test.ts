@@ -106,18 +106,18 @@ test('warmup wraps every kind: the wrapped schedule runs from its own step 0 at 
 test('a 3-part chain: exponential warmup -> polynomial decay -> constant floor, each part on its local step', () => {
   const s = schedules.chain([
     { schedule: schedules.exponential({ lr: 1 / 16, decayRate: 2, decaySteps: 1 }), steps: 4 }, // 1/16 .. 1/2, doubling
-    { schedule: schedules.polynomial({ lr: 1, endLr: 0.25, power: 1, decaySteps: 4 }), steps: 4 }, // 1, .8125, .625, .4375
-    schedules.constant(0.25), // from step 8 on, forever
+    { schedule: schedules.polynomial({ lr: 1, endLr: 0.5, power: 1, decaySteps: 4 }), steps: 4 }, // 1, .875, .75, .625
+    schedules.constant(0.25), // from step 8 on, forever (below the decay's end, so a boundary off by one shows)
   ]);
   expectAt(s, [
     [0, 1 / 16], [1, 1 / 8], [2, 1 / 4], [3, 1 / 2],
-    [4, 1], [5, 0.8125], [6, 0.625], [7, 0.4375],
+    [4, 1], [5, 0.875], [6, 0.75], [7, 0.625],
     [8, 0.25], [9, 0.25], [1e12, 0.25],
   ]);
   // the same shape as warmup wrapping a chain
   const w = schedules.warmup(
     { mode: 'exponential', startLr: 1 / 16, warmupSteps: 4 },
-    schedules.chain([{ schedule: schedules.polynomial({ lr: 1, endLr: 0.25, decaySteps: 4 }), steps: 4 }, schedules.constant(0.25)]),
+    schedules.chain([{ schedule: schedules.polynomial({ lr: 1, endLr: 0.5, decaySteps: 4 }), steps: 4 }, schedules.constant(0.25)]),
   );
   for (let i = 0; i < 20; i++) assert.ok(Object.is(learningRateAt(w, i), learningRateAt(s, i)), `step ${i}`);
 });
