@@ -17,7 +17,7 @@
     "include_dirs": [
       "native",
       "<!(node -p \"require('path').dirname(require.resolve('node-addon-api/package.json'))\")",
-      "<!(node -p \"require('path').join(require.resolve('xxhash-addon/package.json'), '..', 'xxHash')\")"
+      "native/third_party/xxhash"
     ],
     "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS"],
     "cflags!": ["-fno-exceptions"],

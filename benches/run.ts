@@ -15,7 +15,10 @@ import { stepOverhead, tfjsStall } from './tfjs';
 const quick = process.argv.includes('--quick');
 const outArg = process.argv.indexOf('--out');
 const outDir = outArg > 0 ? path.resolve(process.argv[outArg + 1]!) : __dirname.replace(`${path.sep}dist${path.sep}`, path.sep);
-const workDir = fs.mkdtempSync(path.join(process.env.CKPTIO_BENCH_DIR ?? path.join(os.homedir(), '.ckptio-bench'), 'run-'));
+const benchRoot = process.env.CKPTIO_BENCH_DIR ?? path.join(os.homedir(), '.ckptio-bench');
+// mkdtemp makes only the last component: on a fresh machine ~/.ckptio-bench does not exist yet.
+fs.mkdirSync(benchRoot, { recursive: true });
+const workDir = fs.mkdtempSync(path.join(benchRoot, 'run-'));
 const sizes = quick ? [16] : [16, 128, 512, 1024];
 const reps = quick ? 3 : 5;
 

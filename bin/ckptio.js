@@ -1,8 +1,19 @@
 #!/usr/bin/env node
 'use strict';
-require('../dist/src/cli/main.js')
-  .main(process.argv)
-  .catch((err) => {
-    process.stderr.write(`ckptio: ${err && err.code ? err.code + ': ' : ''}${err && err.message ? err.message : err}\n`);
+if (process.argv[2] === 'build-addon') {
+  // Before the CLI is loaded: the CLI loads the addon, which is what is missing on a platform without a
+  // prebuilt binary (docs/packaging.md).
+  try {
+    require('../scripts/build-from-source.js').main();
+  } catch (err) {
+    process.stderr.write(`ckptio: ${err && err.message ? err.message : err}\n`);
     process.exit(1);
-  });
+  }
+} else {
+  require('../dist/src/cli/main.js')
+    .main(process.argv)
+    .catch((err) => {
+      process.stderr.write(`ckptio: ${err && err.code ? err.code + ': ' : ''}${err && err.message ? err.message : err}\n`);
+      process.exit(1);
+    });
+}

@@ -12,7 +12,7 @@ const root = path.resolve(__dirname, '..');
 const out = path.join(root, 'build-tsan');
 fs.mkdirSync(out, { recursive: true });
 const exe = path.join(out, 'writer_concurrency');
-const xxhash = path.join(path.dirname(require.resolve('xxhash-addon/package.json', { paths: [root] })), 'xxHash');
+const xxhash = path.join('native', 'third_party', 'xxhash'); // vendored xxhash.h (BSD-2)
 const sources = ['io', 'format', 'writer'].flatMap((d) =>
   fs.readdirSync(path.join(root, 'native', d)).filter((f) => f.endsWith('.cc')).map((f) => path.join('native', d, f)));
 execFileSync('g++', ['-std=c++17', '-g', '-O1', '-fsanitize=thread', '-fno-omit-frame-pointer', '-Wall', '-Wextra', '-Werror',

@@ -87,19 +87,39 @@ export interface NativeBinding {
 
 const root = path.resolve(__dirname, '..', '..', '..');
 
-/** CKPTIO_ADDON picks a specific build (the ASan one, the node-gyp one); otherwise the cmake-js build, then
- * the node-gyp build. */
+/** The one command that builds the addon from source where no prebuilt binary matches (docs/packaging.md). */
+export const BUILD_FROM_SOURCE = 'npx ckptio build-addon';
+
+/** Where the addon comes from, first match wins:
+ * 1. CKPTIO_ADDON, a specific build (the ASan one, the node-gyp one, a broken one for the crash tests);
+ * 2. the development tree's (or a from-source) cmake-js build, build-cmake/Release/ckptio.node;
+ * 3. node-gyp-build: build/Release (the node-gyp build), build/Debug, then the packed
+ *    prebuilds/<platform>-<arch>/ckptio.glibc.node, matched on platform, arch and libc. */
 function addonPath(): string {
-  const candidates = process.env.CKPTIO_ADDON
-    ? [path.resolve(process.env.CKPTIO_ADDON)]
-    : [path.join(root, 'build-cmake', 'Release', 'ckptio.node'), path.join(root, 'build', 'Release', 'ckptio.node')];
-  const found = candidates.find((p) => fs.existsSync(p));
-  if (!found) {
-    throw new CheckpointError(`ckptio native addon not found (looked in ${candidates.join(', ')}); run npm install`, {
-      code: 'ECKPT_INTERNAL',
-    });
+  if (process.env.CKPTIO_ADDON) {
+    const p = path.resolve(process.env.CKPTIO_ADDON);
+    if (!fs.existsSync(p)) {
+      throw new CheckpointError(`ckptio native addon not found: CKPTIO_ADDON=${p} does not exist`, { code: 'ECKPT_INTERNAL', path: p });
+    }
+    return p;
   }
-  return found;
+  const cmakeBuild = path.join(root, 'build-cmake', 'Release', 'ckptio.node');
+  if (fs.existsSync(cmakeBuild)) return cmakeBuild;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const nodeGypBuild = require('node-gyp-build') as { resolve(dir: string): string };
+    return nodeGypBuild.resolve(root);
+  } catch (err) {
+    const libc = process.env.LIBC || (fs.existsSync('/etc/alpine-release') ? 'musl' : 'glibc');
+    const detail = String((err as Error)?.message ?? err).trim().replace(/\s+/g, ' ');
+    throw new CheckpointError(
+      `ckptio has no native addon for platform=${process.platform} arch=${process.arch} libc=${libc} ` +
+        `(node ${process.versions.node}, Node-API ${process.versions.napi}); prebuilt binaries cover linux-x64 glibc. ` +
+        `Build it from source (needs a C++17 compiler and cmake >= 3.15) with: ${BUILD_FROM_SOURCE}. ` +
+        `Looked for ${cmakeBuild}, ${path.join(root, 'build', 'Release')} and ${path.join(root, 'prebuilds')} (${detail})`,
+      { code: 'ECKPT_INTERNAL' },
+    );
+  }
 }
 
 export const addonFile = addonPath();

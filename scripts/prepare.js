@@ -1,0 +1,10 @@
+#!/usr/bin/env node
+// `prepare`: npm runs it on `npm install` in a clone of the repository (never for a user installing the package),
+// so a fresh clone gets the addon and dist/ from `npm install` alone. npm also runs it while packing, after
+// `prepack` (scripts/prepack.js) has just built everything: skip the second build then.
+'use strict';
+const { execFileSync } = require('node:child_process');
+const path = require('node:path');
+
+if (['pack', 'publish'].includes(process.env.npm_command)) process.exit(0);
+execFileSync('npm', ['run', 'build'], { cwd: path.resolve(__dirname, '..'), stdio: 'inherit' });
