@@ -513,4 +513,8 @@ test('bad input to save is an ECKPT_ARGS CheckpointError and writes nothing', as
   const back = await ioHandler(file).load();
   assert.deepEqual([...new Float32Array(back.weightData as ArrayBuffer)], [1, 2]);
   assert.equal((await readCheckpoint(file)).metadata.run, 'a');
+  // lz4 is passed through to writeCheckpoint and undone by the load.
+  await ioHandler(file, { compression: 'lz4' }).save(sharded);
+  assert.equal((await readCheckpoint(file)).compression, 'lz4');
+  assert.deepEqual([...new Float32Array((await ioHandler(file).load()).weightData as ArrayBuffer)], [1, 2]);
 });

@@ -263,13 +263,13 @@ function toMetadata(c: CheckedArtifacts, extra: Record<string, string> | undefin
 }
 
 /** Tensors for writeCheckpoint: byte views over the weight data, in spec order, no copy. */
-function toTensors(c: CheckedArtifacts): Record<string, TensorEntry> {
+function toTensors(c: CheckedArtifacts, path: string): Record<string, TensorEntry> {
   const tensors: Record<string, TensorEntry> = {};
   let at = 0;
   for (const spec of c.specs) {
     const n = specBytes(spec);
     const data = c.data.subarray(at, at + n);
-    checkBoolBytes(spec, data, argsError('weightData'), 'weightData');
+    checkBoolBytes(spec, data, argsError(path), 'weightData');
     tensors[spec.name] = { dtype: TFJS_DTYPES[spec.dtype as TfjsDType].dtype, shape: spec.shape, data };
     at += n;
   }
@@ -293,7 +293,7 @@ async function saveChecked(path: string, artifacts: ModelArtifacts, options: IoH
   };
   if (o.compression !== undefined) writeOptions.compression = o.compression;
   if (o.direct !== undefined) writeOptions.direct = o.direct;
-  const write = await writeCheckpoint(path, toTensors(c), writeOptions);
+  const write = await writeCheckpoint(path, toTensors(c, path), writeOptions);
   return { modelArtifactsInfo: artifactsInfo(c.artifacts, c.data.byteLength), write };
 }
 
