@@ -224,20 +224,10 @@ export function statefulFields(optimizer: tfType.Optimizer): string[] {
 
 // ---- Layers models ----
 
-/** A tfjs-layers weight: `name` is also its engine variable's name; `read()` gives that tf.Variable. */
-export interface LayerWeight {
-  readonly name: string;
-  readonly originalName: string;
-  readonly trainable: boolean;
-  readonly shape: number[];
-  readonly dtype: string;
-  read(): tfType.Variable;
-}
-
 /** The order model.fit passes trainable weights to the optimizer (collectedTrainableWeights once compiled). */
-export function fitWeightOrder(model: tfType.LayersModel): LayerWeight[] {
+export function fitWeightOrder(model: tfType.LayersModel): tfType.LayerVariable[] {
   const collected = (model as unknown as { collectedTrainableWeights?: unknown }).collectedTrainableWeights;
-  return (Array.isArray(collected) ? collected : model.trainableWeights) as unknown as LayerWeight[];
+  return (Array.isArray(collected) ? collected : model.trainableWeights) as tfType.LayerVariable[];
 }
 
 /** The tf.Variable behind a tfjs-layers weight (typed as a Tensor by tfjs, a Variable named like the weight). */

@@ -5,7 +5,7 @@ import { argumentError } from '../binding/errors';
 import type { TensorSource } from '../checkpoint/checkpointer';
 import { METADATA_KEYS } from '../checkpoint/metadata-keys';
 import { modelWeights, unseededRandomLayers, variableKey } from './layers';
-import { weightVariable } from './internals';
+import { fitWeightOrder, weightVariable } from './internals';
 import { captureOptimizer } from './optimizers';
 import { requirePeer } from './peer';
 import { snapshot, SnapshotOptions } from './snapshot';
@@ -69,7 +69,11 @@ export function collectModelState(
   const metadata: Record<string, string> = { [METADATA_KEYS.tfjsModel]: JSON.stringify(description) };
   const opt = optimizer === undefined ? compiledOptimizer(model) : optimizer;
   if (opt) {
-    const captured = captureOptimizer(opt, (name) => keyOfEngineName.get(name));
+    const fitOrder = model ? fitWeightOrder(model) : [];
+    const captured = captureOptimizer(opt, (name) => keyOfEngineName.get(name), (i) => {
+      const w = fitOrder[i];
+      return w ? keyOfEngineName.get(w.name) : undefined;
+    });
     Object.assign(tensors, captured.tensors);
     metadata[METADATA_KEYS.tfjsOptimizer] = JSON.stringify(captured.description);
   }

@@ -44,19 +44,23 @@ export function scalarKey(field: string): string {
 export function captureOptimizer(
   optimizer: tfType.Optimizer,
   keyOf: (engineName: string) => string | undefined,
+  keyAtPosition: (position: number) => string | undefined = () => undefined,
 ): { tensors: Record<string, tfType.Tensor>; description: OptimizerDescription } {
   const { className, layout } = optimizerLayout(optimizer);
   const tensors: Record<string, tfType.Tensor> = {};
   const slots: Record<string, (string | null)[]> = {};
   for (const family of layout.slots) {
     const name = familyName(family);
-    slots[name] = readSlots(optimizer, family).map((entry) => {
+    slots[name] = readSlots(optimizer, family).map((entry, position) => {
       if (!entry) return null;
       if (!entry.originalName.endsWith(family.suffix)) {
         throw new CheckpointError(`optimizer slot "${entry.originalName}" does not end with "${family.suffix}" (tfjs internals changed?)`, { code: 'ECKPT_TFJS_INTERNALS' });
       }
       const engineName = entry.originalName.slice(0, -family.suffix.length);
-      const key = keyOf(engineName);
+      // tfjs labels a slot with its variable's name when applyGradients creates it, but its own setWeights
+      // keeps the labels of the model that was saved; what decides which variable a slot updates is its
+      // position, so a label that names no live variable falls back to the weight at that position.
+      const key = keyOf(engineName) ?? keyAtPosition(position);
       if (key === undefined) {
         throw new CheckpointError(`the optimizer holds state for variable "${engineName}", which is neither a weight of the model nor one of options.variables: name it in options.variables`, { code: 'ECKPT_ARGS' });
       }
