@@ -14,6 +14,27 @@ export const METADATA_KEYS = {
   tfjsModel: 'ckptio.tfjs.model',
   /** JSON: a tfjs optimizer's class, config, counters and slot order (tfjs/optimizers.ts). */
   tfjsOptimizer: 'ckptio.tfjs.optimizer',
+  /** A tfjs model saved through ioHandler (tfjs/io-handler.ts); each value a JSON string. */
+  tfjsHandler: {
+    /** Layout version of this mapping ("1"); its presence marks a file written by ioHandler. */
+    version: 'ckptio.tfjs.handler',
+    /** ModelArtifacts.modelTopology (the Keras-style JSON of the model). */
+    modelTopology: 'ckptio.tfjs.topology',
+    /** ModelArtifacts.trainingConfig (present when saved with includeOptimizer). */
+    trainingConfig: 'ckptio.tfjs.training_config',
+    /** ModelArtifacts.weightSpecs: [{name, shape, dtype, group?}] in tfjs's order. */
+    weightSpecs: 'ckptio.tfjs.weight_specs',
+    /** {format, generatedBy, convertedBy} of the ModelArtifacts. */
+    formatInfo: 'ckptio.tfjs.format',
+    /** ModelArtifacts.userDefinedMetadata. */
+    userDefinedMetadata: 'ckptio.tfjs.user_defined_metadata',
+    /** ModelArtifacts.signature. */
+    signature: 'ckptio.tfjs.signature',
+    /** ModelArtifacts.modelInitializer. */
+    modelInitializer: 'ckptio.tfjs.model_initializer',
+    /** ModelArtifacts.initializerSignature. */
+    initializerSignature: 'ckptio.tfjs.initializer_signature',
+  },
 } as const;
 
 export function isReservedMetadataKey(key: string): boolean {

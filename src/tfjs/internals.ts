@@ -8,6 +8,7 @@
  * - wasm keeps them in its heap at `backend.dataIdMap.get(id).memoryOffset`. */
 import type * as tfType from '@tensorflow/tfjs';
 import { CheckpointError } from '../binding/errors';
+import { TFJS_DTYPES, TfjsDType } from './dtypes';
 
 type Tf = typeof tfType;
 type DataId = object;
@@ -36,7 +37,7 @@ function engineOf(tf: Tf): EngineLike {
 
 function backendOf(tf: Tf, t: tfType.Tensor): BackendLike {
   const info = engineOf(tf).state.tensorInfo.get(t.dataId as DataId);
-  if (!info) throw new Error('ckptio: tensor is disposed or unknown to the tfjs engine');
+  if (!info) throw new CheckpointError('tensor is disposed or unknown to the tfjs engine', { code: 'ECKPT_ARGS' });
   return info.backend;
 }
 
@@ -56,7 +57,7 @@ export type ByteAccess =
 export function byteAccess(tf: Tf, t: tfType.Tensor): ByteAccess {
   const backend = backendOf(tf, t) as Partial<CpuBackend & WasmBackend>;
   const name = tf.getBackend();
-  const bytes = t.size * (t.dtype === 'float32' || t.dtype === 'int32' ? 4 : 1);
+  const bytes = t.size * (TFJS_DTYPES[t.dtype as TfjsDType]?.bytes ?? 0);
   if (name === 'cpu' && backend.data) {
     const values = backend.data.get(t.dataId as DataId)?.values;
     if (values && ArrayBuffer.isView(values)) {

@@ -13,8 +13,13 @@
  * tfjs itself is never loaded here: ModelArtifacts are plain objects. */
 import type * as tfType from '@tensorflow/tfjs';
 import { CheckpointError, argumentError } from '../binding/errors';
-import type { DType, TypedArray } from '../binding/native';
+import type { TypedArray } from '../binding/native';
 import { Compression, TensorEntry, WriteResult, readCheckpoint, writeCheckpoint } from '../checkpoint/file';
+import { METADATA_KEYS } from '../checkpoint/metadata-keys';
+import { TFJS_DTYPES, TfjsDType } from './dtypes';
+
+export { TFJS_DTYPES } from './dtypes';
+export type { TfjsDType } from './dtypes';
 
 type ModelArtifacts = tfType.io.ModelArtifacts;
 type WeightsManifestEntry = tfType.io.WeightsManifestEntry;
@@ -22,39 +27,12 @@ type ModelArtifactsInfo = tfType.io.ModelArtifactsInfo;
 type SaveResult = tfType.io.SaveResult;
 type IOHandler = tfType.io.IOHandler;
 
-/** The `__metadata__` keys an ioHandler file uses; each value is a JSON string. Defined here and nowhere else. */
-export const IO_HANDLER_METADATA_KEYS = {
-  /** Layout version of this mapping ("1"); its presence marks a file written by ioHandler. */
-  version: 'ckptio.tfjs.handler',
-  /** ModelArtifacts.modelTopology (the Keras-style JSON of the model). */
-  modelTopology: 'ckptio.tfjs.topology',
-  /** ModelArtifacts.trainingConfig (present when saved with includeOptimizer). */
-  trainingConfig: 'ckptio.tfjs.training_config',
-  /** ModelArtifacts.weightSpecs: [{name, shape, dtype, group?}] in tfjs's order. */
-  weightSpecs: 'ckptio.tfjs.weight_specs',
-  /** {format, generatedBy, convertedBy} of the ModelArtifacts. */
-  formatInfo: 'ckptio.tfjs.format',
-  /** ModelArtifacts.userDefinedMetadata. */
-  userDefinedMetadata: 'ckptio.tfjs.user_defined_metadata',
-  /** ModelArtifacts.signature. */
-  signature: 'ckptio.tfjs.signature',
-  /** ModelArtifacts.modelInitializer. */
-  modelInitializer: 'ckptio.tfjs.model_initializer',
-  /** ModelArtifacts.initializerSignature. */
-  initializerSignature: 'ckptio.tfjs.initializer_signature',
-} as const;
+/** The `__metadata__` keys an ioHandler file uses (each value a JSON string), from the one table of keys. */
+export const IO_HANDLER_METADATA_KEYS = METADATA_KEYS.tfjsHandler;
 
 export const IO_HANDLER_VERSION = '1';
 
-/** The one table from tfjs weight dtypes to ckptio's (and safetensors') dtypes. string and complex64 weights
- * are not supported. */
-export const TFJS_DTYPES: Readonly<Record<'float32' | 'int32' | 'bool', { dtype: DType; safetensors: string; bytes: number }>> = {
-  float32: { dtype: 'float32', safetensors: 'F32', bytes: 4 },
-  int32: { dtype: 'int32', safetensors: 'I32', bytes: 4 },
-  bool: { dtype: 'bool', safetensors: 'BOOL', bytes: 1 },
-};
 
-export type TfjsDType = keyof typeof TFJS_DTYPES;
 
 export interface IoHandlerOptions {
   /** Extra string metadata stored with the model (keys must not start with `ckptio.`). */

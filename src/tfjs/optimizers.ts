@@ -8,6 +8,7 @@
  * round-trips a float64 exactly. */
 import type * as tfType from '@tensorflow/tfjs';
 import { CheckpointError } from '../binding/errors';
+import { isTfjsDType } from './dtypes';
 import {
   optimizerIterations, optimizerLayout, optimizerLearningRate, readSlots, scalarVariable, SlotEntry, SlotFamily,
   setOptimizerIterations, setOptimizerLearningRate, writeSlots,
@@ -199,9 +200,8 @@ export function planOptimizerRestore(
 
 /** A new tensor holding a copy of a loaded tensor's bytes (the loaded views belong to the file's mapping). */
 export function toTensor(tf: typeof tfType, t: LoadedTensor): tfType.Tensor {
+  if (!isTfjsDType(t.dtype)) throw new CheckpointError(`a tensor of dtype ${t.dtype} cannot be restored into tfjs (float32, int32, bool)`, { code: 'ECKPT_MISMATCH' });
   const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength).slice();
-  if (t.dtype === 'float32') return tf.tensor(new Float32Array(bytes.buffer), t.shape, 'float32');
-  if (t.dtype === 'int32') return tf.tensor(new Int32Array(bytes.buffer), t.shape, 'int32');
-  if (t.dtype === 'bool') return tf.tensor(bytes, t.shape, 'bool');
-  throw new CheckpointError(`a tensor of dtype ${t.dtype} cannot be restored into tfjs (float32, int32, bool)`, { code: 'ECKPT_MISMATCH' });
+  const values = t.dtype === 'float32' ? new Float32Array(bytes.buffer) : t.dtype === 'int32' ? new Int32Array(bytes.buffer) : bytes;
+  return tf.tensor(values, t.shape, t.dtype);
 }

@@ -10,11 +10,12 @@
 import type * as tfType from '@tensorflow/tfjs';
 import type { TensorSource } from '../checkpoint/checkpointer';
 import type { DType, TensorEntry } from '../checkpoint/file';
+import { argumentError, CheckpointError } from '../binding/errors';
+import { isTfjsDType, TFJS_DTYPES } from './dtypes';
 import { byteAccess, retainData } from './internals';
 
 type Tf = typeof tfType;
 
-const DTYPE: Record<string, DType> = { float32: 'float32', int32: 'int32', bool: 'bool' };
 
 /** Staging memory reused across saves; pages are touched once when allocated (memcpy into fresh pages is
  * ~10x slower than into warm ones). */
@@ -24,7 +25,7 @@ export class StagingArena {
   private inUse = false;
 
   acquire(): this {
-    if (this.inUse) throw new Error('ckptio: staging arena already in use (maxInflight > 1 needs one arena per save)');
+    if (this.inUse) throw new CheckpointError('staging arena already in use (maxInflight > 1 needs one arena per save)', { code: 'ECKPT_BUSY' });
     this.inUse = true;
     this.used = 0;
     return this;
@@ -67,13 +68,14 @@ export function snapshot(tf: Tf, tensors: Record<string, tfType.Tensor>, opts: S
   const held = new Map<string, tfType.Tensor>();
   let bytes = 0;
   for (const [name, t] of Object.entries(tensors)) {
-    if (!DTYPE[t.dtype]) throw new Error(`ckptio: cannot checkpoint tensor "${name}" of dtype ${t.dtype}`);
+    if (!t || typeof t !== 'object' || typeof t.dtype !== 'string') throw argumentError(`tensor "${name}" is not a tfjs tensor`);
+    if (!isTfjsDType(t.dtype)) throw argumentError(`cannot checkpoint tensor "${name}" of dtype ${t.dtype} (float32, int32, bool)`);
     held.set(name, retainData(tf, t));
-    bytes += t.size * (t.dtype === 'bool' ? 1 : 4);
+    bytes += t.size * TFJS_DTYPES[t.dtype].bytes;
   }
   const sliceBytes = opts.sliceBytes ?? 1 << 20;
   const turnBudgetMs = opts.turnBudgetMs ?? 1;
-  if (!(sliceBytes >= 4096) || !(turnBudgetMs >= 0)) throw new Error('ckptio: sliceBytes must be >= 4096 and turnBudgetMs >= 0');
+  if (!(sliceBytes >= 4096) || !(turnBudgetMs >= 0)) throw argumentError('sliceBytes must be >= 4096 and turnBudgetMs >= 0');
   let released = false;
   let arena: StagingArena | null = null;
   return {
@@ -85,7 +87,7 @@ export function snapshot(tf: Tf, tensors: Record<string, tfType.Tensor>, opts: S
       let copiedBytes = 0;
       let turnMs = 0; // copying done since the last yield
       for (const [name, t] of held) {
-        const dtype = DTYPE[t.dtype]!;
+        const dtype: DType = TFJS_DTYPES[t.dtype as keyof typeof TFJS_DTYPES].dtype;
         const access = byteAccess(tf, t);
         let raw: Uint8Array;
         if (access.kind === 'in-place') {
@@ -101,7 +103,7 @@ export function snapshot(tf: Tf, tensors: Record<string, tfType.Tensor>, opts: S
             const t0 = performance.now();
             // Re-resolve the heap view for each slice: the wasm heap may have grown (and moved) meanwhile.
             const heap = byteAccess(tf, t);
-            if (heap.kind !== 'heap') throw new Error('ckptio: wasm tensor data moved out of the heap');
+            if (heap.kind !== 'heap') throw new CheckpointError('wasm tensor data moved out of the heap', { code: 'ECKPT_TFJS_INTERNALS' });
             raw.set(heap.bytes.subarray(at, Math.min(at + sliceBytes, raw.byteLength)), at);
             const ms = performance.now() - t0;
             totalMs += ms;
