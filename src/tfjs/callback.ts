@@ -7,6 +7,7 @@ import { Checkpointer, CheckpointerOptions, DurableInfo } from '../checkpoint/ch
 import type { SeededDataset, DatasetPosition } from './dataset';
 import { modelState, tfModule } from './model-state';
 import { restoreModelState, RestoreReport } from './restore';
+import { applySchedule, Schedule, validateSchedule } from './schedules';
 import { StagingArena } from './snapshot';
 
 type Tf = typeof tfType;
@@ -26,6 +27,9 @@ export interface FitCheckpointOptions extends Omit<CheckpointerOptions, 'best'> 
   resume?: boolean;
   /** Passed to restoreModelState (default true). */
   strict?: boolean;
+  /** A learning-rate schedule applied before every batch at the global step (tfjs/schedules.ts); stored in
+   * each checkpoint, so a resumed run continues it exactly. */
+  schedule?: Schedule;
   /** Called after each save is durable. */
   onDurable?: (info: DurableInfo) => void;
   tf?: Tf;
@@ -42,6 +46,7 @@ export interface FitState {
   position: DatasetPosition;
   monitor: { name: string; value: number | null } | null;
   dataset: ReturnType<SeededDataset['describe']> | null;
+  schedule: Schedule | null;
 }
 
 export interface FitCheckpoint extends tfType.Callback {
@@ -78,7 +83,8 @@ export async function fitCheckpoint(model: tfType.LayersModel, options: FitCheck
   if (!options || typeof options !== 'object') throw argumentError('fitCheckpoint(model, { dir, ... })');
   const tf = tfModule(options.tf, 'fitCheckpoint');
   if (!model || !Array.isArray((model as { layers?: unknown }).layers)) throw argumentError('fitCheckpoint: model must be a tf.LayersModel');
-  const { everyBatches, everyEpoch = true, monitor, dataset, resume = true, strict = true, onDurable, tf: _tf, mode, ...ckptOptions } = options;
+  const { everyBatches, everyEpoch = true, monitor, dataset, resume = true, strict = true, onDurable, tf: _tf, mode, schedule: scheduleOption, ...ckptOptions } = options;
+  const schedule = scheduleOption === undefined ? null : validateSchedule(scheduleOption, { code: 'ECKPT_ARGS', name: 'options.schedule' });
   void _tf;
   if (everyBatches !== undefined && (!Number.isSafeInteger(everyBatches) || everyBatches < 1)) throw argumentError('fitCheckpoint: everyBatches must be an integer >= 1');
   const monitorMode = mode ?? (monitor && /loss/i.test(monitor) ? 'min' : 'max');
@@ -99,6 +105,8 @@ export async function fitCheckpoint(model: tfType.LayersModel, options: FitCheck
       ({ step, epochsDone, position } = state);
       monitorValue = state.monitor?.value ?? null;
       const warn = options.onWarning ?? ((m: string) => console.warn(`ckptio: ${m}`));
+      const savedSchedule = state.schedule == null ? null : validateSchedule(state.schedule, { name: 'checkpoint state.schedule' });
+      if (JSON.stringify(savedSchedule) !== JSON.stringify(schedule)) warn(`the learning-rate schedule differs from the one the checkpoint was trained with (${JSON.stringify(savedSchedule)}); continuing with ${JSON.stringify(schedule)}`);
       if (report.unseededRandomLayers.length) warn(`the model has unseeded random layers (${report.unseededRandomLayers.join(', ')}): the resumed run will not match an uninterrupted one; give them a seed`);
       if (dataset) {
         const now = dataset.describe();
@@ -120,7 +128,7 @@ export async function fitCheckpoint(model: tfType.LayersModel, options: FitCheck
   const save = async (): Promise<void> => {
     const state: FitState = {
       kind: 'ckptio.fit', step, epochsDone, position: { ...position },
-      monitor: monitor ? { name: monitor, value: monitorValue } : null, dataset: dataset?.describe() ?? null,
+      monitor: monitor ? { name: monitor, value: monitorValue } : null, dataset: dataset?.describe() ?? null, schedule,
     };
     const payload = { tensors: modelState(model, undefined, { tf, arena }), state, ...(monitorValue !== null ? { metric: monitorValue } : {}) };
     const handle = await checkpointer.save(step, payload);
@@ -140,6 +148,10 @@ export async function fitCheckpoint(model: tfType.LayersModel, options: FitCheck
       if (e !== epoch) batchOffset = 0;
       epoch = e;
       position = { epoch, batch: batchOffset };
+    }
+
+    override async onBatchBegin(): Promise<void> {
+      if (schedule) applySchedule(model.optimizer, schedule, step);
     }
 
     override async onBatchEnd(batch: number, logs?: tfType.Logs): Promise<void> {

@@ -14,6 +14,10 @@ import { fitCheckpoint } from '../../src/tfjs/callback';
 import { seededDataset } from '../../src/tfjs/dataset';
 import { collectModelState, modelState } from '../../src/tfjs/model-state';
 import { restoreModelState } from '../../src/tfjs/restore';
+import { schedules } from '../../src/tfjs/schedules';
+
+/** Linear warmup over 8 steps into a cosine decay: the fitDataset run is interrupted at step 5, mid-warmup. */
+const SCHEDULE = schedules.warmup({ mode: 'linear', startLr: 0.001, warmupSteps: 8 }, schedules.cosine({ lr: 0.01, decaySteps: 20, minLr: 0.0005 }));
 
 export interface ChildConfig {
   backend: 'cpu' | 'wasm';
@@ -104,7 +108,7 @@ async function runLoop(tf: Tf, cfg: ChildConfig, name: string, model: tfType.Seq
 }
 
 async function runFit(tf: Tf, cfg: ChildConfig, name: string, model: tfType.Sequential, x: tfType.Tensor, y: tfType.Tensor): Promise<void> {
-  const cb = await fitCheckpoint(model, { dir: `${cfg.dir}/${name}`, tf, onWarning: (m) => out({ warning: m }) });
+  const cb = await fitCheckpoint(model, { dir: `${cfg.dir}/${name}`, tf, schedule: SCHEDULE, onWarning: (m) => out({ warning: m }) });
   const epochs = cfg.phase === 'first' ? 1 : 3;
   await model.fit(x, y, { epochs, batchSize: 8, shuffle: false, verbose: 0, initialEpoch: cb.initialEpoch, callbacks: [cb] });
   await cb.close();
@@ -113,7 +117,7 @@ async function runFit(tf: Tf, cfg: ChildConfig, name: string, model: tfType.Sequ
 async function runFitDataset(tf: Tf, cfg: ChildConfig, name: string, model: tfType.Sequential, x: tfType.Tensor, y: tfType.Tensor): Promise<void> {
   const ds = seededDataset({ xs: x, ys: y, batchSize: 8, seed: 11, tf });
   const cb = await fitCheckpoint(model, {
-    dir: `${cfg.dir}/${name}`, tf, dataset: ds, everyBatches: cfg.everyBatches ?? 5, keepLast: 2,
+    dir: `${cfg.dir}/${name}`, tf, dataset: ds, everyBatches: cfg.everyBatches ?? 5, keepLast: 2, schedule: SCHEDULE,
     onWarning: (m) => out({ warning: m }),
     onDurable: (d) => {
       out({ durable: d.step, optimizer: name });
