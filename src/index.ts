@@ -11,3 +11,21 @@ export { snapshot, StagingArena } from './tfjs/snapshot';
 export type { SnapshotOptions } from './tfjs/snapshot';
 export { loadTf } from './tfjs/backend';
 export type { BackendName } from './tfjs/backend';
+export { modelState } from './tfjs/model-state';
+export type { ModelStateOptions } from './tfjs/model-state';
+export { restoreModelState } from './tfjs/restore';
+export type { RestoreOptions, RestoreReport } from './tfjs/restore';
+export { fitCheckpoint } from './tfjs/callback';
+export type { FitCheckpoint, FitCheckpointOptions, FitState } from './tfjs/callback';
+export { seededDataset, SeededDataset } from './tfjs/dataset';
+export type { DatasetPosition, SeededDatasetOptions } from './tfjs/dataset';
+export { applySchedule, learningRateAt, LrScheduler, schedules, SCHEDULE_LIMITS, validateSchedule } from './tfjs/schedules';
+export type {
+  ChainPart, ChainSchedule, ConstantSchedule, CosineSchedule, ExponentialSchedule, LrSchedulerState, PolynomialSchedule,
+  Schedule, StepSchedule, WarmupSchedule,
+} from './tfjs/schedules';
+export { ioHandler } from './tfjs/io-handler';
+export type { IoHandler, IoHandlerOptions, IoSaveResult } from './tfjs/io-handler';
+export { exportTfjsModel, importTfjsModel, importTfjsModelToFile, modelJsonHandler } from './tfjs/model-json';
+export type { ExportOptions, ExportResult, ImportOptions } from './tfjs/model-json';
+export { METADATA_KEYS } from './checkpoint/metadata-keys';
