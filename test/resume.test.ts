@@ -44,5 +44,5 @@ test('a different seed gives different weights (the exactness check can fail)', 
   runTrainer([...SMALL, '--backend', 'cpu', '--steps', String(N), '--dir', path.join(root, 'a')]);
   runTrainer([...SMALL, '--backend', 'cpu', '--steps', String(N), '--dir', path.join(root, 'b'), '--seed', '2']);
   const [a, b] = [await finalTensors(path.join(root, 'a')), await finalTensors(path.join(root, 'b'))];
-  assert.ok(!bytesOf(a['dense_0/kernel']!.data).equals(bytesOf(b['dense_0/kernel']!.data)));
+  assert.ok(!bytesOf(a['model/0-dense/kernel']!.data).equals(bytesOf(b['model/0-dense/kernel']!.data)));
 });

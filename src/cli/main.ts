@@ -3,6 +3,9 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import * as fs from 'node:fs';
 import { readCheckpoint } from '../checkpoint/file';
 import { listCheckpoints } from '../checkpoint/directory';
+import { CheckpointError } from '../binding/errors';
+import { hasPeer } from '../tfjs/peer';
+import { OPTIMIZER_NAMES } from '../train/model';
 import type { TrainEvent } from '../train/trainer';
 
 function int(name: string, min = 0) {
@@ -27,6 +30,15 @@ function layers(v: string): number[] {
   return out;
 }
 
+/** The demo needs packages a library user does not: say exactly which are missing, before anything starts. */
+function requireDemoPackages(backend: string, log: string): void {
+  const needed = ['@tensorflow/tfjs', 'mnist', ...(backend === 'wasm' ? ['@tensorflow/tfjs-backend-wasm'] : []), ...(log === 'text' ? ['cli-progress'] : [])];
+  const missing = needed.filter((p) => !hasPeer(p));
+  if (missing.length) {
+    throw new CheckpointError(`ckptio train (the demo) needs ${missing.join(', ')}, which ${missing.length > 1 ? 'are' : 'is'} not installed: npm install ${missing.join(' ')}`, { code: 'ECKPT_MISSING_PACKAGE' });
+  }
+}
+
 function writeLine(text: string): void {
   // Synchronous on purpose: a "durable" line is only ever printed after the commit, and never lost in a
   // pipe buffer when the process is killed right after.
@@ -48,6 +60,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('--min-lr <x>', 'final learning rate of the cosine schedule', num('--min-lr'), 1e-5)
     .option('--warmup <n>', 'linear warmup steps', int('--warmup'), 100)
     .addOption(new Option('--schedule <kind>', 'LR schedule after warmup').choices(['cosine', 'constant', 'step']).default('cosine'))
+    .addOption(new Option('--optimizer <name>', 'tf.train optimizer').choices([...OPTIMIZER_NAMES]).default('adam'))
     .option('--seed <n>', 'seed for init, split and data order', int('--seed'), 1)
     .option('--save-every <n>', 'checkpoint every N steps', int('--save-every', 1), 50)
     .option('--keep-last <n>', 'checkpoints to keep', int('--keep-last', 1), 3)
@@ -58,11 +71,12 @@ export async function main(argv: string[]): Promise<void> {
     .addOption(new Option('--compression <codec>', 'compress checkpoint tensors (lz4 on the libuv thread pool; see benches/RESULTS.md for when it pays)').choices(['none', 'lz4']).default('none'))
     .addOption(new Option('--train-limit <n>', 'use only the first N training digits (tests)').argParser(int('--train-limit', 1)).hideHelp())
     .action(async (o) => {
+      requireDemoPackages(o.backend, o.log);
       const { train } = await import('../train/trainer');
       const emit = o.log === 'json' ? (e: TrainEvent) => writeLine(JSON.stringify(e)) : await textReporter();
       await train({
         dir: o.dir, steps: o.steps, epochs: o.epochs, batch: o.batch, layers: o.layers, lr: o.lr, warmup: o.warmup,
-        startLr: o.startLr, minLr: o.minLr, schedule: o.schedule, seed: o.seed, saveEvery: o.saveEvery, keepLast: o.keepLast,
+        startLr: o.startLr, minLr: o.minLr, schedule: o.schedule, optimizer: o.optimizer, seed: o.seed, saveEvery: o.saveEvery, keepLast: o.keepLast,
         resume: o.resume, backend: o.backend, evalEvery: o.evalEvery, trainLimit: o.trainLimit,
         compression: o.compression,
       }, emit);

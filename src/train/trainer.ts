@@ -1,16 +1,22 @@
-/** Trainer: a custom loop over the MLP with the LR schedule applied per step, periodic validation, a
- * checkpoint every N steps through the Checkpointer (tfjs snapshot, written off-thread), and resume. The
- * full state needed for a byte-exact continuation is listed in docs/training-state.md. */
+/** Trainer: the demo, a custom loop over a tf.LayersModel with a tf.train optimizer, written only against ckptio's
+ * public tfjs API: the LR schedule applied per step (applySchedule), periodic validation, a checkpoint every N
+ * steps (modelState + Checkpointer, written off-thread), and exact resume (restoreModelState). The full state a
+ * byte-exact continuation needs is listed in docs/training-state.md. */
 import type * as tfType from '@tensorflow/tfjs';
+import { CheckpointError } from '../binding/errors';
 import { Checkpointer, DurableInfo } from '../checkpoint/checkpointer';
 import type { Compression } from '../checkpoint/file';
 import { BackendName, loadTf } from '../tfjs/backend';
-import { snapshot, StagingArena } from '../tfjs/snapshot';
-import { Dataset, splitMnist } from './data';
-import { AdamState, Mlp } from './model';
-import { provenance, Provenance } from './provenance';
+import { modelState } from '../tfjs/model-state';
+import { restoreModelState } from '../tfjs/restore';
 import { permutation, Rng, STREAM } from '../tfjs/rng';
-import { learningRate, ScheduleConfig, ScheduleKind } from './schedule';
+import { applySchedule, Schedule, schedules } from '../tfjs/schedules';
+import { StagingArena } from '../tfjs/snapshot';
+import { Dataset, splitMnist } from './data';
+import { buildMlp, makeOptimizer, OptimizerName } from './model';
+import { provenance, Provenance } from './provenance';
+
+export type ScheduleKind = 'cosine' | 'constant' | 'step';
 
 export interface TrainConfig {
   dir: string;
@@ -23,6 +29,7 @@ export interface TrainConfig {
   startLr: number;
   minLr: number;
   schedule: ScheduleKind;
+  optimizer?: OptimizerName;
   seed: number;
   saveEvery: number;
   keepLast: number;
@@ -38,8 +45,8 @@ export interface TrainState {
   step: number; // steps completed
   epoch: number;
   posInEpoch: number;
-  adam: AdamState;
-  schedule: ScheduleConfig;
+  optimizer: OptimizerName;
+  schedule: Schedule;
   bestValAcc: number | null;
   lastValAcc: number | null;
   lastLoss: number | null;
@@ -68,11 +75,10 @@ export async function train(config: TrainConfig, emit: (e: TrainEvent) => void):
   // stopped early and resumed follows exactly the same learning rates as one that never stopped.
   const plannedSteps = config.epochs * stepsPerEpoch;
   const totalSteps = config.steps ?? plannedSteps;
-  const schedule: ScheduleConfig = {
-    kind: config.schedule, baseLr: config.lr, warmupSteps: config.warmup, startLr: config.startLr,
-    totalSteps: plannedSteps, minLr: config.minLr, stepSize: Math.max(1, Math.floor(plannedSteps / 3)), gamma: 0.1,
-  };
-  const model = new Mlp(tf, [784, ...config.layers, 10], config.seed);
+  const schedule = lrSchedule(config, plannedSteps);
+  const optimizerName = config.optimizer ?? 'adam';
+  const model = buildMlp(tf, [784, ...config.layers, 10], config.seed);
+  const optimizer = makeOptimizer(tf, optimizerName, config.lr);
   const ckpt = new Checkpointer({ dir: config.dir, keepLast: config.keepLast, maxInflight: 1, onFull: 'wait', best: 'max',
     compression: config.compression ?? 'none',
     onWarning: (message) => emit({ event: 'warning', message }) });
@@ -80,7 +86,7 @@ export async function train(config: TrainConfig, emit: (e: TrainEvent) => void):
   void _dir;
   void _compression;
   const state: TrainState = {
-    step: 0, epoch: 0, posInEpoch: 0, adam: model.adam, schedule, bestValAcc: null, lastValAcc: null, lastLoss: null,
+    step: 0, epoch: 0, posInEpoch: 0, optimizer: optimizerName, schedule, bestValAcc: null, lastValAcc: null, lastLoss: null,
     seed: config.seed, config: runConfig,
     dataset: { name: 'mnist', train: data.train.n, val: data.val.n, fingerprint: data.fingerprint },
     provenance: provenance(backend),
@@ -94,7 +100,8 @@ export async function train(config: TrainConfig, emit: (e: TrainEvent) => void):
       const saved = loaded.state as TrainState;
       if (saved.dataset?.fingerprint !== data.fingerprint) throw new Error(`checkpoint ${loaded.path} was trained on different data (seed or split differ)`);
       if (JSON.stringify(saved.config.layers) !== JSON.stringify(config.layers)) throw new Error(`checkpoint ${loaded.path} has layers ${saved.config.layers}, not ${config.layers}`);
-      model.restore(loaded.tensors, saved.adam);
+      if ((saved.optimizer ?? 'adam') !== optimizerName) throw new CheckpointError(`checkpoint ${loaded.path} was trained with --optimizer ${saved.optimizer}, not ${optimizerName}`, { code: 'ECKPT_MISMATCH', path: loaded.path });
+      restoreModelState(model, optimizer, loaded, { tf });
       Object.assign(state, { step: saved.step, epoch: saved.epoch, posInEpoch: saved.posInEpoch, bestValAcc: saved.bestValAcc, lastValAcc: saved.lastValAcc, lastLoss: saved.lastLoss });
       resumedFrom = saved.step;
       resumedPath = loaded.path;
@@ -109,6 +116,7 @@ export async function train(config: TrainConfig, emit: (e: TrainEvent) => void):
   process.on('SIGTERM', handlers.SIGTERM);
 
   const val = tf.tensor2d(data.val.xs, [data.val.n, 784]);
+  const vars = model.trainableWeights.map((w) => w.read() as tfType.Variable);
   const arena = new StagingArena();
   let order: Uint32Array | null = null;
   let orderEpoch = -1;
@@ -116,8 +124,7 @@ export async function train(config: TrainConfig, emit: (e: TrainEvent) => void):
   let lastDurable: DurableInfo | null = null;
 
   const save = async (): Promise<void> => {
-    state.adam = model.adam;
-    const source = snapshot(tf, model.stateTensors(), { arena });
+    const source = modelState(model, optimizer, { tf, arena });
     const handle = await ckpt.save(state.step, { tensors: source, state, metric: state.lastValAcc ?? undefined });
     emit({ event: 'save', step: state.step, stallMs: handle.stallMs, waitedMs: handle.waitedMs, skipped: handle.skipped });
     handle.durable.then((d) => {
@@ -140,10 +147,11 @@ export async function train(config: TrainConfig, emit: (e: TrainEvent) => void):
         order = permutation(data.train.n, new Rng(config.seed, STREAM.shuffle, epoch));
         orderEpoch = epoch;
       }
-      const lr = learningRate(schedule, state.step);
+      const lr = applySchedule(optimizer, schedule, state.step);
       const loss = tf.tidy(() => {
         const [x, y] = batchTensors(tf, data.train, order!.subarray(pos * config.batch, (pos + 1) * config.batch));
-        return model.trainStep(x, y, lr);
+        const value = optimizer.minimize(() => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tfType.Tensor2D) as tfType.Scalar, true, vars);
+        return value!.dataSync()[0]!;
       });
       state.step++;
       state.epoch = Math.floor(state.step / stepsPerEpoch);
@@ -151,7 +159,7 @@ export async function train(config: TrainConfig, emit: (e: TrainEvent) => void):
       state.lastLoss = loss;
       emit({ event: 'step', step: state.step, epoch: state.epoch, loss, lr });
       if (state.step % config.evalEvery === 0 || state.step === totalSteps) {
-        state.lastValAcc = model.accuracy(val, data.val.labels);
+        state.lastValAcc = accuracy(tf, model, val, data.val.labels);
         state.bestValAcc = Math.max(state.bestValAcc ?? 0, state.lastValAcc);
         emit({ event: 'eval', step: state.step, valAcc: state.lastValAcc });
       }
@@ -166,10 +174,27 @@ export async function train(config: TrainConfig, emit: (e: TrainEvent) => void):
     process.off('SIGTERM', handlers.SIGTERM);
     val.dispose();
     model.dispose();
+    optimizer.dispose();
   }
   if (stopSignal) emit({ event: 'stopped', step: state.step, signal: stopSignal });
   else emit({ event: 'done', step: state.step, valAcc: state.lastValAcc, path: (lastDurable as DurableInfo | null)?.path ?? null });
   return state;
+}
+
+/** The demo's schedule flags as a ckptio schedule: linear warmup from --start-lr into cosine / constant / step
+ * decay. It spans the planned run (--epochs), so a run stopped early follows the same rates. */
+export function lrSchedule(config: Pick<TrainConfig, 'schedule' | 'lr' | 'warmup' | 'startLr' | 'minLr'>, plannedSteps: number): Schedule {
+  const after = config.schedule === 'constant' ? schedules.constant({ lr: config.lr })
+    : config.schedule === 'step' ? schedules.step({ lr: config.lr, stepSize: Math.max(1, Math.floor(plannedSteps / 3)), gamma: 0.1 })
+      : schedules.cosine({ lr: config.lr, decaySteps: Math.max(1, plannedSteps - config.warmup), minLr: Math.min(config.minLr, config.lr) });
+  return config.warmup > 0 ? schedules.warmup({ mode: 'linear', startLr: config.startLr, warmupSteps: config.warmup }, after) : after;
+}
+
+function accuracy(tf: typeof tfType, model: tfType.LayersModel, x: tfType.Tensor2D, labels: Uint8Array): number {
+  const pred = tf.tidy(() => tf.argMax(model.predict(x) as tfType.Tensor2D, 1).dataSync());
+  let hit = 0;
+  for (let i = 0; i < labels.length; i++) if (pred[i] === labels[i]) hit++;
+  return hit / labels.length;
 }
 
 function batchTensors(tf: typeof tfType, set: Dataset, idx: Uint32Array): [tfType.Tensor2D, tfType.Tensor2D] {
