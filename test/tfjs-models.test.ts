@@ -201,3 +201,20 @@ test('no tensor leak over 100 saves and restores (cpu); unseeded random layers a
   await cb2.close();
   void y;
 });
+
+test('fitCheckpoint keeps the best checkpoint by a logged validation metric (val_loss: min)', async () => {
+  const { tf } = await loadTf('cpu');
+  const { x, y } = data(tf);
+  const model = buildModel(tf, 'cpu');
+  model.compile({ optimizer: tf.train.sgd(0.5), loss: 'categoricalCrossentropy' }); // a large step: val_loss moves both ways
+  const dir = tempDir();
+  const seen: { step: number; val: number }[] = [];
+  const probe = new tf.CustomCallback({ onEpochEnd: async (_e, logs) => { seen.push({ step: (_e + 1) * 5, val: logs!.val_loss as number }); } });
+  const ckpt = await fitCheckpoint(model, { dir, tf, monitor: 'val_loss', keepLast: 1 });
+  await model.fit(x, y, { epochs: 6, batchSize: 8, shuffle: false, verbose: 0, validationSplit: 1 / 6, callbacks: [ckpt, probe] });
+  await ckpt.close();
+  const best = seen.reduce((a, b) => (b.val < a.val ? b : a));
+  const pointer = JSON.parse(require('node:fs').readFileSync(path.join(dir, 'best'), 'utf8')) as { step: number; metric: number };
+  assert.equal(pointer.step, best.step, `best points at the epoch with the lowest val_loss (${JSON.stringify(seen)})`);
+  assert.equal(pointer.metric, best.val);
+});
