@@ -81,7 +81,8 @@ await again.close();
 if (!back || back.step !== 3 || Array.from(back.tensors.t.data).join() !== '7,-8,9' || back.state.step !== 3) throw new Error('save/load differs');
 const addons = fs.readFileSync('/proc/self/maps', 'utf8').split('\\n').map((l) => l.split(/\\s+/)[5]).filter((p) => p && /ckptio[^/]*\\.node$/.test(p));
 fs.rmSync(dir, { recursive: true, force: true });
-const named = Object.keys(await import('ckptio')).filter((k) => k !== 'default' && k !== '__esModule').sort();
+// Node >= 23 also names the whole CommonJS object 'module.exports'.
+const named = Object.keys(await import('ckptio')).filter((k) => !['default', '__esModule', 'module.exports'].includes(k)).sort();
 const required = Object.keys(require('ckptio')).filter((k) => k !== '__esModule').sort();
 console.log(JSON.stringify({
   sameClass: CheckpointError === require('ckptio').CheckpointError && ckptio.Checkpointer === Checkpointer,
