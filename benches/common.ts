@@ -1,5 +1,6 @@
 /** What every benchmark module shares: the run's context, statistics and realistic fp32 state. */
 import type { TensorEntry } from '../src';
+import * as fs from 'node:fs';
 
 export const MiB = 1 << 20;
 
@@ -41,4 +42,26 @@ export function state(bytes: number): Record<string, TensorEntry> {
 
 export function concat(tensors: Record<string, TensorEntry>): Buffer {
   return Buffer.concat(Object.values(tensors).map((t) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength)));
+}
+
+/** The main thread's scheduler figures so far, ms, from /proc/self/task/<pid>/schedstat: time on a CPU (first
+ * field) and time spent runnable but waiting for a CPU (second field). The kernel adds a running thread's CPU
+ * time to the first field only when it is switched out or at a tick, so a read while the thread has been
+ * running for a while can miss up to a tick (measured here: a 1 ms spin read as 0.00 in 8 of 10 tries). Use
+ * settledMainThreadSched() at both ends of a window. */
+export function mainThreadSched(): { cpuMs: number; waitMs: number } {
+  const [run, wait] = fs.readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ');
+  return { cpuMs: Number(run) / 1e6, waitMs: Number(wait) / 1e6 };
+}
+
+/** CPU time of the main thread so far, ms (see mainThreadSched). */
+export function mainThreadCpuMs(): number {
+  return mainThreadSched().cpuMs;
+}
+
+/** mainThreadSched() after a 1 ms sleep, so the kernel has just accounted the thread's time (the sleep switches
+ * it out). An empty window read this way costs about 0.2 ms of CPU here (the timer and the read themselves). */
+export async function settledMainThreadSched(): Promise<{ cpuMs: number; waitMs: number }> {
+  await new Promise<void>((resolve) => setTimeout(resolve, 1));
+  return mainThreadSched();
 }

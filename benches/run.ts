@@ -1,5 +1,9 @@
-/** npm run bench [-- --quick] [--out DIR]: side-by-side, interleaved measurements (A B A B ...) reported as
- * medians with min..max and as ratios within one run. Writes RESULTS.md and results.json. */
+/** npm run bench [-- --quick] [--out DIR] [--only SECTION,...]: side-by-side, interleaved measurements (A B A B ...)
+ * reported as medians with min..max and as ratios within one run. Writes RESULTS.md and results.json.
+ * --only runs the named sections (stall, load, tfjs, steps, memory, compression, layers) and splices them into
+ * the RESULTS.md / results.json already in the output directory (same mode, quick or full): their blocks and
+ * figures are replaced, the targets table is regenerated from the merged figures, and the header says which
+ * sections were rerun on which machine and when. */
 import { execSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -10,6 +14,7 @@ import { readCheckpoint, writeCheckpoint } from '../src';
 import { native } from '../src/binding/native';
 import { BenchContext, concat, MiB, stat, Stat, state } from './common';
 import { compressionBench } from './compression';
+import { layersBench } from './layers';
 import { stepOverhead, tfjsStall } from './tfjs';
 
 const quick = process.argv.includes('--quick');
@@ -19,6 +24,8 @@ const benchRoot = process.env.CKPTIO_BENCH_DIR ?? path.join(os.homedir(), '.ckpt
 // mkdtemp makes only the last component: on a fresh machine ~/.ckptio-bench does not exist yet.
 fs.mkdirSync(benchRoot, { recursive: true });
 const workDir = fs.mkdtempSync(path.join(benchRoot, 'run-'));
+const onlyArg = process.argv.indexOf('--only');
+const only = onlyArg > 0 ? new Set(process.argv[onlyArg + 1]!.split(',')) : null;
 const sizes = quick ? [16] : [16, 128, 512, 1024];
 const reps = quick ? 3 : 5;
 
@@ -144,7 +151,7 @@ function machine(): string {
 
 function targets(): string[] {
   const get = (k: string) => results[k] as { stallMs: Stat; gibPerS: number } | undefined;
-  const out = ['## Targets (issue 4)', '', '| target | size | figure | met? |', '|---|---|---|---|'];
+  const out = ['## Targets (issues 4 and 10)', '', '| target | size | figure | met? |', '|---|---|---|---|'];
   for (const mib of sizes) {
     const ck = get(`${mib}MiB:ckptio writeCheckpoint (caller-owned buffers)`)!;
     const raw = get(`${mib}MiB:raw O_DIRECT 4 MiB blocks + fsync (disk limit)`)!;
@@ -178,24 +185,82 @@ function targets(): string[] {
     const r = results[key] as { ratio: number };
     out.push(`| extra peak RSS ≤ 1.1x checkpoint bytes, one save in flight | ${key.replace(':memory:', ' ').replace(/:1$/, '')} | ${r.ratio.toFixed(2)}x | ${r.ratio <= 1.1 ? 'met' : 'NOT met'} |`);
   }
+  const lm = results[`layers:${quick ? 16 : 128}MiB:cpu`] as { bytes: number; tensors: number; ckptio: { stallMs: Stat; cpuMs: Stat } } | undefined;
+  if (lm) {
+    const label = `${(lm.bytes / MiB).toFixed(0)} MiB LayersModel + Adam (${lm.tensors} tensors)`;
+    const { stallMs, cpuMs } = lm.ckptio;
+    out.push(`| (issue 10) modelState + save ≤ 2 ms of main thread on cpu: stall until \`await ckpt.save()\` returns, worst repetition | ${label} | ${stallMs.max.toFixed(2)} ms (median ${stallMs.median.toFixed(2)}) | ${stallMs.max <= 2 ? 'met' : 'NOT met'} |`);
+    out.push(`| (issue 10) the same target read as the main thread's CPU time from the call until durable (schedstat), median | ${label} | ${cpuMs.median.toFixed(2)} ms (worst ${cpuMs.max.toFixed(2)}) | ${cpuMs.median <= 2 ? 'met' : 'NOT met'} |`);
+  }
   out.push('', 'Why each NOT met target misses, with the experiments behind it (copy contention, fallocate, queue depth, the wasm heap copy, run-to-run noise): benches/README.md, section "Misses in the last full run".', '');
   return out;
 }
 
+/** Splits a RESULTS.md into its header and its `## ` blocks (### subsections stay inside their block). */
+function blocks(md: string): { header: string[]; blocks: string[][] } {
+  const header: string[] = [];
+  const out: string[][] = [];
+  for (const line of md.split('\n')) {
+    if (line.startsWith('## ')) out.push([line]);
+    else (out.length ? out[out.length - 1]! : header).push(line);
+  }
+  return { header, blocks: out };
+}
+
+/** --only: the rerun sections' blocks and figures replace the old ones in the existing output. */
+function splice(sectionRows: Map<string, string[]>): { md: string; json: unknown } {
+  const old = JSON.parse(fs.readFileSync(path.join(outDir, 'results.json'), 'utf8')) as { machine: string; quick: boolean; reps: number; sizesMiB: number[]; results: Record<string, unknown>; rerun?: Record<string, string> };
+  if (old.quick !== quick) throw new Error(`--only: ${outDir}/results.json is from a ${old.quick ? 'quick' : 'full'} run; run this in the same mode`);
+  const fresh = { ...results };
+  for (const k of Object.keys(results)) delete results[k];
+  for (const [k, v] of Object.entries(old.results)) if (!(sectionRows.has('layers') && k.startsWith('layers:'))) results[k] = v;
+  Object.assign(results, fresh);
+  const md = blocks(fs.readFileSync(path.join(outDir, 'RESULTS.md'), 'utf8'));
+  for (const rowsOf of sectionRows.values()) {
+    const at = md.blocks.findIndex((b) => b[0] === rowsOf[0]);
+    if (at >= 0) md.blocks[at] = rowsOf;
+    else md.blocks.splice(Math.max(0, md.blocks.findIndex((b) => b[0]!.startsWith('## Targets'))), 0, rowsOf);
+  }
+  const t = md.blocks.findIndex((b) => b[0]!.startsWith('## Targets'));
+  if (t >= 0) md.blocks[t] = targets();
+  else md.blocks.push(targets());
+  const rerun = { ...(old.rerun ?? {}) };
+  for (const name of sectionRows.keys()) rerun[name] = machine();
+  const header = md.header.filter((l) => !l.startsWith('Rerun with --only'));
+  while (header.length && header[header.length - 1] === '') header.pop();
+  for (const [name, m] of Object.entries(rerun)) header.push('', `Rerun with --only ${name}: ${m} (that section's figures and ratios come from that run).`);
+  header.push('');
+  return { md: [...header, ...md.blocks.flat()].join('\n'), json: { ...old, results, rerun } };
+}
+
 async function main(): Promise<void> {
   const ctx: BenchContext = { quick, reps, workDir, rows, results };
-  await stallAndThroughput();
-  await load();
-  await tfjsStall(ctx);
-  await stepOverhead(ctx);
-  await memory();
-  await compressionBench(ctx);
-  rows.push(...targets());
-  const header = [`# ckptio benchmark results${quick ? ' (quick mode)' : ''}`, '', `Machine: ${machine()}`, '',
-    `Each figure is a median of ${reps} interleaved repetitions in one run; ratios compare figures from the same run.`, ''];
+  const sections: [string, () => Promise<void>][] = [
+    ['stall', stallAndThroughput], ['load', load], ['tfjs', () => tfjsStall(ctx)], ['steps', () => stepOverhead(ctx)],
+    ['memory', memory], ['compression', () => compressionBench(ctx)], ['layers', () => layersBench(ctx)],
+  ];
+  if (only) for (const name of only) if (!sections.some(([n]) => n === name)) throw new Error(`--only: no section ${name}`);
+  const sectionRows = new Map<string, string[]>();
+  for (const [name, run] of sections) {
+    if (only && !only.has(name)) continue;
+    const from = rows.length;
+    const t0 = performance.now();
+    await run();
+    sectionRows.set(name, rows.slice(from));
+    console.log(`section ${name}: ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+  }
   fs.mkdirSync(outDir, { recursive: true });
-  fs.writeFileSync(path.join(outDir, 'RESULTS.md'), [...header, ...rows].join('\n'));
-  fs.writeFileSync(path.join(outDir, 'results.json'), JSON.stringify({ machine: machine(), quick, reps, sizesMiB: sizes, results }, null, 2));
+  if (only) {
+    const { md, json } = splice(sectionRows);
+    fs.writeFileSync(path.join(outDir, 'RESULTS.md'), md);
+    fs.writeFileSync(path.join(outDir, 'results.json'), JSON.stringify(json, null, 2));
+  } else {
+    rows.push(...targets());
+    const header = [`# ckptio benchmark results${quick ? ' (quick mode)' : ''}`, '', `Machine: ${machine()}`, '',
+      `Each figure is a median of ${reps} interleaved repetitions in one run (the LayersModel section: ${quick ? 2 : 5}); ratios compare figures from the same run.`, ''];
+    fs.writeFileSync(path.join(outDir, 'RESULTS.md'), [...header, ...rows].join('\n'));
+    fs.writeFileSync(path.join(outDir, 'results.json'), JSON.stringify({ machine: machine(), quick, reps, sizesMiB: sizes, results }, null, 2));
+  }
   fs.rmSync(workDir, { recursive: true, force: true });
   console.log(`wrote ${path.join(outDir, 'RESULTS.md')}`);
 }

@@ -52,7 +52,7 @@ async function modelSave(tf: Tf, model: tfType.LayersModel, file: string): Promi
   return { totalMs: ms, longestMs: ms };
 }
 
-async function memcpyMs(bytes: number, reps: number): Promise<number> {
+export async function memcpyMs(bytes: number, reps: number): Promise<number> {
   const src = new Uint8Array(bytes).fill(1);
   const dst = new Uint8Array(bytes).fill(0); // warm pages
   const xs: number[] = [];

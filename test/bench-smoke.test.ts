@@ -13,9 +13,25 @@ test('npm run bench -- --quick runs and produces every figure (values not assert
   for (const key of ['16MiB:ckptio writeCheckpoint (caller-owned buffers)', '16MiB:raw O_DIRECT 4 MiB blocks + fsync (disk limit)', '16MiB:fs.promises writeFile + fdatasync + rename', '16MiB:load',
     '16MiB:ckptio writeCheckpoint, checksum: false', '16MiB:tfjs-wasm', '16MiB:tfjs-cpu', 'steps:synthetic-wasm:every 10',
     'steps:synthetic-cpu:every 1', 'steps:trainer:every 10', 'steps:trainer:no saves', '16MiB:memory:raw:1', '16MiB:memory:raw-copy:2',
-    '16MiB:memory:tfjs-wasm:2', 'compression:trained', 'compression:random-16MiB']) {
+    '16MiB:memory:tfjs-wasm:2', 'compression:trained', 'compression:random-16MiB',
+    'layers:16MiB:cpu', 'layers:16MiB:wasm', 'layers:many:cpu', 'layers:many:wasm', 'layers:cpuFloorMs']) {
     assert.ok(json.results[key], `missing figure ${key}`);
     for (const v of Object.values(json.results[key]!)) assert.ok(v !== null && v !== undefined);
   }
-  assert.match(fs.readFileSync(path.join(out, 'RESULTS.md'), 'utf8'), /Machine: .*cores.*Node v/);
+  // The LayersModel figures (issue 10): each path's stall, main-thread CPU to durable, restore and many-layers cost.
+  type S = { median: number };
+  for (const backend of ['cpu', 'wasm']) {
+    const l = json.results[`layers:16MiB:${backend}`] as unknown as Record<string, Record<string, S | Record<string, S>>>;
+    for (const p of ['ckptio', 'modelSaveFsPromises', 'modelSaveIoHandler']) {
+      for (const f of ['stallMs', 'cpuMs', 'doneMs']) assert.ok(Number.isFinite((l[p]![f] as S).median), `layers ${backend} ${p}.${f}`);
+    }
+    for (const p of ['ckptio', 'loadLayersModel']) assert.ok(Number.isFinite(((l.restore as Record<string, Record<string, S>>)[p]!.ms!).median), `restore ${backend} ${p}`);
+    const many = json.results[`layers:many:${backend}`] as unknown as { tensors: number; stallMs: S; cpuMs: S; stallUsPerTensor: number };
+    assert.ok(many.tensors >= 600 && Number.isFinite(many.stallMs.median) && Number.isFinite(many.cpuMs.median) && Number.isFinite(many.stallUsPerTensor), `many layers ${backend}`);
+  }
+  const md = fs.readFileSync(path.join(out, 'RESULTS.md'), 'utf8');
+  assert.match(md, /Machine: .*cores.*Node v/);
+  assert.match(md, /## tfjs LayersModel \+ Adam: modelState \+ Checkpointer\.save vs model\.save/);
+  assert.match(md, /\| \(issue 10\) modelState \+ save ≤ 2 ms of main thread on cpu: stall .*\| (met|NOT met) \|/);
+  assert.match(md, /\| \(issue 10\) the same target read as the main thread's CPU time .*\| (met|NOT met) \|/);
 });
