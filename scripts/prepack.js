@@ -10,6 +10,17 @@ const fs = require('node:fs');
 const path = require('node:path');
 
 const root = path.resolve(__dirname, '..');
+const manifest = path.join(root, 'package.json');
+const backup = path.join(root, '.package.json.prepack');
+
+// `postpack`: put the repository's package.json back.
+if (process.argv[2] === '--restore') {
+  if (fs.existsSync(backup)) fs.renameSync(backup, manifest);
+  process.exit(0);
+}
+// A pack that died between prepack and postpack left the backup: restore it before anything else.
+if (fs.existsSync(backup)) fs.renameSync(backup, manifest);
+
 const run = (args) => execFileSync('npm', ['run', '--silent', ...args], { cwd: root, stdio: ['ignore', 2, 2] });
 
 if (!process.env.CKPTIO_PREPACK_NO_BUILD) {
@@ -42,3 +53,15 @@ const check = `const a = require(${JSON.stringify(dest)}); class E extends Error
 if (typeof a.xxh3(new Uint8Array([1, 2, 3])) !== 'string') throw new Error('xxh3 failed');`;
 execFileSync(process.execPath, ['-e', check], { stdio: 'inherit' });
 process.stderr.write(`prepack: ${path.relative(root, dest)} (${fs.statSync(dest).size} bytes)\n`);
+
+// Last, so the window is short: the published package.json must not carry `prepare`. It builds the clone on
+// `npm install` and never runs for a user installing the package from the registry, but npm 11 lists it as an
+// install script for a tarball or git install ("install scripts not yet covered by allowScripts"), and
+// `strict-allow-scripts` would refuse it. postpack (`--restore`) puts the original back.
+const text = fs.readFileSync(manifest, 'utf8');
+const pkg = JSON.parse(text);
+if (pkg.scripts && pkg.scripts.prepare) {
+  fs.writeFileSync(backup, text);
+  delete pkg.scripts.prepare;
+  fs.writeFileSync(manifest, JSON.stringify(pkg, null, 2) + '\n');
+}

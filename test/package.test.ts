@@ -141,7 +141,7 @@ test('the packed tarball installs without a compiler and works from CommonJS, ES
     const pkg = JSON.parse(execFileSync('tar', ['xzOf', tgz, 'package/package.json'], { encoding: 'utf8' })) as {
       scripts?: Record<string, string>; gypfile?: boolean;
     };
-    for (const s of ['preinstall', 'install', 'postinstall']) assert.equal(pkg.scripts?.[s], undefined, `no ${s} script`);
+    for (const s of ['preinstall', 'install', 'postinstall', 'prepare']) assert.equal(pkg.scripts?.[s], undefined, `no ${s} script`);
     // npm adds an implicit `node-gyp rebuild` install for a package with binding.gyp unless gypfile is false.
     if (listing.includes('binding.gyp')) assert.equal(pkg.gypfile, false, 'binding.gyp shipped, so gypfile: false');
 
@@ -167,6 +167,11 @@ test('the packed tarball installs without a compiler and works from CommonJS, ES
       .map(([k]) => k);
     // The user's own tfjs brings core-js (a postinstall); ckptio and what it depends on bring none.
     assert.deepEqual(scripted, [], 'no package of ckptio\'s has an install script');
+    // npm 11 lists every install-relevant script it would run, `prepare` included for a tarball install.
+    const flagged = `${install.stdout}\n${install.stderr}`.split('\n')
+      .map((l) => /^npm warn install-scripts\s+(@?[^@\s]+)@\S+ \(/.exec(l)?.[1]).filter((n): n is string => !!n)
+      .filter((n) => !/^(@tensorflow\/.*|core-js)$/.test(n));
+    assert.deepEqual(flagged, [], 'npm flags no script of ckptio or its dependencies (allowScripts)');
     const installed = fs.realpathSync(path.join(app, 'node_modules', 'ckptio'));
     const prebuilt = path.join(installed, 'prebuilds', 'linux-x64', 'ckptio.glibc.node');
 
