@@ -4,8 +4,8 @@
  * promise callbacks count as well as the addon's). */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { readCheckpoint, TensorEntry, writeCheckpoint, WriteResult } from '../src/checkpoint/file';
-import { compressTensors } from '../src/checkpoint/compression';
+import { readCheckpoint, TensorEntry, writeCheckpoint, WriteResult } from '../src/format/file';
+import { compressTensors } from '../src/format/compression';
 import { train } from '../src/train/trainer';
 import { BenchContext, MiB, stat } from './common';
 

@@ -3,7 +3,7 @@
  * The kernel's VmHWM is reset through /proc/self/clear_refs just before the saves start. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { writeCheckpoint } from '../src/checkpoint/file';
+import { writeCheckpoint } from '../src/format/file';
 import { Checkpointer } from '../src/checkpoint/checkpointer';
 import { loadTf } from '../src/tfjs/backend';
 import { snapshot, StagingArena } from '../src/tfjs/snapshot';

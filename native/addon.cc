@@ -1,8 +1,11 @@
 // Bindings only: argument checks, JS <-> native conversion, and promise plumbing. The work is in io/,
 // format/ and writer/. No C++ exception crosses this boundary (node-addon-api is built without them);
 // every failure becomes a rejected promise carrying a CheckpointError (the class is handed in by
-// src/binding.ts through init(), as better-sqlite3 does).
+// src/binding/native.ts through init(), as better-sqlite3 does).
 #include <napi.h>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -17,6 +20,7 @@
 #include "format/checksum.h"
 #include "format/reader.h"
 #include "io/fault_env.h"
+#include "writer/commit.h"
 #include "writer/copy_pool.h"
 #include "writer/writer.h"
 
@@ -91,6 +95,13 @@ struct Completion {
   Status status;
   writer::CommitResult result;
   std::string path;
+  // A save job (SaveJob) reports its later stages too: the small files it committed after the data file, the
+  // names it removed, and, when it failed after the data file was durable, at which stage.
+  bool is_save = false;
+  bool data_durable = false;
+  std::string failed_stage;
+  std::vector<std::pair<std::string, int>> file_leftovers;
+  std::vector<std::string> removed;
   explicit Completion(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
 };
 
@@ -122,9 +133,31 @@ void FinishOnJsThread(Napi::Env env, Napi::Function, std::nullptr_t*, Completion
       leftover.Set("code", ErrnoName(done->result.leftover_errno));
       out.Set("leftover", leftover);
     }
+    if (!done->result.content_id.empty()) out.Set("contentId", done->result.content_id);
+    if (done->is_save) {
+      Napi::Array leftovers = Napi::Array::New(env, done->file_leftovers.size());
+      for (size_t i = 0; i < done->file_leftovers.size(); ++i) {
+        Napi::Object l = Napi::Object::New(env);
+        l.Set("path", done->file_leftovers[i].first);
+        l.Set("errno", done->file_leftovers[i].second);
+        l.Set("code", ErrnoName(done->file_leftovers[i].second));
+        leftovers.Set(static_cast<uint32_t>(i), l);
+      }
+      out.Set("fileLeftovers", leftovers);
+      Napi::Array removed = Napi::Array::New(env, done->removed.size());
+      for (size_t i = 0; i < done->removed.size(); ++i) removed.Set(static_cast<uint32_t>(i), done->removed[i]);
+      out.Set("removed", removed);
+    }
     done->deferred.Resolve(out);
   } else {
-    done->deferred.Reject(MakeError(env, done->status));
+    Napi::Value err = MakeError(env, done->status);
+    if (done->is_save && err.IsObject()) {
+      // The checkpoint itself may be durable although a pointer, the manifest or a removal failed.
+      err.As<Napi::Object>().Set("dataDurable", done->data_durable);
+      err.As<Napi::Object>().Set("stage", done->failed_stage);
+      if (!done->result.content_id.empty()) err.As<Napi::Object>().Set("contentId", done->result.content_id);
+    }
+    done->deferred.Reject(err);
   }
   delete done;
   if (AddonState* state = State(env)) {
@@ -177,6 +210,62 @@ class CheckpointJob final : public WriterJob {
   std::vector<writer::TensorSource> sources_;
   format::Metadata metadata_;
   writer::CommitOptions options_;
+};
+
+struct SmallFile {
+  std::string path;
+  std::string data;
+};
+
+// The token a save's small files may contain where the new checkpoint's content id belongs: the id is known
+// only once the writer has hashed the tensors, and the files are rendered when the save is queued.
+constexpr char kContentIdToken[] = "@ckptio.content_id@";
+
+// One save as one job: the data file, then the small files decided when the save was queued (pointers, the
+// manifest), then the removals the retention policy decided, then one completion. Nothing waits on the JS
+// thread between the stages, and a failure stops the later stages (so nothing a pointer still names goes).
+class SaveJob final : public WriterJob {
+ public:
+  SaveJob(Completion* done, CompletionTsfn tsfn, io::Env* env, std::vector<writer::TensorSource> sources,
+          format::Metadata metadata, writer::CommitOptions options, std::vector<SmallFile> files, std::string remove_dir,
+          std::vector<std::string> remove)
+      : WriterJob(done, tsfn), env_(env), sources_(std::move(sources)), metadata_(std::move(metadata)), options_(options),
+        files_(std::move(files)), remove_dir_(std::move(remove_dir)), remove_(std::move(remove)) {}
+  void Run(writer::StagingBlocks* staging) override {
+    done_->is_save = true;
+    done_->failed_stage = "data";
+    Status s = writer::CommitCheckpoint(env_, done_->path, std::move(sources_), metadata_, options_, staging, &done_->result);
+    if (!s.ok()) return Finish(std::move(s));
+    done_->data_durable = true;
+    done_->failed_stage = "files";
+    for (SmallFile& f : files_) {
+      for (size_t at = f.data.find(kContentIdToken); at != std::string::npos; at = f.data.find(kContentIdToken, at)) {
+        f.data.replace(at, sizeof(kContentIdToken) - 1, done_->result.content_id);
+        at += done_->result.content_id.size();
+      }
+      writer::CommitResult r;
+      s = writer::CommitBytes(env_, f.path, reinterpret_cast<const unsigned char*>(f.data.data()), f.data.size(), &r);
+      if (!s.ok()) return Finish(std::move(s));
+      if (!r.leftover.empty()) done_->file_leftovers.emplace_back(r.leftover, r.leftover_errno);
+    }
+    if (!remove_.empty()) {
+      done_->failed_stage = "remove";
+      s = writer::RemoveFiles(env_, remove_dir_, remove_);
+      if (!s.ok()) return Finish(std::move(s));
+      done_->removed = remove_;
+    }
+    done_->failed_stage.clear();
+    Finish(Status::Ok());
+  }
+
+ private:
+  io::Env* env_;
+  std::vector<writer::TensorSource> sources_;
+  format::Metadata metadata_;
+  writer::CommitOptions options_;
+  std::vector<SmallFile> files_;
+  std::string remove_dir_;
+  std::vector<std::string> remove_;
 };
 
 class BytesJob final : public WriterJob {
@@ -373,7 +462,64 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
 }
 
 // write(path, tensors, metadata, options) -> Promise<WriteResult>
-Napi::Value Write(const Napi::CallbackInfo& info) {
+bool GetSaveFiles(const Napi::Value& v, std::vector<SmallFile>* files, std::string* remove_dir,
+                  std::vector<std::string>* remove, Status* error) {
+  if (v.IsUndefined()) return true;
+  if (!v.IsObject()) {
+    *error = Status::Invalid("after must be { files: [[path, bytes]...], removeDir, remove: [names] }");
+    return false;
+  }
+  Napi::Object o = v.As<Napi::Object>();
+  Napi::Value fv = o.Get("files"), rv = o.Get("remove"), dv = o.Get("removeDir");
+  if (!fv.IsUndefined()) {
+    if (!fv.IsArray()) {
+      *error = Status::Invalid("after.files must be an array of [path, bytes]");
+      return false;
+    }
+    Napi::Array arr = fv.As<Napi::Array>();
+    for (uint32_t i = 0; i < arr.Length(); ++i) {
+      Napi::Value pair = arr.Get(i);
+      if (!pair.IsArray() || pair.As<Napi::Array>().Length() != 2) {
+        *error = Status::Invalid("after.files[" + std::to_string(i) + "] must be [path, bytes]");
+        return false;
+      }
+      SmallFile f;
+      const unsigned char* data = nullptr;
+      size_t len = 0;
+      if (!GetPath(pair.As<Napi::Array>().Get(0u), "after.files path", &f.path, error) ||
+          !GetBytes(pair.As<Napi::Array>().Get(1u), "after.files bytes", &data, &len, error)) {
+        return false;
+      }
+      f.data.assign(reinterpret_cast<const char*>(data), len);  // small: copied, so the caller's buffer is free
+      files->push_back(std::move(f));
+    }
+  }
+  if (!rv.IsUndefined()) {
+    if (!rv.IsArray() || !GetPath(dv, "after.removeDir", remove_dir, error)) {
+      if (error->ok()) *error = Status::Invalid("after.remove must be an array of names");
+      return false;
+    }
+    Napi::Array arr = rv.As<Napi::Array>();
+    for (uint32_t i = 0; i < arr.Length(); ++i) {
+      Napi::Value name = arr.Get(i);
+      if (!name.IsString()) {
+        *error = Status::Invalid("after.remove must be an array of names");
+        return false;
+      }
+      const std::string n = name.As<Napi::String>().Utf8Value();
+      if (n.empty() || n.find('/') != std::string::npos || n == "." || n == ".." || n.find('\0') != std::string::npos) {
+        *error = Status::Invalid("after.remove: \"" + n + "\" is not a plain file name");
+        return false;
+      }
+      remove->push_back(n);
+    }
+  }
+  return true;
+}
+
+// write(path, tensors, metadata, options) and save(path, tensors, metadata, options, after): `save` is the
+// same data file plus, in the same writer job, the small files and removals in `after`.
+Napi::Value WriteOrSave(const Napi::CallbackInfo& info, bool is_save) {
   Napi::Env env = info.Env();
   Status error;
   std::string path;
@@ -412,6 +558,14 @@ Napi::Value Write(const Napi::CallbackInfo& info) {
     if (checksum.IsBoolean()) options.checksum = checksum.As<Napi::Boolean>().Value();
   }
 
+  std::vector<SmallFile> files;
+  std::string remove_dir;
+  std::vector<std::string> remove;
+  if (is_save && !GetSaveFiles(info[4], &files, &remove_dir, &remove, &error)) {
+    if (env.IsExceptionPending()) env.GetAndClearPendingException();
+    return Rejected(env, error);
+  }
+
   AddonState* state = State(env);
   auto* done = new Completion(env);
   done->path = path;
@@ -435,10 +589,17 @@ Napi::Value Write(const Napi::CallbackInfo& info) {
     done->keep_alive = Napi::Persistent(info[1].As<Napi::Object>());
   }
   io::Env* io_env = io::CurrentEnv();
-  return Submit(env, done, [&](CompletionTsfn tsfn) {
+  return Submit(env, done, [&](CompletionTsfn tsfn) -> WriterJob* {
+    if (is_save) {
+      return new SaveJob(done, tsfn, io_env, std::move(sources), std::move(metadata), options, std::move(files),
+                         std::move(remove_dir), std::move(remove));
+    }
     return new CheckpointJob(done, tsfn, io_env, std::move(sources), std::move(metadata), options);
   });
 }
+
+Napi::Value Write(const Napi::CallbackInfo& info) { return WriteOrSave(info, false); }
+Napi::Value Save(const Napi::CallbackInfo& info) { return WriteOrSave(info, true); }
 
 // writeFile(path, bytes) -> Promise: the same commit protocol for a small file (pointers, manifests).
 Napi::Value WriteFile(const Napi::CallbackInfo& info) {
@@ -608,6 +769,132 @@ Napi::Value Read(const Napi::CallbackInfo& info) {
   return promise;
 }
 
+// ---- Header-only read and the run lock --------------------------------------------------------------------
+
+// readHeader(path) -> Promise<{tensors: [{name, dtype, shape, bytes}], metadata, bytes, checksummed, contentId?}>:
+// the header is parsed from a lazily faulted mapping, so no tensor data is read (a manifest rebuilt by
+// scanning costs a page or two per checkpoint, not its size).
+class ReadHeaderWorker final : public Napi::AsyncWorker {
+ public:
+  ReadHeaderWorker(Napi::Env env, std::string path)
+      : Napi::AsyncWorker(env, "ckptio.readHeader"), deferred_(Napi::Promise::Deferred::New(env)), path_(std::move(path)),
+        io_env_(io::CurrentEnv()) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    format::LoadedFile file;
+    status_ = format::ReadCheckpointFile(io_env_, path_, false, &file);
+    if (!status_.ok()) return;
+    file_size_ = file.file_size;
+    header_ = std::move(file.header);
+    if (header_.has_checksums) content_id_ = writer::ContentId(header_.tensors, header_.tensor_hashes);
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (!status_.ok()) {
+      deferred_.Reject(MakeError(env, status_));
+      return;
+    }
+    Napi::Array tensors = Napi::Array::New(env, header_.tensors.size());
+    uint32_t i = 0;
+    for (const format::TensorInfo& t : header_.tensors) {
+      Napi::Object entry = Napi::Object::New(env);
+      entry.Set("name", t.name);
+      entry.Set("dtype", format::Info(t.dtype).js_name);
+      Napi::Array shape = Napi::Array::New(env, t.shape.size());
+      for (uint32_t d = 0; d < t.shape.size(); ++d) shape.Set(d, static_cast<double>(t.shape[d]));
+      entry.Set("shape", shape);
+      entry.Set("bytes", static_cast<double>(t.end - t.begin));
+      tensors.Set(i++, entry);
+    }
+    Napi::Object metadata = Napi::Object::New(env);
+    for (const auto& [key, value] : header_.metadata) metadata.Set(key, value);
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("tensors", tensors);
+    out.Set("metadata", metadata);
+    out.Set("bytes", static_cast<double>(file_size_));
+    out.Set("checksummed", header_.has_checksums);
+    if (!content_id_.empty()) out.Set("contentId", content_id_);
+    deferred_.Resolve(out);
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::string path_;
+  io::Env* io_env_;
+  Status status_;
+  uint64_t file_size_ = 0;
+  format::ParsedHeader header_;
+  std::string content_id_;
+};
+
+Napi::Value ReadHeader(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Status error;
+  std::string path;
+  if (!GetPath(info[0], "path", &path, &error)) return Rejected(env, error);
+  auto* worker = new ReadHeaderWorker(env, path);
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
+Napi::Value Thrown(Napi::Env env, const Status& status) {
+  napi_throw(env, MakeError(env, status));
+  return env.Undefined();
+}
+
+// lock(path, holder) -> { fd } | { locked: true, holder }: an open-file-description lock (F_OFD_SETLK) on
+// `path`, which the kernel drops when the process dies, however it dies: a killed holder never blocks the next
+// run, and a live one is never taken over (unlike a pid file). `holder` (who holds it) is written into the
+// file for the error the next contender reports. Synchronous: one open and one fcntl.
+Napi::Value Lock(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Status error;
+  std::string path, holder;
+  if (!GetPath(info[0], "path", &path, &error)) return Thrown(env, error);
+  if (!info[1].IsString()) return Thrown(env, Status::Invalid("holder must be a string"));
+  holder = info[1].As<Napi::String>().Utf8Value();
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return Thrown(env, Status::Os(errno, "open", path));
+  struct flock fl;
+  std::memset(&fl, 0, sizeof fl);
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  if (::fcntl(fd, F_OFD_SETLK, &fl) < 0) {
+    const int err = errno;
+    if (err == EAGAIN || err == EACCES) {
+      char buf[4096];
+      const ssize_t n = ::pread(fd, buf, sizeof buf, 0);
+      ::close(fd);
+      Napi::Object out = Napi::Object::New(env);
+      out.Set("locked", true);
+      out.Set("holder", std::string(buf, n > 0 ? static_cast<size_t>(n) : 0));
+      return out;
+    }
+    ::close(fd);
+    return Thrown(env, Status::Os(err, "fcntl", path));
+  }
+  if (::ftruncate(fd, 0) < 0 || ::pwrite(fd, holder.data(), holder.size(), 0) != static_cast<ssize_t>(holder.size())) {
+    const int err = errno;
+    ::close(fd);
+    return Thrown(env, Status::Os(err, "pwrite", path));
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("fd", fd);
+  return out;
+}
+
+// unlock(fd): closing the descriptor releases the lock.
+Napi::Value Unlock(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber()) return Thrown(env, Status::Invalid("fd must be a number"));
+  if (::close(info[0].As<Napi::Number>().Int32Value()) < 0) return Thrown(env, Status::Os(errno, "close", ""));
+  return env.Undefined();
+}
+
 // ---- The fault twin (tests only) ------------------------------------------------------------------------
 
 Napi::Value FaultsConfigure(const Napi::CallbackInfo& info) {
@@ -694,6 +981,10 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData<AddonState>(new AddonState());
   exports.Set("init", Napi::Function::New(env, Init));
   exports.Set("write", Napi::Function::New(env, Write));
+  exports.Set("save", Napi::Function::New(env, Save));
+  exports.Set("readHeader", Napi::Function::New(env, ReadHeader));
+  exports.Set("lock", Napi::Function::New(env, Lock));
+  exports.Set("unlock", Napi::Function::New(env, Unlock));
   exports.Set("writeFile", Napi::Function::New(env, WriteFile));
   exports.Set("remove", Napi::Function::New(env, Remove));
   exports.Set("rawWrite", Napi::Function::New(env, RawWrite));

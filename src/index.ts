@@ -1,7 +1,7 @@
 export { CheckpointError } from './binding/errors';
 export type { CheckpointErrorCode, CheckpointErrorInfo } from './binding/errors';
-export { readCheckpoint, writeCheckpoint } from './checkpoint/file';
-export type { Compression, CompressionReport, DType, ReadOptions, ReadResult, TensorEntry, TypedArray, WriteOptions, WriteResult } from './checkpoint/file';
+export { readCheckpoint, writeCheckpoint } from './format/file';
+export type { Compression, CompressionReport, DType, ReadOptions, ReadResult, TensorEntry, TypedArray, WriteOptions, WriteResult } from './format/file';
 export { Checkpointer } from './checkpoint/checkpointer';
 export type {
   CheckpointerOptions, CheckpointerStats, DurableInfo, LoadedCheckpoint, SaveHandle, SavePayload, TensorSource,
@@ -28,4 +28,4 @@ export { ioHandler } from './tfjs/io-handler';
 export type { IoHandler, IoHandlerOptions, IoSaveResult } from './tfjs/io-handler';
 export { exportTfjsModel, importTfjsModel, importTfjsModelToFile, modelJsonHandler } from './tfjs/model-json';
 export type { ExportOptions, ExportResult, ImportOptions } from './tfjs/model-json';
-export { METADATA_KEYS } from './checkpoint/metadata-keys';
+export { METADATA_KEYS } from './format/metadata-keys';

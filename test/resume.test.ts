@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { readCheckpoint } from '../src/checkpoint/file';
+import { readCheckpoint } from '../src/format/file';
 import { bytesOf, tempDir } from './helpers';
 import { runTrainer, SMALL } from './soak/trainer-child';
 

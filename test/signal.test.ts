@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { readCheckpoint } from '../src/checkpoint/file';
+import { readCheckpoint } from '../src/format/file';
 import { tempDir } from './helpers';
 import { CLI, SMALL } from './soak/trainer-child';
 

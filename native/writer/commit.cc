@@ -448,7 +448,19 @@ Status CommitCheckpoint(io::Env* env, const std::string& path, std::vector<Tenso
   s = file.Commit(result);
   if (!s.ok()) return s;
   result->bytes = total;
+  if (options.checksum) result->content_id = ContentId(infos, hasher.Digests());
   return Status::Ok();
+}
+
+std::string ContentId(const std::vector<format::TensorInfo>& infos, const std::vector<uint64_t>& digests) {
+  std::string text;
+  for (size_t i = 0; i < infos.size() && i < digests.size(); ++i) {
+    text += infos[i].name;
+    text += ':';
+    text += format::Hex(digests[i]);
+    text += '\n';
+  }
+  return format::Hex(format::Hash64(text.data(), text.size()));
 }
 
 Status CommitBytes(io::Env* env, const std::string& path, const unsigned char* data, size_t len,

@@ -50,7 +50,13 @@ struct CommitResult {
   // (errno in leftover_errno). Reported, never hidden; a later start-up removes it as a stale temporary.
   std::string leftover;
   int leftover_errno = 0;
+  // XXH3-64 (hex) of "<name>:<tensor digest hex>\n" for every tensor in file order: the checkpoint's content
+  // id, the same for the same tensors whatever the metadata. Empty when checksums are off.
+  std::string content_id;
 };
+
+// The content id of tensors given in file order with their digests (see CommitResult::content_id).
+std::string ContentId(const std::vector<format::TensorInfo>& infos, const std::vector<uint64_t>& digests);
 
 // Aligned, pre-faulted blocks for O_DIRECT, reused across jobs (memcpy into fresh pages is ~10x slower).
 class StagingBlocks {

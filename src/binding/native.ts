@@ -38,6 +38,30 @@ export interface NativeWriteResult {
   leftover?: { path: string; errno: number; code: string };
 }
 
+/** What a save job does after its data file, in the same writer job (see SaveJob in native/addon.cc). Small
+ * files may contain CONTENT_ID_TOKEN where the new checkpoint's content id belongs. */
+export interface NativeSaveAfter {
+  files?: [path: string, data: Uint8Array][];
+  removeDir?: string;
+  remove?: string[];
+}
+
+export const CONTENT_ID_TOKEN = '@ckptio.content_id@';
+
+export interface NativeSaveResult extends NativeWriteResult {
+  contentId?: string;
+  fileLeftovers: { path: string; errno: number; code: string }[];
+  removed: string[];
+}
+
+export interface NativeHeader {
+  tensors: { name: string; dtype: DType; shape: number[]; bytes: number }[];
+  metadata: Record<string, string>;
+  bytes: number;
+  checksummed: boolean;
+  contentId?: string;
+}
+
 export interface NativeReadResult {
   tensors: NativeTensor[];
   metadata: Record<string, string>;
@@ -71,6 +95,10 @@ export interface FaultStats {
 export interface NativeBinding {
   init(errorClass: typeof CheckpointError): void;
   write(path: string, tensors: NativeTensor[], metadata: Record<string, string>, options: NativeWriteOptions): Promise<NativeWriteResult>;
+  save(path: string, tensors: NativeTensor[], metadata: Record<string, string>, options: NativeWriteOptions, after: NativeSaveAfter): Promise<NativeSaveResult>;
+  readHeader(path: string): Promise<NativeHeader>;
+  lock(path: string, holder: string): { fd: number } | { locked: true; holder: string };
+  unlock(fd: number): void;
   writeFile(path: string, data: Uint8Array): Promise<NativeWriteResult>;
   remove(dir: string, names: string[]): Promise<NativeWriteResult>;
   rawWrite(path: string, bytes: number, direct: boolean): Promise<NativeWriteResult>;

@@ -4,14 +4,20 @@
  *   const h = await ckpt.save(step, { tensors, state })  // resolves once the snapshot is taken
  *   await h.durable                                      // resolves once committed
  *
- * Saves run in order. After each commit the `latest` pointer is rewritten (same protocol), then old
- * checkpoints beyond `keepLast` are removed, on the writer thread, behind everything queued before. */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { CheckpointError, argumentError, toCheckpointError } from '../binding/errors';
-import { Compression, CompressionReport, readCheckpoint, removeFiles, TensorEntry, writeCheckpoint, writeFileAtomic } from './file';
-import { checkpointName, listCheckpoints, Pointer, POINTER_BEST, POINTER_LATEST, readPointer, removeStaleTemps } from './directory';
-import { METADATA_KEYS } from './metadata-keys';
+ * This file only queues. Each save becomes one store commit (one native writer job): the checkpoint file, then
+ * the pointers and the manifest, then the removals retention decided, all decided here when the save is queued
+ * (admission.ts: how many may be in flight; retention.ts: what stays; manifest.ts: the run's record). Nothing
+ * runs on the training thread between those stages, so a save is durable while the loop computes. */
+import { CheckpointError, argumentError } from '../binding/errors';
+import { CONTENT_ID_TOKEN } from '../binding/native';
+import { Compression, CompressionReport, readCheckpoint, TensorEntry } from '../format/file';
+import { METADATA_KEYS } from '../format/metadata-keys';
+import { LocalStore } from '../store/local';
+import { CheckpointStore, StoreLock } from '../store/store';
+import { Admission } from './admission';
+import { POINTER_BEST, readPointer, renderPointer } from './directory';
+import { checkpointName, entryFromHeader, Manifest, MANIFEST_NAME, ManifestEntry, Parent, parseManifest, renderManifest, stepOf, tagOfFile } from './manifest';
+import { decideRetention, keepBest, keepLast, RetentionPolicy } from './retention';
 
 /** Bytes that become available later (a tfjs snapshot read in slices), with a release hook. */
 export interface TensorSource {
@@ -27,27 +33,38 @@ export interface SavePayload {
   tensors: Record<string, TensorEntry> | TensorSource;
   /** Any JSON-serializable training state; stored in the file's metadata. */
   state?: unknown;
-  /** A metric for the `best` pointer (see `best` in the options). */
+  /** A metric for the `best` pointer (see `best` in the options); the same as metrics: { metric }. */
   metric?: number;
+  /** Named metrics (val_acc, f1, ...) for keepBest policies; stored in the file and the manifest. */
+  metrics?: Record<string, number>;
   copy?: boolean;
 }
 
 export interface CheckpointerOptions {
   dir: string;
-  /** Checkpoints kept after each commit (default 3, at least 1). */
+  /** Where checkpoints live (default: a LocalStore over `dir`). */
+  store?: CheckpointStore;
+  /** Checkpoints kept by recency (default 3, at least 1); see also `retention`. */
   keepLast?: number;
+  /** More retention policies (keepBest, keepEvery, keepWithin, deleteOlderThan, keepTagged), composed with
+   * keepLast. The newest checkpoint, pointer targets and tagged checkpoints are never removed. */
+  retention?: RetentionPolicy[];
   /** Saves in flight at once (default 1). */
   maxInflight?: number;
   /** Bytes in flight at once (default unlimited). A single save larger than this still runs alone. */
   maxInflightBytes?: number;
   /** What a save does when the limits are reached: wait for room (default) or skip this save. */
   onFull?: 'wait' | 'skip';
-  /** Track a best checkpoint by `metric`; it is never pruned. */
+  /** Track a best checkpoint by `metric` under the `best` pointer; it is never pruned. */
   best?: 'max' | 'min';
   /** Called with a warning (an invalid checkpoint skipped on load, a skipped save). Default: console.warn. */
   onWarning?: (message: string) => void;
   /** 'lz4': compress tensors on the libuv thread pool before each write (default 'none'); see WriteOptions. */
   compression?: Compression;
+  /** The checkpoint the first save of this run continues from (lineage across runs). */
+  parent?: Parent;
+  /** Take the run lock (default true). Only for read-only use: false never writes. */
+  lock?: boolean;
 }
 
 export interface DurableInfo {
@@ -57,6 +74,7 @@ export interface DurableInfo {
   /** ms from save() to committed. */
   msToDurable: number;
   pruned: string[];
+  contentId: string | null;
   /** Present with `compression: 'lz4'`. */
   compression?: CompressionReport;
 }
@@ -92,99 +110,140 @@ export interface CheckpointerStats {
 const STEP_KEY = METADATA_KEYS.step;
 const STATE_KEY = METADATA_KEYS.state;
 
+function isSource(t: SavePayload['tensors']): t is TensorSource {
+  return typeof (t as TensorSource).materialize === 'function';
+}
+
 /** Bytes a save will hold in flight; the full validation of the tensors is writeCheckpoint's. */
 function sizeOf(tensors: Record<string, TensorEntry> | TensorSource): number {
-  if (typeof (tensors as TensorSource).materialize === 'function') {
-    const bytes = (tensors as TensorSource).bytes;
-    if (!Number.isSafeInteger(bytes) || bytes < 0) throw argumentError('a TensorSource must report its bytes as a non-negative integer');
-    return bytes;
+  if (isSource(tensors)) {
+    if (!Number.isSafeInteger(tensors.bytes) || tensors.bytes < 0) throw argumentError('a TensorSource must report its bytes as a non-negative integer');
+    return tensors.bytes;
   }
   let n = 0;
-  for (const [name, t] of Object.entries(tensors as Record<string, TensorEntry>)) {
+  for (const [name, t] of Object.entries(tensors)) {
     if (typeof t !== 'object' || t === null || !ArrayBuffer.isView(t.data)) throw argumentError(`tensor "${name}": data must be a TypedArray`);
     n += t.data.byteLength;
   }
   return n;
 }
 
-/** A directory entry is durable only once its parent is fsynced; without this a power cut right after the
- * first save could take the new checkpoint directory, and every acknowledged checkpoint in it, away. */
-async function syncNewDirectories(firstCreated: string, leaf: string): Promise<void> {
-  const created: string[] = [];
-  for (let d = leaf; ; d = path.dirname(d)) {
-    created.push(d);
-    if (d === firstCreated || path.dirname(d) === d) break;
-  }
-  for (const d of created) {
-    const parent = await fs.promises.open(path.dirname(d), 'r');
-    try {
-      await parent.sync();
-    } finally {
-      await parent.close();
+function metricsOf(payload: SavePayload): Record<string, number> {
+  const out: Record<string, number> = {};
+  if (payload.metrics !== undefined) {
+    if (typeof payload.metrics !== 'object' || payload.metrics === null) throw argumentError('metrics must be an object of numbers');
+    for (const [k, v] of Object.entries(payload.metrics)) {
+      if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(k)) throw argumentError(`metric name "${k}" must be letters, digits, ".", "_" or "-"`);
+      if (typeof v !== 'number') throw argumentError(`metric ${k} must be a number`);
+      if (Number.isFinite(v)) out[k] = v;
     }
   }
+  if (payload.metric !== undefined) {
+    if (typeof payload.metric !== 'number') throw argumentError('metric must be a number');
+    if (Number.isFinite(payload.metric)) out.metric = payload.metric;
+  }
+  return out;
 }
 
 export class Checkpointer {
   readonly dir: string;
-  private readonly keepLast: number;
-  private readonly maxInflight: number;
-  private readonly maxInflightBytes: number;
+  readonly store: CheckpointStore;
+  private readonly policies: RetentionPolicy[];
   private readonly onFull: 'wait' | 'skip';
-  private readonly bestMode: 'max' | 'min' | undefined;
   private readonly compression: Compression;
   private readonly warn: (message: string) => void;
   private readonly ready: Promise<void>;
-  private inflight = new Set<Promise<unknown>>();
-  private inflightBytes = 0;
-  private waiters: (() => void)[] = [];
-  private chain: Promise<unknown> = Promise.resolve();
-  private committed: number[] = [];
-  private best: Pointer | null = null;
+  private readonly admission: Admission;
+  private readonly inflight = new Set<Promise<unknown>>();
+  /** Saves are submitted to the store in the order they were queued; each waits only for the one before to be
+   * submitted (its snapshot read), not for it to be durable. */
+  private submitted: Promise<unknown> = Promise.resolve();
+  /** The run as it will be once everything submitted has committed. */
+  private entries: ManifestEntry[] = [];
+  private lockHandle: StoreLock | null = null;
+  private parent: Parent | null;
   private closed = false;
   private firstError: unknown = null;
   private readonly counters: CheckpointerStats = { saved: 0, skipped: 0, failed: 0, inflight: 0, inflightBytes: 0, peakInflightBytes: 0, totalWaitMs: 0 };
 
   constructor(opts: CheckpointerOptions) {
     if (!opts || typeof opts.dir !== 'string' || opts.dir === '' || opts.dir.includes('\0')) throw argumentError('dir must be a non-empty string without NUL bytes');
-    this.dir = path.resolve(opts.dir);
-    this.keepLast = opts.keepLast ?? 3;
-    this.maxInflight = opts.maxInflight ?? 1;
-    this.maxInflightBytes = opts.maxInflightBytes ?? Infinity;
+    this.store = opts.store ?? new LocalStore(opts.dir);
+    this.dir = this.store.location;
+    const keep = opts.keepLast ?? 3;
+    const maxInflight = opts.maxInflight ?? 1;
+    const maxInflightBytes = opts.maxInflightBytes ?? Infinity;
     this.onFull = opts.onFull ?? 'wait';
-    this.bestMode = opts.best;
     this.warn = opts.onWarning ?? ((m) => console.warn(`ckptio: ${m}`));
     this.compression = opts.compression ?? 'none';
-    if (!Number.isInteger(this.keepLast) || this.keepLast < 1) throw argumentError('keepLast must be an integer >= 1');
-    if (!Number.isInteger(this.maxInflight) || this.maxInflight < 1) throw argumentError('maxInflight must be an integer >= 1');
-    if (!(this.maxInflightBytes > 0)) throw argumentError('maxInflightBytes must be > 0');
+    this.parent = opts.parent ?? null;
+    if (!Number.isInteger(keep) || keep < 1) throw argumentError('keepLast must be an integer >= 1');
+    if (!Number.isInteger(maxInflight) || maxInflight < 1) throw argumentError('maxInflight must be an integer >= 1');
+    if (!(maxInflightBytes > 0)) throw argumentError('maxInflightBytes must be > 0');
     if (this.onFull !== 'wait' && this.onFull !== 'skip') throw argumentError("onFull must be 'wait' or 'skip'");
     if (this.compression !== 'none' && this.compression !== 'lz4') throw argumentError("compression must be 'none' or 'lz4'");
-    this.ready = this.open();
+    if (opts.best !== undefined && opts.best !== 'max' && opts.best !== 'min') throw argumentError("best must be 'max' or 'min'");
+    if (opts.retention !== undefined && (!Array.isArray(opts.retention) || !opts.retention.every((p) => p && typeof p.name === 'string'))) {
+      throw argumentError('retention must be an array of policies (keepBest, keepEvery, ...)');
+    }
+    this.policies = [keepLast(keep), ...(opts.best ? [keepBest({ metric: 'metric', mode: opts.best, pointer: POINTER_BEST })] : []), ...(opts.retention ?? [])];
+    this.admission = new Admission({ maxInflight, maxInflightBytes });
+    this.ready = this.open(opts.lock ?? true);
     this.ready.catch(() => {});
   }
 
-  private async open(): Promise<void> {
-    try {
-      const firstCreated = await fs.promises.mkdir(this.dir, { recursive: true });
-      if (firstCreated !== undefined) await syncNewDirectories(firstCreated, this.dir);
-      const stale = await removeStaleTemps(this.dir);
+  private async open(lock: boolean): Promise<void> {
+    if (lock) {
+      await this.store.open();
+      this.lockHandle = await this.store.lock();
+      const stale = await this.store.cleanStaleTemps();
       if (stale.length) this.warn(`removed ${stale.length} stale temporary file(s) from an interrupted save: ${stale.join(', ')}`);
-      this.committed = (await listCheckpoints(this.dir)).map((c) => c.step).sort((a, b) => a - b);
-      this.best = await readPointer(this.dir, POINTER_BEST);
-    } catch (err) {
-      throw toCheckpointError(err);
     }
+    this.entries = lock ? await this.reconcile() : [];
+  }
+
+  /** The manifest, checked against the checkpoint files present: entries whose file is gone are dropped, files
+   * the manifest lacks (a crash between the data file and the manifest) are adopted from their headers, and a
+   * missing or corrupt manifest is rebuilt the same way. */
+  private async reconcile(): Promise<ManifestEntry[]> {
+    const names = (await this.store.list()).map((o) => o.name);
+    const files = new Set(names.filter((n) => stepOf(n) !== null));
+    const tags = new Map<number, string[]>();
+    for (const n of names) {
+      const tag = tagOfFile(n);
+      if (!tag) continue;
+      const p = await readPointer(this.store, n);
+      if (p) tags.set(p.step, [...(tags.get(p.step) ?? []), tag]);
+    }
+    let manifest: Manifest | null = null;
+    const bytes = await this.store.readSmall(MANIFEST_NAME);
+    if (bytes) {
+      try {
+        manifest = parseManifest(bytes, `${this.dir}/${MANIFEST_NAME}`);
+      } catch (err) {
+        this.warn(`the manifest is unreadable and is rebuilt from the checkpoints' headers (${(err as Error).message})`);
+      }
+    }
+    const byFile = new Map((manifest?.entries ?? []).filter((e) => files.has(e.file)).map((e) => [e.file, e]));
+    for (const file of files) {
+      if (byFile.has(file)) continue;
+      try {
+        byFile.set(file, entryFromHeader(file, await this.store.readHeader(file), []));
+      } catch (err) {
+        this.warn(`${file} is not a readable checkpoint and is left out of the manifest (${(err as Error).message})`);
+      }
+    }
+    return [...byFile.values()].map((e) => ({ ...e, tags: tags.get(e.step) ?? [] })).sort((a, b) => a.step - b.step);
   }
 
   get stats(): CheckpointerStats {
-    return { ...this.counters, inflight: this.inflight.size, inflightBytes: this.inflightBytes };
+    return { ...this.counters, inflight: this.inflight.size, inflightBytes: this.admission.inflightBytes, peakInflightBytes: this.admission.peakInflightBytes };
   }
 
-  private hasRoom(bytes: number): boolean {
-    if (this.inflight.size >= this.maxInflight) return false;
-    // A save larger than the byte budget still runs, alone, rather than never.
-    return this.inflight.size === 0 || this.inflightBytes + bytes <= this.maxInflightBytes;
+  /** The run as recorded: every committed checkpoint (and those queued), oldest first. */
+  async manifest(): Promise<ManifestEntry[]> {
+    await this.ready;
+    return this.entries.map((e) => ({ ...e }));
   }
 
   /** Takes the snapshot and queues the write. Resolves when the caller may continue. */
@@ -194,34 +253,30 @@ export class Checkpointer {
     if (!payload || typeof payload !== 'object' || !payload.tensors) throw argumentError('save needs { tensors }');
     const t0 = performance.now();
     const bytes = sizeOf(payload.tensors);
-    await this.ready;
-    let waitedMs = 0;
-    if (!this.hasRoom(bytes)) {
-      if (this.onFull === 'skip') {
-        if (typeof (payload.tensors as TensorSource).release === 'function') (payload.tensors as TensorSource).release();
-        this.counters.skipped++;
-        this.warn(`save of step ${step} skipped: ${this.inflight.size} save(s), ${this.inflightBytes} bytes in flight`);
-        return { step, skipped: true, waitedMs: 0, stallMs: performance.now() - t0, durable: Promise.resolve(null) };
-      }
-      const w0 = performance.now();
-      while (!this.hasRoom(bytes)) await new Promise<void>((resolve) => this.waiters.push(resolve));
-      waitedMs = performance.now() - w0;
-      this.counters.totalWaitMs += waitedMs;
-    }
+    const metrics = metricsOf(payload);
     let state: string;
     try {
       state = JSON.stringify(payload.state ?? null);
     } catch (err) {
       throw argumentError(`state is not JSON-serializable: ${(err as Error).message}`);
     }
-    this.inflightBytes += bytes;
-    this.counters.peakInflightBytes = Math.max(this.counters.peakInflightBytes, this.inflightBytes);
-    const durable = this.commit(step, payload, state, t0).finally(() => {
+    await this.ready;
+    if (this.lockHandle === null) throw new CheckpointError('checkpointer was opened with lock: false (read-only)', { code: 'ECKPT_ARGS' });
+    let waitedMs = 0;
+    if (!this.admission.hasRoom(bytes)) {
+      if (this.onFull === 'skip') {
+        if (isSource(payload.tensors)) payload.tensors.release();
+        this.counters.skipped++;
+        this.warn(`save of step ${step} skipped: ${this.inflight.size} save(s), ${this.admission.inflightBytes} bytes in flight`);
+        return { step, skipped: true, waitedMs: 0, stallMs: performance.now() - t0, durable: Promise.resolve(null) };
+      }
+      waitedMs = await this.admission.wait(bytes);
+      this.counters.totalWaitMs += waitedMs;
+    }
+    this.admission.enter(bytes);
+    const durable = this.commit(step, payload, state, metrics, bytes, t0).finally(() => {
       this.inflight.delete(durable);
-      this.inflightBytes -= bytes;
-      const ready = this.waiters;
-      this.waiters = [];
-      for (const wake of ready) wake();
+      this.admission.leave(bytes);
     });
     this.inflight.add(durable);
     durable.catch((err: unknown) => {
@@ -231,57 +286,116 @@ export class Checkpointer {
     return { step, skipped: false, waitedMs, stallMs: performance.now() - t0 - waitedMs, durable };
   }
 
-  private async commit(step: number, payload: SavePayload, state: string, t0: number): Promise<DurableInfo> {
-    const source = typeof (payload.tensors as TensorSource).materialize === 'function' ? (payload.tensors as TensorSource) : null;
-    const file = path.join(this.dir, checkpointName(step));
-    let result;
+  private async commit(step: number, payload: SavePayload, state: string, metrics: Record<string, number>, bytes: number, t0: number): Promise<DurableInfo> {
+    const source = isSource(payload.tensors) ? payload.tensors : null;
+    const previous = this.submitted;
+    let markSubmitted!: () => void;
+    this.submitted = new Promise<void>((resolve) => { markSubmitted = resolve; });
+    let job: Promise<DurableInfo>;
     try {
       const tensors = source ? await source.materialize() : (payload.tensors as Record<string, TensorEntry>);
-      const metadata: Record<string, string> = { ...(source?.metadata ?? {}), [STEP_KEY]: String(step), [STATE_KEY]: state };
-      if (payload.metric !== undefined) metadata[METADATA_KEYS.metric] = String(payload.metric);
-      // Writes commit in the order they are queued; the pointer and prune below follow their own checkpoint.
-      const write = this.chain.then(() => writeCheckpoint(file, tensors, { metadata, copy: payload.copy ?? false, compression: this.compression }));
-      this.chain = write.catch(() => {});
-      result = await write;
-      if (result.leftover) this.warn(`step ${step} is durable, but the file it replaced stays at ${result.leftover.path} (${result.leftover.code} on unlink); it is removed at the next start`);
+      await previous;
+      job = this.submit(step, tensors, source, state, metrics, bytes, payload.copy ?? false, t0);
+    } catch (err) {
+      source?.release();
+      throw err;
+    } finally {
+      markSubmitted();
+    }
+    try {
+      return await job;
     } finally {
       source?.release();
     }
-    this.committed = [...this.committed.filter((s) => s !== step), step].sort((a, b) => a - b);
-    const newest = this.committed[this.committed.length - 1]!;
-    if (newest === step) await this.writePointer(POINTER_LATEST, { step, file: path.basename(file) });
-    if (this.bestMode && payload.metric !== undefined && Number.isFinite(payload.metric)) {
-      const better = !this.best || this.best.metric === undefined ||
-        (this.bestMode === 'max' ? payload.metric > this.best.metric : payload.metric < this.best.metric);
-      if (better) {
-        this.best = { step, file: path.basename(file), metric: payload.metric };
-        await this.writePointer(POINTER_BEST, this.best);
-      }
+  }
+
+  /** Decides everything about this save now (in queue order) and hands it to the store as one commit. */
+  private submit(step: number, tensors: Record<string, TensorEntry>, source: TensorSource | null, state: string,
+    metrics: Record<string, number>, bytes: number, copy: boolean, t0: number): Promise<DurableInfo> {
+    const file = checkpointName(step);
+    const previous = this.entries.filter((e) => e.step < step).pop();
+    const knownId = previous?.contentId && previous.contentId !== CONTENT_ID_TOKEN ? previous.contentId : null;
+    const parent: Parent | null = previous ? { step: previous.step, ...(knownId ? { contentId: knownId } : {}) } : this.parent;
+    const time = new Date().toISOString();
+    const entry: ManifestEntry = { step, file, time, bytes, metrics, contentId: CONTENT_ID_TOKEN, parent, tags: [], keptBy: [] };
+    const before = this.entries;
+    const replaced = before.find((e) => e.step === step);
+    if (replaced) entry.tags = replaced.tags;
+    const next = [...before.filter((e) => e.step !== step), entry].sort((a, b) => a.step - b.step);
+    const decision = decideRetention(next.map((e) => ({ step: e.step, time: Date.parse(e.time), metrics: e.metrics, tags: e.tags })), this.policies, Date.now());
+    const kept = next.filter((e) => decision.kept.has(e.step)).map((e) => ({ ...e, keptBy: decision.kept.get(e.step)! }));
+    const removed = next.filter((e) => !decision.kept.has(e.step)).map((e) => e.file);
+    // Pointers first, then the manifest, then the removals: nothing goes while a pointer or the record names it.
+    const files: { name: string; data: Uint8Array }[] = [];
+    for (const [name, s] of Object.entries(decision.pointers)) {
+      const target = kept.find((e) => e.step === s)!;
+      const metricName = name === POINTER_BEST ? 'metric' : name.startsWith('best-') ? name.slice(5) : null;
+      const metric = metricName !== null ? target.metrics[metricName] : undefined;
+      const old = this.pointerCache.get(name);
+      const rendered = Buffer.from(renderPointer({ step: s, file: target.file, ...(metric !== undefined ? { metric } : {}) })).toString();
+      if (old === rendered) continue; // unchanged pointers are not rewritten
+      this.pointerCache.set(name, rendered);
+      files.push({ name, data: new Uint8Array(Buffer.from(rendered)) });
     }
-    const pruned = await this.prune();
-    this.counters.saved++;
-    const info: DurableInfo = { step, path: file, bytes: result.bytes, msToDurable: performance.now() - t0, pruned };
-    if (result.compression) info.compression = result.compression;
-    return info;
+    // Only this save's own entry may carry the token the writer replaces with its content id; an earlier save
+    // still in flight is recorded without one for now (close() rewrites the manifest once it is known).
+    const rendered = kept.map((e) => (e === kept.find((k) => k.step === step) || e.contentId !== CONTENT_ID_TOKEN ? e : { ...e, contentId: null }));
+    if (rendered.some((e, i) => e !== kept[i])) this.manifestStale = true;
+    files.push({ name: MANIFEST_NAME, data: renderManifest({ version: 1, entries: rendered, pointers: decision.pointers }) });
+    this.lastPointers = decision.pointers;
+    this.entries = kept;
+    this.parent = null;
+    const metadata: Record<string, string> = {
+      ...(source?.metadata ?? {}), [STEP_KEY]: String(step), [STATE_KEY]: state,
+      [METADATA_KEYS.time]: time,
+      ...(Object.keys(metrics).length ? { [METADATA_KEYS.metrics]: JSON.stringify(metrics) } : {}),
+      ...(parent ? { [METADATA_KEYS.parent]: JSON.stringify(parent) } : {}),
+    };
+    return this.store.commit({ name: file, tensors, options: { metadata, copy, compression: this.compression }, files, remove: removed })
+      .then((result): DurableInfo => {
+        const contentId = result.contentId ?? null;
+        const mine = this.entries.find((e) => e.step === step && e.contentId === CONTENT_ID_TOKEN);
+        if (mine) mine.contentId = contentId;
+        for (const e of this.entries) if (e.parent?.step === step && e.parent.contentId === undefined && contentId) e.parent.contentId = contentId;
+        if (result.leftover) this.warn(`step ${step} is durable, but the file it replaced stays at ${result.leftover.path} (${result.leftover.code} on unlink); it is removed at the next start`);
+        for (const l of result.fileLeftovers) this.warn(`${l.path}: the replaced file stays (${l.code} on unlink); it is removed at the next start`);
+        this.counters.saved++;
+        const info: DurableInfo = { step, path: `${this.dir}/${file}`, bytes: result.bytes, msToDurable: performance.now() - t0, pruned: result.removed, contentId };
+        if (result.compression) info.compression = result.compression;
+        return info;
+      }, async (err: unknown) => {
+        // What was decided assumed this save would commit; the record is re-read from the store before the next
+        // decision is made (pointers and removals of this save did not happen or only partly).
+        this.entries = before;
+        this.pointerCache.clear();
+        throw err;
+      });
   }
 
-  private async writePointer(name: string, pointer: Pointer): Promise<void> {
-    const r = await writeFileAtomic(path.join(this.dir, name), new Uint8Array(Buffer.from(JSON.stringify(pointer) + '\n')));
-    if (r.leftover) this.warn(`pointer ${name} is durable, but the file it replaced stays at ${r.leftover.path} (${r.leftover.code} on unlink)`);
+  private readonly pointerCache = new Map<string, string>();
+  private manifestStale = false;
+  private lastPointers: Record<string, number> = {};
+
+  /** Rewrites the manifest when a content id became known after the last save's manifest was rendered. */
+  private async refreshManifest(): Promise<void> {
+    if (!this.manifestStale || this.entries.some((e) => e.contentId === CONTENT_ID_TOKEN)) return;
+    this.manifestStale = false;
+    await this.store.writeSmall(MANIFEST_NAME, renderManifest({ version: 1, entries: this.entries, pointers: this.lastPointers }));
   }
 
-  /** Removes committed checkpoints beyond keepLast (oldest first), never the newest and never `best`. */
-  private async prune(): Promise<string[]> {
-    const keep = new Set(this.committed.slice(-this.keepLast));
-    if (this.best) keep.add(this.best.step);
-    const doomed = this.committed.filter((s) => !keep.has(s));
-    if (doomed.length === 0) return [];
-    const names = doomed.map(checkpointName);
-    const existing = new Set(await fs.promises.readdir(this.dir).catch((err: unknown) => { throw toCheckpointError(err); }));
-    const present = names.filter((n) => existing.has(n));
-    if (present.length) await removeFiles(this.dir, present);
-    this.committed = this.committed.filter((s) => keep.has(s));
-    return present;
+  /** Tags a committed checkpoint (a durable `tag.<name>` pointer); tagged checkpoints are never removed. */
+  async tag(step: number, name: string): Promise<void> {
+    await this.ready;
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name)) throw argumentError(`tag "${name}" must be letters, digits, ".", "_" or "-" (at most 64)`);
+    await this.flush();
+    const entry = this.entries.find((e) => e.step === step);
+    if (!entry) throw new CheckpointError(`no checkpoint for step ${step} in ${this.dir}`, { code: 'ENOENT', path: this.dir });
+    await this.store.writeSmall(`tag.${name}`, renderPointer({ step, file: entry.file }));
+    for (const e of this.entries) e.tags = e.tags.filter((t) => t !== name);
+    entry.tags.push(name);
+    entry.keptBy = [...entry.keptBy.filter((k) => !k.startsWith('tag ')), ...entry.tags.map((t) => `tag ${t}`)];
+    this.manifestStale = true;
+    await this.refreshManifest();
   }
 
   /** Waits for every save in flight; rejects with the first failure since the last flush. */
@@ -294,23 +408,33 @@ export class Checkpointer {
     }
   }
 
+  /** Waits for every save, then releases the run lock. */
   async close(): Promise<void> {
     this.closed = true;
-    await this.flush();
+    try {
+      await this.flush();
+      if (this.lockHandle) await this.refreshManifest();
+    } finally {
+      await this.ready.catch(() => {});
+      this.lockHandle?.release();
+      this.lockHandle = null;
+    }
   }
 
   /** The newest checkpoint that validates (checksums included), else null. Invalid newer ones are reported
    * through onWarning with the reason, and skipped. */
   async loadLatest(): Promise<LoadedCheckpoint | null> {
     await this.ready;
-    const files = await listCheckpoints(this.dir).catch((err: unknown) => { throw toCheckpointError(err); });
+    const files = (await this.store.list()).map((o) => ({ step: stepOf(o.name), file: o.name }))
+      .filter((e): e is { step: number; file: string } => e.step !== null).sort((a, b) => b.step - a.step);
     for (const { step, file } of files) {
-      const loaded = await this.tryLoad(path.join(this.dir, file), step);
+      const loaded = await this.tryLoad(file, step);
       if (loaded) return loaded;
     }
     return null;
   }
 
+  /** Loads a checkpoint by path (any file) and verifies it. */
   async load(file: string): Promise<LoadedCheckpoint> {
     const r = await readCheckpoint(file);
     return Checkpointer.decode(file, r.tensors, r.metadata);
@@ -318,7 +442,8 @@ export class Checkpointer {
 
   private async tryLoad(file: string, step: number): Promise<LoadedCheckpoint | null> {
     try {
-      return await this.load(file);
+      const r = await this.store.read(file);
+      return Checkpointer.decode(`${this.dir}/${file}`, r.tensors, r.metadata);
     } catch (err) {
       const reason = err instanceof CheckpointError ? `${err.code}: ${err.message}` : String(err);
       this.warn(`checkpoint for step ${step} is not valid, using an older one (${reason})`);

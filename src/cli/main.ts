@@ -1,7 +1,7 @@
 /** The `ckptio` command: train (the MNIST demo), inspect and verify checkpoint files. */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import * as fs from 'node:fs';
-import { readCheckpoint } from '../checkpoint/file';
+import { readCheckpoint } from '../format/file';
 import { listCheckpoints } from '../checkpoint/directory';
 import { CheckpointError } from '../binding/errors';
 import { hasPeer } from '../tfjs/peer';

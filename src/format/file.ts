@@ -1,6 +1,6 @@
 /** One checkpoint file: write it through the commit protocol on the writer thread, read and verify it. */
 import { CheckpointError, argumentError, callSite } from '../binding/errors';
-import { DType, NativeTensor, NativeWriteOptions, NativeWriteResult, TypedArray, native } from '../binding/native';
+import { DType, NativeHeader, NativeSaveAfter, NativeTensor, NativeWriteOptions, NativeWriteResult, TypedArray, native } from '../binding/native';
 import { COMPRESSION_KEY, Compression, CompressionReport, compressTensors, decompressTensors } from './compression';
 
 export type { DType, TypedArray } from '../binding/native';
@@ -100,7 +100,38 @@ export function writeCheckpoint(
   tensors: Record<string, TensorEntry>,
   opts: WriteOptions = {},
 ): Promise<WriteResult> {
-  const rethrow = callSite(writeCheckpoint);
+  return writeWith(writeCheckpoint, path, tensors, opts, null);
+}
+
+export interface SaveResult extends WriteResult {
+  /** XXH3 of the tensors' names and digests (absent with checksum: false). */
+  contentId?: string;
+  fileLeftovers: { path: string; errno: number; code: string }[];
+  removed: string[];
+}
+
+/** writeCheckpoint plus, in the same writer job once the file is durable, the small files of `after` (each
+ * through the same commit protocol) and then the removals: one job, one completion. A failure after the data
+ * file is durable rejects with `dataDurable: true` and the failed `stage` on the error. */
+export function saveCheckpoint(
+  path: string,
+  tensors: Record<string, TensorEntry>,
+  opts: WriteOptions,
+  after: NativeSaveAfter,
+): Promise<SaveResult> {
+  return writeWith(saveCheckpoint, path, tensors, opts, after) as Promise<SaveResult>;
+}
+
+function writeWith(
+  caller: Function,
+  path: string,
+  tensors: Record<string, TensorEntry>,
+  opts: WriteOptions,
+  after: NativeSaveAfter | null,
+): Promise<WriteResult> {
+  const rethrow = callSite(caller);
+  const submit = (list: NativeTensor[], metadata: Record<string, string>, options: NativeWriteOptions) =>
+    after ? native.save(path, list, metadata, options, after) : native.write(path, list, metadata, options);
   try {
     if (typeof path !== 'string' || path.length === 0) throw argumentError('path must be a non-empty string');
     checkOptions(opts);
@@ -111,10 +142,10 @@ export function writeCheckpoint(
     if (compression !== 'none' && compression !== 'lz4') throw argumentError("options.compression must be 'none' or 'lz4'");
     const list = toNativeTensors(tensors);
     const nativeOptions = toNativeOptions(opts);
-    if (compression === 'none') return native.write(path, list, metadata, nativeOptions).catch(rethrow);
+    if (compression === 'none') return submit(list, metadata, nativeOptions).catch(rethrow);
     return compressTensors(list, opts.copy ?? false)
       .then(async (c) => {
-        const result = await native.write(path, c.tensors, { ...metadata, [COMPRESSION_KEY]: c.metadataValue }, { ...nativeOptions, copy: false });
+        const result = await submit(c.tensors, { ...metadata, [COMPRESSION_KEY]: c.metadataValue }, { ...nativeOptions, copy: false });
         return { ...result, compression: c.report };
       })
       .catch(rethrow);
@@ -155,4 +186,20 @@ export function writeFileAtomic(path: string, data: Uint8Array): Promise<WriteRe
 export function removeFiles(dir: string, names: string[]): Promise<WriteResult> {
   const rethrow = callSite(removeFiles);
   return native.remove(dir, names).catch(rethrow);
+}
+
+export interface HeaderInfo {
+  tensors: { name: string; dtype: DType; shape: number[]; bytes: number }[];
+  /** Every metadata entry, ckptio's own included. */
+  metadata: Record<string, string>;
+  bytes: number;
+  checksummed: boolean;
+  contentId?: string;
+}
+
+/** Parses a checkpoint's header without reading its tensor data (digests are not verified). */
+export function readHeader(path: string): Promise<HeaderInfo> {
+  const rethrow = callSite(readHeader);
+  if (typeof path !== 'string' || path.length === 0) return Promise.reject(argumentError('path must be a non-empty string')).catch(rethrow);
+  return native.readHeader(path).then((h: NativeHeader) => h).catch(rethrow);
 }

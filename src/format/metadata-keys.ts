@@ -6,8 +6,14 @@ export const METADATA_KEYS = {
   step: 'ckptio.step',
   /** The caller's JSON training state. */
   state: 'ckptio.state',
-  /** The metric passed to Checkpointer.save (decimal number). */
+  /** The single metric of earlier versions (decimal number); read when rebuilding a manifest, no longer written. */
   metric: 'ckptio.metric',
+  /** JSON {name: number}: the metrics a save was made with (retention by metric survives a lost manifest). */
+  metrics: 'ckptio.metrics',
+  /** ISO time of the save. */
+  time: 'ckptio.time',
+  /** JSON {step?, contentId?, run?}: the checkpoint this one continues (lineage). */
+  parent: 'ckptio.parent',
   /** lz4 chunk map (checkpoint/compression.ts). */
   compression: 'ckptio.compression',
   /** JSON: how a tfjs model's weights were named, and its random layers (tfjs/model-state.ts). */

@@ -14,8 +14,8 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { CheckpointError, argumentError } from '../binding/errors';
 import type { TypedArray } from '../binding/native';
-import { Compression, TensorEntry, WriteResult, readCheckpoint, writeCheckpoint } from '../checkpoint/file';
-import { METADATA_KEYS } from '../checkpoint/metadata-keys';
+import { Compression, TensorEntry, WriteResult, readCheckpoint, writeCheckpoint } from '../format/file';
+import { METADATA_KEYS } from '../format/metadata-keys';
 import { TFJS_DTYPES, TfjsDType } from './dtypes';
 
 export { TFJS_DTYPES } from './dtypes';

@@ -15,7 +15,7 @@ import * as nodePath from 'node:path';
 import type * as tfType from '@tensorflow/tfjs';
 import { CheckpointError, argumentError, toCheckpointError } from '../binding/errors';
 import { native } from '../binding/native';
-import { removeFiles, writeFileAtomic } from '../checkpoint/file';
+import { removeFiles, writeFileAtomic } from '../format/file';
 import {
   IoHandlerOptions, IoSaveResult, artifactsInfo, checkArtifactFields, checkBoolBytes, checkSaveArtifacts, checkWeightSpecs,
   formatError, isPlainObject, loadArtifacts, saveArtifacts, specBytes,

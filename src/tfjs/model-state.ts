@@ -3,7 +3,7 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { argumentError } from '../binding/errors';
 import type { TensorSource } from '../checkpoint/checkpointer';
-import { METADATA_KEYS } from '../checkpoint/metadata-keys';
+import { METADATA_KEYS } from '../format/metadata-keys';
 import { modelWeights, unseededRandomLayers, variableKey } from './layers';
 import { fitWeightOrder, weightVariable } from './internals';
 import { captureOptimizer } from './optimizers';

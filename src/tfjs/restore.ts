@@ -2,7 +2,7 @@
  * variables, in place and bit for bit. Strict by default: nothing is changed unless every tensor fits. */
 import type * as tfType from '@tensorflow/tfjs';
 import { argumentError, CheckpointError } from '../binding/errors';
-import { METADATA_KEYS } from '../checkpoint/metadata-keys';
+import { METADATA_KEYS } from '../format/metadata-keys';
 import { weightVariable } from './internals';
 import { MODEL_PREFIX, modelWeights, VARIABLES_PREFIX, variableKey } from './layers';
 import type { ModelDescription } from './model-state';

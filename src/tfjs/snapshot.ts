@@ -9,7 +9,7 @@
  * elsewhere they are read with data(). release() drops every reference once the file is written. */
 import type * as tfType from '@tensorflow/tfjs';
 import type { TensorSource } from '../checkpoint/checkpointer';
-import type { DType, TensorEntry } from '../checkpoint/file';
+import type { DType, TensorEntry } from '../format/file';
 import { argumentError, CheckpointError } from '../binding/errors';
 import { isTfjsDType, TFJS_DTYPES } from './dtypes';
 import { byteAccess, retainData } from './internals';

@@ -5,7 +5,7 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { CheckpointError } from '../binding/errors';
 import { Checkpointer, DurableInfo } from '../checkpoint/checkpointer';
-import type { Compression } from '../checkpoint/file';
+import type { Compression } from '../format/file';
 import { BackendName, loadTf } from '../tfjs/backend';
 import { modelState } from '../tfjs/model-state';
 import { restoreModelState } from '../tfjs/restore';

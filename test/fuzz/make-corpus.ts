@@ -3,7 +3,7 @@
  * Run: node dist/test/fuzz/make-corpus.js */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { writeCheckpoint, TensorEntry, DType } from '../../src/checkpoint/file';
+import { writeCheckpoint, TensorEntry, DType } from '../../src/format/file';
 import { craftFile, pattern } from '../helpers';
 
 const CORPUS = path.resolve(__dirname, '..', '..', '..', 'test', 'fuzz', 'corpus');

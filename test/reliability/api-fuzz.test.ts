@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { Checkpointer, CheckpointError, readCheckpoint, writeCheckpoint } from '../../src';
-import { removeFiles, writeFileAtomic } from '../../src/checkpoint/file';
+import { removeFiles, writeFileAtomic } from '../../src/format/file';
 import { tempDir } from '../helpers';
 
 // A seeded fuzz of the public API's arguments: random values of every JavaScript kind, near-valid tensors

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { readCheckpoint, writeCheckpoint } from '../../src/checkpoint/file';
+import { readCheckpoint, writeCheckpoint } from '../../src/format/file';
 import { bytesOf, commandExists, tempDir } from '../helpers';
 
 // Faults injected by strace (`-e inject=`) into the real binary's system calls, one invocation at a time,

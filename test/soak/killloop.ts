@@ -3,7 +3,7 @@
  * an uninterrupted run's byte for byte. Used by test/killloop.test.ts and `npm run soak`. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { readCheckpoint } from '../../src/checkpoint/file';
+import { readCheckpoint } from '../../src/format/file';
 import { listCheckpoints } from '../../src/checkpoint/directory';
 import { runAndKill, runTrainer, SMALL } from './trainer-child';
 

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import type * as tfType from '@tensorflow/tfjs';
 import { Checkpointer } from '../../src/checkpoint/checkpointer';
-import { METADATA_KEYS } from '../../src/checkpoint/metadata-keys';
+import { METADATA_KEYS } from '../../src/format/metadata-keys';
 import { loadTf } from '../../src/tfjs/backend';
 import { fitCheckpoint } from '../../src/tfjs/callback';
 import { seededDataset } from '../../src/tfjs/dataset';

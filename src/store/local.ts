@@ -1,0 +1,138 @@
+/** LocalStore: a CheckpointStore over a local directory, through the native writer (commit protocol in
+ * docs/commit-protocol.md) and an open-file-description lock. */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { CheckpointError, argumentError, toCheckpointError } from '../binding/errors';
+import { native } from '../binding/native';
+import { HeaderInfo, ReadOptions, ReadResult, readCheckpoint, readHeader, removeFiles, saveCheckpoint, SaveResult, writeFileAtomic } from '../format/file';
+import { CheckpointStore, CommitRequest, LockHolder, StoredObject, StoreLock } from './store';
+
+export const LOCK_NAME = 'ckptio.lock';
+/** The writer's temporary names: `<name>.tmp.<pid>.<8 hex>` (native/writer/commit.cc). */
+const TEMP_RE = /\.tmp\.(\d+)\.[0-9a-f]{8}$/;
+
+function plainName(name: string): string {
+  if (typeof name !== 'string' || name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) {
+    throw argumentError(`"${String(name)}" is not a plain object name`);
+  }
+  return name;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** A directory entry is durable only once its parent is fsynced; without this a power cut right after the
+ * first save could take the new directory, and every acknowledged checkpoint in it, away. */
+async function syncNewDirectories(firstCreated: string, leaf: string): Promise<void> {
+  const created: string[] = [];
+  for (let d = leaf; ; d = path.dirname(d)) {
+    created.push(d);
+    if (d === firstCreated || path.dirname(d) === d) break;
+  }
+  for (const d of created) {
+    const parent = await fs.promises.open(path.dirname(d), 'r');
+    try {
+      await parent.sync();
+    } finally {
+      await parent.close();
+    }
+  }
+}
+
+export class LocalStore implements CheckpointStore {
+  readonly location: string;
+
+  constructor(dir: string) {
+    if (typeof dir !== 'string' || dir === '' || dir.includes('\0')) throw argumentError('dir must be a non-empty string without NUL bytes');
+    this.location = path.resolve(dir);
+  }
+
+  private at(name: string): string {
+    return path.join(this.location, plainName(name));
+  }
+
+  async open(): Promise<void> {
+    try {
+      const firstCreated = await fs.promises.mkdir(this.location, { recursive: true });
+      if (firstCreated !== undefined) await syncNewDirectories(firstCreated, this.location);
+      await fs.promises.access(this.location, fs.constants.W_OK);
+    } catch (err) {
+      throw toCheckpointError(err);
+    }
+  }
+
+  async lock(): Promise<StoreLock> {
+    const holder: LockHolder = { pid: process.pid, host: os.hostname(), started: new Date().toISOString() };
+    const file = this.at(LOCK_NAME);
+    const r = native.lock(file, JSON.stringify(holder));
+    if ('locked' in r) {
+      let who = 'another process';
+      try {
+        const h = JSON.parse(r.holder) as Partial<LockHolder>;
+        who = `pid ${Number(h.pid)} on ${String(h.host)}, since ${String(h.started)}`;
+      } catch { /* the holder may not have written its name yet */ }
+      throw new CheckpointError(`${this.location} is in use by another writer (${who}); one writer per run directory`, { code: 'ECKPT_LOCKED', path: file });
+    }
+    let fd: number | null = r.fd;
+    return { release: () => { if (fd !== null) { native.unlock(fd); fd = null; } } };
+  }
+
+  async list(): Promise<StoredObject[]> {
+    const names = await fs.promises.readdir(this.location).catch((err: unknown) => { throw toCheckpointError(err); });
+    return names.map((name) => ({ name }));
+  }
+
+  commit(request: CommitRequest): Promise<SaveResult> {
+    return saveCheckpoint(this.at(request.name), request.tensors, request.options, {
+      files: request.files.map((f) => [this.at(f.name), f.data] as [string, Uint8Array]),
+      ...(request.remove.length ? { removeDir: this.location, remove: request.remove.map(plainName) } : {}),
+    });
+  }
+
+  async writeSmall(name: string, data: Uint8Array): Promise<void> {
+    await writeFileAtomic(this.at(name), data);
+  }
+
+  async readSmall(name: string): Promise<Uint8Array | null> {
+    try {
+      return new Uint8Array(await fs.promises.readFile(this.at(name)));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw toCheckpointError(err);
+    }
+  }
+
+  read(name: string, options?: ReadOptions): Promise<ReadResult> {
+    return readCheckpoint(this.at(name), options);
+  }
+
+  readHeader(name: string): Promise<HeaderInfo> {
+    return readHeader(this.at(name));
+  }
+
+  async remove(names: string[]): Promise<void> {
+    if (names.length) await removeFiles(this.location, names.map(plainName));
+  }
+
+  async cleanStaleTemps(): Promise<string[]> {
+    const removed: string[] = [];
+    for (const { name } of await this.list()) {
+      const m = TEMP_RE.exec(name);
+      if (!m) continue;
+      const pid = Number(m[1]);
+      if (pid === process.pid || processAlive(pid)) continue;
+      await fs.promises.unlink(path.join(this.location, name)).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw toCheckpointError(err);
+      });
+      removed.push(name);
+    }
+    return removed;
+  }
+}

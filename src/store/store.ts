@@ -1,0 +1,50 @@
+/** The storage seam: everything the checkpoint lifecycle needs from where checkpoints live, as named objects
+ * in one flat namespace (a directory today, a bucket prefix next). No directory fds or renames in the contract:
+ * an implementation makes each object appear whole or not at all, however it does that. */
+import type { HeaderInfo, ReadOptions, ReadResult, SaveResult, TensorEntry, WriteOptions } from '../format/file';
+
+export interface StoreLock {
+  /** Releases the lock (idempotent). A killed process's lock is released by the system. */
+  release(): void;
+}
+
+export interface LockHolder {
+  pid: number;
+  host: string;
+  started: string;
+}
+
+export interface StoredObject {
+  name: string;
+}
+
+/** One save: the checkpoint object, then (only once it is durable) the small objects, then the removals. */
+export interface CommitRequest {
+  name: string;
+  tensors: Record<string, TensorEntry>;
+  options: Pick<WriteOptions, 'metadata' | 'copy' | 'compression'>;
+  /** Small objects written after the checkpoint, in order; may contain CONTENT_ID_TOKEN. */
+  files: { name: string; data: Uint8Array }[];
+  /** Objects removed last (retention decisions). */
+  remove: string[];
+}
+
+export interface CheckpointStore {
+  /** For messages and errors: the directory, or the bucket URL. */
+  readonly location: string;
+  /** Creates the location if needed; fails now (not at the first save) when it cannot be written. */
+  open(): Promise<void>;
+  /** One writer per location: throws ECKPT_LOCKED naming the holder. */
+  lock(): Promise<StoreLock>;
+  list(): Promise<StoredObject[]>;
+  commit(request: CommitRequest): Promise<SaveResult>;
+  /** One small object, atomically (tags, pointers outside a save). */
+  writeSmall(name: string, data: Uint8Array): Promise<void>;
+  /** A small object's bytes, or null when it does not exist. */
+  readSmall(name: string): Promise<Uint8Array | null>;
+  read(name: string, options?: ReadOptions): Promise<ReadResult>;
+  readHeader(name: string): Promise<HeaderInfo>;
+  remove(names: string[]): Promise<void>;
+  /** Removes temporary objects left by writers that died mid-save; returns their names. */
+  cleanStaleTemps(): Promise<string[]>;
+}
