@@ -383,6 +383,30 @@ export class Checkpointer {
     await this.store.writeSmall(MANIFEST_NAME, renderManifest({ version: 1, entries: this.entries, pointers: this.lastPointers }));
   }
 
+  /** Applies retention now (default: this checkpointer's policies) and returns what goes and why the rest stays.
+   * The same order as a save: pointers, then the manifest, then the removals. `dryRun` changes nothing. */
+  async prune(policies: RetentionPolicy[] = this.policies, options: { dryRun?: boolean } = {}): Promise<{ removed: string[]; kept: ManifestEntry[] }> {
+    await this.ready;
+    if (this.lockHandle === null) throw new CheckpointError('checkpointer was opened with lock: false (read-only)', { code: 'ECKPT_ARGS' });
+    await this.flush();
+    const decision = decideRetention(this.entries.map((e) => ({ step: e.step, time: Date.parse(e.time), metrics: e.metrics, tags: e.tags })), policies, Date.now());
+    const kept = this.entries.filter((e) => decision.kept.has(e.step)).map((e) => ({ ...e, keptBy: decision.kept.get(e.step)! }));
+    const removed = this.entries.filter((e) => !decision.kept.has(e.step)).map((e) => e.file);
+    if (options.dryRun) return { removed, kept };
+    for (const [name, s] of Object.entries(decision.pointers)) {
+      const target = kept.find((e) => e.step === s)!;
+      const metricName = name === POINTER_BEST ? 'metric' : name.startsWith('best-') ? name.slice(5) : null;
+      const metric = metricName !== null ? target.metrics[metricName] : undefined;
+      await this.store.writeSmall(name, renderPointer({ step: s, file: target.file, ...(metric !== undefined ? { metric } : {}) }));
+    }
+    this.pointerCache.clear();
+    await this.store.writeSmall(MANIFEST_NAME, renderManifest({ version: 1, entries: kept, pointers: decision.pointers }));
+    this.entries = kept;
+    this.lastPointers = decision.pointers;
+    await this.store.remove(removed);
+    return { removed, kept };
+  }
+
   /** Tags a committed checkpoint (a durable `tag.<name>` pointer); tagged checkpoints are never removed. */
   async tag(step: number, name: string): Promise<void> {
     await this.ready;
