@@ -772,8 +772,8 @@ Napi::Value Read(const Napi::CallbackInfo& info) {
 // ---- Header-only read and the run lock --------------------------------------------------------------------
 
 // readHeader(path) -> Promise<{tensors: [{name, dtype, shape, bytes}], metadata, bytes, checksummed, contentId?}>:
-// the header is parsed from a lazily faulted mapping, so no tensor data is read (a manifest rebuilt by
-// scanning costs a page or two per checkpoint, not its size).
+// the header alone, with pread, so no tensor data is read (a manifest rebuilt by scanning costs the headers,
+// not the checkpoints' size).
 class ReadHeaderWorker final : public Napi::AsyncWorker {
  public:
   ReadHeaderWorker(Napi::Env env, std::string path)
@@ -783,11 +783,8 @@ class ReadHeaderWorker final : public Napi::AsyncWorker {
 
  protected:
   void Execute() override {
-    format::LoadedFile file;
-    status_ = format::ReadCheckpointFile(io_env_, path_, false, &file);
+    status_ = format::ReadCheckpointHeader(io_env_, path_, &header_, &file_size_);
     if (!status_.ok()) return;
-    file_size_ = file.file_size;
-    header_ = std::move(file.header);
     if (header_.has_checksums) content_id_ = writer::ContentId(header_.tensors, header_.tensor_hashes);
   }
   void OnOK() override {

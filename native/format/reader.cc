@@ -3,6 +3,9 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 
+#include <cstring>
+#include <vector>
+
 namespace ckptio::format {
 
 Status ReadCheckpointFile(io::Env* env, const std::string& path, bool verify, LoadedFile* out) {
@@ -45,6 +48,49 @@ Status ReadCheckpointFile(io::Env* env, const std::string& path, bool verify, Lo
   if (r < 0) return Status::Os(-r, "mprotect", path);
   out->verified = verify;
   return Status::Ok();
+}
+
+Status ReadCheckpointHeader(io::Env* env, const std::string& path, ParsedHeader* out, uint64_t* file_size) {
+  int fd = env->Open(path.c_str(), O_RDONLY | O_CLOEXEC, 0);
+  if (fd < 0) return Status::Os(-fd, "open", path);
+  io::UniqueFd file(env, fd);
+  struct stat st;
+  int r = env->Fstat(file.get(), &st);
+  if (r < 0) return Status::Os(-r, "fstat", path);
+  if (!S_ISREG(st.st_mode)) return Status::Format("not a regular file", path);
+  *file_size = static_cast<uint64_t>(st.st_size);
+  auto read_exact = [&](unsigned char* buf, size_t len, uint64_t offset) -> Status {
+    size_t done = 0;
+    while (done < len) {
+      const ssize_t n = env->Pread(file.get(), buf + done, len - done, offset + done);
+      if (n < 0) return Status::Os(static_cast<int>(-n), "pread", path);
+      if (n == 0) return Status::Format("file ends inside its header (truncated)", path);
+      done += static_cast<size_t>(n);
+    }
+    return Status::Ok();
+  };
+  unsigned char len_bytes[8] = {};
+  if (*file_size < 8) return Status::Format("file is " + std::to_string(*file_size) + " bytes, too short for the 8-byte header length", path);
+  Status s = read_exact(len_bytes, 8, 0);
+  if (!s.ok()) return s;
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | len_bytes[i];
+  // ParseHeader repeats these checks; they are needed here first, to size the buffer it reads.
+  if (n > kMaxHeaderLen) {
+    return Status::Format("header length " + std::to_string(n) + " exceeds the " + std::to_string(kMaxHeaderLen) + "-byte cap", path);
+  }
+  if (n > *file_size - 8) {
+    return Status::Format("header length " + std::to_string(n) + " runs past the end of the file (" +
+                              std::to_string(*file_size) + " bytes): truncated or corrupt", path);
+  }
+  std::vector<unsigned char> buf(static_cast<size_t>(8 + n));
+  std::memcpy(buf.data(), len_bytes, 8);
+  s = read_exact(buf.data() + 8, static_cast<size_t>(n), 8);
+  if (!s.ok()) return s;
+  // ParseHeader reads only the first 8 + n bytes; the size passed is the file's, for the layout checks.
+  s = ParseHeader(buf.data(), *file_size, out);
+  if (!s.ok()) s.path = path;
+  return s;
 }
 
 }  // namespace ckptio::format

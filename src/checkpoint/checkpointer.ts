@@ -63,7 +63,8 @@ export interface CheckpointerOptions {
   compression?: Compression;
   /** The checkpoint the first save of this run continues from (lineage across runs). */
   parent?: Parent;
-  /** Take the run lock (default true). Only for read-only use: false never writes. */
+  /** Take the run lock (default true). false: read-only use (ls, verify, loading) while a writer runs; such a
+   * checkpointer never writes. */
   lock?: boolean;
 }
 
@@ -199,7 +200,7 @@ export class Checkpointer {
       const stale = await this.store.cleanStaleTemps();
       if (stale.length) this.warn(`removed ${stale.length} stale temporary file(s) from an interrupted save: ${stale.join(', ')}`);
     }
-    this.entries = lock ? await this.reconcile() : [];
+    this.entries = await this.reconcile();
   }
 
   /** The manifest, checked against the checkpoint files present: entries whose file is gone are dropped, files
