@@ -214,7 +214,7 @@ test('fitCheckpoint keeps the best checkpoint by a logged validation metric (val
   await model.fit(x, y, { epochs: 6, batchSize: 8, shuffle: false, verbose: 0, validationSplit: 1 / 6, callbacks: [ckpt, probe] });
   await ckpt.close();
   const best = seen.reduce((a, b) => (b.val < a.val ? b : a));
-  const pointer = JSON.parse(require('node:fs').readFileSync(path.join(dir, 'best'), 'utf8')) as { step: number; metric: number };
+  const pointer = JSON.parse(require('node:fs').readFileSync(path.join(dir, 'best-val_loss'), 'utf8')) as { step: number; metric: number };
   assert.equal(pointer.step, best.step, `best points at the epoch with the lowest val_loss (${JSON.stringify(seen)})`);
   assert.equal(pointer.metric, best.val);
 });

@@ -4,6 +4,7 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { argumentError, CheckpointError } from '../binding/errors';
 import { Checkpointer, CheckpointerOptions, DurableInfo } from '../checkpoint/checkpointer';
+import { keepBest } from '../checkpoint/retention';
 import type { SeededDataset, DatasetPosition } from './dataset';
 import { modelState, tfModule } from './model-state';
 import { restoreModelState, RestoreReport } from './restore';
@@ -17,7 +18,7 @@ export interface FitCheckpointOptions extends Omit<CheckpointerOptions, 'best'> 
   everyBatches?: number;
   /** Save at the end of every epoch (default true). */
   everyEpoch?: boolean;
-  /** A logged metric to keep the best checkpoint by (e.g. 'val_acc', 'loss'). */
+  /** A logged metric to keep the best checkpoint by (e.g. 'val_acc', 'loss'): pointer `best-<monitor>`. */
   monitor?: string;
   /** Whether a larger monitored value is better (default: 'min' for names containing "loss", else 'max'). */
   mode?: 'max' | 'min';
@@ -89,7 +90,9 @@ export async function fitCheckpoint(model: tfType.LayersModel, options: FitCheck
   if (everyBatches !== undefined && (!Number.isSafeInteger(everyBatches) || everyBatches < 1)) throw argumentError('fitCheckpoint: everyBatches must be an integer >= 1');
   const monitorMode = mode ?? (monitor && /loss/i.test(monitor) ? 'min' : 'max');
   if (monitorMode !== 'max' && monitorMode !== 'min') throw argumentError("fitCheckpoint: mode must be 'max' or 'min'");
-  const checkpointer = new Checkpointer({ ...ckptOptions, ...(monitor ? { best: monitorMode } : {}) });
+  if (monitor !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(monitor)) throw argumentError('fitCheckpoint: monitor must be a logged metric name (letters, digits, ".", "_", "-")');
+  const retention = [...(ckptOptions.retention ?? []), ...(monitor ? [keepBest({ metric: monitor, mode: monitorMode })] : [])];
+  const checkpointer = new Checkpointer({ ...ckptOptions, retention });
 
   let step = 0;
   let epochsDone = 0;
@@ -130,7 +133,7 @@ export async function fitCheckpoint(model: tfType.LayersModel, options: FitCheck
       kind: 'ckptio.fit', step, epochsDone, position: { ...position },
       monitor: monitor ? { name: monitor, value: monitorValue } : null, dataset: dataset?.describe() ?? null, schedule,
     };
-    const payload = { tensors: modelState(model, undefined, { tf, arena }), state, ...(monitorValue !== null ? { metric: monitorValue } : {}) };
+    const payload = { tensors: modelState(model, undefined, { tf, arena }), state, metrics: monitor && monitorValue !== null ? { [monitor]: monitorValue } : {} };
     const handle = await checkpointer.save(step, payload);
     if (onDurable) handle.durable.then((d) => { if (d) onDurable(d); }, () => {});
     await yieldToLoop(); // let the write's continuations run between batches

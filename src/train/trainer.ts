@@ -5,6 +5,7 @@
 import type * as tfType from '@tensorflow/tfjs';
 import { CheckpointError } from '../binding/errors';
 import { Checkpointer, DurableInfo } from '../checkpoint/checkpointer';
+import { keepBest } from '../checkpoint/retention';
 import type { Compression } from '../format/file';
 import { BackendName, loadTf } from '../tfjs/backend';
 import { modelState } from '../tfjs/model-state';
@@ -79,7 +80,8 @@ export async function train(config: TrainConfig, emit: (e: TrainEvent) => void):
   const optimizerName = config.optimizer ?? 'adam';
   const model = buildMlp(tf, [784, ...config.layers, 10], config.seed);
   const optimizer = makeOptimizer(tf, optimizerName, config.lr);
-  const ckpt = new Checkpointer({ dir: config.dir, keepLast: config.keepLast, maxInflight: 1, onFull: 'wait', best: 'max',
+  const ckpt = new Checkpointer({ dir: config.dir, keepLast: config.keepLast, maxInflight: 1, onFull: 'wait',
+    retention: [keepBest({ metric: 'val_acc', mode: 'max' })],
     compression: config.compression ?? 'none',
     onWarning: (message) => emit({ event: 'warning', message }) });
   const { resume, dir: _dir, compression: _compression, ...runConfig } = config;
@@ -125,7 +127,10 @@ export async function train(config: TrainConfig, emit: (e: TrainEvent) => void):
 
   const save = async (): Promise<void> => {
     const source = modelState(model, optimizer, { tf, arena });
-    const handle = await ckpt.save(state.step, { tensors: source, state, metric: state.lastValAcc ?? undefined });
+    const metrics: Record<string, number> = {};
+    if (state.lastLoss !== null) metrics.loss = state.lastLoss;
+    if (state.lastValAcc !== null) metrics.val_acc = state.lastValAcc;
+    const handle = await ckpt.save(state.step, { tensors: source, state, metrics });
     emit({ event: 'save', step: state.step, stallMs: handle.stallMs, waitedMs: handle.waitedMs, skipped: handle.skipped });
     handle.durable.then((d) => {
       if (!d) return;
