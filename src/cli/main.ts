@@ -1,9 +1,17 @@
-/** The `ckptio` command: train (the MNIST demo), inspect and verify checkpoint files. */
-import { Command, InvalidArgumentError, Option } from 'commander';
+/** The `ckptio` command: train (the MNIST demo), and the commands that look after a run directory (ls, inspect,
+ * verify, log, prune, diff, tag, export, import; docs/cli.md). Each command's logic is in ./commands. */
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import * as fs from 'node:fs';
-import { readCheckpoint } from '../format/file';
-import { listCheckpoints } from '../checkpoint/directory';
 import { CheckpointError } from '../binding/errors';
+import { diff } from './commands/diff';
+import { inspect } from './commands/inspect';
+import { log } from './commands/log';
+import { ls } from './commands/ls';
+import { action, EXIT, EXIT_CODES_HELP, intArg, safe } from './commands/output';
+import { parseKeepBest, positiveDays, prune } from './commands/prune';
+import { tag } from './commands/tag';
+import { exportModel, importModel } from './commands/transfer';
+import { verify } from './commands/verify';
 import { hasPeer } from '../tfjs/peer';
 import { OPTIMIZER_NAMES } from '../train/model';
 import type { TrainEvent } from '../train/trainer';
@@ -46,7 +54,11 @@ function writeLine(text: string): void {
 }
 
 export async function main(argv: string[]): Promise<void> {
-  const program = new Command('ckptio').description('Crash-safe, zero-stall checkpoints for TensorFlow.js training');
+  const program = new Command('ckptio').description('Crash-safe, zero-stall checkpoints for TensorFlow.js training')
+    .addHelpText('after', EXIT_CODES_HELP)
+    // Usage errors are thrown (exit 2, printed as `ckptio: ECKPT_ARGS: ...`) instead of exiting 1 in commander.
+    .exitOverride()
+    .configureOutput({ outputError: (str, write) => write(`ckptio: ECKPT_ARGS: ${safe(str.replace(/^error: /, '').trimEnd())}\n`) });
 
   program.command('train')
     .description('train an MLP on the embedded MNIST digits, checkpointing as it goes (re-run to resume)')
@@ -82,32 +94,67 @@ export async function main(argv: string[]): Promise<void> {
       }, emit);
     });
 
+  program.command('ls <dir>')
+    .description('list the checkpoints of a run: step, time, size, metrics, valid, pointers, tags, why kept (read-only, works while a trainer runs)')
+    .option('--verify', 'also read every checkpoint in full and check its digests')
+    .option('--json', 'machine-readable output')
+    .action(action(ls));
+
   program.command('inspect <file>')
     .description('validate a checkpoint (checksums included) and print its tensors and metadata')
     .option('--no-verify', 'skip checksum verification')
-    .action(async (file: string, o: { verify: boolean }) => {
-      const r = await readCheckpoint(file, { verify: o.verify });
-      writeLine(JSON.stringify({ file, bytes: r.bytes, verified: r.verified, compression: r.compression, metadata: r.metadata,
-        tensors: Object.fromEntries(Object.entries(r.tensors).map(([k, t]) => [k, { dtype: t.dtype, shape: t.shape }])) }, null, 2));
-    });
+    .option('--json', 'machine-readable output')
+    .action(action(inspect));
 
-  program.command('verify <dir>')
-    .description('validate every checkpoint in a directory; exit 1 if any fails')
-    .action(async (dir: string) => {
-      let bad = 0;
-      for (const { file } of await listCheckpoints(dir)) {
-        try {
-          const r = await readCheckpoint(`${dir}/${file}`);
-          writeLine(`ok   ${file} (${r.bytes} bytes)`);
-        } catch (err) {
-          bad++;
-          writeLine(`FAIL ${file}: ${(err as Error).message}`);
-        }
-      }
-      if (bad) process.exitCode = 1;
-    });
+  program.command('verify <target>')
+    .description('validate a checkpoint file, or every checkpoint, pointer, tag and the manifest of a run directory; exit 1 if anything is bad')
+    .option('--json', 'machine-readable output')
+    .action(action(verify));
 
-  await program.parseAsync(argv);
+  program.command('log <dir>')
+    .description('the lineage of a run, root first: baseline -> fine-tunes, with steps, metrics, dates and tags (read-only)')
+    .option('--json', 'machine-readable output')
+    .action(action(log));
+
+  program.command('prune <dir>')
+    .description('apply retention policies now (takes the run lock: refused while a trainer runs); the newest checkpoint, pointer targets and tagged ones always stay')
+    .option('--keep-last <n>', 'keep the newest N', intArg('--keep-last', 1))
+    .option('--keep-best <metric:mode[:k]>', 'keep the K (default 1) best by METRIC, max or min; repeatable (best-<metric> pointer)', (v: string, prev?: ReturnType<typeof parseKeepBest>) => parseKeepBest(v, prev))
+    .option('--keep-every <steps>', 'keep every checkpoint whose step is a multiple of STEPS (archives)', intArg('--keep-every', 1))
+    .option('--keep-within <days>', 'keep everything saved within DAYS', positiveDays('--keep-within'))
+    .option('--delete-older-than <days>', 'what the other policies keep expires after DAYS (protected checkpoints excepted)', positiveDays('--delete-older-than'))
+    .option('--dry-run', 'print what would go and what stays; change nothing')
+    .option('--json', 'machine-readable output')
+    .action(action(prune));
+
+  program.command('diff <a> <b>')
+    .description('compare two checkpoint files: tensors only in A or B, dtype/shape changes, equal bytes and max abs difference')
+    .option('--no-verify', 'skip checksum verification')
+    .option('--json', 'machine-readable output')
+    .action(action(diff));
+
+  program.command('tag <dir> <step> <name>')
+    .description('tag a committed checkpoint (tagged checkpoints are never pruned); takes the run lock')
+    .action(action(tag));
+
+  program.command('export <file> <outdir>')
+    .description("write a ckptio ioHandler file as tfjs's model.json + weights (loadable with tf.loadLayersModel)")
+    .option('--no-verify', 'skip checksum verification of FILE')
+    .option('--json', 'machine-readable output')
+    .action(action(exportModel));
+
+  program.command('import <dir> <file>')
+    .description("convert a tfjs model.json directory into one ckptio ioHandler file")
+    .option('--json', 'machine-readable output')
+    .action(action(importModel));
+
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (!(err instanceof CommanderError)) throw err;
+    // --help and --version exit 0; everything else commander refuses is a usage error.
+    process.exitCode = err.exitCode === 0 ? EXIT.ok : EXIT.usage;
+  }
 }
 
 async function textReporter(): Promise<(e: TrainEvent) => void> {
