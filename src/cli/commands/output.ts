@@ -53,9 +53,12 @@ export function safe(text: unknown): string {
   });
 }
 
+/** What JSON.stringify leaves raw inside strings (it escapes C0 itself; the layout's own newlines stay). */
+const JSON_UNSAFE_RE = /[\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/g;
+
 /** JSON.stringify escapes C0 controls; this also escapes DEL, C1 and the reordering characters (still JSON). */
 export function json(value: unknown): string {
-  return JSON.stringify(value, null, 2).replace(UNSAFE_RE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return JSON.stringify(value, null, 2).replace(JSON_UNSAFE_RE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 export function out(line = ''): void {
