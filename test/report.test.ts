@@ -156,12 +156,13 @@ async function open(html: string): Promise<{ page: any; dialogs: string[]; reque
   return { page, dialogs, requests };
 }
 
-/** Distinct colours and the share of non-white pixels of a PNG, decoded by the browser on a blank page. */
-async function pixelStats(png: Buffer): Promise<{ colors: number; inked: number; width: number; height: number }> {
+/** Distinct colours, the share of non-white pixels, and the pixels close to each target colour of a PNG,
+ * decoded by the browser on a blank page. */
+async function pixelStats(png: Buffer, targets: number[][] = []): Promise<{ colors: number; inked: number; width: number; height: number; near: number[] }> {
   const context = await browser.newContext();
   const page = await context.newPage();
   await page.setContent('<canvas id="c"></canvas>');
-  const stats = await page.evaluate(async (b64: string) => {
+  const stats = await page.evaluate(async ([b64, targets]: [string, number[][]]) => {
     const w = globalThis as any;
     const img = new w.Image();
     img.src = `data:image/png;base64,${b64}`;
@@ -173,12 +174,14 @@ async function pixelStats(png: Buffer): Promise<{ colors: number; inked: number;
     const d = g.getImageData(0, 0, img.width, img.height).data;
     const colors = new Set<number>();
     let inked = 0;
+    const near = targets.map(() => 0);
     for (let i = 0; i < d.length; i += 4) {
       colors.add((d[i]! << 16) | (d[i + 1]! << 8) | d[i + 2]!);
       if (d[i]! < 235 || d[i + 1]! < 235 || d[i + 2]! < 235) inked++;
+      targets.forEach((t, k) => { if (Math.abs(d[i]! - t[0]!) + Math.abs(d[i + 1]! - t[1]!) + Math.abs(d[i + 2]! - t[2]!) < 40) near[k]!++; });
     }
-    return { colors: colors.size, inked: inked / (d.length / 4), width: img.width, height: img.height };
-  }, png.toString('base64'));
+    return { colors: colors.size, inked: inked / (d.length / 4), width: img.width, height: img.height, near };
+  }, [png.toString('base64'), targets]);
   await context.close();
   return stats;
 }
@@ -209,8 +212,14 @@ test('in Chromium: one marker per checkpoint per metric inside the plot, the fin
   assert.equal(await page.locator('#checkpoints tbody tr').count(), TOTAL, 'one table row per checkpoint');
   assert.equal(await page.locator('#checkpoints tbody tr.finetune-start').count(), 1);
 
+  // The series colours as the legend shows them (not read from the plot itself).
+  const legend: number[][] = await page.$$eval('.legend .swatch', (els: any[]) => els.map((el) =>
+    (globalThis as any).getComputedStyle(el).backgroundColor.match(/\d+/g).slice(0, 3).map(Number)));
+  assert.equal(legend.length, 2);
   const shot: Buffer = await page.locator('#plot').screenshot({ type: 'png' });
-  const stats = await pixelStats(shot);
+  const stats = await pixelStats(shot, legend);
+  // 8 markers (r 4, stroke 2) and a 2 px line over ~800 px per series: well over 500 pixels of its colour.
+  stats.near.forEach((n, k) => assert.ok(n > 500, `series ${k}: ${n} pixels of its colour ${legend[k]} in the plot`));
   assert.ok(stats.width >= 900 && stats.height >= 400, `plot screenshot ${stats.width}x${stats.height}`);
   assert.ok(stats.colors > 20, `plot screenshot has ${stats.colors} distinct colours`);
   assert.ok(stats.inked > 0.02, `plot screenshot is ${(stats.inked * 100).toFixed(2)}% ink`);
@@ -233,8 +242,8 @@ test('in Chromium: hostile tags, metric names, paths and file names are text; no
     tagMarks: [...document.querySelectorAll('g.tag-marker text')].map((s: any) => s.textContent),
     heads: [...document.querySelectorAll('#checkpoints th')].map((s: any) => s.textContent),
     rows: document.querySelectorAll('#checkpoints tbody tr').length,
-    lineage: document.querySelector('.lineage')!.textContent,
-    data: JSON.parse(document.getElementById('ckptio-report-data')!.textContent!),
+    lineage: document.querySelector('.lineage')?.textContent ?? '',
+    data: (() => { try { return JSON.parse(document.getElementById('ckptio-report-data')?.textContent ?? 'null'); } catch { return null; } })(),
   }; });
   assert.equal(dom.injected, 0, 'no element created from the strings');
   assert.deepEqual(dom.scripts, ['application/json']);
@@ -246,7 +255,7 @@ test('in Chromium: hostile tags, metric names, paths and file names are text; no
   assert.ok(dom.tagMarks.length === 10 && dom.tagMarks.every((t: string) => t === EVIL_TAG));
   assert.ok(dom.heads.includes(EVIL_METRIC) && dom.heads.includes(EVIL_TAG));
   assert.ok(dom.lineage.includes(EVIL_RUN));
-  assert.equal(dom.data.runs[1].entries[0].parent.run, EVIL_RUN);
+  assert.equal(dom.data?.runs[1].entries[0].parent.run, EVIL_RUN, 'the data block parses back to the same strings');
   assert.equal(await page.locator('circle.pt').count(), 10);
   await page.context().close();
 });
