@@ -89,6 +89,25 @@ test('the lineage stops with a warning at a missing parent run and at a cycle', 
   assert.ok(renderReport(r2.runs, { warnings: r2.warnings }).includes('a cycle'));
 });
 
+test('a fine-tune continuing the step count is drawn at its own steps; a long pause is marked as a likely resume', () => {
+  const t0 = Date.parse('2025-03-20T00:00:00Z');
+  const e = (step: number, minutes: number, parent: ManifestEntry['parent'] = null): ManifestEntry => ({
+    step, file: `ckpt-${String(step).padStart(10, '0')}.safetensors`, time: new Date(t0 + minutes * 60_000).toISOString(), bytes: 1,
+    metrics: { loss: 1 / step }, contentId: null, parent, tags: [], keptBy: [],
+  });
+  const runs: ReportRun[] = [
+    { dir: '/r/base', entries: [e(10, 0), e(20, 1), e(30, 2), e(40, 120), e(50, 121)] },
+    { dir: '/r/ft', entries: [e(60, 200, { run: '/r/base', step: 50 }), e(70, 201)] },
+  ];
+  const html = renderReport(runs);
+  const data = JSON.parse(/id="ckptio-report-data">([\s\S]*?)<\/script>/.exec(html)![1]!);
+  assert.deepEqual(data.runs.map((r: { offset: number }) => r.offset), [0, 0]);
+  assert.equal(count(html, 'class="resume-marker"'), 1, 'the two-hour pause before step 40');
+  assert.match(html, /class="resume-marker"[^>]*><title>a 118 min pause before step 40/);
+  assert.equal(count(html, 'class="finetune-boundary"'), 1);
+  assert.equal(count(html, 'class="pt'), 7);
+});
+
 const EVIL_TAG = '<img src=x onerror=alert(1)>';
 const EVIL_METRIC = '</script><script>alert(1)</script>';
 const EVIL_RUN = '/tmp/"><svg onload=alert(2)>';
@@ -132,7 +151,12 @@ function loadPlaywright(): { pw: any } | { reason: string } {
 
 const loaded = loadPlaywright();
 const skip = 'reason' in loaded ? loaded.reason : false;
-if (skip) console.log(`# report browser tests ${skip}`);
+if (skip) console.log(`report browser tests ${skip}`);
+
+// CI sets CKPTIO_REQUIRE_CHROMIUM=1 so that a missing browser or library fails instead of skipping.
+test('Chromium and playwright-core are present where CKPTIO_REQUIRE_CHROMIUM=1', { skip: process.env.CKPTIO_REQUIRE_CHROMIUM === '1' ? false : 'CKPTIO_REQUIRE_CHROMIUM is not set' }, () => {
+  assert.equal(skip, false, `CKPTIO_REQUIRE_CHROMIUM=1 but the browser tests would be ${skip}`);
+});
 let browser: any = null;
 
 before(async () => {
