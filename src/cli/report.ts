@@ -103,10 +103,16 @@ async function readRun(dir: string, warnings: string[]): Promise<ReportRun> {
   return { dir: store.location, entries, ...(pointers ? { pointers } : {}) };
 }
 
-/** The link to the run this one was fine-tuned from: its earliest entry whose parent names another run. */
+/** The link to the run this one was fine-tuned from: its earliest entry whose parent names another run, else the
+ * `origin` (the same link, repeated on every checkpoint of a fine-tune where the manifest records it: it survives
+ * retention removing the first checkpoint). */
 export function crossRunParent(run: ReportRun): (Parent & { run: string }) | null {
-  for (const e of [...run.entries].sort((a, b) => a.step - b.step)) {
-    if (e.parent && typeof e.parent.run === 'string' && e.parent.run !== '') return e.parent as Parent & { run: string };
+  const entries = [...run.entries].sort((a, b) => a.step - b.step);
+  const named = (p: Parent | null | undefined): p is Parent & { run: string } => !!p && typeof p === 'object' && typeof p.run === 'string' && p.run !== '';
+  for (const e of entries) if (named(e.parent)) return e.parent;
+  for (const e of entries) {
+    const origin = (e as { origin?: Parent | null }).origin;
+    if (named(origin)) return origin;
   }
   return null;
 }
