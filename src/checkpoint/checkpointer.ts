@@ -15,8 +15,8 @@ import { METADATA_KEYS } from '../format/metadata-keys';
 import { LocalStore } from '../store/local';
 import { CheckpointStore, StoreLock } from '../store/store';
 import { Admission } from './admission';
-import { POINTER_BEST, readPointer, renderPointer } from './directory';
-import { checkpointName, entryFromHeader, Manifest, MANIFEST_NAME, ManifestEntry, Parent, parseManifest, renderManifest, stepOf, tagOfFile } from './manifest';
+import { POINTER_BEST, POINTER_LATEST, readPointer, renderPointer } from './directory';
+import { checkpointName, describingMetadata, entryFromHeader, Manifest, MANIFEST_NAME, ManifestEntry, Parent, parseManifest, renderManifest, stepOf, tagOfFile } from './manifest';
 import { decideRetention, keepBest, keepLast, RetentionPolicy } from './retention';
 
 /** Bytes that become available later (a tfjs snapshot read in slices), with a release hook. */
@@ -162,7 +162,8 @@ export class Checkpointer {
   /** The run as it will be once everything submitted has committed. */
   private entries: ManifestEntry[] = [];
   private lockHandle: StoreLock | null = null;
-  private parent: Parent | null;
+  /** The other run's checkpoint this run started from (options.parent, or recovered from the record). */
+  private origin: Parent | null;
   private closed = false;
   private firstError: unknown = null;
   private readonly counters: CheckpointerStats = { saved: 0, skipped: 0, failed: 0, inflight: 0, inflightBytes: 0, peakInflightBytes: 0, totalWaitMs: 0 };
@@ -177,7 +178,7 @@ export class Checkpointer {
     this.onFull = opts.onFull ?? 'wait';
     this.warn = opts.onWarning ?? ((m) => console.warn(`ckptio: ${m}`));
     this.compression = opts.compression ?? 'none';
-    this.parent = opts.parent ?? null;
+    this.origin = opts.parent ?? null;
     if (!Number.isInteger(keep) || keep < 1) throw argumentError('keepLast must be an integer >= 1');
     if (!Number.isInteger(maxInflight) || maxInflight < 1) throw argumentError('maxInflight must be an integer >= 1');
     if (!(maxInflightBytes > 0)) throw argumentError('maxInflightBytes must be > 0');
@@ -201,6 +202,7 @@ export class Checkpointer {
       if (stale.length) this.warn(`removed ${stale.length} stale temporary file(s) from an interrupted save: ${stale.join(', ')}`);
     }
     this.entries = await this.reconcile();
+    this.origin ??= [...this.entries].reverse().find((e) => e.origin)?.origin ?? null;
   }
 
   /** The manifest, checked against the checkpoint files present: entries whose file is gone are dropped, files
@@ -316,9 +318,10 @@ export class Checkpointer {
     const file = checkpointName(step);
     const previous = this.entries.filter((e) => e.step < step).pop();
     const knownId = previous?.contentId && previous.contentId !== CONTENT_ID_TOKEN ? previous.contentId : null;
-    const parent: Parent | null = previous ? { step: previous.step, ...(knownId ? { contentId: knownId } : {}) } : this.parent;
+    const parent: Parent | null = previous ? { step: previous.step, ...(knownId ? { contentId: knownId } : {}) } : this.origin;
+    const origin = this.origin;
     const time = new Date().toISOString();
-    const entry: ManifestEntry = { step, file, time, bytes, metrics, contentId: CONTENT_ID_TOKEN, parent, tags: [], keptBy: [] };
+    const entry: ManifestEntry = { step, file, time, bytes, metrics, contentId: CONTENT_ID_TOKEN, parent, origin, tags: [], keptBy: [] };
     const before = this.entries;
     const replaced = before.find((e) => e.step === step);
     if (replaced) entry.tags = replaced.tags;
@@ -345,13 +348,7 @@ export class Checkpointer {
     files.push({ name: MANIFEST_NAME, data: renderManifest({ version: 1, entries: rendered, pointers: decision.pointers }) });
     this.lastPointers = decision.pointers;
     this.entries = kept;
-    this.parent = null;
-    const metadata: Record<string, string> = {
-      ...(source?.metadata ?? {}), [STEP_KEY]: String(step), [STATE_KEY]: state,
-      [METADATA_KEYS.time]: time,
-      ...(Object.keys(metrics).length ? { [METADATA_KEYS.metrics]: JSON.stringify(metrics) } : {}),
-      ...(parent ? { [METADATA_KEYS.parent]: JSON.stringify(parent) } : {}),
-    };
+    const metadata: Record<string, string> = { ...(source?.metadata ?? {}), [STEP_KEY]: String(step), [STATE_KEY]: state, ...describingMetadata(entry) };
     return this.store.commit({ name: file, tensors, options: { metadata, copy, compression: this.compression }, files, remove: removed })
       .then((result): DurableInfo => {
         const contentId = result.contentId ?? null;
@@ -390,7 +387,16 @@ export class Checkpointer {
     await this.ready;
     if (this.lockHandle === null) throw new CheckpointError('checkpointer was opened with lock: false (read-only)', { code: 'ECKPT_ARGS' });
     await this.flush();
-    const decision = decideRetention(this.entries.map((e) => ({ step: e.step, time: Date.parse(e.time), metrics: e.metrics, tags: e.tags })), policies, Date.now());
+    // Pointers already on disk that these policies do not maintain (a best-f1 kept by the trainer) still name
+    // their checkpoints: those stay.
+    const existing = new Map<number, string>();
+    for (const { name } of await this.store.list()) {
+      if (name !== POINTER_LATEST && name !== POINTER_BEST && !name.startsWith('best-')) continue;
+      const p = await readPointer(this.store, name);
+      if (p) existing.set(p.step, `pointer ${name}`);
+    }
+    const pointed: RetentionPolicy = { name: 'existing pointers', keep: () => existing };
+    const decision = decideRetention(this.entries.map((e) => ({ step: e.step, time: Date.parse(e.time), metrics: e.metrics, tags: e.tags })), [...policies, pointed], Date.now());
     const kept = this.entries.filter((e) => decision.kept.has(e.step)).map((e) => ({ ...e, keptBy: decision.kept.get(e.step)! }));
     const removed = this.entries.filter((e) => !decision.kept.has(e.step)).map((e) => e.file);
     if (options.dryRun) return { removed, kept };

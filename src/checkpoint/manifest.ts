@@ -47,6 +47,8 @@ export interface ManifestEntry {
   /** XXH3 of the tensors' names and digests; null without checksums. */
   contentId: string | null;
   parent: Parent | null;
+  /** The other run's checkpoint this run started from (a fine-tune), on every checkpoint of the run. */
+  origin?: Parent | null;
   tags: string[];
   /** Why retention keeps it. */
   keptBy: string[];
@@ -59,10 +61,11 @@ export interface Manifest {
 }
 
 /** The per-file metadata that makes each checkpoint self-describing (a rebuild reads these back). */
-export function describingMetadata(e: Pick<ManifestEntry, 'time' | 'metrics' | 'parent'>): Record<string, string> {
+export function describingMetadata(e: Pick<ManifestEntry, 'time' | 'metrics' | 'parent' | 'origin'>): Record<string, string> {
   const out: Record<string, string> = { [METADATA_KEYS.time]: e.time };
   if (Object.keys(e.metrics).length) out[METADATA_KEYS.metrics] = JSON.stringify(e.metrics);
   if (e.parent) out[METADATA_KEYS.parent] = JSON.stringify(e.parent);
+  if (e.origin) out[METADATA_KEYS.origin] = JSON.stringify(e.origin);
   return out;
 }
 
@@ -113,7 +116,7 @@ export function parseManifest(bytes: Uint8Array, path: string): Manifest {
     if (x.contentId !== null && (typeof x.contentId !== 'string' || !/^[0-9a-f]{16}$/.test(x.contentId))) throw bad(`${where}.contentId`, path);
     if (!Array.isArray(x.tags) || !x.tags.every((t) => typeof t === 'string' && TAG_NAME_RE.test(t))) throw bad(`${where}.tags`, path);
     if (!Array.isArray(x.keptBy) || !x.keptBy.every((t) => typeof t === 'string' && t.length < 256)) throw bad(`${where}.keptBy`, path);
-    return { step: x.step!, file: x.file, time: x.time, bytes: x.bytes!, metrics: parseMetrics(x.metrics, `${where}.metrics`), contentId: x.contentId ?? null, parent: parseParent(x.parent, `${where}.parent`), tags: [...x.tags], keptBy: [...x.keptBy] };
+    return { step: x.step!, file: x.file, time: x.time, bytes: x.bytes!, metrics: parseMetrics(x.metrics, `${where}.metrics`), contentId: x.contentId ?? null, parent: parseParent(x.parent, `${where}.parent`), origin: parseParent(x.origin, `${where}.origin`), tags: [...x.tags], keptBy: [...x.keptBy] };
   });
   const pointers: Record<string, number> = {};
   for (const [k, s] of Object.entries(m.pointers)) {
@@ -133,10 +136,12 @@ export function entryFromHeader(file: string, h: HeaderInfo, tags: string[]): Ma
   const at = `${file}: ${METADATA_KEYS.metrics}`;
   let metrics: Record<string, number> = {};
   let parent: Parent | null = null;
+  let origin: Parent | null = null;
   try {
     if (h.metadata[METADATA_KEYS.metrics] !== undefined) metrics = parseMetrics(JSON.parse(h.metadata[METADATA_KEYS.metrics]!), at);
     else if (h.metadata[METADATA_KEYS.metric] !== undefined && Number.isFinite(Number(h.metadata[METADATA_KEYS.metric]))) metrics = { metric: Number(h.metadata[METADATA_KEYS.metric]) };
     if (h.metadata[METADATA_KEYS.parent] !== undefined) parent = parseParent(JSON.parse(h.metadata[METADATA_KEYS.parent]!), `${file}: parent`);
+    if (h.metadata[METADATA_KEYS.origin] !== undefined) origin = parseParent(JSON.parse(h.metadata[METADATA_KEYS.origin]!), `${file}: origin`);
   } catch (err) {
     if (err instanceof CheckpointError) throw err;
     throw bad(`${file}: unreadable metrics or parent`);
@@ -144,6 +149,6 @@ export function entryFromHeader(file: string, h: HeaderInfo, tags: string[]): Ma
   const time = h.metadata[METADATA_KEYS.time];
   return {
     step, file, time: time !== undefined && !Number.isNaN(Date.parse(time)) ? time : new Date(0).toISOString(),
-    bytes: h.tensors.reduce((n, t) => n + t.bytes, 0), metrics, contentId: h.contentId ?? null, parent, tags, keptBy: [],
+    bytes: h.tensors.reduce((n, t) => n + t.bytes, 0), metrics, contentId: h.contentId ?? null, parent, origin, tags, keptBy: [],
   };
 }

@@ -14,7 +14,7 @@ import { exportModel, importModel } from './commands/transfer';
 import { verify } from './commands/verify';
 import { hasPeer } from '../tfjs/peer';
 import { OPTIMIZER_NAMES } from '../train/model';
-import type { TrainEvent } from '../train/trainer';
+import type { FinetuneConfig, TrainEvent } from '../train/trainer';
 
 function int(name: string, min = 0) {
   return (v: string): number => {
@@ -36,6 +36,61 @@ function layers(v: string): number[] {
   const out = v.split(',').map(Number);
   if (out.length === 0 || !out.every((n) => Number.isSafeInteger(n) && n > 0)) throw new InvalidArgumentError('--layers must look like 256,128');
   return out;
+}
+
+/** The training flags `train` and `finetune` share. */
+function addTrainOptions(cmd: Command, defaultDir: string): Command {
+  return cmd
+    .option('--dir <dir>', 'checkpoint directory', defaultDir)
+    .option('--steps <n>', 'stop after this many steps in total (default: all of --epochs); the LR schedule always spans --epochs', int('--steps', 1))
+    .option('--epochs <n>', 'planned length of the run (the LR schedule spans it)', int('--epochs', 1), 6)
+    .option('--batch <n>', 'batch size', int('--batch', 1), 64)
+    .option('--layers <list>', 'hidden layer sizes', layers, [256, 128])
+    .option('--lr <x>', 'peak learning rate', num('--lr'), 2e-3)
+    .option('--start-lr <x>', 'learning rate at step 0 of warmup', num('--start-lr'), 0)
+    .option('--min-lr <x>', 'final learning rate of the cosine schedule', num('--min-lr'), 1e-5)
+    .option('--warmup <n>', 'linear warmup steps', int('--warmup'), 100)
+    .addOption(new Option('--schedule <kind>', 'LR schedule after warmup').choices(['cosine', 'constant', 'step']).default('cosine'))
+    .addOption(new Option('--optimizer <name>', 'tf.train optimizer').choices([...OPTIMIZER_NAMES]).default('adam'))
+    .option('--seed <n>', 'seed for init, split and data order', int('--seed'), 1)
+    .option('--save-every <n>', 'checkpoint every N steps', int('--save-every', 1), 50)
+    .option('--keep-last <n>', 'checkpoints to keep', int('--keep-last', 1), 3)
+    .option('--eval-every <n>', 'validate every N steps', int('--eval-every', 1), 100)
+    .option('--resume <mode>', "'auto' (newest valid checkpoint in --dir), 'never', or a checkpoint path", 'auto')
+    .addOption(new Option('--backend <name>', 'tfjs backend').choices(['wasm', 'cpu', 'tensorflow']).default('wasm'))
+    .addOption(new Option('--log <format>', 'output').choices(['text', 'json']).default('text'))
+    .addOption(new Option('--compression <codec>', 'compress checkpoint tensors (lz4 on the libuv thread pool; see benches/RESULTS.md for when it pays)').choices(['none', 'lz4']).default('none'))
+    .addOption(new Option('--train-limit <n>', 'use only the first N training digits (tests)').argParser(int('--train-limit', 1)).hideHelp())
+    .option('--classes <list>', 'digits to train on, e.g. 0-7 or 0,2,4 (the head has max + 1 outputs)', (v: string) => classList(v))
+    .option('--tag <name>', 'tag the final checkpoint (tagged checkpoints are never pruned)');
+}
+
+function intList(flag: string, v: string): number[] {
+  const out = v.split(',').map(Number);
+  if (!out.every((n) => Number.isSafeInteger(n) && n >= 0)) throw new InvalidArgumentError(`${flag} must look like 0 or 0,1`);
+  return out;
+}
+
+function classList(v: string): number[] {
+  const out = new Set<number>();
+  for (const part of v.split(',')) {
+    const m = /^(\d)(?:-(\d))?$/.exec(part.trim());
+    if (!m || (m[2] !== undefined && Number(m[2]) < Number(m[1]))) throw new InvalidArgumentError('--classes must look like 0-7 or 0,2,4 (digits 0-9)');
+    for (let c = Number(m[1]); c <= Number(m[2] ?? m[1]); c++) out.add(c);
+  }
+  return [...out].sort((a, b) => a - b);
+}
+
+async function runTrain(o: Record<string, any>, finetune: FinetuneConfig | undefined): Promise<void> {
+  requireDemoPackages(o.backend, o.log);
+  const { train } = await import('../train/trainer');
+  const emit = o.log === 'json' ? (e: TrainEvent) => writeLine(JSON.stringify(e)) : await textReporter();
+  await train({
+    dir: o.dir, steps: o.steps, epochs: o.epochs, batch: o.batch, layers: o.layers, lr: o.lr, warmup: o.warmup,
+    startLr: o.startLr, minLr: o.minLr, schedule: o.schedule, optimizer: o.optimizer, seed: o.seed, saveEvery: o.saveEvery, keepLast: o.keepLast,
+    resume: o.resume, backend: o.backend, evalEvery: o.evalEvery, trainLimit: o.trainLimit,
+    compression: o.compression, classes: o.classes, tag: o.tag, finetune,
+  }, emit);
 }
 
 /** The demo needs packages a library user does not: say exactly which are missing, before anything starts. */
@@ -60,39 +115,18 @@ export async function main(argv: string[]): Promise<void> {
     .exitOverride()
     .configureOutput({ outputError: (str, write) => write(`ckptio: ECKPT_ARGS: ${safe(str.replace(/^error: /, '').trimEnd())}\n`) });
 
-  program.command('train')
-    .description('train an MLP on the embedded MNIST digits, checkpointing as it goes (re-run to resume)')
-    .option('--dir <dir>', 'checkpoint directory', './runs/mnist')
-    .option('--steps <n>', 'stop after this many steps in total (default: all of --epochs); the LR schedule always spans --epochs', int('--steps', 1))
-    .option('--epochs <n>', 'planned length of the run (the LR schedule spans it)', int('--epochs', 1), 6)
-    .option('--batch <n>', 'batch size', int('--batch', 1), 64)
-    .option('--layers <list>', 'hidden layer sizes', layers, [256, 128])
-    .option('--lr <x>', 'peak learning rate', num('--lr'), 2e-3)
-    .option('--start-lr <x>', 'learning rate at step 0 of warmup', num('--start-lr'), 0)
-    .option('--min-lr <x>', 'final learning rate of the cosine schedule', num('--min-lr'), 1e-5)
-    .option('--warmup <n>', 'linear warmup steps', int('--warmup'), 100)
-    .addOption(new Option('--schedule <kind>', 'LR schedule after warmup').choices(['cosine', 'constant', 'step']).default('cosine'))
-    .addOption(new Option('--optimizer <name>', 'tf.train optimizer').choices([...OPTIMIZER_NAMES]).default('adam'))
-    .option('--seed <n>', 'seed for init, split and data order', int('--seed'), 1)
-    .option('--save-every <n>', 'checkpoint every N steps', int('--save-every', 1), 50)
-    .option('--keep-last <n>', 'checkpoints to keep', int('--keep-last', 1), 3)
-    .option('--eval-every <n>', 'validate every N steps', int('--eval-every', 1), 100)
-    .option('--resume <mode>', "'auto' (newest valid checkpoint in --dir), 'never', or a checkpoint path", 'auto')
-    .addOption(new Option('--backend <name>', 'tfjs backend').choices(['wasm', 'cpu', 'tensorflow']).default('wasm'))
-    .addOption(new Option('--log <format>', 'output').choices(['text', 'json']).default('text'))
-    .addOption(new Option('--compression <codec>', 'compress checkpoint tensors (lz4 on the libuv thread pool; see benches/RESULTS.md for when it pays)').choices(['none', 'lz4']).default('none'))
-    .addOption(new Option('--train-limit <n>', 'use only the first N training digits (tests)').argParser(int('--train-limit', 1)).hideHelp())
-    .action(async (o) => {
-      requireDemoPackages(o.backend, o.log);
-      const { train } = await import('../train/trainer');
-      const emit = o.log === 'json' ? (e: TrainEvent) => writeLine(JSON.stringify(e)) : await textReporter();
-      await train({
-        dir: o.dir, steps: o.steps, epochs: o.epochs, batch: o.batch, layers: o.layers, lr: o.lr, warmup: o.warmup,
-        startLr: o.startLr, minLr: o.minLr, schedule: o.schedule, optimizer: o.optimizer, seed: o.seed, saveEvery: o.saveEvery, keepLast: o.keepLast,
-        resume: o.resume, backend: o.backend, evalEvery: o.evalEvery, trainLimit: o.trainLimit,
-        compression: o.compression,
-      }, emit);
-    });
+  addTrainOptions(program.command('train')
+    .description('train an MLP on the embedded MNIST digits, checkpointing as it goes (re-run to resume)'), './runs/mnist')
+    .action(async (o) => runTrain(o, undefined));
+
+  addTrainOptions(program.command('finetune')
+    .description('incremental fine-tuning: start a new run from another run\'s checkpoint (partial load when the head changed), at a gentler learning rate, recording the parent'), './runs/finetune')
+    .requiredOption('--from <dir|dir:tag|file>', "the parent: a run directory (its newest valid checkpoint), DIR:TAG, or a checkpoint file")
+    .option('--lr-scale <x>', "the parent's --lr times this (1/5 to 1/10 is usual)", num('--lr-scale'), 0.1)
+    .option('--reset-optimizer', "start the optimizer afresh instead of continuing the parent's state")
+    .addOption(new Option('--strict <bool>', 'refuse a parent that does not fit exactly').choices(['true', 'false']).default('false'))
+    .option('--freeze <layers>', 'indices in model.layers to keep fixed, e.g. 0 or 0,1', (v: string) => intList('--freeze', v), [] as number[])
+    .action(async (o) => runTrain(o, { from: o.from, lrScale: o.lrScale, resetOptimizer: !!o.resetOptimizer, strict: o.strict === 'true', freeze: o.freeze }));
 
   program.command('ls <dir>')
     .description('list the checkpoints of a run: step, time, size, metrics, valid, pointers, tags, why kept (read-only, works while a trainer runs)')
@@ -192,6 +226,16 @@ async function textReporter(): Promise<(e: TrainEvent) => void> {
         if (started) bar.stop();
         console.warn(`warning: ${e.message}`);
         break;
+      case 'finetune':
+        console.log(`fine-tuning from ${e.parent} (step ${e.parentStep}) at lr ${e.lr.toExponential(2)}: ${e.restored} tensors loaded` +
+          (e.notLoaded.length ? `; not loaded (new or changed): ${e.notLoaded.map(safe).join(', ')}` : ''));
+        break;
+      case 'classes': {
+        const pct = (x: number | null) => (x === null ? '-' : `${(x * 100).toFixed(2)}%`);
+        if (started && e.phase === 'after') bar.stop();
+        console.log(`${e.phase} (step ${e.step}): old classes ${e.old.join(',')} ${pct(e.oldAcc)}; new classes ${e.new.join(',') || '-'} ${pct(e.newAcc)}`);
+        break;
+      }
       case 'stopped':
         bar.stop();
         console.log(`${e.signal}: stopped after step ${e.step}; the checkpoint is durable. Run the same command to resume.`);

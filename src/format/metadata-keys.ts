@@ -14,6 +14,9 @@ export const METADATA_KEYS = {
   time: 'ckptio.time',
   /** JSON {step?, contentId?, run?}: the checkpoint this one continues (lineage). */
   parent: 'ckptio.parent',
+  /** JSON {step?, contentId?, run?}: the other run's checkpoint this run started from (every checkpoint of a
+   * fine-tune carries it, so the link survives retention). */
+  origin: 'ckptio.origin',
   /** lz4 chunk map (checkpoint/compression.ts). */
   compression: 'ckptio.compression',
   /** JSON: how a tfjs model's weights were named, and its random layers (tfjs/model-state.ts). */

@@ -126,7 +126,7 @@ export function planOptimizerRestore(
   tensors: Record<string, LoadedTensor>,
   variableOf: (key: string) => tfType.Variable | undefined,
   consumed: Set<string>,
-  opts: { learningRate: 'checkpoint' | 'keep' },
+  opts: { learningRate: 'checkpoint' | 'keep'; variableOrder?: readonly tfType.Variable[] },
 ): OptimizerRestorePlan {
   const { className, layout } = optimizerLayout(optimizer);
   const problems = { missing: [] as string[], unexpected: [] as string[], mismatched: [] as string[] };
@@ -139,7 +139,20 @@ export function planOptimizerRestore(
   for (const family of layout.slots) {
     const fam = familyName(family);
     const saved = description.slots[fam] ?? [];
-    const plan = saved.map((key) => {
+    // With a variable order, each slot goes to the position of its variable in that order (the order the loop
+    // will pass them in: e.g. fewer variables once layers are frozen); without one, where it was saved.
+    const position = opts.variableOrder
+      ? (key: string) => { const v = variableOf(key); return v ? opts.variableOrder!.indexOf(v) : -1; }
+      : null;
+    const placed: (string | null)[] = [];
+    for (const [i, key] of saved.entries()) {
+      if (!position) { placed[i] = key; continue; }
+      if (key === null) continue;
+      const at = position(key);
+      if (at >= 0) placed[at] = key;
+      else if (tensors[slotKey(fam, key)]) { consumed.add(slotKey(fam, key)); problems.unexpected.push(`${slotKey(fam, key)} (its variable is not in variableOrder)`); }
+    }
+    const plan = Array.from(placed, (key) => key ?? null).map((key) => {
       if (key === null) return undefined;
       const name = slotKey(fam, key);
       const t = tensors[name];

@@ -19,6 +19,9 @@ export interface RestoreOptions {
   variables?: Record<string, tfType.Variable>;
   /** 'checkpoint' (default) sets the optimizer's learning rate to the saved one; 'keep' leaves it (fine-tuning). */
   learningRate?: 'checkpoint' | 'keep';
+  /** The variables in the order the training loop passes them to the optimizer, when that order differs from
+   * the run that saved (layers frozen or added): each slot goes to its variable's position in it. */
+  variableOrder?: readonly tfType.Variable[];
   tf?: Tf;
 }
 
@@ -99,7 +102,7 @@ export function restoreModelState(
       report.missing.push('optimizer state (the checkpoint has none)');
     } else {
       const plan = planOptimizerRestore(tf, opt, parseOptimizerDescription(text), loaded.tensors,
-        (key) => targets.get(key), consumed, { learningRate: options.learningRate ?? 'checkpoint' });
+        (key) => targets.get(key), consumed, { learningRate: options.learningRate ?? 'checkpoint', ...(options.variableOrder ? { variableOrder: options.variableOrder } : {}) });
       report.missing.push(...plan.problems.missing);
       report.unexpected.push(...plan.problems.unexpected);
       report.mismatched.push(...plan.problems.mismatched);

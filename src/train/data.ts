@@ -55,3 +55,11 @@ export function splitMnist(seed: number, valSize = 1000, trainLimit?: number): S
   const fingerprint = native.xxh3(new Uint8Array(all.xs.buffer)) + '-' + native.xxh3(all.labels) + '-' + native.xxh3(new Uint8Array(order.buffer));
   return { train, val, fingerprint };
 }
+
+/** The examples of `set` whose label is one of `classes` (the order kept). */
+export function onlyClasses(set: Dataset, classes: readonly number[]): Dataset {
+  const want = new Set(classes);
+  const idx: number[] = [];
+  for (let i = 0; i < set.n; i++) if (want.has(set.labels[i]!)) idx.push(i);
+  return subset(set, Uint32Array.from(idx));
+}

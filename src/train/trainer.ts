@@ -3,8 +3,12 @@
  * steps (modelState + Checkpointer, written off-thread), and exact resume (restoreModelState). The full state a
  * byte-exact continuation needs is listed in docs/training-state.md. */
 import type * as tfType from '@tensorflow/tfjs';
-import { CheckpointError } from '../binding/errors';
-import { Checkpointer, DurableInfo } from '../checkpoint/checkpointer';
+import * as path from 'node:path';
+import { argumentError, CheckpointError } from '../binding/errors';
+import { Checkpointer, DurableInfo, LoadedCheckpoint } from '../checkpoint/checkpointer';
+import { readPointer } from '../checkpoint/directory';
+import { stepOf, tagFileName } from '../checkpoint/manifest';
+import { readHeader } from '../format/file';
 import { keepBest } from '../checkpoint/retention';
 import type { Compression } from '../format/file';
 import { BackendName, loadTf } from '../tfjs/backend';
@@ -13,7 +17,7 @@ import { restoreModelState } from '../tfjs/restore';
 import { permutation, Rng, STREAM } from '../tfjs/rng';
 import { applySchedule, Schedule, schedules } from '../tfjs/schedules';
 import { StagingArena } from '../tfjs/snapshot';
-import { Dataset, splitMnist } from './data';
+import { Dataset, onlyClasses, splitMnist } from './data';
 import { buildMlp, makeOptimizer, OptimizerName } from './model';
 import { provenance, Provenance } from './provenance';
 
@@ -40,6 +44,25 @@ export interface TrainConfig {
   trainLimit?: number;
   /** Checkpoint compression (default 'none'); it does not change training. */
   compression?: Compression;
+  /** Train on these digits only (default 0-9); the head has max(classes) + 1 outputs. */
+  classes?: number[];
+  /** Tag the final checkpoint (e.g. v1_baseline). */
+  tag?: string;
+  /** Start from another run's checkpoint (incremental fine-tuning); see finetune(). */
+  finetune?: FinetuneConfig;
+}
+
+export interface FinetuneConfig {
+  /** A run directory (its newest valid checkpoint), `DIR:TAG` (a tagged one), or a checkpoint file. */
+  from: string;
+  /** The parent run's learning rate times this (PaddlePaddle's incremental training uses 1/5 to 1/10). */
+  lrScale: number;
+  /** Start the optimizer afresh instead of continuing the parent's state. */
+  resetOptimizer: boolean;
+  /** false (default for fine-tuning): load what fits and report the rest (a head that changed size). */
+  strict: boolean;
+  /** Indices in model.layers whose weights stay fixed. */
+  freeze: number[];
 }
 
 export interface TrainState {
@@ -65,22 +88,34 @@ export type TrainEvent =
   | { event: 'durable'; step: number; path: string; bytes: number; msToDurable: number }
   | { event: 'warning'; message: string }
   | { event: 'stopped'; step: number; signal: string }
-  | { event: 'done'; step: number; valAcc: number | null; path: string | null };
+  | { event: 'done'; step: number; valAcc: number | null; path: string | null }
+  | { event: 'finetune'; parent: string; parentStep: number; restored: number; notLoaded: string[]; lr: number }
+  | { event: 'classes'; phase: 'before' | 'after'; step: number; old: number[]; new: number[]; oldAcc: number | null; newAcc: number | null };
 
 export async function train(config: TrainConfig, emit: (e: TrainEvent) => void): Promise<TrainState> {
   const { tf, backend } = await loadTf(config.backend);
-  const data = splitMnist(config.seed, 1000, config.trainLimit);
+  const classes = config.classes ?? [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+  const all = splitMnist(config.seed, 1000, config.trainLimit);
+  const data = { ...all, train: onlyClasses(all.train, classes), val: onlyClasses(all.val, classes) };
+  const parent = config.finetune ? await loadParent(config.finetune.from) : null;
   const stepsPerEpoch = Math.floor(data.train.n / config.batch);
   if (stepsPerEpoch < 1) throw new Error(`batch ${config.batch} is larger than the training set (${data.train.n})`);
   // The schedule spans the planned run (--epochs); --steps only says where this invocation stops, so a run
   // stopped early and resumed follows exactly the same learning rates as one that never stopped.
   const plannedSteps = config.epochs * stepsPerEpoch;
   const totalSteps = config.steps ?? plannedSteps;
-  const schedule = lrSchedule(config, plannedSteps);
+  const parentState = parent?.loaded.state as TrainState | undefined;
+  const lr = config.finetune ? (parentState?.config.lr ?? config.lr) * config.finetune.lrScale : config.lr;
+  const schedule = lrSchedule({ ...config, lr, startLr: Math.min(config.startLr, lr), minLr: Math.min(config.minLr, lr) }, plannedSteps);
   const optimizerName = config.optimizer ?? 'adam';
-  const model = buildMlp(tf, [784, ...config.layers, 10], config.seed);
-  const optimizer = makeOptimizer(tf, optimizerName, config.lr);
+  const model = buildMlp(tf, [784, ...config.layers, Math.max(...classes) + 1], config.seed);
+  for (const i of config.finetune?.freeze ?? []) {
+    if (!model.layers[i]) throw argumentError(`--freeze ${i}: the model has ${model.layers.length} layers (0-${model.layers.length - 1})`);
+    model.layers[i]!.trainable = false;
+  }
+  const optimizer = makeOptimizer(tf, optimizerName, lr);
   const ckpt = new Checkpointer({ dir: config.dir, keepLast: config.keepLast, maxInflight: 1, onFull: 'wait',
+    ...(parent ? { parent: { run: parent.run, step: parent.loaded.step, ...(parent.contentId ? { contentId: parent.contentId } : {}) } } : {}),
     retention: [keepBest({ metric: 'val_acc', mode: 'max' })],
     compression: config.compression ?? 'none',
     onWarning: (message) => emit({ event: 'warning', message }) });
@@ -102,6 +137,7 @@ export async function train(config: TrainConfig, emit: (e: TrainEvent) => void):
       const saved = loaded.state as TrainState;
       if (saved.dataset?.fingerprint !== data.fingerprint) throw new Error(`checkpoint ${loaded.path} was trained on different data (seed or split differ)`);
       if (JSON.stringify(saved.config.layers) !== JSON.stringify(config.layers)) throw new Error(`checkpoint ${loaded.path} has layers ${saved.config.layers}, not ${config.layers}`);
+      if (JSON.stringify(saved.config.classes ?? null) !== JSON.stringify(config.classes ?? null)) throw new CheckpointError(`checkpoint ${loaded.path} was trained on classes ${saved.config.classes ?? '0-9'}, not ${config.classes ?? '0-9'} (use finetune --from to start a new run from it)`, { code: 'ECKPT_MISMATCH', path: loaded.path });
       if ((saved.optimizer ?? 'adam') !== optimizerName) throw new CheckpointError(`checkpoint ${loaded.path} was trained with --optimizer ${saved.optimizer}, not ${optimizerName}`, { code: 'ECKPT_MISMATCH', path: loaded.path });
       restoreModelState(model, optimizer, loaded, { tf });
       Object.assign(state, { step: saved.step, epoch: saved.epoch, posInEpoch: saved.posInEpoch, bestValAcc: saved.bestValAcc, lastValAcc: saved.lastValAcc, lastLoss: saved.lastLoss });
@@ -109,7 +145,35 @@ export async function train(config: TrainConfig, emit: (e: TrainEvent) => void):
       resumedPath = loaded.path;
     }
   }
+  const vars = () => model.trainableWeights.map((w) => w.read() as tfType.Variable);
+  if (parent && resumedFrom === null) {
+    const ft = config.finetune!;
+    const report = restoreModelState(model, ft.resetOptimizer ? null : optimizer, parent.loaded, { tf, strict: ft.strict, learningRate: 'keep', variableOrder: vars() });
+    emit({ event: 'finetune', parent: parent.loaded.path, parentStep: parent.loaded.step, restored: report.restored.length, notLoaded: [...report.missing, ...report.mismatched, ...report.unexpected], lr });
+  }
   emit({ event: 'start', totalSteps, stepsPerEpoch, backend, resumedFrom, path: resumedPath });
+  const oldClasses = parentState?.config.classes ?? (config.finetune ? [0, 1, 2, 3, 4, 5, 6, 7, 8, 9] : classes);
+  const newClasses = classes.filter((c) => !oldClasses.includes(c));
+  const byClass = (phase: 'before' | 'after', judged: tfType.LayersModel) => {
+    const acc = (cs: number[]) => {
+      if (!cs.length) return null;
+      const set = onlyClasses(all.val, cs);
+      const x = tf.tensor2d(set.xs, [set.n, 784]);
+      try { return accuracy(tf, judged, x, set.labels); } finally { x.dispose(); }
+    };
+    emit({ event: 'classes', phase, step: state.step, old: oldClasses, new: newClasses, oldAcc: acc(oldClasses), newAcc: acc(newClasses) });
+  };
+  if (parent && resumedFrom === null) {
+    // "Before" is the parent as it was trained (its own head), so forgetting shows as the old classes' drop.
+    const p = parentState!.config;
+    const parentModel = buildMlp(tf, [784, ...p.layers, Math.max(...(p.classes ?? [9])) + 1], config.seed);
+    try {
+      restoreModelState(parentModel, null, parent.loaded, { tf });
+      byClass('before', parentModel);
+    } finally {
+      parentModel.dispose();
+    }
+  }
 
   let stopSignal: string | null = null;
   const onSignal = (sig: string) => () => { stopSignal = sig; };
@@ -118,7 +182,7 @@ export async function train(config: TrainConfig, emit: (e: TrainEvent) => void):
   process.on('SIGTERM', handlers.SIGTERM);
 
   const val = tf.tensor2d(data.val.xs, [data.val.n, 784]);
-  const vars = model.trainableWeights.map((w) => w.read() as tfType.Variable);
+  const trained = vars();
   const arena = new StagingArena();
   let order: Uint32Array | null = null;
   let orderEpoch = -1;
@@ -154,8 +218,8 @@ export async function train(config: TrainConfig, emit: (e: TrainEvent) => void):
       }
       const lr = applySchedule(optimizer, schedule, state.step);
       const loss = tf.tidy(() => {
-        const [x, y] = batchTensors(tf, data.train, order!.subarray(pos * config.batch, (pos + 1) * config.batch));
-        const value = optimizer.minimize(() => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tfType.Tensor2D) as tfType.Scalar, true, vars);
+        const [x, y] = batchTensors(tf, data.train, order!.subarray(pos * config.batch, (pos + 1) * config.batch), Math.max(...classes) + 1);
+        const value = optimizer.minimize(() => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tfType.Tensor2D) as tfType.Scalar, true, trained);
         return value!.dataSync()[0]!;
       });
       state.step++;
@@ -173,6 +237,8 @@ export async function train(config: TrainConfig, emit: (e: TrainEvent) => void):
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
     if (stopSignal && state.step !== lastSaved) await save();
+    if (config.finetune) byClass('after', model);
+    if (config.tag && !stopSignal) await ckpt.tag(state.step, config.tag);
     await ckpt.close();
   } finally {
     process.off('SIGINT', handlers.SIGINT);
@@ -202,12 +268,37 @@ function accuracy(tf: typeof tfType, model: tfType.LayersModel, x: tfType.Tensor
   return hit / labels.length;
 }
 
-function batchTensors(tf: typeof tfType, set: Dataset, idx: Uint32Array): [tfType.Tensor2D, tfType.Tensor2D] {
+function batchTensors(tf: typeof tfType, set: Dataset, idx: Uint32Array, outputs: number): [tfType.Tensor2D, tfType.Tensor2D] {
   const x = new Float32Array(idx.length * 784);
-  const y = new Float32Array(idx.length * 10);
+  const y = new Float32Array(idx.length * outputs);
   idx.forEach((j, k) => {
     x.set(set.xs.subarray(j * 784, (j + 1) * 784), k * 784);
-    y[k * 10 + set.labels[j]!] = 1;
+    y[k * outputs + set.labels[j]!] = 1;
   });
-  return [tf.tensor2d(x, [idx.length, 784]), tf.tensor2d(y, [idx.length, 10])];
+  return [tf.tensor2d(x, [idx.length, 784]), tf.tensor2d(y, [idx.length, outputs])];
+}
+
+/** The checkpoint a fine-tune starts from: `DIR` (its newest valid checkpoint), `DIR:TAG`, or a file. Read-only:
+ * the parent run may still be training. */
+async function loadParent(from: string): Promise<{ loaded: LoadedCheckpoint; run: string; contentId: string | null }> {
+  const [dir, tag] = /^(.*):([A-Za-z0-9][A-Za-z0-9._-]{0,63})$/.exec(from)?.slice(1) ?? [from, undefined];
+  let loaded: LoadedCheckpoint | null;
+  let run: string;
+  if (stepOf(path.basename(dir!)) !== null) {
+    run = path.resolve(path.dirname(dir!));
+    loaded = await new Checkpointer({ dir: run, lock: false }).load(path.resolve(dir!));
+  } else {
+    run = path.resolve(dir!);
+    const reader = new Checkpointer({ dir: run, lock: false });
+    if (tag) {
+      const p = await readPointer(run, tagFileName(tag));
+      if (!p) throw new CheckpointError(`${run} has no tag ${tag}`, { code: 'ENOENT', path: path.join(run, tagFileName(tag)) });
+      loaded = await reader.load(path.join(run, p.file));
+    } else {
+      loaded = await reader.loadLatest();
+    }
+  }
+  if (!loaded) throw new CheckpointError(`${from} holds no valid checkpoint to fine-tune from`, { code: 'ENOENT', path: run });
+  const header = await readHeader(loaded.path);
+  return { loaded, run, contentId: header.contentId ?? null };
 }

@@ -14,7 +14,7 @@ interface RunLog {
   dir: string;
   /** The link to the run this one continues, when it has one. */
   from: (Parent & { found: 'ok' | 'missing-run' | 'missing-checkpoint' | 'content-differs' | 'cycle' | 'not-followed'; resolved: string | null }) | null;
-  checkpoints: { step: number; file: string; time: string; metrics: Record<string, number>; tags: string[]; pointers: string[]; contentId: string | null; parent: Parent | null; valid: boolean }[];
+  checkpoints: { step: number; file: string; time: string; metrics: Record<string, number>; tags: string[]; pointers: string[]; contentId: string | null; parent: Parent | null; origin: Parent | null; valid: boolean }[];
 }
 
 async function runExists(dir: string): Promise<boolean> {
@@ -36,7 +36,7 @@ async function readLog(dir: string): Promise<RunLog> {
   const run = await readRun(dir);
   const checkpoints = run.checkpoints.filter((c) => c.entry).map((c) => {
     const e = c.entry as ManifestEntry;
-    return { step: e.step, file: e.file, time: e.time, metrics: e.metrics, tags: c.tags, pointers: c.pointers, contentId: e.contentId, parent: e.parent, valid: c.present && c.problem === null };
+    return { step: e.step, file: e.file, time: e.time, metrics: e.metrics, tags: c.tags, pointers: c.pointers, contentId: e.contentId, parent: e.parent, origin: e.origin ?? null, valid: c.present && c.problem === null };
   });
   return { dir: run.dir, from: null, checkpoints };
 }
@@ -47,7 +47,7 @@ export async function lineage(dir: string): Promise<RunLog[]> {
   for (;;) {
     const child = chain[0]!;
     // The link to another run is on the oldest checkpoint that names one (the run's first save).
-    const link = child.checkpoints.find((c) => c.parent?.run !== undefined)?.parent;
+    const link = child.checkpoints.find((c) => c.parent?.run !== undefined)?.parent ?? child.checkpoints.find((c) => c.origin?.run !== undefined)?.origin;
     if (!link || link.run === undefined) break;
     const resolved = await resolveRun(link.run, child.dir);
     if (resolved === null) { child.from = { ...link, found: 'missing-run', resolved: null }; break; }
