@@ -182,6 +182,17 @@ export async function main(argv: string[]): Promise<void> {
     .option('--json', 'machine-readable output')
     .action(action(importModel));
 
+  program.command('report <dir>')
+    .description('an HTML page (and PNG) of loss and metrics per step across the lineage, marking checkpoints, fine-tunes and tags (read-only)')
+    .requiredOption('--out <file>', 'where to write the HTML page')
+    .option('--png <file>', 'also a PNG screenshot (needs chromium and the playwright-core package)')
+    .action(async (dir: string, o: { out: string; png?: string }) => {
+      const { reportCommand } = await import('./report');
+      const r = await reportCommand(dir, { out: o.out, ...(o.png ? { png: o.png } : {}) });
+      for (const w of r.warnings) process.stderr.write(`ckptio: warning: ${safe(w)}\n`);
+      writeLine(`${safe(r.html)}: ${r.runs} run(s), ${r.checkpoints} checkpoint(s)${r.png ? `, ${safe(r.png)}` : ''}`);
+    });
+
   try {
     await program.parseAsync(argv);
   } catch (err) {

@@ -8,7 +8,7 @@ root=$PWD
 out=$root/build-fuzz
 mkdir -p "$out"
 command -v clang++ >/dev/null || { echo "clang++ not found (apt-get install clang libclang-rt-14-dev)" >&2; exit 2; }
-xxhash=$(node -p "require('path').join(require.resolve('xxhash-addon/package.json'), '..', 'xxHash')")
+xxhash=$root/native/third_party/xxhash
 srcs=(native/format/header.cc native/format/json.cc native/format/dtype.cc native/format/checksum.cc)
 if [ ! -x "$out/header_fuzzer" ] || [ -n "$(find "${srcs[@]}" native/format/*.h native/io/status.h test/fuzz/header_fuzzer.cc -newer "$out/header_fuzzer")" ]; then
   clang++ -std=c++17 -g -O1 -fno-omit-frame-pointer -Wall -Wextra -Werror -Wno-unused-parameter \
