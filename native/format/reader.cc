@@ -7,16 +7,28 @@
 #include <vector>
 
 namespace ckptio::format {
+namespace {
 
-Status ReadCheckpointFile(io::Env* env, const std::string& path, bool verify, LoadedFile* out) {
-  int fd = env->Open(path.c_str(), O_RDONLY | O_CLOEXEC, 0);
+// Opens a checkpoint read-only and checks that it is a regular file; its size goes to *size.
+Status OpenRegular(io::Env* env, const std::string& path, io::UniqueFd* file, uint64_t* size) {
+  const int fd = env->Open(path.c_str(), O_RDONLY | O_CLOEXEC, 0);
   if (fd < 0) return Status::Os(-fd, "open", path);
-  io::UniqueFd file(env, fd);
+  *file = io::UniqueFd(env, fd);
   struct stat st;
-  int r = env->Fstat(file.get(), &st);
+  const int r = env->Fstat(file->get(), &st);
   if (r < 0) return Status::Os(-r, "fstat", path);
   if (!S_ISREG(st.st_mode)) return Status::Format("not a regular file", path);
-  out->file_size = static_cast<uint64_t>(st.st_size);
+  *size = static_cast<uint64_t>(st.st_size);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ReadCheckpointFile(io::Env* env, const std::string& path, bool verify, LoadedFile* out) {
+  io::UniqueFd file;
+  Status opened = OpenRegular(env, path, &file, &out->file_size);
+  if (!opened.ok()) return opened;
+  int r = 0;
   if (out->file_size < 8) {
     return Status::Format("file is " + std::to_string(out->file_size) +
                               " bytes, too short for the 8-byte header length",
@@ -51,14 +63,9 @@ Status ReadCheckpointFile(io::Env* env, const std::string& path, bool verify, Lo
 }
 
 Status ReadCheckpointHeader(io::Env* env, const std::string& path, ParsedHeader* out, uint64_t* file_size) {
-  int fd = env->Open(path.c_str(), O_RDONLY | O_CLOEXEC, 0);
-  if (fd < 0) return Status::Os(-fd, "open", path);
-  io::UniqueFd file(env, fd);
-  struct stat st;
-  int r = env->Fstat(file.get(), &st);
-  if (r < 0) return Status::Os(-r, "fstat", path);
-  if (!S_ISREG(st.st_mode)) return Status::Format("not a regular file", path);
-  *file_size = static_cast<uint64_t>(st.st_size);
+  io::UniqueFd file;
+  Status opened = OpenRegular(env, path, &file, file_size);
+  if (!opened.ok()) return opened;
   auto read_exact = [&](unsigned char* buf, size_t len, uint64_t offset) -> Status {
     size_t done = 0;
     while (done < len) {

@@ -146,6 +146,16 @@ function metricsOf(payload: SavePayload): Record<string, number> {
   return out;
 }
 
+/** The pointer files a retention decision names: {step, file} plus, for a best pointer, its metric. */
+function pointerFiles(pointers: Record<string, number>, kept: readonly ManifestEntry[]): { name: string; data: Uint8Array }[] {
+  return Object.entries(pointers).map(([name, step]) => {
+    const target = kept.find((e) => e.step === step)!;
+    const metricName = name === POINTER_BEST ? 'metric' : name.startsWith('best-') ? name.slice(5) : null;
+    const metric = metricName !== null ? target.metrics[metricName] : undefined;
+    return { name, data: renderPointer({ step, file: target.file, ...(metric !== undefined ? { metric } : {}) }) };
+  });
+}
+
 export class Checkpointer {
   readonly dir: string;
   readonly store: CheckpointStore;
@@ -331,15 +341,11 @@ export class Checkpointer {
     const removed = next.filter((e) => !decision.kept.has(e.step)).map((e) => e.file);
     // Pointers first, then the manifest, then the removals: nothing goes while a pointer or the record names it.
     const files: { name: string; data: Uint8Array }[] = [];
-    for (const [name, s] of Object.entries(decision.pointers)) {
-      const target = kept.find((e) => e.step === s)!;
-      const metricName = name === POINTER_BEST ? 'metric' : name.startsWith('best-') ? name.slice(5) : null;
-      const metric = metricName !== null ? target.metrics[metricName] : undefined;
-      const old = this.pointerCache.get(name);
-      const rendered = Buffer.from(renderPointer({ step: s, file: target.file, ...(metric !== undefined ? { metric } : {}) })).toString();
-      if (old === rendered) continue; // unchanged pointers are not rewritten
-      this.pointerCache.set(name, rendered);
-      files.push({ name, data: new Uint8Array(Buffer.from(rendered)) });
+    for (const f of pointerFiles(decision.pointers, kept)) {
+      const text = Buffer.from(f.data).toString();
+      if (this.pointerCache.get(f.name) === text) continue; // unchanged pointers are not rewritten
+      this.pointerCache.set(f.name, text);
+      files.push(f);
     }
     // Only this save's own entry may carry the token the writer replaces with its content id; an earlier save
     // still in flight is recorded without one for now (close() rewrites the manifest once it is known).
@@ -400,12 +406,7 @@ export class Checkpointer {
     const kept = this.entries.filter((e) => decision.kept.has(e.step)).map((e) => ({ ...e, keptBy: decision.kept.get(e.step)! }));
     const removed = this.entries.filter((e) => !decision.kept.has(e.step)).map((e) => e.file);
     if (options.dryRun) return { removed, kept };
-    for (const [name, s] of Object.entries(decision.pointers)) {
-      const target = kept.find((e) => e.step === s)!;
-      const metricName = name === POINTER_BEST ? 'metric' : name.startsWith('best-') ? name.slice(5) : null;
-      const metric = metricName !== null ? target.metrics[metricName] : undefined;
-      await this.store.writeSmall(name, renderPointer({ step: s, file: target.file, ...(metric !== undefined ? { metric } : {}) }));
-    }
+    for (const f of pointerFiles(decision.pointers, kept)) await this.store.writeSmall(f.name, f.data);
     this.pointerCache.clear();
     await this.store.writeSmall(MANIFEST_NAME, renderManifest({ version: 1, entries: kept, pointers: decision.pointers }));
     this.entries = kept;

@@ -188,18 +188,13 @@ export function removeFiles(dir: string, names: string[]): Promise<WriteResult> 
   return native.remove(dir, names).catch(rethrow);
 }
 
-export interface HeaderInfo {
-  tensors: { name: string; dtype: DType; shape: number[]; bytes: number }[];
-  /** Every metadata entry, ckptio's own included. */
-  metadata: Record<string, string>;
-  bytes: number;
-  checksummed: boolean;
-  contentId?: string;
-}
+/** A checkpoint's header: tensors (name, dtype, shape, bytes), every metadata entry (ckptio's own included),
+ * file size, and the content id when it has checksums. */
+export type HeaderInfo = NativeHeader;
 
 /** Parses a checkpoint's header without reading its tensor data (digests are not verified). */
 export function readHeader(path: string): Promise<HeaderInfo> {
   const rethrow = callSite(readHeader);
   if (typeof path !== 'string' || path.length === 0) return Promise.reject(argumentError('path must be a non-empty string')).catch(rethrow);
-  return native.readHeader(path).then((h: NativeHeader) => h).catch(rethrow);
+  return native.readHeader(path).catch(rethrow);
 }
