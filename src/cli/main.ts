@@ -57,7 +57,7 @@ function addTrainOptions(cmd: Command, defaultDir: string): Command {
     .option('--keep-last <n>', 'checkpoints to keep', int('--keep-last', 1), 3)
     .option('--eval-every <n>', 'validate every N steps', int('--eval-every', 1), 100)
     .option('--resume <mode>', "'auto' (newest valid checkpoint in --dir), 'never', or a checkpoint path", 'auto')
-    .addOption(new Option('--backend <name>', 'tfjs backend').choices(['wasm', 'cpu', 'tensorflow']).default('wasm'))
+    .addOption(new Option('--backend <name>', 'tfjs backend').choices(['wasm', 'cpu', 'webgpu', 'tensorflow']).default('wasm'))
     .addOption(new Option('--log <format>', 'output').choices(['text', 'json']).default('text'))
     .addOption(new Option('--compression <codec>', 'compress checkpoint tensors (lz4 on the libuv thread pool; see benches/RESULTS.md for when it pays)').choices(['none', 'lz4']).default('none'))
     .addOption(new Option('--train-limit <n>', 'use only the first N training digits (tests)').argParser(int('--train-limit', 1)).hideHelp())

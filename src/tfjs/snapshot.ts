@@ -6,7 +6,9 @@
  * `sliceBytes`, yielding to the event loop once a turn has spent `turnBudgetMs` copying, so no single block of
  * the main thread is long and a large state still takes only a few turns (one slice per turn made a 64 MiB
  * copy span 16 training steps, longer than a save interval of 10);
- * elsewhere they are read with data(). release() drops every reference once the file is written. */
+ * elsewhere (webgpu, tfjs-node) they are read with data(), never dataSync(): on webgpu that is the backend's
+ * GPU->staging copy and mapAsync, several at once up to `maxReadBytesInFlight`, so training keeps the main
+ * thread meanwhile. release() drops every reference once the file is written. */
 import type * as tfType from '@tensorflow/tfjs';
 import type { TensorSource } from '../checkpoint/checkpointer';
 import type { DType, TensorEntry } from '../format/file';
@@ -58,8 +60,18 @@ export interface SnapshotOptions {
   /** Copying done per event-loop turn before yielding (default 1 ms). */
   turnBudgetMs?: number;
   arena?: StagingArena;
+  /** Bytes of data() reads (webgpu, tfjs-node) outstanding at once (default 64 MiB; one tensor is always let
+   * through, however large). */
+  maxReadBytesInFlight?: number;
   /** Main-thread time spent copying, summed and longest, filled in by materialize(). */
-  onCopyStats?: (stats: { totalMs: number; longestMs: number; copiedBytes: number }) => void;
+  onCopyStats?: (stats: { totalMs: number; longestMs: number; copiedBytes: number; readBytes?: number; peakReadBytesInFlight?: number }) => void;
+}
+
+function entry(dtype: DType, t: tfType.Tensor, raw: Uint8Array): TensorEntry {
+  const data = dtype === 'float32' ? new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4)
+    : dtype === 'int32' ? new Int32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4)
+      : raw;
+  return { dtype, shape: [...t.shape], data };
 }
 
 const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -76,6 +88,8 @@ export function snapshot(tf: Tf, tensors: Record<string, tfType.Tensor>, opts: S
   const sliceBytes = opts.sliceBytes ?? 1 << 20;
   const turnBudgetMs = opts.turnBudgetMs ?? 1;
   if (!(sliceBytes >= 4096) || !(turnBudgetMs >= 0)) throw argumentError('sliceBytes must be >= 4096 and turnBudgetMs >= 0');
+  const maxReadBytesInFlight = opts.maxReadBytesInFlight ?? 64 << 20;
+  if (!(maxReadBytesInFlight > 0)) throw argumentError('maxReadBytesInFlight must be > 0');
   let released = false;
   let arena: StagingArena | null = null;
   return {
@@ -86,6 +100,11 @@ export function snapshot(tf: Tf, tensors: Record<string, tfType.Tensor>, opts: S
       let longestMs = 0;
       let copiedBytes = 0;
       let turnMs = 0; // copying done since the last yield
+      // data() reads outstanding, oldest first; the result lists the tensors in their order either way.
+      const reads: { done: Promise<void>; bytes: number }[] = [];
+      let inFlight = 0;
+      let readBytes = 0;
+      let peakReadBytesInFlight = 0;
       for (const [name, t] of held) {
         const dtype: DType = TFJS_DTYPES[t.dtype as keyof typeof TFJS_DTYPES].dtype;
         const access = byteAccess(tf, t);
@@ -112,15 +131,29 @@ export function snapshot(tf: Tf, tensors: Record<string, tfType.Tensor>, opts: S
             copiedBytes += Math.min(sliceBytes, raw.byteLength - at);
           }
         } else {
-          const values = await t.data();
-          raw = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+          const bytes = t.size * TFJS_DTYPES[t.dtype as keyof typeof TFJS_DTYPES].bytes;
+          while (reads.length && inFlight + bytes > maxReadBytesInFlight) {
+            const oldest = reads.shift()!;
+            await oldest.done;
+            inFlight -= oldest.bytes;
+          }
+          out[name] = undefined as unknown as TensorEntry; // keeps the tensors' order in `out`
+          const t0 = performance.now();
+          const done = t.data().then((values) => {
+            out[name] = entry(dtype, t, new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
+          });
+          done.catch(() => {}); // a failure surfaces where it is awaited, not as an unhandled rejection meanwhile
+          totalMs += performance.now() - t0; // issuing the read (webgpu: encode + submit the copy); the map callback runs in the backend
+          reads.push({ done, bytes });
+          inFlight += bytes;
+          readBytes += bytes;
+          peakReadBytesInFlight = Math.max(peakReadBytesInFlight, inFlight);
+          continue;
         }
-        const data = dtype === 'float32' ? new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4)
-          : dtype === 'int32' ? new Int32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4)
-            : raw;
-        out[name] = { dtype, shape: [...t.shape], data };
+        out[name] = entry(dtype, t, raw);
       }
-      opts.onCopyStats?.({ totalMs, longestMs, copiedBytes });
+      await Promise.all(reads.map((r) => r.done));
+      opts.onCopyStats?.({ totalMs, longestMs, copiedBytes, ...(readBytes ? { readBytes, peakReadBytesInFlight } : {}) });
       return out;
     },
     release(): void {

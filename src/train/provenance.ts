@@ -1,11 +1,18 @@
-/** Where a run came from: library versions, git commit and dirty flag of the working tree (if any). */
+/** Where a run came from: library versions, the backend (on webgpu, the adapter Dawn gave: a software adapter's
+ * timings are not a GPU's), git commit and dirty flag of the working tree (if any). */
 import { execFileSync } from 'node:child_process';
+import { currentWebGpuAdapter, WebGpuAdapterReport } from '../tfjs/webgpu';
 
 export interface Provenance {
   node: string;
   ckptio: string;
   tfjs: string;
   backend: string;
+  /** webgpu only: vendor, description, software or not, and which Dawn backend (vulkan / opengles). */
+  adapter?: WebGpuAdapterReport;
+  /** webgpu only: versions of @tensorflow/tfjs-backend-webgpu and of the `webgpu` (Dawn) package. */
+  tfjsBackendWebgpu?: string;
+  dawn?: string;
   git: { commit: string; dirty: boolean } | null;
 }
 
@@ -26,5 +33,10 @@ export function provenance(backend: string, cwd = process.cwd()): Provenance {
   } catch {
     git = null;
   }
-  return { node: process.version, ckptio: (require('../../../package.json') as { version: string }).version, tfjs: version('@tensorflow/tfjs-core'), backend, git };
+  const adapter = backend === 'webgpu' ? currentWebGpuAdapter() : null;
+  return {
+    node: process.version, ckptio: (require('../../../package.json') as { version: string }).version, tfjs: version('@tensorflow/tfjs-core'), backend,
+    ...(adapter ? { adapter, tfjsBackendWebgpu: version('@tensorflow/tfjs-backend-webgpu'), dawn: version('webgpu') } : {}),
+    git,
+  };
 }

@@ -12,6 +12,7 @@ import { readHeader } from '../format/file';
 import { keepBest } from '../checkpoint/retention';
 import type { Compression } from '../format/file';
 import { BackendName, loadTf } from '../tfjs/backend';
+import type { WebGpuAdapterReport } from '../tfjs/webgpu';
 import { modelState } from '../tfjs/model-state';
 import { restoreModelState } from '../tfjs/restore';
 import { permutation, Rng, STREAM } from '../tfjs/rng';
@@ -81,7 +82,7 @@ export interface TrainState {
 }
 
 export type TrainEvent =
-  | { event: 'start'; totalSteps: number; stepsPerEpoch: number; backend: string; resumedFrom: number | null; path: string | null }
+  | { event: 'start'; totalSteps: number; stepsPerEpoch: number; backend: string; adapter?: WebGpuAdapterReport; resumedFrom: number | null; path: string | null }
   | { event: 'step'; step: number; epoch: number; loss: number; lr: number }
   | { event: 'eval'; step: number; valAcc: number }
   | { event: 'save'; step: number; stallMs: number; waitedMs: number; skipped: boolean }
@@ -93,7 +94,15 @@ export type TrainEvent =
   | { event: 'classes'; phase: 'before' | 'after'; step: number; old: number[]; new: number[]; oldAcc: number | null; newAcc: number | null };
 
 export async function train(config: TrainConfig, emit: (e: TrainEvent) => void): Promise<TrainState> {
-  const { tf, backend } = await loadTf(config.backend);
+  const { tf, backend, adapter, close: closeBackend } = await loadTf(config.backend);
+  try {
+    return await trainOn(tf, backend, adapter, config, emit);
+  } finally {
+    await closeBackend();
+  }
+}
+
+async function trainOn(tf: typeof tfType, backend: BackendName, adapter: WebGpuAdapterReport | undefined, config: TrainConfig, emit: (e: TrainEvent) => void): Promise<TrainState> {
   const classes = config.classes ?? [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
   const all = splitMnist(config.seed, 1000, config.trainLimit);
   const data = { ...all, train: onlyClasses(all.train, classes), val: onlyClasses(all.val, classes) };
@@ -151,7 +160,7 @@ export async function train(config: TrainConfig, emit: (e: TrainEvent) => void):
     const report = restoreModelState(model, ft.resetOptimizer ? null : optimizer, parent.loaded, { tf, strict: ft.strict, learningRate: 'keep', variableOrder: vars() });
     emit({ event: 'finetune', parent: parent.loaded.path, parentStep: parent.loaded.step, restored: report.restored.length, notLoaded: [...report.missing, ...report.mismatched, ...report.unexpected], lr });
   }
-  emit({ event: 'start', totalSteps, stepsPerEpoch, backend, resumedFrom, path: resumedPath });
+  emit({ event: 'start', totalSteps, stepsPerEpoch, backend, ...(adapter ? { adapter } : {}), resumedFrom, path: resumedPath });
   const oldClasses = parentState?.config.classes ?? (config.finetune ? [0, 1, 2, 3, 4, 5, 6, 7, 8, 9] : classes);
   const newClasses = classes.filter((c) => !oldClasses.includes(c));
   const byClass = (phase: 'before' | 'after', judged: tfType.LayersModel) => {
