@@ -38,7 +38,10 @@ test('train 0-7 -> finetune 0-9 (head changed: partial load) -> finetune with a 
   assert.equal(before!.newAcc, 0, 'and not the new ones (its head has no outputs for them)');
   assert.ok((after!.newAcc as number) > 0.3, `after fine-tuning the new classes are learned (${after!.newAcc})`);
 
-  const e2 = cli('finetune', ...SMALL, '--epochs', '1', '--from', inc1, '--dir', inc2, '--classes', '0-9', '--freeze', '0', '--tag', 'incremental_b');
+  const e2 = cli('finetune', ...SMALL, '--epochs', '1', '--from', inc1, '--dir', inc2, '--classes', '0-9', '--freeze', '0', '--dedup', '--tag', 'incremental_b');
+  const durable = e2.filter((e) => e.event === 'durable');
+  assert.equal(durable[0]!.dedupedBytes, 0, 'the first save of the run stores everything');
+  assert.ok(durable.slice(1).every((e) => e.dedupedBytes === (784 * 32 + 32) * 4), 'later saves store the frozen layer by reference (bytes saved reported)');
   assert.deepEqual((e2.find((e) => e.event === 'finetune')!.notLoaded as string[]).map((s) => s.split(' ')[0]).sort(), [
     'optimizer/m/model/0-dense/bias', 'optimizer/m/model/0-dense/kernel', 'optimizer/v/model/0-dense/bias', 'optimizer/v/model/0-dense/kernel',
   ], 'same shape: every weight loads; only the frozen layer\'s optimizer slots are left out (it is not trained)');

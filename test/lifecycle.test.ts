@@ -231,3 +231,58 @@ test('a crash at every I/O operation of a save that moves two best pointers and 
   tc.diagnostic(`${total} crash points; checkpoint sets: ${[...states].map(([s, n]) => `${s} (${n})`).join('; ')}`);
   assert.ok(states.size >= 3, 'the crash points reach before the save, before the prune and after it');
 });
+
+test('dedup: a frozen layer is stored once and by reference after; retention keeps the file holding it; loads are whole and verified', async () => {
+  const { loadTf } = await import('../src/tfjs/backend');
+  const { modelState } = await import('../src/tfjs/model-state');
+  const { restoreModelState } = await import('../src/tfjs/restore');
+  const { tf } = await loadTf('cpu');
+  const model = tf.sequential({ layers: [tf.layers.dense({ inputShape: [64], units: 256, trainable: false, name: 'frozen' }), tf.layers.dense({ units: 4, name: 'head' })] });
+  const optimizer = tf.train.adam(0.01);
+  const x = tf.randomNormal([16, 64], 0, 1, 'float32', 3);
+  const y = tf.randomNormal([16, 4], 0, 1, 'float32', 4);
+  // The frozen layer's variables are still tf-trainable: pass the LayersModel's trainable weights explicitly.
+  const vars = model.trainableWeights.map((w) => w.read() as never);
+  const stepOnce = () => optimizer.minimize(() => tf.losses.meanSquaredError(y, model.apply(x) as never) as never, false, vars);
+  const dir = tempDir();
+  const ckpt = new Checkpointer({ dir, keepLast: 2, dedup: true, ...quiet });
+  const infos = [];
+  for (let s = 1; s <= 4; s++) {
+    stepOnce();
+    infos.push((await (await ckpt.save(s, { tensors: modelState(model, optimizer, { tf }) })).durable)!);
+  }
+  await ckpt.close();
+  const frozenBytes = (64 * 256 + 256) * 4;
+  assert.deepEqual(infos.map((i) => i.dedupedBytes), [0, frozenBytes, frozenBytes, frozenBytes], 'bytes saved reported per save');
+  assert.ok(infos[1]!.bytes < infos[0]!.bytes - frozenBytes + 4096, 'the second file is smaller by the frozen layer');
+  // keepLast 2 keeps 3 and 4, and 1, which holds the frozen layer both refer to; 2 goes.
+  assert.deepEqual(listDir(dir).filter((f) => f.startsWith('ckpt-')), [checkpointName(1), checkpointName(3), checkpointName(4)]);
+  const m = parseManifest(fs.readFileSync(path.join(dir, MANIFEST_NAME)), MANIFEST_NAME);
+  assert.deepEqual(m.entries.find((e) => e.step === 1)!.keptBy.sort(), ['referenced by step 3', 'referenced by step 4']);
+  // A load is whole and byte-exact, and restores into a fresh model.
+  const reader = new Checkpointer({ dir, lock: false, ...quiet });
+  const loaded = (await reader.loadLatest())!;
+  assert.equal(loaded.step, 4);
+  assert.ok(loaded.tensors['model/frozen/kernel'], 'the referenced tensor is back');
+  assert.equal(loaded.metadata['ckptio.refs'], undefined);
+  const fresh = tf.sequential({ layers: [tf.layers.dense({ inputShape: [64], units: 256, trainable: false, name: 'frozen' }), tf.layers.dense({ units: 4, name: 'head' })] });
+  restoreModelState(fresh, tf.train.adam(0.01), loaded, { tf });
+  for (const [a, b] of fresh.getWeights().map((w, i) => [w, model.getWeights()[i]!])) {
+    assert.ok(Buffer.from((a!.dataSync() as Float32Array).buffer).equals(Buffer.from((b!.dataSync() as Float32Array).buffer)));
+  }
+  // Across a restart (and a lost manifest) the reference still protects the holder.
+  fs.rmSync(path.join(dir, MANIFEST_NAME));
+  const again = new Checkpointer({ dir, keepLast: 1, dedup: true, ...quiet });
+  const r = await again.prune();
+  await again.close();
+  assert.deepEqual(r.removed, [checkpointName(3)], 'the holder (1) stays for 4; 3 goes');
+  // A holder that is damaged makes the load of a checkpoint referring to it fail (verified), never silently partial.
+  const holder = path.join(dir, checkpointName(1));
+  const bytes = fs.readFileSync(holder);
+  bytes[bytes.length - 8] ^= 0xff;
+  fs.writeFileSync(holder, bytes);
+  await assert.rejects(new Checkpointer({ dir, lock: false, ...quiet }).load(path.join(dir, checkpointName(4))), (err: unknown) => err instanceof CheckpointError && err.code === 'ECKPT_CHECKSUM');
+  // A reference that names a path outside the run is refused.
+  const { parseRefs } = await import('../src/checkpoint/dedup');
+  assert.throws(() => parseRefs({ 'ckptio.refs': JSON.stringify({ w: { file: '../x/ckpt-0000000001.safetensors', dtype: 'float32', shape: [1] } }) }, 'f'), (err: unknown) => err instanceof CheckpointError && err.code === 'ECKPT_FORMAT');
+});

@@ -14,7 +14,9 @@ import { Compression, CompressionReport, readCheckpoint, TensorEntry } from '../
 import { METADATA_KEYS } from '../format/metadata-keys';
 import { LocalStore } from '../store/local';
 import { CheckpointStore, StoreLock } from '../store/store';
+import * as path from 'node:path';
 import { Admission } from './admission';
+import { DedupIndex, resolveRefs } from './dedup';
 import { POINTER_BEST, POINTER_LATEST, readPointer, renderPointer } from './directory';
 import { checkpointName, describingMetadata, entryFromHeader, Manifest, MANIFEST_NAME, ManifestEntry, Parent, parseManifest, renderManifest, stepOf, tagOfFile } from './manifest';
 import { decideRetention, keepBest, keepLast, RetentionPolicy } from './retention';
@@ -24,6 +26,9 @@ export interface TensorSource {
   readonly bytes: number;
   /** `ckptio.*` metadata that describes these tensors (a tfjs model's naming, an optimizer's counters). */
   readonly metadata?: Readonly<Record<string, string>>;
+  /** Per tensor, an object that is the same at two saves only when the bytes are the same (a tfjs dataId):
+   * with `dedup`, such a tensor is stored by reference to the checkpoint that holds it. */
+  readonly identities?: ReadonlyMap<string, object>;
   materialize(): Promise<Record<string, TensorEntry>>;
   release(): void;
 }
@@ -63,6 +68,9 @@ export interface CheckpointerOptions {
   compression?: Compression;
   /** The checkpoint the first save of this run continues from (lineage across runs). */
   parent?: Parent;
+  /** Store a tensor that has not changed since an earlier checkpoint of this run (same tfjs dataId, see
+   * modelState) by reference to it instead of again (default false); docs/lifecycle.md. */
+  dedup?: boolean;
   /** Take the run lock (default true). false: read-only use (ls, verify, loading) while a writer runs; such a
    * checkpointer never writes. */
   lock?: boolean;
@@ -76,6 +84,8 @@ export interface DurableInfo {
   msToDurable: number;
   pruned: string[];
   contentId: string | null;
+  /** Tensor bytes stored by reference instead (dedup). */
+  dedupedBytes: number;
   /** Present with `compression: 'lz4'`. */
   compression?: CompressionReport;
 }
@@ -146,6 +156,12 @@ function metricsOf(payload: SavePayload): Record<string, number> {
   return out;
 }
 
+/** For retention: which checkpoints each one needs to load (those holding the tensors it references). */
+function referencesOf(entries: readonly ManifestEntry[]): Map<number, number[]> {
+  const stepOfFile = new Map(entries.map((e) => [e.file, e.step]));
+  return new Map(entries.filter((e) => e.refs?.length).map((e) => [e.step, e.refs!.map((f) => stepOfFile.get(f)).filter((s): s is number => s !== undefined)]));
+}
+
 /** The pointer files a retention decision names: {step, file} plus, for a best pointer, its metric. */
 function pointerFiles(pointers: Record<string, number>, kept: readonly ManifestEntry[]): { name: string; data: Uint8Array }[] {
   return Object.entries(pointers).map(([name, step]) => {
@@ -200,6 +216,7 @@ export class Checkpointer {
     }
     this.policies = [keepLast(keep), ...(opts.best ? [keepBest({ metric: 'metric', mode: opts.best, pointer: POINTER_BEST })] : []), ...(opts.retention ?? [])];
     this.admission = new Admission({ maxInflight, maxInflightBytes });
+    this.dedup = opts.dedup ? new DedupIndex() : null;
     this.ready = this.open(opts.lock ?? true);
     this.ready.catch(() => {});
   }
@@ -326,17 +343,22 @@ export class Checkpointer {
   private submit(step: number, tensors: Record<string, TensorEntry>, source: TensorSource | null, state: string,
     metrics: Record<string, number>, bytes: number, copy: boolean, t0: number): Promise<DurableInfo> {
     const file = checkpointName(step);
+    const planned = this.dedup?.plan(file, tensors, source?.identities, (f) => this.entries.some((e) => e.file === f));
+    const written = planned ? planned.write : tensors;
+    const refs = planned?.refs ?? {};
+    const refFiles = [...new Set(Object.values(refs).map((r) => r.file))];
     const previous = this.entries.filter((e) => e.step < step).pop();
     const knownId = previous?.contentId && previous.contentId !== CONTENT_ID_TOKEN ? previous.contentId : null;
     const parent: Parent | null = previous ? { step: previous.step, ...(knownId ? { contentId: knownId } : {}) } : this.origin;
     const origin = this.origin;
     const time = new Date().toISOString();
-    const entry: ManifestEntry = { step, file, time, bytes, metrics, contentId: CONTENT_ID_TOKEN, parent, origin, tags: [], keptBy: [] };
+    const entry: ManifestEntry = { step, file, time, bytes, metrics, contentId: CONTENT_ID_TOKEN, parent, origin, tags: [], keptBy: [],
+      ...(refFiles.length ? { refs: refFiles, dedupedBytes: planned!.dedupedBytes } : {}) };
     const before = this.entries;
     const replaced = before.find((e) => e.step === step);
     if (replaced) entry.tags = replaced.tags;
     const next = [...before.filter((e) => e.step !== step), entry].sort((a, b) => a.step - b.step);
-    const decision = decideRetention(next.map((e) => ({ step: e.step, time: Date.parse(e.time), metrics: e.metrics, tags: e.tags })), this.policies, Date.now());
+    const decision = decideRetention(next.map((e) => ({ step: e.step, time: Date.parse(e.time), metrics: e.metrics, tags: e.tags })), this.policies, Date.now(), referencesOf(next));
     const kept = next.filter((e) => decision.kept.has(e.step)).map((e) => ({ ...e, keptBy: decision.kept.get(e.step)! }));
     const removed = next.filter((e) => !decision.kept.has(e.step)).map((e) => e.file);
     // Pointers first, then the manifest, then the removals: nothing goes while a pointer or the record names it.
@@ -354,8 +376,9 @@ export class Checkpointer {
     files.push({ name: MANIFEST_NAME, data: renderManifest({ version: 1, entries: rendered, pointers: decision.pointers }) });
     this.lastPointers = decision.pointers;
     this.entries = kept;
-    const metadata: Record<string, string> = { ...(source?.metadata ?? {}), [STEP_KEY]: String(step), [STATE_KEY]: state, ...describingMetadata(entry) };
-    return this.store.commit({ name: file, tensors, options: { metadata, copy, compression: this.compression }, files, remove: removed })
+    const metadata: Record<string, string> = { ...(source?.metadata ?? {}), [STEP_KEY]: String(step), [STATE_KEY]: state, ...describingMetadata(entry),
+      ...(refFiles.length ? { [METADATA_KEYS.refs]: JSON.stringify(refs) } : {}) };
+    return this.store.commit({ name: file, tensors: written, options: { metadata, copy, compression: this.compression }, files, remove: removed })
       .then((result): DurableInfo => {
         const contentId = result.contentId ?? null;
         const mine = this.entries.find((e) => e.step === step && e.contentId === CONTENT_ID_TOKEN);
@@ -364,7 +387,7 @@ export class Checkpointer {
         if (result.leftover) this.warn(`step ${step} is durable, but the file it replaced stays at ${result.leftover.path} (${result.leftover.code} on unlink); it is removed at the next start`);
         for (const l of result.fileLeftovers) this.warn(`${l.path}: the replaced file stays (${l.code} on unlink); it is removed at the next start`);
         this.counters.saved++;
-        const info: DurableInfo = { step, path: `${this.dir}/${file}`, bytes: result.bytes, msToDurable: performance.now() - t0, pruned: result.removed, contentId };
+        const info: DurableInfo = { step, path: `${this.dir}/${file}`, bytes: result.bytes, msToDurable: performance.now() - t0, pruned: result.removed, contentId, dedupedBytes: planned?.dedupedBytes ?? 0 };
         if (result.compression) info.compression = result.compression;
         return info;
       }, async (err: unknown) => {
@@ -372,11 +395,13 @@ export class Checkpointer {
         // decision is made (pointers and removals of this save did not happen or only partly).
         this.entries = before;
         this.pointerCache.clear();
+        this.dedup?.forget(file);
         throw err;
       });
   }
 
   private readonly pointerCache = new Map<string, string>();
+  private readonly dedup: DedupIndex | null;
   private manifestStale = false;
   private lastPointers: Record<string, number> = {};
 
@@ -402,7 +427,7 @@ export class Checkpointer {
       if (p) existing.set(p.step, `pointer ${name}`);
     }
     const pointed: RetentionPolicy = { name: 'existing pointers', keep: () => existing };
-    const decision = decideRetention(this.entries.map((e) => ({ step: e.step, time: Date.parse(e.time), metrics: e.metrics, tags: e.tags })), [...policies, pointed], Date.now());
+    const decision = decideRetention(this.entries.map((e) => ({ step: e.step, time: Date.parse(e.time), metrics: e.metrics, tags: e.tags })), [...policies, pointed], Date.now(), referencesOf(this.entries));
     const kept = this.entries.filter((e) => decision.kept.has(e.step)).map((e) => ({ ...e, keptBy: decision.kept.get(e.step)! }));
     const removed = this.entries.filter((e) => !decision.kept.has(e.step)).map((e) => e.file);
     if (options.dryRun) return { removed, kept };
@@ -467,15 +492,18 @@ export class Checkpointer {
   }
 
   /** Loads a checkpoint by path (any file) and verifies it. */
+  /** Loads a checkpoint by path (any file) and verifies it; tensors stored by reference are read back from the
+   * checkpoints of the same directory that hold them. */
   async load(file: string): Promise<LoadedCheckpoint> {
-    const r = await readCheckpoint(file);
+    const r = await resolveRefs(await readCheckpoint(file), file, (f) => readCheckpoint(path.join(path.dirname(file), f)));
     return Checkpointer.decode(file, r.tensors, r.metadata);
   }
 
   private async tryLoad(file: string, step: number): Promise<LoadedCheckpoint | null> {
     try {
-      const r = await this.store.read(file);
-      return Checkpointer.decode(`${this.dir}/${file}`, r.tensors, r.metadata);
+      const where = `${this.dir}/${file}`;
+      const r = await resolveRefs(await this.store.read(file), where, (f) => this.store.read(f));
+      return Checkpointer.decode(where, r.tensors, r.metadata);
     } catch (err) {
       const reason = err instanceof CheckpointError ? `${err.code}: ${err.message}` : String(err);
       this.warn(`checkpoint for step ${step} is not valid, using an older one (${reason})`);

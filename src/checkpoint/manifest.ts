@@ -5,20 +5,14 @@
 import { CheckpointError } from '../binding/errors';
 import type { HeaderInfo } from '../format/file';
 import { METADATA_KEYS } from '../format/metadata-keys';
+import { parseRefs } from './dedup';
+import { stepOf } from './names';
+
+export { checkpointName, stepOf } from './names';
 
 export const MANIFEST_NAME = 'ckptio-manifest.json';
-const CHECKPOINT_RE = /^ckpt-(\d{10})\.safetensors$/;
 const TAG_FILE_RE = /^tag\.([A-Za-z0-9][A-Za-z0-9._-]{0,63})$/;
 export const TAG_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-
-export function checkpointName(step: number): string {
-  return `ckpt-${String(step).padStart(10, '0')}.safetensors`;
-}
-
-export function stepOf(name: string): number | null {
-  const m = CHECKPOINT_RE.exec(name);
-  return m ? Number(m[1]) : null;
-}
 
 export function tagFileName(tag: string): string {
   return `tag.${tag}`;
@@ -49,6 +43,10 @@ export interface ManifestEntry {
   parent: Parent | null;
   /** The other run's checkpoint this run started from (a fine-tune), on every checkpoint of the run. */
   origin?: Parent | null;
+  /** Checkpoints of this run holding tensors this one stores by reference (dedup). */
+  refs?: string[];
+  /** Tensor bytes not written because they were stored by reference. */
+  dedupedBytes?: number;
   tags: string[];
   /** Why retention keeps it. */
   keptBy: string[];
@@ -116,7 +114,9 @@ export function parseManifest(bytes: Uint8Array, path: string): Manifest {
     if (x.contentId !== null && (typeof x.contentId !== 'string' || !/^[0-9a-f]{16}$/.test(x.contentId))) throw bad(`${where}.contentId`, path);
     if (!Array.isArray(x.tags) || !x.tags.every((t) => typeof t === 'string' && TAG_NAME_RE.test(t))) throw bad(`${where}.tags`, path);
     if (!Array.isArray(x.keptBy) || !x.keptBy.every((t) => typeof t === 'string' && t.length < 256)) throw bad(`${where}.keptBy`, path);
-    return { step: x.step!, file: x.file, time: x.time, bytes: x.bytes!, metrics: parseMetrics(x.metrics, `${where}.metrics`), contentId: x.contentId ?? null, parent: parseParent(x.parent, `${where}.parent`), origin: parseParent(x.origin, `${where}.origin`), tags: [...x.tags], keptBy: [...x.keptBy] };
+    return { step: x.step!, file: x.file, time: x.time, bytes: x.bytes!, metrics: parseMetrics(x.metrics, `${where}.metrics`), contentId: x.contentId ?? null, parent: parseParent(x.parent, `${where}.parent`), origin: parseParent(x.origin, `${where}.origin`), tags: [...x.tags], keptBy: [...x.keptBy],
+      ...(x.refs !== undefined ? { refs: parseRefFiles(x.refs, `${where}.refs`, path) } : {}),
+      ...(x.dedupedBytes !== undefined ? { dedupedBytes: nonNegative(x.dedupedBytes, `${where}.dedupedBytes`, path) } : {}) };
   });
   const pointers: Record<string, number> = {};
   for (const [k, s] of Object.entries(m.pointers)) {
@@ -124,6 +124,16 @@ export function parseManifest(bytes: Uint8Array, path: string): Manifest {
     pointers[k] = s as number;
   }
   return { version: 1, entries: entries.sort((a, b) => a.step - b.step), pointers };
+}
+
+function parseRefFiles(v: unknown, where: string, path: string): string[] {
+  if (!Array.isArray(v) || !v.every((f) => typeof f === 'string' && stepOf(f) !== null)) throw bad(`${where} is not a list of checkpoint names`, path);
+  return [...v] as string[];
+}
+
+function nonNegative(v: unknown, where: string, path: string): number {
+  if (!Number.isSafeInteger(v) || (v as number) < 0) throw bad(where, path);
+  return v as number;
 }
 
 export function renderManifest(m: Manifest): Uint8Array {
@@ -147,7 +157,9 @@ export function entryFromHeader(file: string, h: HeaderInfo, tags: string[]): Ma
     throw bad(`${file}: unreadable metrics or parent`);
   }
   const time = h.metadata[METADATA_KEYS.time];
+  const refs = [...new Set(Object.values(parseRefs(h.metadata, file)).map((r) => r.file))];
   return {
+    ...(refs.length ? { refs } : {}),
     step, file, time: time !== undefined && !Number.isNaN(Date.parse(time)) ? time : new Date(0).toISOString(),
     bytes: h.tensors.reduce((n, t) => n + t.bytes, 0), metrics, contentId: h.contentId ?? null, parent, origin, tags, keptBy: [],
   };

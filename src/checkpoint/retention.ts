@@ -107,8 +107,10 @@ export function keepTagged(): RetentionPolicy {
 
 export const LATEST_POINTER = 'latest';
 
-/** Applies the policies and the protections. */
-export function decideRetention(entries: readonly RetentionEntry[], policies: readonly RetentionPolicy[], now: number): RetentionDecision {
+/** Applies the policies and the protections. `references`: the checkpoints each one needs to load (dedup), kept
+ * with it. */
+export function decideRetention(entries: readonly RetentionEntry[], policies: readonly RetentionPolicy[], now: number,
+  references: ReadonlyMap<number, readonly number[]> = new Map()): RetentionDecision {
   const kept = new Map<number, string[]>();
   const add = (step: number, why: string) => {
     const list = kept.get(step) ?? [];
@@ -126,5 +128,7 @@ export function decideRetention(entries: readonly RetentionEntry[], policies: re
   for (const p of policies) Object.assign(pointers, p.pointers?.(entries) ?? {});
   for (const [name, step] of Object.entries(pointers)) add(step, `pointer ${name}`);
   for (const e of entries) for (const t of e.tags) add(e.step, `tag ${t}`);
+  // References point at the checkpoint that holds the bytes, never at another reference: one pass suffices.
+  for (const step of [...kept.keys()]) for (const needed of references.get(step) ?? []) add(needed, `referenced by step ${step}`);
   return { kept, remove: entries.filter((e) => !kept.has(e.step)).map((e) => e.step).sort((a, b) => a - b), pointers };
 }

@@ -62,7 +62,8 @@ function addTrainOptions(cmd: Command, defaultDir: string): Command {
     .addOption(new Option('--compression <codec>', 'compress checkpoint tensors (lz4 on the libuv thread pool; see benches/RESULTS.md for when it pays)').choices(['none', 'lz4']).default('none'))
     .addOption(new Option('--train-limit <n>', 'use only the first N training digits (tests)').argParser(int('--train-limit', 1)).hideHelp())
     .option('--classes <list>', 'digits to train on, e.g. 0-7 or 0,2,4 (the head has max + 1 outputs)', (v: string) => classList(v))
-    .option('--tag <name>', 'tag the final checkpoint (tagged checkpoints are never pruned)');
+    .option('--tag <name>', 'tag the final checkpoint (tagged checkpoints are never pruned)')
+    .option('--dedup', 'store unchanged tensors (a frozen layer) by reference to the checkpoint holding them');
 }
 
 function intList(flag: string, v: string): number[] {
@@ -89,7 +90,7 @@ async function runTrain(o: Record<string, any>, finetune: FinetuneConfig | undef
     dir: o.dir, steps: o.steps, epochs: o.epochs, batch: o.batch, layers: o.layers, lr: o.lr, warmup: o.warmup,
     startLr: o.startLr, minLr: o.minLr, schedule: o.schedule, optimizer: o.optimizer, seed: o.seed, saveEvery: o.saveEvery, keepLast: o.keepLast,
     resume: o.resume, backend: o.backend, evalEvery: o.evalEvery, trainLimit: o.trainLimit,
-    compression: o.compression, classes: o.classes, tag: o.tag, finetune,
+    compression: o.compression, classes: o.classes, tag: o.tag, dedup: !!o.dedup, finetune,
   }, emit);
 }
 

@@ -14,6 +14,8 @@ export const METADATA_KEYS = {
   time: 'ckptio.time',
   /** JSON {step?, contentId?, run?}: the checkpoint this one continues (lineage). */
   parent: 'ckptio.parent',
+  /** JSON {name: {file, dtype, shape}}: tensors stored by reference to an earlier checkpoint (dedup). */
+  refs: 'ckptio.refs',
   /** JSON {step?, contentId?, run?}: the other run's checkpoint this run started from (every checkpoint of a
    * fine-tune carries it, so the link survives retention). */
   origin: 'ckptio.origin',

@@ -91,5 +91,8 @@ export function modelState(
   const tf = tfModule(options.tf, 'modelState');
   const { tensors, metadata } = collectModelState(model, optimizer, options.variables);
   const source = snapshot(tf, tensors, options);
-  return { bytes: source.bytes, metadata, materialize: () => source.materialize(), release: () => source.release() };
+  // tfjs never writes into existing data (assign swaps the dataId), so the same dataId at two saves means the
+  // same bytes: what a Checkpointer with `dedup` stores by reference (a frozen layer).
+  const identities = new Map(Object.entries(tensors).map(([k, t]) => [k, t.dataId as object]));
+  return { bytes: source.bytes, metadata, identities, materialize: () => source.materialize(), release: () => source.release() };
 }

@@ -49,6 +49,8 @@ export interface TrainConfig {
   classes?: number[];
   /** Tag the final checkpoint (e.g. v1_baseline). */
   tag?: string;
+  /** Store unchanged tensors (a frozen layer) by reference to the checkpoint that holds them. */
+  dedup?: boolean;
   /** Start from another run's checkpoint (incremental fine-tuning); see finetune(). */
   finetune?: FinetuneConfig;
 }
@@ -86,7 +88,7 @@ export type TrainEvent =
   | { event: 'step'; step: number; epoch: number; loss: number; lr: number }
   | { event: 'eval'; step: number; valAcc: number }
   | { event: 'save'; step: number; stallMs: number; waitedMs: number; skipped: boolean }
-  | { event: 'durable'; step: number; path: string; bytes: number; msToDurable: number }
+  | { event: 'durable'; step: number; path: string; bytes: number; msToDurable: number; dedupedBytes: number }
   | { event: 'warning'; message: string }
   | { event: 'stopped'; step: number; signal: string }
   | { event: 'done'; step: number; valAcc: number | null; path: string | null }
@@ -126,7 +128,7 @@ async function trainOn(tf: typeof tfType, backend: BackendName, adapter: WebGpuA
   const ckpt = new Checkpointer({ dir: config.dir, keepLast: config.keepLast, maxInflight: 1, onFull: 'wait',
     ...(parent ? { parent: { run: parent.run, step: parent.loaded.step, ...(parent.contentId ? { contentId: parent.contentId } : {}) } } : {}),
     retention: [keepBest({ metric: 'val_acc', mode: 'max' })],
-    compression: config.compression ?? 'none',
+    compression: config.compression ?? 'none', dedup: config.dedup ?? false,
     onWarning: (message) => emit({ event: 'warning', message }) });
   const { resume, dir: _dir, compression: _compression, ...runConfig } = config;
   void _dir;
@@ -208,7 +210,7 @@ async function trainOn(tf: typeof tfType, backend: BackendName, adapter: WebGpuA
     handle.durable.then((d) => {
       if (!d) return;
       lastDurable = d;
-      emit({ event: 'durable', step: d.step, path: d.path, bytes: d.bytes, msToDurable: d.msToDurable });
+      emit({ event: 'durable', step: d.step, path: d.path, bytes: d.bytes, msToDurable: d.msToDurable, dedupedBytes: d.dedupedBytes });
     }, (err: unknown) => {
       // Reported now; ckpt.close() rethrows it at the end so the run exits non-zero.
       const e = err as { code?: string; message?: string };
