@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { readPointer, stepOf, POINTER_LATEST } from '../../src/checkpoint/directory';
+import { MANIFEST_NAME, parseManifest } from '../../src/checkpoint/manifest';
 import { CLI, SMALL, TrainEventLine } from '../soak/trainer-child';
 
 export type FsKind = 'xfs' | 'ext4';
@@ -200,6 +201,16 @@ export async function powerLossLoop(opts: {
       if (!latest || latest.step < acked || !fs.existsSync(path.join(dir, latest.file)) || latest.step > newestValid) {
         r.badPointer++;
         note(`${opts.fs} round ${round}: latest pointer ${latest ? `${latest.step} (${latest.file})` : 'missing or unreadable'}, acknowledged ${acked}, newest valid ${newestValid}`);
+      }
+      // The run manifest is part of what an acknowledged save made durable (it is written inside the save's job).
+      const manifestFile = path.join(dir, MANIFEST_NAME);
+      let listed = false;
+      try {
+        listed = parseManifest(fs.readFileSync(manifestFile), manifestFile).entries.some((e) => e.step === acked);
+      } catch { /* missing or invalid: counted below (verify already named an invalid one) */ }
+      if (!listed) {
+        r.badPointer++;
+        note(`${opts.fs} round ${round}: the manifest does not list step ${acked}, acknowledged before the shutdown`);
       }
       prevAcked = newestValid;
       const lost = r.lostAcknowledged + r.invalidFiles + r.badPointer + r.badResume;
