@@ -50,7 +50,7 @@ interface GpuAdapterLike {
   limits: Record<string, number>;
   requestDevice(desc?: unknown): Promise<GpuDeviceLike>;
 }
-interface GpuDeviceLike { destroy(): void }
+interface GpuDeviceLike { destroy(): void; lost: Promise<unknown>; queue: { onSubmittedWorkDone(): Promise<void> } }
 interface GpuLike {
   requestAdapter(opts?: unknown): Promise<GpuAdapterLike | null>;
   getPreferredCanvasFormat?(): string;
@@ -225,17 +225,31 @@ export async function setupWebGpu(tf: Tf, opts: WebGpuOptions = {}): Promise<Web
   return state.adapter;
 }
 
+/** Waits for `p` (errors ignored) at most `ms`. */
+async function settle(p: Promise<unknown>, ms = 2000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p.catch(() => {}), new Promise<void>((r) => { timer = setTimeout(r, ms); })]);
+  clearTimeout(timer);
+}
+
 /** Disposes the tfjs webgpu backend (every tensor on it is gone), destroys the device and drops the Dawn
  * instance so Node can exit. Idempotent. */
 export async function closeWebGpu(): Promise<void> {
   const s = live;
   if (!s) return;
   live = null;
+  const device = s.device;
+  s.device = null;
   try {
+    // Let submitted work finish before the buffers go, then wait for Dawn to report the device gone: a process
+    // that exited while Dawn's and Mesa's threads were still tearing down was seen to abort or hang in exit().
+    if (device) await settle(device.queue.onSubmittedWorkDone());
     if (s.tf.findBackendFactory('webgpu')) s.tf.removeBackend('webgpu');
   } finally {
-    s.device?.destroy();
-    s.device = null;
+    if (device) {
+      device.destroy();
+      await settle(device.lost);
+    }
     restoreNavigator(s.navigator);
   }
 }

@@ -1,0 +1,110 @@
+/** The webgpu backend through Dawn (docs/webgpu.md), each case in its own child process that must exit by itself
+ * after close(). Here (no GPU) that is Mesa's software OpenGL ES adapter. Skipped, with the reason, where the
+ * `webgpu` / `@tensorflow/tfjs-backend-webgpu` packages or the Mesa libraries are missing; CKPTIO_REQUIRE_WEBGPU=1
+ * (CI) turns the skip into a failure. */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { Checkpointer } from '../src/checkpoint/checkpointer';
+import { tempDir } from './helpers';
+import type { WebGpuChildConfig } from './tfjs/webgpu-child';
+import { missingSystemLibraries } from '../src/tfjs/webgpu';
+
+const child = path.join(__dirname, 'tfjs', 'webgpu-child.js');
+const CLI = path.join(__dirname, '..', '..', 'bin', 'ckptio.js');
+const env = { ...process.env, EGL_PLATFORM: process.env.EGL_PLATFORM ?? 'surfaceless' };
+
+interface Line { adapter?: { software: boolean; dawnBackend: string; description: string }; error?: string; message?: string; [k: string]: unknown }
+
+function run(cfg: WebGpuChildConfig, extraEnv: Record<string, string> = {}): { status: number | null; signal: string | null; lines: Line[]; stderr: string } {
+  // A child that does not exit on its own is killed at the timeout: status null, a signal.
+  const r = spawnSync(process.execPath, [child, JSON.stringify(cfg)], { encoding: 'utf8', timeout: 90_000, env: { ...env, ...extraEnv } });
+  const lines = r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Line);
+  return { status: r.status, signal: r.signal, lines, stderr: r.stderr };
+}
+
+function ok(cfg: WebGpuChildConfig): Line[] {
+  const r = run(cfg);
+  assert.equal(r.signal, null, `child ${cfg.phase} did not exit by itself (killed by ${r.signal}): ${r.stderr.slice(-2000)}`);
+  assert.equal(r.status, 0, `child ${cfg.phase} failed: ${r.stderr.slice(-2000)}`);
+  return r.lines;
+}
+
+const probe = (() => {
+  const r = run({ phase: 'probe' });
+  const err = r.lines.find((l) => l.error);
+  if (r.status === 0 && r.lines[0]?.adapter) return { skip: null as string | null, adapter: r.lines[0].adapter };
+  const missing = missingSystemLibraries().map((m) => `${m.file} (${m.pkg})`);
+  return { skip: `webgpu unavailable: ${err ? `${err.error}: ${err.message}` : `child exited ${r.status ?? r.signal}`}${missing.length ? `; not found: ${missing.join(', ')}` : ''}`, adapter: null };
+})();
+const required = process.env.CKPTIO_REQUIRE_WEBGPU === '1';
+const skip = probe.skip && !required ? probe.skip : false;
+if (probe.skip) process.stderr.write(`# ${probe.skip}${required ? ' (CKPTIO_REQUIRE_WEBGPU=1: failing)' : ' (skipping)'}\n`);
+
+test('webgpu: an adapter is created (CKPTIO_REQUIRE_WEBGPU=1 fails here instead of skipping)', { skip }, () => {
+  assert.equal(probe.skip, null, String(probe.skip));
+  assert.ok(probe.adapter!.dawnBackend === 'vulkan' || probe.adapter!.dawnBackend === 'opengles');
+  assert.equal(typeof probe.adapter!.software, 'boolean');
+});
+
+test('webgpu: a snapshot after k steps holds step-k values while training continues', { skip }, () => {
+  const lines = ok({ phase: 'snapshot', first: 4 });
+  const r = lines.find((l) => l.expected) as { expected: Record<string, string>; got: Record<string, string>; live: Record<string, string>; stats: { readBytes: number; peakReadBytesInFlight: number } };
+  assert.ok(r, 'the child reported');
+  assert.ok(Object.keys(r.expected).some((k) => k.startsWith('optimizer/')), 'optimizer slots are in the snapshot');
+  assert.deepEqual(r.got, r.expected, 'every tensor of the snapshot has its step-k bytes');
+  const changed = Object.keys(r.expected).filter((k) => r.live[k] !== r.expected[k]);
+  assert.ok(changed.length >= Object.keys(r.expected).length / 2, `training went on meanwhile (${changed.length} tensors changed)`);
+  assert.ok(r.stats.readBytes > 0, 'read through data()');
+  assert.ok(r.stats.peakReadBytesInFlight <= Math.max(4096, 16 * 16 * 4), `reads were bounded (${r.stats.peakReadBytesInFlight} bytes in flight)`);
+});
+
+test('webgpu: modelState + Checkpointer, k steps -> exit -> restore in a new process -> N steps is byte-identical to N uninterrupted', { skip }, () => {
+  const dir = tempDir();
+  const full = ok({ phase: 'full', dir: path.join(dir, 'full'), total: 10 }).find((l) => l.done)!;
+  ok({ phase: 'first', dir: path.join(dir, 'r'), first: 4 });
+  const resumed = ok({ phase: 'resume', dir: path.join(dir, 'r'), total: 10 }).find((l) => l.done)!;
+  assert.equal(resumed.step, 10);
+  assert.ok(Object.keys(full.done as object).some((k) => k.startsWith('optimizer/')), 'optimizer slots compared');
+  assert.deepEqual(resumed.done, full.done, 'every weight, batch-norm statistic and Adam slot byte-identical');
+});
+
+test('webgpu: no tensor or GPU buffer leak over 20 saves', { skip }, () => {
+  const r = ok({ phase: 'leak', dir: tempDir(), saves: 20 }).find((l) => l.before) as unknown as { before: Record<string, number>; after: Record<string, number> };
+  for (const k of ['numTensors', 'numBytes', 'numDataIds', 'numBytesInGPU'] as const) assert.equal(r.after[k], r.before[k], `${k} unchanged over 20 saves`);
+  // The backend pools freed buffers; the pool may round up once but must not grow per save.
+  assert.ok(r.after.numBytesAllocatedInGPU! - r.before.numBytesAllocatedInGPU! < 4096, `GPU pool did not grow per save (${r.before.numBytesAllocatedInGPU} -> ${r.after.numBytesAllocatedInGPU})`);
+});
+
+test('webgpu: no adapter is a typed ECKPT_NO_GPU_ADAPTER naming what is missing', { skip: skip || (!missingSystemLibraries().some((m) => m.file === 'libvulkan.so.1') && 'libvulkan.so.1 is present: the Vulkan-only route may succeed') }, () => {
+  const r = run({ phase: 'probe' }, { CKPTIO_DAWN_BACKENDS: 'vulkan' });
+  assert.equal(r.signal, null, 'exits by itself after the failure');
+  assert.equal(r.status, 1);
+  const err = r.lines.find((l) => l.error)!;
+  assert.equal(err.error, 'ECKPT_NO_GPU_ADAPTER');
+  assert.match(err.message!, /libvulkan\.so\.1/);
+});
+
+// todo until src/train/trainer.ts reads the loss and the eval predictions with `await data()`: it uses dataSync(),
+// which tfjs-backend-webgpu 4.22 implements through OffscreenCanvas ("OffscreenCanvas is not defined" in Node).
+// The run fails at its first step and, closing the backend, still exits by itself.
+const TRAINER_TODO = 'the demo trainer calls dataSync() (loss, accuracy); on webgpu in Node that needs OffscreenCanvas';
+test('ckptio train --backend webgpu --steps 5 --train-limit 320: trains, records the adapter, exits by itself', { skip, todo: TRAINER_TODO }, async () => {
+  const dir = path.join(tempDir(), 'run');
+  const r = spawnSync(process.execPath, [CLI, 'train', '--backend', 'webgpu', '--steps', '5', '--train-limit', '320', '--batch', '32', '--layers', '32',
+    '--save-every', '2', '--eval-every', '5', '--log', 'json', '--dir', dir], { encoding: 'utf8', timeout: 120_000, env });
+  assert.equal(r.signal, null, `the CLI did not exit by itself: ${r.stderr.slice(-2000)}`);
+  assert.equal(r.status, 0, r.stderr.slice(-2000));
+  const events = r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { event: string; adapter?: { dawnBackend: string }; step?: number });
+  const start = events.find((e) => e.event === 'start')!;
+  assert.equal((start as { backend?: string }).backend, 'webgpu');
+  assert.ok(start.adapter?.dawnBackend, 'the start event names the adapter');
+  assert.equal(events.find((e) => e.event === 'done')?.step, 5);
+  const loaded = await new Checkpointer({ dir, lock: false }).loadLatest();
+  assert.equal(loaded?.step, 5, `checkpoints written: ${fs.readdirSync(dir).join(', ')}`);
+  const prov = (loaded!.state as { provenance: { backend: string; adapter?: { dawnBackend: string; software: boolean; description: string } } }).provenance;
+  assert.equal(prov.backend, 'webgpu');
+  assert.deepEqual(prov.adapter, start.adapter, 'the checkpoint\'s provenance records the same adapter');
+});

@@ -1,0 +1,142 @@
+/** Child process for test/tfjs-webgpu.test.ts: a small LayersModel (dense, batch norm, dense; Adam) on the webgpu
+ * backend. It never calls process.exit on success: the test checks that it exits by itself after close().
+ * Prints JSON lines; hashes are read with data() (dataSync goes through OffscreenCanvas on webgpu).
+ *
+ *   node webgpu-child.js <json config>
+ *   phases: probe | full | first | resume (exact resume), snapshot (a snapshot keeps step-k values), leak (20 saves) */
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import type * as tfType from '@tensorflow/tfjs';
+import { Checkpointer } from '../../src/checkpoint/checkpointer';
+import { loadTf } from '../../src/tfjs/backend';
+import { collectModelState, modelState } from '../../src/tfjs/model-state';
+import { restoreModelState } from '../../src/tfjs/restore';
+import { snapshot } from '../../src/tfjs/snapshot';
+
+type Tf = typeof tfType;
+
+export interface WebGpuChildConfig {
+  phase: 'probe' | 'full' | 'first' | 'resume' | 'snapshot' | 'leak';
+  dir?: string;
+  /** Steps of the uninterrupted run, and where 'first' stops. */
+  total?: number;
+  first?: number;
+  saves?: number;
+}
+
+const out = (o: unknown) => fs.writeSync(1, JSON.stringify(o) + '\n');
+
+export function buildModel(tf: Tf): tfType.Sequential {
+  const m = tf.sequential();
+  m.add(tf.layers.dense({ inputShape: [12], units: 16, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }));
+  m.add(tf.layers.batchNormalization());
+  m.add(tf.layers.dense({ units: 4, activation: 'softmax', kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) }));
+  m.compile({ optimizer: tf.train.adam(0.01), loss: 'categoricalCrossentropy' });
+  return m;
+}
+
+function data(tf: Tf): { x: tfType.Tensor; y: tfType.Tensor } {
+  const x = tf.randomNormal([32, 12], 0, 1, 'float32', 5);
+  const labels = tf.tensor1d(Array.from({ length: 32 }, (_, i) => (i * 3) % 4), 'int32');
+  const y = tf.oneHot(labels, 4).toFloat();
+  labels.dispose();
+  return { x, y };
+}
+
+function step(tf: Tf, model: tfType.Sequential, x: tfType.Tensor, y: tfType.Tensor, i: number): void {
+  const vars = model.trainableWeights.map((w) => w.read() as tfType.Variable);
+  const b = i % 4;
+  tf.tidy(() => {
+    const xb = x.slice([b * 8], [8]);
+    const yb = y.slice([b * 8], [8]);
+    model.optimizer.minimize(() => tf.losses.softmaxCrossEntropy(yb, model.apply(xb, { training: true }) as tfType.Tensor) as tfType.Scalar, false, vars);
+  });
+}
+
+const hash = (v: ArrayBufferView) => createHash('sha256').update(new Uint8Array(v.buffer, v.byteOffset, v.byteLength)).digest('hex').slice(0, 16);
+
+async function stateHashes(model: tfType.LayersModel): Promise<Record<string, string>> {
+  const { tensors } = collectModelState(model, undefined);
+  const h: Record<string, string> = {};
+  for (const [k, t] of Object.entries(tensors)) h[k] = hash(await t.data());
+  return h;
+}
+
+function gpuMemory(tf: Tf): { numTensors: number; numBytes: number; numDataIds: number; numBytesInGPU: number; numBytesAllocatedInGPU: number } {
+  const m = tf.memory() as tfType.MemoryInfo & { numDataBuffers: number };
+  const b = tf.backend() as unknown as { memory(): { numBytesInGPU: number; numBytesAllocatedInGPU: number }; numDataIds(): number };
+  const g = b.memory();
+  return { numTensors: m.numTensors, numBytes: m.numBytes, numDataIds: b.numDataIds(), numBytesInGPU: g.numBytesInGPU, numBytesAllocatedInGPU: g.numBytesAllocatedInGPU };
+}
+
+async function main(): Promise<void> {
+  const cfg = JSON.parse(process.argv[2]!) as WebGpuChildConfig;
+  const { tf, adapter, close } = await loadTf('webgpu');
+  out({ adapter });
+  try {
+    if (cfg.phase === 'probe') return;
+    const total = cfg.total ?? 10, first = cfg.first ?? 4;
+    if (cfg.phase === 'resume') buildModel(tf).dispose(); // shifts tfjs's layer-name counters, as a real resume does
+    const model = buildModel(tf);
+    const { x, y } = data(tf);
+    if (cfg.phase === 'full' || cfg.phase === 'first' || cfg.phase === 'resume') {
+      const ckpt = new Checkpointer({ dir: cfg.dir! });
+      let i = 0;
+      if (cfg.phase === 'resume') {
+        const loaded = await ckpt.loadLatest();
+        if (!loaded) throw new Error('nothing to resume');
+        restoreModelState(model, model.optimizer, loaded, { tf });
+        i = loaded.step;
+      }
+      const end = cfg.phase === 'first' ? first : total;
+      for (; i < end; i++) step(tf, model, x, y, i);
+      if (cfg.phase === 'first') {
+        const h = await ckpt.save(i, { tensors: modelState(model, undefined, { tf }) });
+        await h.durable;
+      }
+      await ckpt.close();
+      out({ done: await stateHashes(model), step: i });
+    } else if (cfg.phase === 'snapshot') {
+      for (let i = 0; i < first; i++) step(tf, model, x, y, i);
+      const expected = await stateHashes(model);
+      const { tensors } = collectModelState(model, undefined);
+      let stats: unknown = null;
+      const snap = snapshot(tf, tensors, { maxReadBytesInFlight: 4096, onCopyStats: (s) => { stats = s; } });
+      // Training goes on: every variable's data is swapped by these steps before a byte of the snapshot is read.
+      for (let i = first; i < first + 3; i++) step(tf, model, x, y, i);
+      const entries = await snap.materialize();
+      const got: Record<string, string> = {};
+      for (const [k, e] of Object.entries(entries)) got[k] = hash(e.data);
+      snap.release();
+      out({ expected, got, live: await stateHashes(model), stats });
+    } else if (cfg.phase === 'leak') {
+      const ckpt = new Checkpointer({ dir: cfg.dir!, keepLast: 2, maxInflight: 1, onFull: 'wait' });
+      const saves = cfg.saves ?? 20;
+      const one = async (i: number) => {
+        step(tf, model, x, y, i);
+        const h = await ckpt.save(i + 1, { tensors: modelState(model, undefined, { tf }) });
+        await h.durable;
+      };
+      await one(0); // warm: the backend's buffer pool and staging buffers reach their size
+      const before = gpuMemory(tf);
+      for (let i = 1; i <= saves; i++) await one(i);
+      const after = gpuMemory(tf);
+      await ckpt.close();
+      out({ before, after });
+    }
+    model.dispose();
+    x.dispose();
+    y.dispose();
+  } finally {
+    await close();
+  }
+}
+
+if (require.main === module) {
+  main().catch((err: unknown) => {
+    const e = err as { code?: string; stack?: string };
+    out({ error: e.code ?? 'ERROR', message: String((err as Error).message ?? err) });
+    process.stderr.write(`${e.stack ?? String(err)}\n`);
+    process.exitCode = 1;
+  });
+}
