@@ -10,7 +10,9 @@ export type {
 export { snapshot, StagingArena } from './tfjs/snapshot';
 export type { SnapshotOptions } from './tfjs/snapshot';
 export { loadTf } from './tfjs/backend';
-export type { BackendName } from './tfjs/backend';
+export type { BackendName, LoadedTf } from './tfjs/backend';
+export { currentWebGpuAdapter } from './tfjs/webgpu';
+export type { DawnBackend, WebGpuAdapterReport, WebGpuOptions } from './tfjs/webgpu';
 export { modelState } from './tfjs/model-state';
 export type { ModelStateOptions } from './tfjs/model-state';
 export { restoreModelState } from './tfjs/restore';

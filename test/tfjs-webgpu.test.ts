@@ -87,11 +87,7 @@ test('webgpu: no adapter is a typed ECKPT_NO_GPU_ADAPTER naming what is missing'
   assert.match(err.message!, /libvulkan\.so\.1/);
 });
 
-// todo until src/train/trainer.ts reads the loss and the eval predictions with `await data()`: it uses dataSync(),
-// which tfjs-backend-webgpu 4.22 implements through OffscreenCanvas ("OffscreenCanvas is not defined" in Node).
-// The run fails at its first step and, closing the backend, still exits by itself.
-const TRAINER_TODO = 'the demo trainer calls dataSync() (loss, accuracy); on webgpu in Node that needs OffscreenCanvas';
-test('ckptio train --backend webgpu --steps 5 --train-limit 320: trains, records the adapter, exits by itself', { skip, todo: TRAINER_TODO }, async () => {
+test('ckptio train --backend webgpu --steps 5 --train-limit 320: trains, records the adapter, exits by itself', { skip }, async () => {
   const dir = path.join(tempDir(), 'run');
   const r = spawnSync(process.execPath, [CLI, 'train', '--backend', 'webgpu', '--steps', '5', '--train-limit', '320', '--batch', '32', '--layers', '32',
     '--save-every', '2', '--eval-every', '5', '--log', 'json', '--dir', dir], { encoding: 'utf8', timeout: 120_000, env });

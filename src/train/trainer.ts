@@ -165,14 +165,14 @@ async function trainOn(tf: typeof tfType, backend: BackendName, adapter: WebGpuA
   emit({ event: 'start', totalSteps, stepsPerEpoch, backend, ...(adapter ? { adapter } : {}), resumedFrom, path: resumedPath });
   const oldClasses = parentState?.config.classes ?? (config.finetune ? [0, 1, 2, 3, 4, 5, 6, 7, 8, 9] : classes);
   const newClasses = classes.filter((c) => !oldClasses.includes(c));
-  const byClass = (phase: 'before' | 'after', judged: tfType.LayersModel) => {
-    const acc = (cs: number[]) => {
+  const byClass = async (phase: 'before' | 'after', judged: tfType.LayersModel) => {
+    const acc = async (cs: number[]) => {
       if (!cs.length) return null;
       const set = onlyClasses(all.val, cs);
       const x = tf.tensor2d(set.xs, [set.n, 784]);
-      try { return accuracy(tf, judged, x, set.labels); } finally { x.dispose(); }
+      try { return await accuracy(tf, judged, x, set.labels); } finally { x.dispose(); }
     };
-    emit({ event: 'classes', phase, step: state.step, old: oldClasses, new: newClasses, oldAcc: acc(oldClasses), newAcc: acc(newClasses) });
+    emit({ event: 'classes', phase, step: state.step, old: oldClasses, new: newClasses, oldAcc: await acc(oldClasses), newAcc: await acc(newClasses) });
   };
   if (parent && resumedFrom === null) {
     // "Before" is the parent as it was trained (its own head), so forgetting shows as the old classes' drop.
@@ -180,7 +180,7 @@ async function trainOn(tf: typeof tfType, backend: BackendName, adapter: WebGpuA
     const parentModel = buildMlp(tf, [784, ...p.layers, Math.max(...(p.classes ?? [9])) + 1], config.seed);
     try {
       restoreModelState(parentModel, null, parent.loaded, { tf });
-      byClass('before', parentModel);
+      await byClass('before', parentModel);
     } finally {
       parentModel.dispose();
     }
@@ -228,18 +228,20 @@ async function trainOn(tf: typeof tfType, backend: BackendName, adapter: WebGpuA
         orderEpoch = epoch;
       }
       const lr = applySchedule(optimizer, schedule, state.step);
-      const loss = tf.tidy(() => {
+      const lossTensor = tf.tidy(() => {
         const [x, y] = batchTensors(tf, data.train, order!.subarray(pos * config.batch, (pos + 1) * config.batch), Math.max(...classes) + 1);
-        const value = optimizer.minimize(() => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tfType.Tensor2D) as tfType.Scalar, true, trained);
-        return value!.dataSync()[0]!;
+        return optimizer.minimize(() => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tfType.Tensor2D) as tfType.Scalar, true, trained)!;
       });
+      // data(), never dataSync(): on webgpu in Node the synchronous read needs OffscreenCanvas.
+      const loss = (await lossTensor.data())[0]!;
+      lossTensor.dispose();
       state.step++;
       state.epoch = Math.floor(state.step / stepsPerEpoch);
       state.posInEpoch = state.step % stepsPerEpoch;
       state.lastLoss = loss;
       emit({ event: 'step', step: state.step, epoch: state.epoch, loss, lr });
       if (state.step % config.evalEvery === 0 || state.step === totalSteps) {
-        state.lastValAcc = accuracy(tf, model, val, data.val.labels);
+        state.lastValAcc = await accuracy(tf, model, val, data.val.labels);
         state.bestValAcc = Math.max(state.bestValAcc ?? 0, state.lastValAcc);
         emit({ event: 'eval', step: state.step, valAcc: state.lastValAcc });
       }
@@ -248,7 +250,7 @@ async function trainOn(tf: typeof tfType, backend: BackendName, adapter: WebGpuA
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
     if (stopSignal && state.step !== lastSaved) await save();
-    if (config.finetune) byClass('after', model);
+    if (config.finetune) await byClass('after', model);
     if (config.tag && !stopSignal) await ckpt.tag(state.step, config.tag);
     await ckpt.close();
   } finally {
@@ -272,8 +274,10 @@ export function lrSchedule(config: Pick<TrainConfig, 'schedule' | 'lr' | 'warmup
   return config.warmup > 0 ? schedules.warmup({ mode: 'linear', startLr: config.startLr, warmupSteps: config.warmup }, after) : after;
 }
 
-function accuracy(tf: typeof tfType, model: tfType.LayersModel, x: tfType.Tensor2D, labels: Uint8Array): number {
-  const pred = tf.tidy(() => tf.argMax(model.predict(x) as tfType.Tensor2D, 1).dataSync());
+async function accuracy(tf: typeof tfType, model: tfType.LayersModel, x: tfType.Tensor2D, labels: Uint8Array): Promise<number> {
+  const predicted = tf.tidy(() => tf.argMax(model.predict(x) as tfType.Tensor2D, 1));
+  const pred = await predicted.data();
+  predicted.dispose();
   let hit = 0;
   for (let i = 0; i < labels.length; i++) if (pred[i] === labels[i]) hit++;
   return hit / labels.length;
