@@ -5,6 +5,7 @@
 #include <napi.h>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -217,9 +218,10 @@ struct SmallFile {
   std::string data;
 };
 
-// The token a save's small files may contain where the new checkpoint's content id belongs: the id is known
-// only once the writer has hashed the tensors, and the files are rendered when the save is queued.
-constexpr char kContentIdToken[] = "@ckptio.content_id@";
+// The JSON value a save's small files may contain where the new checkpoint's content id belongs: the id is
+// known only once the writer has hashed the tensors, and the files are rendered when the save is queued. Only
+// the whole quoted value is replaced (never text that merely contains the token), by null without checksums.
+constexpr char kContentIdToken[] = "\"@ckptio.content_id@\"";
 
 // One save as one job: the data file, then the small files decided when the save was queued (pointers, the
 // manifest), then the removals the retention policy decided, then one completion. Nothing waits on the JS
@@ -239,9 +241,10 @@ class SaveJob final : public WriterJob {
     done_->data_durable = true;
     done_->failed_stage = "files";
     for (SmallFile& f : files_) {
+      const std::string value = done_->result.content_id.empty() ? "null" : "\"" + done_->result.content_id + "\"";
       for (size_t at = f.data.find(kContentIdToken); at != std::string::npos; at = f.data.find(kContentIdToken, at)) {
-        f.data.replace(at, sizeof(kContentIdToken) - 1, done_->result.content_id);
-        at += done_->result.content_id.size();
+        f.data.replace(at, sizeof(kContentIdToken) - 1, value);
+        at += value.size();
       }
       writer::CommitResult r;
       s = writer::CommitBytes(env_, f.path, reinterpret_cast<const unsigned char*>(f.data.data()), f.data.size(), &r);
@@ -854,8 +857,20 @@ Napi::Value Lock(const Napi::CallbackInfo& info) {
   if (!GetPath(info[0], "path", &path, &error)) return Thrown(env, error);
   if (!info[1].IsString()) return Thrown(env, Status::Invalid("holder must be a string"));
   holder = info[1].As<Napi::String>().Utf8Value();
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  // O_NOFOLLOW and a regular-file check: a lock "file" that is a symlink (an unpacked archive) is never followed
+  // and truncated.
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
   if (fd < 0) return Thrown(env, Status::Os(errno, "open", path));
+  struct stat st;
+  if (::fstat(fd, &st) < 0) {
+    const int err = errno;
+    ::close(fd);
+    return Thrown(env, Status::Os(err, "fstat", path));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return Thrown(env, Status::Format("the lock file is not a regular file", path));
+  }
   struct flock fl;
   std::memset(&fl, 0, sizeof fl);
   fl.l_type = F_WRLCK;
@@ -874,10 +889,20 @@ Napi::Value Lock(const Napi::CallbackInfo& info) {
     ::close(fd);
     return Thrown(env, Status::Os(err, "fcntl", path));
   }
-  if (::ftruncate(fd, 0) < 0 || ::pwrite(fd, holder.data(), holder.size(), 0) != static_cast<ssize_t>(holder.size())) {
+  if (::ftruncate(fd, 0) < 0) {
     const int err = errno;
     ::close(fd);
-    return Thrown(env, Status::Os(err, "pwrite", path));
+    return Thrown(env, Status::Os(err, "ftruncate", path));
+  }
+  for (size_t done = 0; done < holder.size();) {
+    const ssize_t n = ::pwrite(fd, holder.data() + done, holder.size() - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = n < 0 ? errno : EIO;
+      ::close(fd);
+      return Thrown(env, Status::Os(err, "pwrite", path));
+    }
+    done += static_cast<size_t>(n);
   }
   Napi::Object out = Napi::Object::New(env);
   out.Set("fd", fd);

@@ -31,3 +31,10 @@ export type { IoHandler, IoHandlerOptions, IoSaveResult } from './tfjs/io-handle
 export { exportTfjsModel, importTfjsModel, importTfjsModelToFile, modelJsonHandler } from './tfjs/model-json';
 export type { ExportOptions, ExportResult, ImportOptions } from './tfjs/model-json';
 export { METADATA_KEYS } from './format/metadata-keys';
+export { readHeader } from './format/file';
+export type { HeaderInfo } from './format/file';
+export { decideRetention, deleteOlderThan, keepBest, keepEvery, keepLast, keepTagged, keepWithin } from './checkpoint/retention';
+export type { KeepBestOptions, RetentionDecision, RetentionEntry, RetentionPolicy } from './checkpoint/retention';
+export type { Manifest, ManifestEntry, Parent } from './checkpoint/manifest';
+export { LocalStore } from './store/local';
+export type { CheckpointStore, CommitRequest, LockHolder, StoredObject, StoreLock } from './store/store';

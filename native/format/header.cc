@@ -335,6 +335,14 @@ Status ParseHeader(const unsigned char* file, uint64_t file_size, ParsedHeader* 
   return Status::Ok();
 }
 
+Status VerifyHeaderDigest(const ParsedHeader& header) {
+  if (header.has_checksums && HeaderHash(header.tensors, header.metadata) != header.header_hash) {
+    return Status::Checksum("header checksum mismatch: a tensor name, dtype, shape, offset or metadata entry "
+                            "was altered");
+  }
+  return Status::Ok();
+}
+
 Status VerifyChecksums(const ParsedHeader& header, const unsigned char* file) {
   if (!header.has_checksums) {
     return Status::Checksum("file has no ckptio checksums (plain safetensors); read it with verify: false");

@@ -70,4 +70,8 @@ Status ParseHeader(const unsigned char* file, uint64_t file_size, ParsedHeader* 
 // Verifies the header digest and every tensor digest; the message names the first tensor at fault.
 Status VerifyChecksums(const ParsedHeader& header, const unsigned char* file);
 
+// Verifies the header digest alone (names, dtypes, shapes, offsets, metadata), which needs no tensor data.
+// A header without ckptio checksums passes (there is nothing to check).
+Status VerifyHeaderDigest(const ParsedHeader& header);
+
 }  // namespace ckptio::format

@@ -96,6 +96,7 @@ Status ReadCheckpointHeader(io::Env* env, const std::string& path, ParsedHeader*
   if (!s.ok()) return s;
   // ParseHeader reads only the first 8 + n bytes; the size passed is the file's, for the layout checks.
   s = ParseHeader(buf.data(), *file_size, out);
+  if (s.ok()) s = VerifyHeaderDigest(*out);
   if (!s.ok()) s.path = path;
   return s;
 }

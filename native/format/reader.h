@@ -20,7 +20,8 @@ struct LoadedFile {
 Status ReadCheckpointFile(io::Env* env, const std::string& path, bool verify, LoadedFile* out);
 
 // The header alone, read with pread (8 bytes, then the header): no byte of tensor data is read, mapped or
-// prefetched. The digests are not verified (that needs the data); the layout is checked against the file size.
+// prefetched. The header digest is verified; the tensor digests are not (that needs the data); the layout is
+// checked against the file size.
 Status ReadCheckpointHeader(io::Env* env, const std::string& path, ParsedHeader* out, uint64_t* file_size);
 
 }  // namespace ckptio::format

@@ -483,7 +483,8 @@ Status RemoveFiles(io::Env* env, const std::string& dir, const std::vector<std::
   for (const std::string& name : names) {
     if (name.empty() || name.find('/') != std::string::npos) return Status::Invalid("not a file name: " + name, dir);
     int r = env->UnlinkAt(dir_fd.get(), name.c_str());
-    if (r < 0) return Status::Os(-r, "unlink", dir + "/" + name);
+    // Already gone (removed by hand, or by an earlier attempt that failed later) is what was asked for.
+    if (r < 0 && r != -ENOENT) return Status::Os(-r, "unlink", dir + "/" + name);
   }
 #ifdef CKPTIO_BROKEN_SKIP_DIR_SYNC
   int r = 0;  // the broken build skips every directory fsync, not only the commit's

@@ -82,7 +82,8 @@ Status CommitCheckpoint(io::Env* env, const std::string& path, std::vector<Tenso
 Status CommitBytes(io::Env* env, const std::string& path, const unsigned char* data, size_t len,
                    CommitResult* result);
 
-// unlink each name (a missing one is an error, named in the status), then fsync the directory once.
+// unlink each name (one already missing counts as removed; any other failure stops, named in the status), then
+// fsync the directory once.
 Status RemoveFiles(io::Env* env, const std::string& dir, const std::vector<std::string>& names);
 
 // The raw sequential writer the benchmarks compare against: `bytes` of a fixed pattern in 4 MiB aligned

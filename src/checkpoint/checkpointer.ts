@@ -17,9 +17,9 @@ import { CheckpointStore, StoreLock } from '../store/store';
 import * as path from 'node:path';
 import { Admission } from './admission';
 import { DedupIndex, resolveRefs } from './dedup';
-import { POINTER_BEST, POINTER_LATEST, readPointer, renderPointer } from './directory';
+import { Pointer, POINTER_BEST, POINTER_LATEST, readPointer, renderPointer } from './directory';
 import { checkpointName, describingMetadata, entryFromHeader, Manifest, MANIFEST_NAME, ManifestEntry, Parent, parseManifest, renderManifest, stepOf, tagOfFile } from './manifest';
-import { decideRetention, keepBest, keepLast, RetentionPolicy } from './retention';
+import { decideRetention, keepBest, keepLast, RetentionEntry, RetentionPolicy } from './retention';
 
 /** Bytes that become available later (a tfjs snapshot read in slices), with a release hook. */
 export interface TensorSource {
@@ -118,6 +118,8 @@ export interface CheckpointerStats {
   totalWaitMs: number;
 }
 
+/** File names carry 10 digits of step. */
+const MAX_STEP = 9_999_999_999;
 const STEP_KEY = METADATA_KEYS.step;
 const STATE_KEY = METADATA_KEYS.state;
 
@@ -239,12 +241,22 @@ export class Checkpointer {
     const names = (await this.store.list()).map((o) => o.name);
     const files = new Set(names.filter((n) => stepOf(n) !== null));
     const tags = new Map<number, string[]>();
+    const pointers = new Map<string, number>();
     for (const n of names) {
       const tag = tagOfFile(n);
-      if (!tag) continue;
-      const p = await readPointer(this.store, n);
-      if (p) tags.set(p.step, [...(tags.get(p.step) ?? []), tag]);
+      const isPointer = n === POINTER_LATEST || n === POINTER_BEST || /^best-[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(n);
+      if (!tag && !isPointer) continue;
+      let p: Pointer | null = null;
+      try {
+        p = await readPointer(this.store, n);
+      } catch (err) {
+        this.warn(`${n} is not a readable pointer and is ignored (${(err as Error).message})`);
+      }
+      if (!p) continue;
+      if (tag) tags.set(p.step, [...(tags.get(p.step) ?? []), tag]);
+      else pointers.set(n, p.step);
     }
+    this.diskPointers = pointers;
     let manifest: Manifest | null = null;
     const bytes = await this.store.readSmall(MANIFEST_NAME);
     if (bytes) {
@@ -263,7 +275,9 @@ export class Checkpointer {
         this.warn(`${file} is not a readable checkpoint and is left out of the manifest (${(err as Error).message})`);
       }
     }
-    return [...byFile.values()].map((e) => ({ ...e, tags: tags.get(e.step) ?? [] })).sort((a, b) => a.step - b.step);
+    const entries = [...byFile.values()].map((e) => ({ ...e, tags: tags.get(e.step) ?? [] })).sort((a, b) => a.step - b.step);
+    this.committed = new Set(entries.map((e) => e.file));
+    return entries;
   }
 
   get stats(): CheckpointerStats {
@@ -278,42 +292,80 @@ export class Checkpointer {
 
   /** Takes the snapshot and queues the write. Resolves when the caller may continue. */
   async save(step: number, payload: SavePayload): Promise<SaveHandle> {
-    if (this.closed) throw new CheckpointError('checkpointer is closed', { code: 'ECKPT_CLOSED' });
-    if (!Number.isSafeInteger(step) || step < 0) throw argumentError('step must be a non-negative integer');
-    if (!payload || typeof payload !== 'object' || !payload.tensors) throw argumentError('save needs { tensors }');
-    const t0 = performance.now();
-    const bytes = sizeOf(payload.tensors);
-    const metrics = metricsOf(payload);
-    let state: string;
+    const source = payload && typeof payload === 'object' && payload.tensors && isSource(payload.tensors) ? payload.tensors : null;
+    let handedOver = false;
+    let counted = false;
+    if (this.closed) {
+      source?.release();
+      throw new CheckpointError('checkpointer is closed', { code: 'ECKPT_CLOSED' });
+    }
+    this.pending++; // close() waits for every save called before it
     try {
-      state = JSON.stringify(payload.state ?? null);
-    } catch (err) {
-      throw argumentError(`state is not JSON-serializable: ${(err as Error).message}`);
-    }
-    await this.ready;
-    if (this.lockHandle === null) throw new CheckpointError('checkpointer was opened with lock: false (read-only)', { code: 'ECKPT_ARGS' });
-    let waitedMs = 0;
-    if (!this.admission.hasRoom(bytes)) {
-      if (this.onFull === 'skip') {
-        if (isSource(payload.tensors)) payload.tensors.release();
-        this.counters.skipped++;
-        this.warn(`save of step ${step} skipped: ${this.inflight.size} save(s), ${this.admission.inflightBytes} bytes in flight`);
-        return { step, skipped: true, waitedMs: 0, stallMs: performance.now() - t0, durable: Promise.resolve(null) };
+      if (!Number.isSafeInteger(step) || step < 0 || step > MAX_STEP) throw argumentError(`step must be an integer from 0 to ${MAX_STEP}`);
+      if (!payload || typeof payload !== 'object' || !payload.tensors) throw argumentError('save needs { tensors }');
+      const t0 = performance.now();
+      const bytes = sizeOf(payload.tensors);
+      const metrics = metricsOf(payload);
+      let state: string;
+      try {
+        state = JSON.stringify(payload.state ?? null);
+      } catch (err) {
+        throw argumentError(`state is not JSON-serializable: ${(err as Error).message}`);
       }
-      waitedMs = await this.admission.wait(bytes);
-      this.counters.totalWaitMs += waitedMs;
+      await this.ready;
+      if (this.lockHandle === null) throw new CheckpointError('checkpointer was opened with lock: false (read-only)', { code: 'ECKPT_ARGS' });
+      // A tag(), prune() or close() in progress goes first; from here on this save counts as active, which
+      // they wait for.
+      for (let b = this.barrier; ; b = this.barrier) {
+        await b;
+        if (b === this.barrier) break;
+      }
+      this.active++;
+      counted = true;
+      let waitedMs = 0;
+      if (!this.admission.hasRoom(bytes)) {
+        if (this.onFull === 'skip') {
+          this.counters.skipped++;
+          this.warn(`save of step ${step} skipped: ${this.inflight.size} save(s), ${this.admission.inflightBytes} bytes in flight`);
+          return { step, skipped: true, waitedMs: 0, stallMs: performance.now() - t0, durable: Promise.resolve(null) };
+        }
+        waitedMs = await this.admission.wait(bytes);
+        this.counters.totalWaitMs += waitedMs;
+      }
+      this.admission.enter(bytes);
+      handedOver = true; // commit() releases the source from here on
+      const durable = this.commit(step, payload, state, metrics, bytes, t0).finally(() => {
+        this.inflight.delete(durable);
+        this.admission.leave(bytes);
+      });
+      this.inflight.add(durable);
+      durable.catch((err: unknown) => {
+        this.counters.failed++;
+        if (this.firstError === null) this.firstError = err;
+      });
+      return { step, skipped: false, waitedMs, stallMs: performance.now() - t0 - waitedMs, durable };
+    } finally {
+      if (!handedOver) source?.release();
+      if (counted && --this.active === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+      if (--this.pending === 0) for (const wake of this.pendingWaiters.splice(0)) wake();
     }
-    this.admission.enter(bytes);
-    const durable = this.commit(step, payload, state, metrics, bytes, t0).finally(() => {
-      this.inflight.delete(durable);
-      this.admission.leave(bytes);
-    });
-    this.inflight.add(durable);
-    durable.catch((err: unknown) => {
-      this.counters.failed++;
-      if (this.firstError === null) this.firstError = err;
-    });
-    return { step, skipped: false, waitedMs, stallMs: performance.now() - t0 - waitedMs, durable };
+  }
+
+  /** Runs `fn` with no save in progress or starting (new saves wait), after every earlier one has settled. */
+  private async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const previous = this.barrier;
+    let open!: () => void;
+    this.barrier = new Promise<void>((resolve) => { open = resolve; });
+    try {
+      await previous;
+      while (this.active > 0 || this.inflight.size > 0) {
+        if (this.active > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+        await Promise.allSettled([...this.inflight]);
+      }
+      return await fn();
+    } finally {
+      open();
+    }
   }
 
   private async commit(step: number, payload: SavePayload, state: string, metrics: Record<string, number>, bytes: number, t0: number): Promise<DurableInfo> {
@@ -325,6 +377,11 @@ export class Checkpointer {
     try {
       const tensors = source ? await source.materialize() : (payload.tensors as Record<string, TensorEntry>);
       await previous;
+      if (this.needsReconcile) {
+        this.needsReconcile = false;
+        this.pointerCache.clear();
+        this.entries = await this.reconcile();
+      }
       job = this.submit(step, tensors, source, state, metrics, bytes, payload.copy ?? false, t0);
     } catch (err) {
       source?.release();
@@ -343,7 +400,11 @@ export class Checkpointer {
   private submit(step: number, tensors: Record<string, TensorEntry>, source: TensorSource | null, state: string,
     metrics: Record<string, number>, bytes: number, copy: boolean, t0: number): Promise<DurableInfo> {
     const file = checkpointName(step);
-    const planned = this.dedup?.plan(file, tensors, source?.identities, (f) => this.entries.some((e) => e.file === f));
+    const referenced = this.entries.filter((e) => e.refs?.includes(file)).map((e) => e.step);
+    if (referenced.length) {
+      throw argumentError(`step ${step} cannot be saved again: checkpoints ${referenced.join(', ')} store tensors by reference to its file`);
+    }
+    const planned = this.dedup?.plan(file, tensors, source?.identities, (f) => this.committed.has(f) && this.entries.some((e) => e.file === f));
     const written = planned ? planned.write : tensors;
     const refs = planned?.refs ?? {};
     const refFiles = [...new Set(Object.values(refs).map((r) => r.file))];
@@ -358,7 +419,10 @@ export class Checkpointer {
     const replaced = before.find((e) => e.step === step);
     if (replaced) entry.tags = replaced.tags;
     const next = [...before.filter((e) => e.step !== step), entry].sort((a, b) => a.step - b.step);
-    const decision = decideRetention(next.map((e) => ({ step: e.step, time: Date.parse(e.time), metrics: e.metrics, tags: e.tags })), this.policies, Date.now(), referencesOf(next));
+    const candidates = next.map((e) => ({ step: e.step, time: Date.parse(e.time), metrics: e.metrics, tags: e.tags }));
+    const decision = decideRetention(candidates, [...this.policies, this.honouredPointers(candidates)], Date.now(), referencesOf(next));
+    // This save's own file is never removed by its own job (a save below the newest step stays until the next).
+    if (!decision.kept.has(step)) decision.kept.set(step, ['this save (below the newest step)']);
     const kept = next.filter((e) => decision.kept.has(e.step)).map((e) => ({ ...e, keptBy: decision.kept.get(e.step)! }));
     const removed = next.filter((e) => !decision.kept.has(e.step)).map((e) => e.file);
     // Pointers first, then the manifest, then the removals: nothing goes while a pointer or the record names it.
@@ -380,6 +444,8 @@ export class Checkpointer {
       ...(refFiles.length ? { [METADATA_KEYS.refs]: JSON.stringify(refs) } : {}) };
     return this.store.commit({ name: file, tensors: written, options: { metadata, copy, compression: this.compression }, files, remove: removed })
       .then((result): DurableInfo => {
+        this.committed.add(file);
+        for (const f of result.removed) this.committed.delete(f);
         const contentId = result.contentId ?? null;
         const mine = this.entries.find((e) => e.step === step && e.contentId === CONTENT_ID_TOKEN);
         if (mine) mine.contentId = contentId;
@@ -393,8 +459,10 @@ export class Checkpointer {
       }, async (err: unknown) => {
         // What was decided assumed this save would commit; the record is re-read from the store before the next
         // decision is made (pointers and removals of this save did not happen or only partly).
+        // The record is re-read from the store before the next save is decided: this one's pointers, manifest
+        // and removals happened in part or not at all.
         this.entries = before;
-        this.pointerCache.clear();
+        this.needsReconcile = true;
         this.dedup?.forget(file);
         throw err;
       });
@@ -402,8 +470,30 @@ export class Checkpointer {
 
   private readonly pointerCache = new Map<string, string>();
   private readonly dedup: DedupIndex | null;
+  /** save() calls between their start and their hand-over to commit(). */
+  private active = 0;
+  private idleWaiters: (() => void)[] = [];
+  /** save() calls not yet returned (admitted or refused). */
+  private pending = 0;
+  private pendingWaiters: (() => void)[] = [];
+  private barrier: Promise<void> = Promise.resolve();
+  /** Pointer files in the directory (name -> step): the ones no policy of this run maintains are still honoured. */
+  private diskPointers = new Map<string, number>();
+  /** Checkpoints whose save completed (dedup refers only to these). */
+  private committed = new Set<string>();
+  /** A save failed: re-read the record from the store before deciding the next one. */
+  private needsReconcile = false;
   private manifestStale = false;
   private lastPointers: Record<string, number> = {};
+
+  /** Pointers in the directory that none of this run's policies maintains (a best-f1 kept by an earlier run with
+   * other flags): what they name stays. */
+  private honouredPointers(candidates: readonly RetentionEntry[]): RetentionPolicy {
+    const maintained = new Set([POINTER_LATEST, ...this.policies.flatMap((p) => Object.keys(p.pointers?.(candidates) ?? {}))]);
+    const keep = new Map<number, string>();
+    for (const [name, step] of this.diskPointers) if (!maintained.has(name)) keep.set(step, `pointer ${name}`);
+    return { name: 'pointers in the directory', keep: () => keep };
+  }
 
   /** Rewrites the manifest when a content id became known after the last save's manifest was rendered. */
   private async refreshManifest(): Promise<void> {
@@ -417,7 +507,15 @@ export class Checkpointer {
   async prune(policies: RetentionPolicy[] = this.policies, options: { dryRun?: boolean } = {}): Promise<{ removed: string[]; kept: ManifestEntry[] }> {
     await this.ready;
     if (this.lockHandle === null) throw new CheckpointError('checkpointer was opened with lock: false (read-only)', { code: 'ECKPT_ARGS' });
+    return this.exclusive(() => this.pruneNow(policies, options));
+  }
+
+  private async pruneNow(policies: RetentionPolicy[], options: { dryRun?: boolean }): Promise<{ removed: string[]; kept: ManifestEntry[] }> {
     await this.flush();
+    if (this.needsReconcile) {
+      this.needsReconcile = false;
+      this.entries = await this.reconcile();
+    }
     // Pointers already on disk that these policies do not maintain (a best-f1 kept by the trainer) still name
     // their checkpoints: those stay.
     const existing = new Map<number, string>();
@@ -444,15 +542,20 @@ export class Checkpointer {
   async tag(step: number, name: string): Promise<void> {
     await this.ready;
     if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name)) throw argumentError(`tag "${name}" must be letters, digits, ".", "_" or "-" (at most 64)`);
-    await this.flush();
-    const entry = this.entries.find((e) => e.step === step);
-    if (!entry) throw new CheckpointError(`no checkpoint for step ${step} in ${this.dir}`, { code: 'ENOENT', path: this.dir });
-    await this.store.writeSmall(`tag.${name}`, renderPointer({ step, file: entry.file }));
-    for (const e of this.entries) e.tags = e.tags.filter((t) => t !== name);
-    entry.tags.push(name);
-    entry.keptBy = [...entry.keptBy.filter((k) => !k.startsWith('tag ')), ...entry.tags.map((t) => `tag ${t}`)];
-    this.manifestStale = true;
-    await this.refreshManifest();
+    if (this.lockHandle === null) throw new CheckpointError('checkpointer was opened with lock: false (read-only)', { code: 'ECKPT_ARGS' });
+    await this.exclusive(async () => {
+      await this.flush();
+      const entry = this.entries.find((e) => e.step === step);
+      if (!entry) throw new CheckpointError(`no checkpoint for step ${step} in ${this.dir}`, { code: 'ENOENT', path: this.dir });
+      await this.store.writeSmall(`tag.${name}`, renderPointer({ step, file: entry.file }));
+      // By step, on the record as it is now (no save can run while this does).
+      this.entries = this.entries.map((e) => {
+        const tags = e.step === step ? [...e.tags.filter((t) => t !== name), name] : e.tags.filter((t) => t !== name);
+        return { ...e, tags, keptBy: [...e.keptBy.filter((k) => !k.startsWith('tag ')), ...tags.map((t) => `tag ${t}`)] };
+      });
+      this.manifestStale = true;
+      await this.refreshManifest();
+    });
   }
 
   /** Waits for every save in flight; rejects with the first failure since the last flush. */
@@ -465,14 +568,17 @@ export class Checkpointer {
     }
   }
 
-  /** Waits for every save, then releases the run lock. */
+  /** Waits for every save (those still waiting for room too), then releases the run lock. */
   async close(): Promise<void> {
     this.closed = true;
     try {
-      await this.flush();
-      if (this.lockHandle) await this.refreshManifest();
-    } finally {
       await this.ready.catch(() => {});
+      while (this.pending > 0) await new Promise<void>((resolve) => this.pendingWaiters.push(resolve));
+      await this.exclusive(async () => {
+        await this.flush();
+        if (this.lockHandle) await this.refreshManifest();
+      });
+    } finally {
       this.lockHandle?.release();
       this.lockHandle = null;
     }

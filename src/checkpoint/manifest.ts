@@ -142,7 +142,11 @@ export function renderManifest(m: Manifest): Uint8Array {
 
 /** A manifest entry recovered from a checkpoint's header (no tensor data read). */
 export function entryFromHeader(file: string, h: HeaderInfo, tags: string[]): ManifestEntry {
-  const step = Number(h.metadata[METADATA_KEYS.step] ?? stepOf(file));
+  const step = stepOf(file);
+  const recorded = h.metadata[METADATA_KEYS.step];
+  if (step === null || (recorded !== undefined && String(step) !== recorded)) {
+    throw bad(`${file}: its ${METADATA_KEYS.step} (${String(recorded)}) does not match its name`);
+  }
   const at = `${file}: ${METADATA_KEYS.metrics}`;
   let metrics: Record<string, number> = {};
   let parent: Parent | null = null;

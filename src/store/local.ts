@@ -9,6 +9,8 @@ import { HeaderInfo, ReadOptions, ReadResult, readCheckpoint, readHeader, remove
 import { CheckpointStore, CommitRequest, LockHolder, StoredObject, StoreLock } from './store';
 
 export const LOCK_NAME = 'ckptio.lock';
+/** The largest small object (pointer, tag, manifest) read back: a manifest of ~100,000 checkpoints. */
+export const SMALL_OBJECT_MAX = 64 << 20;
 /** The writer's temporary names: `<name>.tmp.<pid>.<8 hex>` (native/writer/commit.cc). */
 const TEMP_RE = /\.tmp\.(\d+)\.[0-9a-f]{8}$/;
 
@@ -100,12 +102,25 @@ export class LocalStore implements CheckpointStore {
     await writeFileAtomic(this.at(name), data);
   }
 
+  /** Small objects are untrusted: never through a symlink, never a FIFO or device (O_NONBLOCK: no hang), never a
+   * directory, at most SMALL_OBJECT_MAX bytes. */
   async readSmall(name: string): Promise<Uint8Array | null> {
+    let handle: fs.promises.FileHandle;
     try {
-      return new Uint8Array(await fs.promises.readFile(this.at(name)));
+      handle = await fs.promises.open(this.at(name), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw toCheckpointError(err);
+    }
+    try {
+      const st = await handle.stat();
+      if (!st.isFile()) throw new CheckpointError(`${name} is not a regular file`, { code: 'ECKPT_FORMAT', path: this.at(name) });
+      if (st.size > SMALL_OBJECT_MAX) throw new CheckpointError(`${name} is ${st.size} bytes, more than the ${SMALL_OBJECT_MAX} a pointer or manifest may be`, { code: 'ECKPT_FORMAT', path: this.at(name) });
+      return new Uint8Array(await handle.readFile());
+    } catch (err) {
+      throw toCheckpointError(err);
+    } finally {
+      await handle.close();
     }
   }
 

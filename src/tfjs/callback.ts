@@ -99,27 +99,33 @@ export async function fitCheckpoint(model: tfType.LayersModel, options: FitCheck
   let position: DatasetPosition = { epoch: 0, batch: 0 };
   let resumed: FitCheckpoint['resumed'] = null;
   let monitorValue: number | null = null;
+  // A resume that fails (strict mismatch, another dataset) must not leave the run lock held in this process.
   if (resume) {
-    const loaded = await checkpointer.loadLatest();
-    if (loaded) {
-      const state = parseFitState(loaded.state, loaded.path);
-      const report = restoreModelState(model, undefined, loaded, { strict, tf });
-      resumed = { ...report, path: loaded.path, step: loaded.step };
-      ({ step, epochsDone, position } = state);
-      monitorValue = state.monitor?.value ?? null;
-      const warn = options.onWarning ?? ((m: string) => console.warn(`ckptio: ${m}`));
-      const savedSchedule = state.schedule == null ? null : validateSchedule(state.schedule, { name: 'checkpoint state.schedule' });
-      if (JSON.stringify(savedSchedule) !== JSON.stringify(schedule)) warn(`the learning-rate schedule differs from the one the checkpoint was trained with (${JSON.stringify(savedSchedule)}); continuing with ${JSON.stringify(schedule)}`);
-      if (report.unseededRandomLayers.length) warn(`the model has unseeded random layers (${report.unseededRandomLayers.join(', ')}): the resumed run will not match an uninterrupted one; give them a seed`);
-      if (dataset) {
-        const now = dataset.describe();
-        if (state.dataset && JSON.stringify(state.dataset) !== JSON.stringify(now)) {
-          throw new CheckpointError(`checkpoint was trained on a different dataset order (${JSON.stringify(state.dataset)}, now ${JSON.stringify(now)})`, { code: 'ECKPT_MISMATCH', path: loaded.path });
+    try {
+      const loaded = await checkpointer.loadLatest();
+      if (loaded) {
+        const state = parseFitState(loaded.state, loaded.path);
+        const report = restoreModelState(model, undefined, loaded, { strict, tf });
+        resumed = { ...report, path: loaded.path, step: loaded.step };
+        ({ step, epochsDone, position } = state);
+        monitorValue = state.monitor?.value ?? null;
+        const warn = options.onWarning ?? ((m: string) => console.warn(`ckptio: ${m}`));
+        const savedSchedule = state.schedule == null ? null : validateSchedule(state.schedule, { name: 'checkpoint state.schedule' });
+        if (JSON.stringify(savedSchedule) !== JSON.stringify(schedule)) warn(`the learning-rate schedule differs from the one the checkpoint was trained with (${JSON.stringify(savedSchedule)}); continuing with ${JSON.stringify(schedule)}`);
+        if (report.unseededRandomLayers.length) warn(`the model has unseeded random layers (${report.unseededRandomLayers.join(', ')}): the resumed run will not match an uninterrupted one; give them a seed`);
+        if (dataset) {
+          const now = dataset.describe();
+          if (state.dataset && JSON.stringify(state.dataset) !== JSON.stringify(now)) {
+            throw new CheckpointError(`checkpoint was trained on a different dataset order (${JSON.stringify(state.dataset)}, now ${JSON.stringify(now)})`, { code: 'ECKPT_MISMATCH', path: loaded.path });
+          }
+          dataset.seek(position);
+        } else if (position.batch > 0) {
+          warn(`checkpoint ${loaded.path} was made mid-epoch (epoch ${position.epoch}, batch ${position.batch}); model.fit restarts that epoch, so the resume is not exact (use fitDataset with seededDataset for batch-exact resume)`);
         }
-        dataset.seek(position);
-      } else if (position.batch > 0) {
-        warn(`checkpoint ${loaded.path} was made mid-epoch (epoch ${position.epoch}, batch ${position.batch}); model.fit restarts that epoch, so the resume is not exact (use fitDataset with seededDataset for batch-exact resume)`);
       }
+    } catch (err) {
+      await checkpointer.close().catch(() => {});
+      throw err;
     }
   }
   const initialEpoch = position.epoch;
