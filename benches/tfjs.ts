@@ -164,7 +164,11 @@ export async function stepOverhead(ctx: BenchContext): Promise<void> {
     const times = new Map<string, number[]>();
     for (let round = 0; round < 2; round++) {
       for (const [name, every] of configs) {
-        const t = await syntheticRun(tf, vars, alt, steps, every, work, path.join(ctx.workDir, `syn-${backend}`));
+        // A fresh directory per run: a run starting at step 1 where another left step 300 would keep its own
+        // saves below the newest (retention never removes a save in its own job) and prune each at the next.
+        const runDir = path.join(ctx.workDir, `syn-${backend}-${round}-${name.replace(/\s+/g, '')}`);
+        const t = await syntheticRun(tf, vars, alt, steps, every, work, runDir);
+        fs.rmSync(runDir, { recursive: true, force: true });
         times.set(name, [...(times.get(name) ?? []), ...t]);
       }
     }
