@@ -14,30 +14,61 @@ export interface KillLoopResult {
   invalidLoaded: number;
   finalEqual: boolean;
   maxAcked: number;
+  /** Per kill: the last step the killed run reported (-1: none) and the step the next run resumed from. */
+  killedAt: { lastStep: number; resumedFrom: number | null }[];
 }
 
-export async function killLoop(opts: { dir: string; kills: number; steps: number; backend: string; seed?: number; log?: (m: string) => void }): Promise<KillLoopResult> {
-  const args = [...SMALL, '--steps', String(opts.steps), '--save-every', '1', '--keep-last', '3', '--backend', opts.backend];
+export interface KillLoopOptions {
+  dir: string;
+  kills: number;
+  steps: number;
+  backend: string;
+  seed?: number;
+  log?: (m: string) => void;
+  /** Trainer flags other than --steps/--save-every/--keep-last/--backend/--dir (default SMALL). */
+  trainArgs?: string[];
+  /** A checkpoint every N steps (default 1). */
+  saveEvery?: number;
+  /** Each kill lands uniformly within this many ms after the run's first line (default 300). */
+  maxDelayMs?: number;
+  /** Spread the kills over the run: kill i waits for a step line in the i-th of kills + 1 equal stretches of
+   * the steps (a random step within it), then maxDelayMs as above. For slow steps (webgpu in software), where a
+   * delay after the first line alone would keep every kill near the start. */
+  spread?: boolean;
+}
+
+export async function killLoop(opts: KillLoopOptions): Promise<KillLoopResult> {
+  const args = [...(opts.trainArgs ?? SMALL), '--steps', String(opts.steps), '--save-every', String(opts.saveEvery ?? 1), '--keep-last', '3', '--backend', opts.backend];
   const refDir = path.join(opts.dir, 'reference');
   const runDir = path.join(opts.dir, 'killed');
   runTrainer([...args, '--dir', refDir]);
   let seed = opts.seed ?? 12345;
   const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
-  const result: KillLoopResult = { kills: 0, restarts: 0, lostAcknowledged: 0, invalidLoaded: 0, finalEqual: false, maxAcked: -1 };
+  const result: KillLoopResult = { kills: 0, restarts: 0, lostAcknowledged: 0, invalidLoaded: 0, finalEqual: false, maxAcked: -1, killedAt: [] };
+  const maxDelayMs = opts.maxDelayMs ?? 300;
+  let lastKillStep: number | null = null; // the killed run's last step, until the next run says where it resumed
   while (true) {
     const killNow = result.kills < opts.kills;
-    const { events, killed } = await runAndKill([...args, '--dir', runDir], killNow ? Math.floor(rand() * 300) : null);
+    const stretch = opts.steps / (opts.kills + 1);
+    const afterStep = opts.spread && killNow ? Math.floor(stretch * result.kills + 1 + rand() * stretch) : undefined;
+    const { events, killed } = await runAndKill([...args, '--dir', runDir], killNow ? Math.floor(rand() * maxDelayMs) : null, afterStep);
     const start = events.find((e) => e.event === 'start');
     if (start) {
       result.restarts++;
       const from = start.resumedFrom ?? -1;
+      if (lastKillStep !== null) result.killedAt.push({ lastStep: lastKillStep, resumedFrom: start.resumedFrom ?? null });
+      lastKillStep = null;
       if (result.maxAcked >= 0 && from < result.maxAcked) {
         result.lostAcknowledged++;
         opts.log?.(`restart resumed from ${from} but step ${result.maxAcked} had been acknowledged durable`);
       }
     }
     for (const e of events) if (e.event === 'durable' && e.step !== undefined) result.maxAcked = Math.max(result.maxAcked, e.step);
-    if (killed) result.kills++;
+    if (killed) {
+      result.kills++;
+      const steps = events.filter((e) => e.event === 'step').map((e) => e.step ?? -1);
+      lastKillStep = steps.length ? steps[steps.length - 1]! : -1;
+    }
     if (!killed && events.some((e) => e.event === 'done')) break;
     if (result.kills % 50 === 0 && killed) opts.log?.(`${result.kills} kills, newest acknowledged step ${result.maxAcked}`);
   }

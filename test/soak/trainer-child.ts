@@ -17,17 +17,22 @@ export function runTrainer(args: string[]): TrainEventLine[] {
 
 export interface Killed { events: TrainEventLine[]; killed: boolean }
 
-/** Starts the trainer and SIGKILLs it `delayMs` after its first line (or lets it finish). */
-export function runAndKill(args: string[], delayMs: number | null): Promise<Killed> {
+/** Starts the trainer and SIGKILLs it `delayMs` after its first line, or after its first `step` line at or past
+ * `afterStep` when given (or lets it finish: delayMs null). */
+export function runAndKill(args: string[], delayMs: number | null, afterStep?: number): Promise<Killed> {
   return new Promise((resolve, reject) => {
     const child: ChildProcess = spawn(process.execPath, [CLI, 'train', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     let timer: NodeJS.Timeout | null = null;
     let killed = false;
+    const reached = () => afterStep === undefined || out.split('\n').slice(0, -1).some((l) => {
+      const m = /^\{"event":"step","step":(\d+)/.exec(l);
+      return m !== null && Number(m[1]) >= afterStep;
+    });
     child.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
-      if (delayMs !== null && !timer) {
+      if (delayMs !== null && !timer && reached()) {
         timer = setTimeout(() => {
           killed = child.kill('SIGKILL');
         }, delayMs);
