@@ -3,7 +3,7 @@
  * Prints JSON lines; hashes are read with data() (dataSync goes through OffscreenCanvas on webgpu).
  *
  *   node webgpu-child.js <json config>
- *   phases: probe | full | first | resume (exact resume), snapshot (a snapshot keeps step-k values), leak (20 saves) */
+ *   phases: probe | full | first | resume (exact resume), snapshot (a snapshot keeps step-k values), leak (100 saves) */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import type * as tfType from '@tensorflow/tfjs';
@@ -62,11 +62,30 @@ async function stateHashes(model: tfType.LayersModel): Promise<Record<string, st
   return h;
 }
 
-function gpuMemory(tf: Tf): { numTensors: number; numBytes: number; numDataIds: number; numBytesInGPU: number; numBytesAllocatedInGPU: number } {
-  const m = tf.memory() as tfType.MemoryInfo & { numDataBuffers: number };
-  const b = tf.backend() as unknown as { memory(): { numBytesInGPU: number; numBytesAllocatedInGPU: number }; numDataIds(): number };
-  const g = b.memory();
-  return { numTensors: m.numTensors, numBytes: m.numBytes, numDataIds: b.numDataIds(), numBytesInGPU: g.numBytesInGPU, numBytesAllocatedInGPU: g.numBytesAllocatedInGPU };
+export interface GpuMemory {
+  /** tf.memory(): tensors, data buffers (dataIds) and their bytes, as the engine counts them. */
+  numTensors: number;
+  numDataBuffers: number;
+  numBytes: number;
+  /** The backend's own count of dataIds (a snapshot's reference keeps an old one alive). */
+  numDataIds: number;
+  /** tf.memory() on webgpu: bytes of GPU buffers in use, and allocated (in use + the backend's free pool). */
+  numBytesInGPU: number;
+  numBytesAllocatedInGPU: number;
+  /** The backend's buffer manager: GPU buffers in use (tensors and MAP_READ staging being read) and pooled. */
+  numUsedGpuBuffers: number;
+  numFreeGpuBuffers: number;
+}
+
+function gpuMemory(tf: Tf): GpuMemory {
+  const m = tf.memory() as tfType.MemoryInfo & { numDataBuffers: number; numBytesInGPU?: number; numBytesAllocatedInGPU?: number };
+  const b = tf.backend() as unknown as { numDataIds(): number; bufferManager?: { getNumUsedBuffers(): number; getNumFreeBuffers(): number } };
+  if (m.numBytesInGPU === undefined || m.numBytesAllocatedInGPU === undefined || !b.bufferManager) throw new Error('tf.memory() has no numBytesInGPU / the backend no bufferManager: not the webgpu backend?');
+  return {
+    numTensors: m.numTensors, numDataBuffers: m.numDataBuffers, numBytes: m.numBytes, numDataIds: b.numDataIds(),
+    numBytesInGPU: m.numBytesInGPU, numBytesAllocatedInGPU: m.numBytesAllocatedInGPU,
+    numUsedGpuBuffers: b.bufferManager.getNumUsedBuffers(), numFreeGpuBuffers: b.bufferManager.getNumFreeBuffers(),
+  };
 }
 
 async function main(): Promise<void> {
@@ -111,18 +130,27 @@ async function main(): Promise<void> {
       out({ expected, got, live: await stateHashes(model), stats });
     } else if (cfg.phase === 'leak') {
       const ckpt = new Checkpointer({ dir: cfg.dir!, keepLast: 2, maxInflight: 1, onFull: 'wait' });
-      const saves = cfg.saves ?? 20;
+      const saves = cfg.saves ?? 100;
+      let durableSaves = 0;
       const one = async (i: number) => {
-        step(tf, model, x, y, i);
+        step(tf, model, x, y, i); // new data for every variable: each save reads its tensors from the GPU
         const h = await ckpt.save(i + 1, { tensors: modelState(model, undefined, { tf }) });
-        await h.durable;
+        if (await h.durable) durableSaves++;
       };
-      await one(0); // warm: the backend's buffer pool and staging buffers reach their size
+      // Warm: one save per batch of step()'s cycle of 4, so the backend's pool holds every size it will use.
+      for (let i = 0; i < 4; i++) await one(i);
       const before = gpuMemory(tf);
-      for (let i = 1; i <= saves; i++) await one(i);
+      let peak = before;
+      const samples: GpuMemory[] = [];
+      for (let i = 1; i <= saves; i++) {
+        await one(3 + i);
+        const m = gpuMemory(tf);
+        if (i % 10 === 0) samples.push(m);
+        if (m.numTensors > peak.numTensors || m.numBytesInGPU > peak.numBytesInGPU) peak = m;
+      }
       const after = gpuMemory(tf);
       await ckpt.close();
-      out({ before, after });
+      out({ before, after, peak, samples, saves, durableSaves, tensorsPerSave: Object.keys(collectModelState(model, undefined).tensors).length });
     }
     model.dispose();
     x.dispose();
