@@ -19,7 +19,8 @@
 
 namespace ckptio::format {
 
-constexpr uint64_t kMaxHeaderLen = 100ull << 20;  // the safetensors reference implementation's cap
+// The reference reader's cap on the header length N (its MAX_HEADER_SIZE): 100,000,000 bytes, inclusive.
+constexpr uint64_t kMaxHeaderLen = 100'000'000;
 inline constexpr const char kFormatKey[] = "ckptio.format";
 inline constexpr const char kFormatVersion[] = "1";
 inline constexpr const char kChecksumKey[] = "ckptio.checksum";
