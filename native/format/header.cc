@@ -61,15 +61,23 @@ uint64_t LoadLe64(const unsigned char* p) {
 }  // namespace
 
 Status TensorBytes(const TensorInfo& tensor, uint64_t* bytes) {
-  uint64_t n = Info(tensor.dtype).size;
+  const DTypeInfo& dt = Info(tensor.dtype);
+  auto overflow = [&] {
+    return Status::Format("tensor " + Quote(tensor.name) + ": shape " + ShapeString(tensor.shape) +
+                          " overflows 64 bits");
+  };
+  uint64_t elements = 1;
   for (uint64_t d : tensor.shape) {
-    if (d != 0 && n > UINT64_MAX / d) {
-      return Status::Format("tensor " + Quote(tensor.name) + ": shape " + ShapeString(tensor.shape) +
-                            " overflows 64 bits");
-    }
-    n *= d;
+    if (d != 0 && elements > UINT64_MAX / d) return overflow();
+    elements *= d;
   }
-  *bytes = n;
+  if (elements > UINT64_MAX / dt.bits) return overflow();
+  const uint64_t bits = elements * dt.bits;
+  if (bits % 8 != 0) {
+    return Status::Format("tensor " + Quote(tensor.name) + ": shape " + ShapeString(tensor.shape) + " x " +
+                          dt.safetensors_name + " is " + std::to_string(bits) + " bits, not a whole number of bytes");
+  }
+  *bytes = bits / 8;
   return Status::Ok();
 }
 
@@ -79,7 +87,7 @@ Status PlanLayout(std::vector<TensorInfo>* tensors, uint64_t* data_len) {
     if (!IsValidUtf8(t.name.data(), t.name.size())) return Status::Invalid("tensor name is not valid UTF-8");
   }
   std::sort(tensors->begin(), tensors->end(), [](const TensorInfo& a, const TensorInfo& b) {
-    const size_t sa = Info(a.dtype).size, sb = Info(b.dtype).size;
+    const size_t sa = Info(a.dtype).bits, sb = Info(b.dtype).bits;
     return sa != sb ? sa > sb : a.name < b.name;
   });
   uint64_t offset = 0;
@@ -275,7 +283,7 @@ Status ParseHeader(const unsigned char* file, uint64_t file_size, ParsedHeader* 
   std::sort(out->tensors.begin(), out->tensors.end(), [](const TensorInfo& a, const TensorInfo& b) {
     if (a.begin != b.begin) return a.begin < b.begin;
     if (a.end != b.end) return a.end < b.end;
-    const size_t sa = Info(a.dtype).size, sb = Info(b.dtype).size;
+    const size_t sa = Info(a.dtype).bits, sb = Info(b.dtype).bits;
     return sa != sb ? sa > sb : a.name < b.name;
   });
   uint64_t expected = 0;
@@ -292,6 +300,19 @@ Status ParseHeader(const unsigned char* file, uint64_t file_size, ParsedHeader* 
   if (expected != out->data_len) {
     return Status::Format("data region is " + std::to_string(out->data_len) + " bytes but tensors cover " +
                           std::to_string(expected) + " (trailing bytes or truncated file)");
+  }
+
+  // The file is valid for the reference reader from here on; what follows are ckptio's own limits and keys.
+  // A dim above 2^53 - 1 cannot come back exactly as a JavaScript number: rejected, never rounded (only a
+  // zero-element tensor can have one, so this is checked after the layout).
+  for (const TensorInfo& t : out->tensors) {
+    for (uint64_t d : t.shape) {
+      if (d > kMaxDim) {
+        return Status::Format("tensor " + Quote(t.name) + ": dimension " + std::to_string(d) +
+                              " is above 2^53-1, the largest a JavaScript number holds exactly (shape " +
+                              ShapeString(t.shape) + "); ckptio rejects it rather than return it rounded");
+      }
+    }
   }
 
   // ckptio's own keys. A file without them is plain safetensors: readable, but not verifiable.

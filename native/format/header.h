@@ -21,6 +21,10 @@ namespace ckptio::format {
 
 // The reference reader's cap on the header length N (its MAX_HEADER_SIZE): 100,000,000 bytes, inclusive.
 constexpr uint64_t kMaxHeaderLen = 100'000'000;
+// The largest dimension a read returns: 2^53 - 1, the largest integer a JavaScript number holds exactly (and the
+// largest the writer accepts). A file with a larger one (valid for the reference only when the tensor has zero
+// elements) is rejected with ECKPT_FORMAT rather than returned rounded.
+constexpr uint64_t kMaxDim = (1ull << 53) - 1;
 inline constexpr const char kFormatKey[] = "ckptio.format";
 inline constexpr const char kFormatVersion[] = "1";
 inline constexpr const char kChecksumKey[] = "ckptio.checksum";
@@ -38,7 +42,9 @@ struct TensorInfo {
 
 using Metadata = std::vector<std::pair<std::string, std::string>>;
 
-// Checks a tensor's shape against its byte length; *bytes gets shape x dtype size.
+// A tensor's byte length by the reference's rule: the element count (the product of the dims, overflow-checked
+// left to right, so a zero dim after dims whose product overflows does not save it), times the dtype's bits
+// (overflow-checked), which must be a whole number of bytes. *bytes gets that number of bytes.
 Status TensorBytes(const TensorInfo& tensor, uint64_t* bytes);
 
 // Sorts tensors into file order (dtype size descending, then name bytewise), rejects duplicate or
