@@ -3,6 +3,7 @@
     "target_name": "ckptio",
     "sources": [
       "native/addon.cc",
+      "native/addon/tensor_table.cc",
       "native/io/posix_env.cc",
       "native/io/fault_env.cc",
       "native/format/dtype.cc",

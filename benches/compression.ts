@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readCheckpoint, TensorEntry, writeCheckpoint, WriteResult } from '../src/format/file';
 import { compressTensors } from '../src/format/compression';
+import { TensorList } from '../src/format/tensor-list';
 import { train } from '../src/train/trainer';
 import { BenchContext, MiB, stat } from './common';
 
@@ -77,7 +78,7 @@ export async function compressionBench(ctx: BenchContext): Promise<void> {
       }
       if (r < 0) continue;
       const t0 = performance.now();
-      await compressTensors(Object.entries(tensors).map(([name, t]) => ({ name, ...t })), false);
+      await compressTensors(TensorList.fromRecord(tensors), false);
       alone.push(rawBytes / 1e9 / ((performance.now() - t0) / 1000));
     }
     for (let r = -1; r < ctx.reps; r++) { // round -1 reads the O_DIRECT-written files into the page cache

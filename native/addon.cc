@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "format/checksum.h"
+#include "addon/tensor_table.h"
 #include "format/reader.h"
 #include "io/fault_env.h"
 #include "writer/commit.h"
@@ -196,19 +197,20 @@ class WriterJob : public writer::Job {
 
 class CheckpointJob final : public WriterJob {
  public:
-  CheckpointJob(Completion* done, CompletionTsfn tsfn, io::Env* env, std::vector<writer::TensorSource> sources,
+  CheckpointJob(Completion* done, CompletionTsfn tsfn, io::Env* env, addon::PackedTensors tensors,
                 format::Metadata metadata, writer::CommitOptions options)
-      : WriterJob(done, tsfn), env_(env), sources_(std::move(sources)), metadata_(std::move(metadata)),
+      : WriterJob(done, tsfn), env_(env), tensors_(std::move(tensors)), metadata_(std::move(metadata)),
         options_(options) {}
   void Run(writer::StagingBlocks* staging) override {
-    Status s = writer::CommitCheckpoint(env_, done_->path, std::move(sources_), metadata_, options_, staging,
-                                        &done_->result);
+    std::vector<writer::TensorSource> sources;
+    Status s = addon::UnpackTensors(tensors_, &sources);
+    if (s.ok()) s = writer::CommitCheckpoint(env_, done_->path, std::move(sources), metadata_, options_, staging, &done_->result);
     Finish(std::move(s));
   }
 
  private:
   io::Env* env_;
-  std::vector<writer::TensorSource> sources_;
+  addon::PackedTensors tensors_;
   format::Metadata metadata_;
   writer::CommitOptions options_;
 };
@@ -228,15 +230,17 @@ constexpr char kContentIdToken[] = "\"@ckptio.content_id@\"";
 // thread between the stages, and a failure stops the later stages (so nothing a pointer still names goes).
 class SaveJob final : public WriterJob {
  public:
-  SaveJob(Completion* done, CompletionTsfn tsfn, io::Env* env, std::vector<writer::TensorSource> sources,
+  SaveJob(Completion* done, CompletionTsfn tsfn, io::Env* env, addon::PackedTensors tensors,
           format::Metadata metadata, writer::CommitOptions options, std::vector<SmallFile> files, std::string remove_dir,
           std::vector<std::string> remove)
-      : WriterJob(done, tsfn), env_(env), sources_(std::move(sources)), metadata_(std::move(metadata)), options_(options),
+      : WriterJob(done, tsfn), env_(env), tensors_(std::move(tensors)), metadata_(std::move(metadata)), options_(options),
         files_(std::move(files)), remove_dir_(std::move(remove_dir)), remove_(std::move(remove)) {}
   void Run(writer::StagingBlocks* staging) override {
     done_->is_save = true;
     done_->failed_stage = "data";
-    Status s = writer::CommitCheckpoint(env_, done_->path, std::move(sources_), metadata_, options_, staging, &done_->result);
+    std::vector<writer::TensorSource> sources;
+    Status s = addon::UnpackTensors(tensors_, &sources);
+    if (s.ok()) s = writer::CommitCheckpoint(env_, done_->path, std::move(sources), metadata_, options_, staging, &done_->result);
     if (!s.ok()) return Finish(std::move(s));
     done_->data_durable = true;
     done_->failed_stage = "files";
@@ -263,7 +267,7 @@ class SaveJob final : public WriterJob {
 
  private:
   io::Env* env_;
-  std::vector<writer::TensorSource> sources_;
+  addon::PackedTensors tensors_;
   format::Metadata metadata_;
   writer::CommitOptions options_;
   std::vector<SmallFile> files_;
@@ -376,62 +380,6 @@ bool GetBytes(const Napi::Value& v, const std::string& what, const unsigned char
   return true;
 }
 
-bool GetTensors(Napi::Env env, const Napi::Value& v, std::vector<writer::TensorSource>* out, std::vector<size_t>* sizes,
-                Status* error) {
-  if (!v.IsArray()) {
-    *error = Status::Invalid("tensors must be an array of {name, dtype, shape, data}");
-    return false;
-  }
-  Napi::Array arr = v.As<Napi::Array>();
-  const uint32_t n = arr.Length();
-  for (uint32_t i = 0; i < n; ++i) {
-    Napi::Value item = arr.Get(i);
-    if (env.IsExceptionPending() || !item.IsObject()) {
-      *error = Status::Invalid("tensor #" + std::to_string(i) + " is not an object");
-      return false;
-    }
-    Napi::Object obj = item.As<Napi::Object>();
-    Napi::Value name = obj.Get("name"), dtype = obj.Get("dtype"), shape = obj.Get("shape"), data = obj.Get("data");
-    if (env.IsExceptionPending() || !name.IsString()) {
-      *error = Status::Invalid("tensor #" + std::to_string(i) + ": name must be a string");
-      return false;
-    }
-    writer::TensorSource src;
-    src.info.name = name.As<Napi::String>().Utf8Value();
-    const std::string label = "tensor \"" + src.info.name + "\"";
-    if (!dtype.IsString() || !format::FromJsName(dtype.As<Napi::String>().Utf8Value(), &src.info.dtype)) {
-      *error = Status::Invalid(label + ": unknown dtype");
-      return false;
-    }
-    if (!shape.IsArray()) {
-      *error = Status::Invalid(label + ": shape must be an array of non-negative integers");
-      return false;
-    }
-    Napi::Array dims = shape.As<Napi::Array>();
-    for (uint32_t d = 0; d < dims.Length(); ++d) {
-      Napi::Value dim = dims.Get(d);
-      const double x = dim.IsNumber() ? dim.As<Napi::Number>().DoubleValue() : -1;
-      if (!(x >= 0) || x > 9007199254740991.0 || std::floor(x) != x) {
-        *error = Status::Invalid(label + ": shape must be an array of non-negative integers");
-        return false;
-      }
-      src.info.shape.push_back(static_cast<uint64_t>(x));
-    }
-    size_t len = 0;
-    if (!GetBytes(data, label + ": data", &src.data, &len, error)) return false;
-    uint64_t expected;
-    Status s = format::TensorBytes(src.info, &expected);
-    if (!s.ok() || expected != len) {
-      *error = Status::Invalid(label + ": data is " + std::to_string(len) + " bytes but shape x dtype needs " +
-                               (s.ok() ? std::to_string(expected) : std::string("more than 2^64")));
-      return false;
-    }
-    sizes->push_back(len);
-    out->push_back(std::move(src));
-  }
-  return true;
-}
-
 bool GetMetadata(Napi::Env env, const Napi::Value& v, format::Metadata* out, Status* error) {
   if (v.IsUndefined() || v.IsNull()) return true;
   if (!v.IsObject()) {
@@ -526,10 +474,9 @@ Napi::Value WriteOrSave(const Napi::CallbackInfo& info, bool is_save) {
   Napi::Env env = info.Env();
   Status error;
   std::string path;
-  std::vector<writer::TensorSource> sources;
-  std::vector<size_t> sizes;
+  addon::PackedTensors tensors;
   format::Metadata metadata;
-  if (!GetPath(info[0], "path", &path, &error) || !GetTensors(env, info[1], &sources, &sizes, &error) ||
+  if (!GetPath(info[0], "path", &path, &error) || !addon::GetTensors(env, info[1], &tensors, &error) ||
       !GetMetadata(env, info[2], &metadata, &error)) {
     if (env.IsExceptionPending()) env.GetAndClearPendingException();
     return Rejected(env, error);
@@ -574,7 +521,7 @@ Napi::Value WriteOrSave(const Napi::CallbackInfo& info, bool is_save) {
   done->path = path;
   if (copy) {
     size_t total = 0;
-    for (size_t s : sizes) total += s;
+    for (size_t s : tensors.sizes) total += s;
     int err = 0;
     done->copy = state->copy_pool.Acquire(total, &err);
     if (!done->copy.data) {
@@ -583,10 +530,10 @@ Napi::Value WriteOrSave(const Napi::CallbackInfo& info, bool is_save) {
     }
     done->pool = &state->copy_pool;
     size_t at = 0;
-    for (size_t i = 0; i < sources.size(); ++i) {
-      if (sizes[i]) std::memcpy(done->copy.data + at, sources[i].data, sizes[i]);
-      sources[i].data = done->copy.data + at;
-      at += sizes[i];
+    for (size_t i = 0; i < tensors.data.size(); ++i) {
+      if (tensors.sizes[i]) std::memcpy(done->copy.data + at, tensors.data[i], tensors.sizes[i]);
+      tensors.data[i] = done->copy.data + at;
+      at += tensors.sizes[i];
     }
   } else {
     done->keep_alive = Napi::Persistent(info[1].As<Napi::Object>());
@@ -594,10 +541,10 @@ Napi::Value WriteOrSave(const Napi::CallbackInfo& info, bool is_save) {
   io::Env* io_env = io::CurrentEnv();
   return Submit(env, done, [&](CompletionTsfn tsfn) -> WriterJob* {
     if (is_save) {
-      return new SaveJob(done, tsfn, io_env, std::move(sources), std::move(metadata), options, std::move(files),
+      return new SaveJob(done, tsfn, io_env, std::move(tensors), std::move(metadata), options, std::move(files),
                          std::move(remove_dir), std::move(remove));
     }
-    return new CheckpointJob(done, tsfn, io_env, std::move(sources), std::move(metadata), options);
+    return new CheckpointJob(done, tsfn, io_env, std::move(tensors), std::move(metadata), options);
   });
 }
 
@@ -665,6 +612,14 @@ struct MappingHint {
   io::Env* env;
   size_t len;
 };
+
+// obj[key] = value as an own data property. The key is passed with its length, so a NUL in it is kept
+// (Object::Set(std::string, ...) passes c_str() and cuts the key there, merging keys that differ after it),
+// and the property is defined, not assigned, so a key "__proto__" stays a key.
+void DefineString(Napi::Env env, Napi::Object obj, const std::string& key, const std::string& value) {
+  obj.DefineProperty(Napi::PropertyDescriptor::Value(Napi::String::New(env, key), Napi::String::New(env, value),
+                                                     napi_default_jsproperty));
+}
 
 class ReadWorker final : public Napi::AsyncWorker {
  public:
@@ -734,7 +689,7 @@ class ReadWorker final : public Napi::AsyncWorker {
                                            key == format::kTensorHashesKey || key == format::kHeaderHashKey)) {
         continue;
       }
-      metadata.Set(key, value);
+      DefineString(env, metadata, key, value);
     }
     Napi::Object out = Napi::Object::New(env);
     out.Set("tensors", tensors);
@@ -809,7 +764,7 @@ class ReadHeaderWorker final : public Napi::AsyncWorker {
       tensors.Set(i++, entry);
     }
     Napi::Object metadata = Napi::Object::New(env);
-    for (const auto& [key, value] : header_.metadata) metadata.Set(key, value);
+    for (const auto& [key, value] : header_.metadata) DefineString(env, metadata, key, value);
     Napi::Object out = Napi::Object::New(env);
     out.Set("tensors", tensors);
     out.Set("metadata", metadata);
@@ -1017,6 +972,15 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   faults.Set("stats", Napi::Function::New(env, FaultsStats));
   faults.Set("disable", Napi::Function::New(env, FaultsDisable));
   exports.Set("faults", faults);
+  Napi::Array dtypes = Napi::Array::New(env, format::DTypeCount());
+  for (size_t i = 0; i < format::DTypeCount(); ++i) {
+    const format::DTypeInfo& info = format::Info(static_cast<format::DType>(i));
+    Napi::Object d = Napi::Object::New(env);
+    d.Set("name", info.js_name);
+    d.Set("bytes", static_cast<double>(info.size));
+    dtypes.Set(static_cast<uint32_t>(i), d);
+  }
+  exports.Set("dtypes", dtypes);
   exports.Set("xxh3", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
     const unsigned char* data = nullptr;
     size_t len = 0;

@@ -8,9 +8,10 @@ const root = path.resolve(__dirname, '..', '..');
 
 test('binding.gyp and native/CMakeLists.txt build the same sources', () => {
   const cmake = fs.readFileSync(path.join(root, 'native', 'CMakeLists.txt'), 'utf8');
-  const listed = /set\(CKPTIO_CORE_SOURCES([^)]*)\)/.exec(cmake)![1]!.trim().split(/\s+/).map((s) => `native/${s}`);
+  const list = (name: string) => new RegExp(`set\\(${name}([^)]*)\\)`).exec(cmake)![1]!.trim().split(/\s+/).map((s) => `native/${s}`);
+  const listed = [...list('CKPTIO_ADDON_SOURCES'), ...list('CKPTIO_CORE_SOURCES')];
   const gyp = JSON.parse(fs.readFileSync(path.join(root, 'binding.gyp'), 'utf8')) as { targets: { sources: string[] }[] };
-  assert.deepEqual([...gyp.targets[0]!.sources].sort(), ['native/addon.cc', ...listed].sort());
+  assert.deepEqual([...gyp.targets[0]!.sources].sort(), listed.sort());
   const onDisk = fs.readdirSync(path.join(root, 'native'), { recursive: true }).map(String).filter((f) => f.endsWith('.cc')).map((f) => `native/${f}`);
   assert.deepEqual(onDisk.sort(), [...gyp.targets[0]!.sources].sort(), 'every .cc file under native/ is built');
 });

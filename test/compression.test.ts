@@ -5,6 +5,9 @@ import { test } from 'node:test';
 import * as lz4 from 'lz4-napi';
 import { Checkpointer, CheckpointError, readCheckpoint, TensorEntry, writeCheckpoint } from '../src';
 import { native } from '../src/binding/native';
+import { TensorList } from '../src/format/tensor-list';
+
+const packed = (list: (TensorEntry & { name: string })[]) => TensorList.fromRecord(Object.fromEntries(list.map(({ name, ...t }) => [name, t]))).pack();
 import { assertSameTensors, bytesOf, parseFraming, pattern, tempDir } from './helpers';
 
 const CHUNK = 4 << 20;
@@ -146,11 +149,11 @@ test('lz4: a malformed compression map or chunk is ECKPT_FORMAT, even when every
   ];
   for (const [i, [what, value, tensors]] of cases.entries()) {
     const file = path.join(dir, `bad-${i}.safetensors`);
-    await native.write(file, tensors, { 'ckptio.compression': value }, {});
+    await native.write(file, packed(tensors), { 'ckptio.compression': value }, {});
     await assert.rejects(readCheckpoint(file), (e: unknown) => e instanceof CheckpointError && e.code === 'ECKPT_FORMAT' && e.path === file, what);
   }
   const ok = path.join(dir, 'ok.safetensors');
-  await native.write(ok, [chunk(good)], { 'ckptio.compression': map({ w }) }, {});
+  await native.write(ok, packed([chunk(good)]), { 'ckptio.compression': map({ w }) }, {});
   const back = await readCheckpoint(ok);
   assert.deepEqual(Array.from(new Uint8Array(back.tensors.w!.data.buffer)), new Array(400).fill(1), 'the well-formed control decodes');
 });

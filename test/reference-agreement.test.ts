@@ -242,3 +242,13 @@ test('the raw-byte dtypes are read only: writing one is an argument error', asyn
   }
   assert.equal(fs.existsSync(p), false);
 });
+
+test('the writer refuses a header above the readers\' cap instead of writing a file no reader opens', async () => {
+  const dir = tempDir();
+  const file = path.join(dir, 'big.safetensors');
+  await assert.rejects(
+    writeCheckpoint(file, { w: { dtype: 'float32', shape: [1], data: new Float32Array(1) } }, { metadata: { big: 'x'.repeat(100_000_000) } }),
+    (e: unknown) => e instanceof CheckpointError && e.code === 'ECKPT_ARGS' && /100000000-byte cap/.test(e.message),
+  );
+  assert.deepEqual(fs.readdirSync(dir), [], 'nothing was left behind');
+});

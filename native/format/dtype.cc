@@ -48,6 +48,8 @@ const DTypeInfo& Info(DType dtype) {
   return i < kCount ? kInfos[i] : kRawInfos[i - kCount];
 }
 
+size_t DTypeCount() { return kCount; }
+
 bool FromSafetensorsName(std::string_view name, DType* out) {
   for (const DTypeInfo& info : kInfos) {
     if (name == info.safetensors_name) {

@@ -30,5 +30,8 @@ const DTypeInfo& Info(DType dtype);
 bool FromSafetensorsName(std::string_view name, DType* out);
 // The dtypes ckptio writes (not the raw-byte ones).
 bool FromJsName(std::string_view name, DType* out);
+// How many dtypes ckptio writes: Info(static_cast<DType>(i)) for i below this, in the order (and with the codes)
+// of the addon's exported `dtypes` table, which the packed tensor table's dtype codes index.
+size_t DTypeCount();
 
 }  // namespace ckptio::format

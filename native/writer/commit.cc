@@ -420,6 +420,12 @@ Status CommitCheckpoint(io::Env* env, const std::string& path, std::vector<Tenso
   const std::vector<uint64_t> placeholder(infos.size(), 0);
   const uint64_t header_size = format::RenderHeader(infos, metadata, options.checksum ? &placeholder : nullptr).size();
   const uint64_t total = header_size + data_len;
+  // What every reader (ckptio's, the reference's) refuses to parse is not written either.
+  if (header_size - 8 > format::kMaxHeaderLen) {
+    return Status::Invalid("the header would be " + std::to_string(header_size - 8) + " bytes, above the " +
+                               std::to_string(format::kMaxHeaderLen) + "-byte cap readers enforce (too many tensors or too much metadata)",
+                           path);
+  }
 
   PendingFile file(env, path);
   s = file.Open(staging && staging->ok() ? options.direct : DirectIo::kOff);

@@ -7,6 +7,10 @@ export type DType =
   | 'float64' | 'float32' | 'float16' | 'bfloat16' | 'float8_e4m3' | 'float8_e5m2'
   | 'int64' | 'int32' | 'int16' | 'int8' | 'uint64' | 'uint32' | 'uint16' | 'uint8' | 'bool';
 
+/** The reference's newer dtypes, which ckptio reads as raw bytes (a Uint8Array) and does not write
+ * (docs/format.md, dtypes): they appear only in what a read returns. */
+export type RawDType = 'float8_e8m0' | 'float8_e4m3fnuz' | 'float8_e5m2fnuz' | 'complex64' | 'float4' | 'float6_e2m3' | 'float6_e3m2';
+
 export type TypedArray =
   | Float64Array | Float32Array | BigInt64Array | BigUint64Array | Int32Array | Uint32Array
   | Int16Array | Uint16Array | Int8Array | Uint8Array | Uint8ClampedArray;
@@ -16,6 +20,17 @@ export interface NativeTensor {
   dtype: DType;
   shape: number[];
   data: TypedArray | DataView;
+}
+
+/** The tensors of one write as the addon reads them (built by src/format/tensor-list.ts): `dtypes` holds codes,
+ * indices into the addon's `dtypes` table; names are concatenated, `nameLengths` in UTF-16 code units. */
+export interface NativeTensorTable {
+  names: string;
+  nameLengths: Uint32Array;
+  dtypes: Uint8Array;
+  ranks: Uint8Array;
+  dims: Float64Array;
+  data: ArrayBufferView[];
 }
 
 export interface NativeWriteOptions {
@@ -55,7 +70,7 @@ export interface NativeSaveResult extends NativeWriteResult {
 }
 
 export interface NativeHeader {
-  tensors: { name: string; dtype: DType; shape: number[]; bytes: number }[];
+  tensors: { name: string; dtype: DType | RawDType; shape: number[]; bytes: number }[];
   metadata: Record<string, string>;
   bytes: number;
   checksummed: boolean;
@@ -63,7 +78,7 @@ export interface NativeHeader {
 }
 
 export interface NativeReadResult {
-  tensors: NativeTensor[];
+  tensors: (NativeTensor | { name: string; dtype: RawDType; shape: number[]; data: Uint8Array })[];
   metadata: Record<string, string>;
   bytes: number;
   verified: boolean;
@@ -94,8 +109,10 @@ export interface FaultStats {
 
 export interface NativeBinding {
   init(errorClass: typeof CheckpointError): void;
-  write(path: string, tensors: NativeTensor[], metadata: Record<string, string>, options: NativeWriteOptions): Promise<NativeWriteResult>;
-  save(path: string, tensors: NativeTensor[], metadata: Record<string, string>, options: NativeWriteOptions, after: NativeSaveAfter): Promise<NativeSaveResult>;
+  /** Every dtype the addon reads and writes; the index is the code in NativeTensorTable.dtypes. */
+  dtypes: { name: DType; bytes: number }[];
+  write(path: string, tensors: NativeTensorTable, metadata: Record<string, string>, options: NativeWriteOptions): Promise<NativeWriteResult>;
+  save(path: string, tensors: NativeTensorTable, metadata: Record<string, string>, options: NativeWriteOptions, after: NativeSaveAfter): Promise<NativeSaveResult>;
   readHeader(path: string): Promise<NativeHeader>;
   lock(path: string, holder: string): { fd: number } | { locked: true; holder: string };
   unlock(fd: number): void;

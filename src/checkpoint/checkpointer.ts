@@ -10,7 +10,7 @@
  * runs on the training thread between those stages, so a save is durable while the loop computes. */
 import { CheckpointError, argumentError } from '../binding/errors';
 import { CONTENT_ID_TOKEN } from '../binding/native';
-import { Compression, CompressionReport, readCheckpoint, TensorEntry } from '../format/file';
+import { Compression, CompressionReport, readCheckpoint, TensorEntry, TensorList } from '../format/file';
 import { METADATA_KEYS } from '../format/metadata-keys';
 import { LocalStore } from '../store/local';
 import { CheckpointStore, StoreLock } from '../store/store';
@@ -29,7 +29,9 @@ export interface TensorSource {
   /** Per tensor, an object that is the same at two saves only when the bytes are the same (a tfjs dataId):
    * with `dedup`, such a tensor is stored by reference to the checkpoint that holds it. */
   readonly identities?: ReadonlyMap<string, object>;
-  materialize(): Promise<Record<string, TensorEntry>>;
+  /** The tensors' bytes, once they are in hand (a TensorList is what ckptio's own sources produce: no object per
+   * tensor). */
+  materialize(): Promise<TensorList | Record<string, TensorEntry>>;
   release(): void;
 }
 
@@ -375,7 +377,7 @@ export class Checkpointer {
     this.submitted = new Promise<void>((resolve) => { markSubmitted = resolve; });
     let job: Promise<DurableInfo>;
     try {
-      const tensors = source ? await source.materialize() : (payload.tensors as Record<string, TensorEntry>);
+      const tensors = TensorList.from(source ? await source.materialize() : (payload.tensors as Record<string, TensorEntry>));
       await previous;
       if (this.needsReconcile) {
         this.needsReconcile = false;
@@ -397,7 +399,7 @@ export class Checkpointer {
   }
 
   /** Decides everything about this save now (in queue order) and hands it to the store as one commit. */
-  private submit(step: number, tensors: Record<string, TensorEntry>, source: TensorSource | null, state: string,
+  private submit(step: number, tensors: TensorList, source: TensorSource | null, state: string,
     metrics: Record<string, number>, bytes: number, copy: boolean, t0: number): Promise<DurableInfo> {
     const file = checkpointName(step);
     const referenced = this.entries.filter((e) => e.refs?.includes(file)).map((e) => e.step);

@@ -4,7 +4,7 @@
  * holding it for as long as something refers to it, and loading puts it back (read and checksum-verified from
  * that file). The typical case is a frozen layer while fine-tuning. */
 import { CheckpointError } from '../binding/errors';
-import type { DType, ReadResult, TensorEntry } from '../format/file';
+import type { DType, ReadResult, TensorList } from '../format/file';
 import { METADATA_KEYS } from '../format/metadata-keys';
 import { stepOf } from './names';
 
@@ -25,22 +25,23 @@ export class DedupIndex {
   private stored = new Map<string, Stored>();
 
   /** Splits a save into what is written and what is referenced; records the written ones as stored in `file`. */
-  plan(file: string, tensors: Record<string, TensorEntry>, identities: ReadonlyMap<string, object> | undefined, alive: (file: string) => boolean): { write: Record<string, TensorEntry>; refs: Record<string, TensorRef>; dedupedBytes: number } {
-    const write: Record<string, TensorEntry> = {};
+  plan(file: string, tensors: TensorList, identities: ReadonlyMap<string, object> | undefined, alive: (file: string) => boolean): { write: TensorList; refs: Record<string, TensorRef>; dedupedBytes: number } {
+    const write: number[] = [];
     const refs: Record<string, TensorRef> = {};
     let dedupedBytes = 0;
-    for (const [name, t] of Object.entries(tensors)) {
+    for (let i = 0; i < tensors.length; i++) {
+      const name = tensors.name(i);
       const id = identities?.get(name);
       const prev = this.stored.get(name);
       if (id !== undefined && prev && prev.identity === id && prev.file !== file && alive(prev.file)) {
-        refs[name] = { file: prev.file, dtype: t.dtype, shape: [...t.shape] };
-        dedupedBytes += t.data.byteLength;
+        refs[name] = { file: prev.file, dtype: tensors.dtype(i), shape: tensors.shape(i) };
+        dedupedBytes += tensors.data(i).byteLength;
         continue;
       }
-      write[name] = t;
+      write.push(i);
       if (id !== undefined) this.stored.set(name, { identity: id, file });
     }
-    return { write, refs, dedupedBytes };
+    return { write: write.length === tensors.length ? tensors : tensors.select(write), refs, dedupedBytes };
   }
 
   /** Forgets what a failed save would have stored. */

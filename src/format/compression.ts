@@ -9,7 +9,8 @@
  * name, and counted in the report: random fp32 data does not compress, and the caller sees that. */
 import * as lz4 from 'lz4-napi';
 import { CheckpointError, argumentError, toCheckpointError } from '../binding/errors';
-import type { DType, NativeTensor, TypedArray } from '../binding/native';
+import type { DType, RawDType, TypedArray } from '../binding/native';
+import { TensorList } from './tensor-list';
 import { METADATA_KEYS } from './metadata-keys';
 
 export type Compression = 'none' | 'lz4';
@@ -59,17 +60,19 @@ function chunkName(name: string, i: number): string {
   return `${name}${CHUNK_SEPARATOR}${i}`;
 }
 
-function bytesOf(t: NativeTensor): Uint8Array {
-  return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+function bytesOf(data: ArrayBufferView): Uint8Array {
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
 
 /** Compresses every tensor off the calling thread. With `copy` the caller's bytes are copied first (on the
  * calling thread, as `copy` promises), because lz4-napi reads its input later, on the thread pool. */
 export async function compressTensors(
-  tensors: NativeTensor[],
+  list: TensorList,
   copy: boolean,
-): Promise<{ tensors: NativeTensor[]; metadataValue: string; report: CompressionReport }> {
-  for (const t of tensors) {
+): Promise<{ tensors: TensorList; metadataValue: string; report: CompressionReport }> {
+  const tensors: { name: string; dtype: DType; shape: number[]; data: ArrayBufferView }[] = [];
+  for (let i = 0; i < list.length; i++) {
+    const t = { name: list.name(i), dtype: list.dtype(i), shape: list.shape(i), data: list.data(i) };
     if (t.name.includes(CHUNK_SEPARATOR)) {
       throw argumentError(`tensor "${t.name}": names containing "${CHUNK_SEPARATOR}" are reserved for compressed chunks`);
     }
@@ -77,9 +80,10 @@ export async function compressTensors(
     if (expected !== t.data.byteLength) {
       throw argumentError(`tensor "${t.name}": data is ${t.data.byteLength} bytes but shape x dtype needs ${expected}`);
     }
+    tensors.push(t);
   }
   const jobs = tensors.map((t) => {
-    const bytes = copy ? bytesOf(t).slice() : bytesOf(t);
+    const bytes = copy ? bytesOf(t.data).slice() : bytesOf(t.data);
     const chunks: Promise<Buffer>[] = [];
     for (let off = 0; off < bytes.byteLength; off += CHUNK_BYTES) {
       chunks.push(lz4.compress(bytes.subarray(off, Math.min(off + CHUNK_BYTES, bytes.byteLength))));
@@ -92,7 +96,7 @@ export async function compressTensors(
   } catch (err) {
     throw toCheckpointError(err);
   }
-  const out: NativeTensor[] = [];
+  const out = new TensorList();
   const entries: Record<string, CompressedEntry> = {};
   const report: CompressionReport = { codec: 'lz4', rawBytes: 0, storedBytes: 0, compressedTensors: 0, rawTensors: 0 };
   jobs.forEach((job, j) => {
@@ -101,13 +105,13 @@ export async function compressTensors(
     report.rawBytes += job.bytes.byteLength;
     if (compressed.length > 0 && stored < job.bytes.byteLength) {
       compressed.forEach((c, i) => {
-        out.push({ name: chunkName(job.tensor.name, i), dtype: 'uint8', shape: [c.byteLength], data: new Uint8Array(c.buffer, c.byteOffset, c.byteLength) });
+        out.push(chunkName(job.tensor.name, i), 'uint8', [c.byteLength], new Uint8Array(c.buffer, c.byteOffset, c.byteLength));
       });
       entries[job.tensor.name] = { dtype: job.tensor.dtype, shape: job.tensor.shape, chunks: compressed.length };
       report.compressedTensors++;
       report.storedBytes += stored;
     } else {
-      out.push(copy ? { ...job.tensor, data: job.bytes } : job.tensor);
+      out.push(job.tensor.name, job.tensor.dtype, job.tensor.shape, copy ? job.bytes : job.tensor.data);
       report.rawTensors++;
       report.storedBytes += job.bytes.byteLength;
     }
@@ -144,13 +148,13 @@ function parseEntries(value: string, path: string): Record<string, CompressedEnt
 
 /** Replaces the chunk tensors of a file read by the addon with the original tensors. Every chunk's length
  * prefix and the total are checked against the recorded shape; any mismatch is ECKPT_FORMAT. */
-export async function decompressTensors<T extends { dtype: DType; shape: number[]; data: TypedArray }>(
+export async function decompressTensors<T extends { dtype: DType | RawDType; shape: number[]; data: TypedArray }>(
   tensors: Record<string, T>,
   metadataValue: string,
   path: string,
-): Promise<Record<string, { dtype: DType; shape: number[]; data: TypedArray }>> {
+): Promise<Record<string, { dtype: DType | RawDType; shape: number[]; data: TypedArray }>> {
   const entries = parseEntries(metadataValue, path);
-  const out: Record<string, { dtype: DType; shape: number[]; data: TypedArray }> = {};
+  const out: Record<string, { dtype: DType | RawDType; shape: number[]; data: TypedArray }> = {};
   const used = new Set<string>();
   const plan: { name: string; entry: CompressedEntry; target: Uint8Array; chunks: Uint8Array[] }[] = [];
   for (const [name, e] of Object.entries(entries)) {

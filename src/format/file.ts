@@ -1,16 +1,13 @@
 /** One checkpoint file: write it through the commit protocol on the writer thread, read and verify it. */
 import { CheckpointError, argumentError, callSite } from '../binding/errors';
-import { DType, NativeHeader, NativeSaveAfter, NativeTensor, NativeWriteOptions, NativeWriteResult, TypedArray, native } from '../binding/native';
+import { NativeHeader, NativeSaveAfter, NativeTensorTable, NativeWriteOptions, NativeWriteResult, TypedArray, native } from '../binding/native';
 import { COMPRESSION_KEY, Compression, CompressionReport, compressTensors, decompressTensors } from './compression';
+import { TensorEntry, TensorList } from './tensor-list';
 
-export type { DType, TypedArray } from '../binding/native';
+export type { DType, RawDType, TypedArray } from '../binding/native';
 export type { Compression, CompressionReport } from './compression';
-
-export interface TensorEntry {
-  dtype: DType;
-  shape: number[];
-  data: TypedArray;
-}
+export { TensorList } from './tensor-list';
+export type { TensorEntry } from './tensor-list';
 
 export interface WriteOptions {
   /** Caller's string metadata, stored in the safetensors `__metadata__` map. */
@@ -53,28 +50,6 @@ export interface ReadResult {
   compression: Compression;
 }
 
-const DTYPES: ReadonlySet<string> = new Set<DType>([
-  'float64', 'float32', 'float16', 'bfloat16', 'float8_e4m3', 'float8_e5m2', 'int64', 'int32', 'int16', 'int8',
-  'uint64', 'uint32', 'uint16', 'uint8', 'bool',
-]);
-
-function toNativeTensors(tensors: Record<string, TensorEntry>): NativeTensor[] {
-  if (typeof tensors !== 'object' || tensors === null || Array.isArray(tensors)) {
-    throw argumentError('tensors must be an object mapping names to {dtype, shape, data}');
-  }
-  const out: NativeTensor[] = [];
-  for (const [name, t] of Object.entries(tensors)) {
-    if (typeof t !== 'object' || t === null) throw argumentError(`tensor "${name}" must be {dtype, shape, data}`);
-    if (!DTYPES.has(t.dtype)) throw argumentError(`tensor "${name}": unknown dtype ${JSON.stringify(t.dtype)}`);
-    if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      throw argumentError(`tensor "${name}": shape must be an array of non-negative integers`);
-    }
-    if (!ArrayBuffer.isView(t.data)) throw argumentError(`tensor "${name}": data must be a TypedArray`);
-    out.push({ name, dtype: t.dtype, shape: t.shape, data: t.data });
-  }
-  return out;
-}
-
 function toNativeOptions(opts: WriteOptions): NativeWriteOptions {
   const out: NativeWriteOptions = {};
   if (opts.copy !== undefined) out.copy = opts.copy;
@@ -97,7 +72,7 @@ function checkOptions(opts: unknown): void {
  * directory entry are durable (fdatasync, rename, fsync of the directory). */
 export function writeCheckpoint(
   path: string,
-  tensors: Record<string, TensorEntry>,
+  tensors: Record<string, TensorEntry> | TensorList,
   opts: WriteOptions = {},
 ): Promise<WriteResult> {
   return writeWith(writeCheckpoint, path, tensors, opts, null);
@@ -115,7 +90,7 @@ export interface SaveResult extends WriteResult {
  * file is durable rejects with `dataDurable: true` and the failed `stage` on the error. */
 export function saveCheckpoint(
   path: string,
-  tensors: Record<string, TensorEntry>,
+  tensors: Record<string, TensorEntry> | TensorList,
   opts: WriteOptions,
   after: NativeSaveAfter,
 ): Promise<SaveResult> {
@@ -125,12 +100,12 @@ export function saveCheckpoint(
 function writeWith(
   caller: Function,
   path: string,
-  tensors: Record<string, TensorEntry>,
+  tensors: Record<string, TensorEntry> | TensorList,
   opts: WriteOptions,
   after: NativeSaveAfter | null,
 ): Promise<WriteResult> {
   const rethrow = callSite(caller);
-  const submit = (list: NativeTensor[], metadata: Record<string, string>, options: NativeWriteOptions) =>
+  const submit = (list: NativeTensorTable, metadata: Record<string, string>, options: NativeWriteOptions) =>
     after ? native.save(path, list, metadata, options, after) : native.write(path, list, metadata, options);
   try {
     if (typeof path !== 'string' || path.length === 0) throw argumentError('path must be a non-empty string');
@@ -140,12 +115,12 @@ function writeWith(
     if (Object.hasOwn(metadata, COMPRESSION_KEY)) throw argumentError(`metadata key ${COMPRESSION_KEY} is reserved`);
     const compression = opts.compression ?? 'none';
     if (compression !== 'none' && compression !== 'lz4') throw argumentError("options.compression must be 'none' or 'lz4'");
-    const list = toNativeTensors(tensors);
+    const list = TensorList.from(tensors);
     const nativeOptions = toNativeOptions(opts);
-    if (compression === 'none') return submit(list, metadata, nativeOptions).catch(rethrow);
+    if (compression === 'none') return submit(list.pack(), metadata, nativeOptions).catch(rethrow);
     return compressTensors(list, opts.copy ?? false)
       .then(async (c) => {
-        const result = await submit(c.tensors, { ...metadata, [COMPRESSION_KEY]: c.metadataValue }, { ...nativeOptions, copy: false });
+        const result = await submit(c.tensors.pack(), { ...metadata, [COMPRESSION_KEY]: c.metadataValue }, { ...nativeOptions, copy: false });
         return { ...result, compression: c.report };
       })
       .catch(rethrow);
@@ -168,7 +143,8 @@ export function readCheckpoint(path: string, opts: ReadOptions = {}): Promise<Re
     .read(path, { verify: opts.verify ?? true })
     .then(async (r): Promise<ReadResult> => {
       const tensors: Record<string, TensorEntry> = {};
-      for (const t of r.tensors) tensors[t.name] = { dtype: t.dtype, shape: t.shape, data: t.data as TypedArray };
+      // defineProperty, not assignment: a tensor named "__proto__" is a key like any other.
+      for (const t of r.tensors) Object.defineProperty(tensors, t.name, { value: { dtype: t.dtype, shape: t.shape, data: t.data as TypedArray }, enumerable: true, writable: true, configurable: true });
       const { [COMPRESSION_KEY]: compressed, ...metadata } = r.metadata;
       if (compressed === undefined) return { tensors, metadata, bytes: r.bytes, verified: r.verified, compression: 'none' };
       return { tensors: await decompressTensors(tensors, compressed, path), metadata, bytes: r.bytes, verified: r.verified, compression: 'lz4' };

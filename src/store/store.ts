@@ -1,7 +1,7 @@
 /** The storage seam: everything the checkpoint lifecycle needs from where checkpoints live, as named objects
  * in one flat namespace (a directory today, a bucket prefix next). No directory fds or renames in the contract:
  * an implementation makes each object appear whole or not at all, however it does that. */
-import type { HeaderInfo, ReadOptions, ReadResult, SaveResult, TensorEntry, WriteOptions } from '../format/file';
+import type { HeaderInfo, ReadOptions, ReadResult, SaveResult, TensorList, WriteOptions } from '../format/file';
 
 export interface StoreLock {
   /** Releases the lock (idempotent). A killed process's lock is released by the system. */
@@ -21,7 +21,7 @@ export interface StoredObject {
 /** One save: the checkpoint object, then (only once it is durable) the small objects, then the removals. */
 export interface CommitRequest {
   name: string;
-  tensors: Record<string, TensorEntry>;
+  tensors: TensorList;
   options: Pick<WriteOptions, 'metadata' | 'copy' | 'compression'>;
   /** Small objects written after the checkpoint, in order; may contain CONTENT_ID_TOKEN. */
   files: { name: string; data: Uint8Array }[];

@@ -1,25 +1,31 @@
 /** The only module that touches tfjs engine and backend internals (tfjs 4.x). test/tfjs-internals.test.ts (the guard per optimizer)
  * fails loudly if an upgrade changes what is used here.
  *
- * - A tensor's data is referenced by a dataId with a refcount in its backend. `backend.incRef(dataId)` plus
- *   `engine.makeTensorFromTensorInfo` gives a second tensor on the same data in O(1): a snapshot, because
- *   tfjs never writes into existing data (Variable.assign swaps the dataId).
+ * - A tensor's data is referenced by a dataId with a refcount in its backend. `backend.incRef(dataId)` holds it
+ *   in O(1) without a Tensor object, and `backend.disposeData` + `engine.removeDataId` release it as
+ *   engine.disposeTensor would: a snapshot, because tfjs never writes into existing data (Variable.assign swaps
+ *   the dataId).
  * - cpu keeps each dataId's values in a plain typed array (`backend.data.get(id).values`), readable in place.
  * - wasm keeps them in its heap at `backend.dataIdMap.get(id).memoryOffset`. */
 import type * as tfType from '@tensorflow/tfjs';
 import { CheckpointError } from '../binding/errors';
-import { TFJS_DTYPES, TfjsDType } from './dtypes';
 
 type Tf = typeof tfType;
 type DataId = object;
 
 interface BackendLike {
   incRef(dataId: DataId): void;
+  /** Drops one reference; true once the data itself is freed. */
+  disposeData(dataId: DataId, force?: boolean): boolean;
+  read(dataId: DataId): Promise<ArrayLike<number> & ArrayBufferView>;
 }
 
 interface EngineLike {
   state: { tensorInfo: { get(id: DataId): { backend: BackendLike } | undefined } };
-  makeTensorFromTensorInfo(info: { dataId: DataId; shape: number[]; dtype: string }, backend?: BackendLike): tfType.Tensor;
+  backend: BackendLike;
+  backendName: string;
+  /** What engine.disposeTensor does once the backend has freed the data: the engine's own record goes. */
+  removeDataId(dataId: DataId, backend: BackendLike): void;
 }
 
 interface CpuBackend extends BackendLike {
@@ -35,40 +41,67 @@ function engineOf(tf: Tf): EngineLike {
   return tf.engine() as unknown as EngineLike;
 }
 
-function backendOf(tf: Tf, t: tfType.Tensor): BackendLike {
-  const info = engineOf(tf).state.tensorInfo.get(t.dataId as DataId);
+/** The engine's current backend, resolved once per snapshot. */
+export interface CurrentBackend {
+  name: string;
+  cpu: CpuBackend | null;
+  wasm: WasmBackend | null;
+}
+
+export function currentBackend(tf: Tf): CurrentBackend {
+  const engine = engineOf(tf);
+  const backend = engine.backend as Partial<CpuBackend & WasmBackend>;
+  const name = engine.backendName;
+  return {
+    name,
+    cpu: name === 'cpu' && backend.data ? (backend as CpuBackend) : null,
+    wasm: name === 'wasm' && backend.dataIdMap && backend.wasm ? (backend as WasmBackend) : null,
+  };
+}
+
+/** On cpu, a tensor's values array itself: tfjs never writes into existing data (assign swaps the dataId) and the
+ * cpu backend does not reuse freed arrays, so holding the array is the reference, with no refcount and no
+ * Tensor object. undefined when the tensor is not on this cpu backend. */
+export function cpuValues(current: CurrentBackend, t: tfType.Tensor): ArrayBufferView | undefined {
+  const values = current.cpu?.data.get(t.dataId as DataId)?.values;
+  return values && ArrayBuffer.isView(values) ? values : undefined;
+}
+
+/** A counted reference on a tensor's data (wasm, webgpu, tfjs-node), without a Tensor object: the backend keeps
+ * the data until dropData. While held, tf.memory().numDataBuffers counts it (numTensors does not). */
+export interface HeldData {
+  backend: BackendLike;
+  dataId: DataId;
+  heap: boolean;
+}
+
+export function holdData(tf: Tf, current: CurrentBackend, t: tfType.Tensor): HeldData {
+  const dataId = t.dataId as DataId;
+  if (current.wasm?.dataIdMap.get(dataId)) {
+    current.wasm.incRef(dataId);
+    return { backend: current.wasm, dataId, heap: true };
+  }
+  const info = engineOf(tf).state.tensorInfo.get(dataId);
   if (!info) throw new CheckpointError('tensor is disposed or unknown to the tfjs engine', { code: 'ECKPT_ARGS' });
-  return info.backend;
+  info.backend.incRef(dataId);
+  return { backend: info.backend, dataId, heap: false };
 }
 
-/** A second tensor on `t`'s current data, O(1). Dispose it to drop the reference. */
-export function retainData(tf: Tf, t: tfType.Tensor): tfType.Tensor {
-  const backend = backendOf(tf, t);
-  backend.incRef(t.dataId as DataId);
-  return engineOf(tf).makeTensorFromTensorInfo({ dataId: t.dataId as DataId, shape: t.shape, dtype: t.dtype }, backend);
+/** Releases a holdData reference, freeing the data when it was the last, as engine.disposeTensor would. */
+export function dropData(tf: Tf, held: HeldData): void {
+  if (held.backend.disposeData(held.dataId)) engineOf(tf).removeDataId(held.dataId, held.backend);
 }
 
-export type ByteAccess =
-  | { kind: 'in-place'; bytes: Uint8Array } // stable bytes owned by the tensor (cpu): no copy needed
-  | { kind: 'heap'; bytes: Uint8Array } // a view into the wasm heap: copy it out before the heap can grow
-  | { kind: 'read' }; // only through data()/dataSync() (tfjs-node, webgl, ...)
+/** The held wasm data's bytes in the heap now (resolve again after anything that may grow the heap). */
+export function heapBytes(held: HeldData, byteLength: number): Uint8Array {
+  const entry = (held.backend as WasmBackend).dataIdMap.get(held.dataId);
+  if (!entry) throw new CheckpointError('wasm tensor data moved out of the heap', { code: 'ECKPT_TFJS_INTERNALS' });
+  return (held.backend as WasmBackend).wasm.HEAPU8.subarray(entry.memoryOffset, entry.memoryOffset + byteLength);
+}
 
-/** How the bytes of a (retained) tensor can be reached without an extra allocation. */
-export function byteAccess(tf: Tf, t: tfType.Tensor): ByteAccess {
-  const backend = backendOf(tf, t) as Partial<CpuBackend & WasmBackend>;
-  const name = tf.getBackend();
-  const bytes = t.size * (TFJS_DTYPES[t.dtype as TfjsDType]?.bytes ?? 0);
-  if (name === 'cpu' && backend.data) {
-    const values = backend.data.get(t.dataId as DataId)?.values;
-    if (values && ArrayBuffer.isView(values)) {
-      return { kind: 'in-place', bytes: new Uint8Array(values.buffer, values.byteOffset, values.byteLength) };
-    }
-  }
-  if (name === 'wasm' && backend.dataIdMap && backend.wasm) {
-    const entry = backend.dataIdMap.get(t.dataId as DataId);
-    if (entry) return { kind: 'heap', bytes: backend.wasm.HEAPU8.subarray(entry.memoryOffset, entry.memoryOffset + bytes) };
-  }
-  return { kind: 'read' };
+/** The held data's values through the backend's asynchronous read (webgpu: GPU->staging copy + mapAsync). */
+export function readData(held: HeldData): Promise<ArrayBufferView> {
+  return held.backend.read(held.dataId);
 }
 
 interface LearningRateFields {

@@ -93,6 +93,15 @@ export function modelState(
   const source = snapshot(tf, tensors, options);
   // tfjs never writes into existing data (assign swaps the dataId), so the same dataId at two saves means the
   // same bytes: what a Checkpointer with `dedup` stores by reference (a frozen layer).
-  const identities = new Map(Object.entries(tensors).map(([k, t]) => [k, t.dataId as object]));
-  return { bytes: source.bytes, metadata, identities, materialize: () => source.materialize(), release: () => source.release() };
+  // Built only when a Checkpointer with `dedup` asks: it is one Map entry per tensor.
+  let identities: Map<string, object> | undefined;
+  return {
+    bytes: source.bytes,
+    metadata,
+    get identities() {
+      return (identities ??= new Map(Object.entries(tensors).map(([k, t]) => [k, t.dataId as object])));
+    },
+    materialize: () => source.materialize(),
+    release: () => source.release(),
+  };
 }

@@ -6,15 +6,17 @@
  * `sliceBytes`, yielding to the event loop once a turn has spent `turnBudgetMs` copying, so no single block of
  * the main thread is long and a large state still takes only a few turns (one slice per turn made a 64 MiB
  * copy span 16 training steps, longer than a save interval of 10);
- * elsewhere (webgpu, tfjs-node) they are read with data(), never dataSync(): on webgpu that is the backend's
- * GPU->staging copy and mapAsync, several at once up to `maxReadBytesInFlight`, so training keeps the main
- * thread meanwhile. release() drops every reference once the file is written. */
+ * elsewhere (webgpu, tfjs-node) they are read with the backend's asynchronous read (what data() calls), never
+ * dataSync(): on webgpu that is the GPU->staging copy and mapAsync, several at once up to `maxReadBytesInFlight`,
+ * so training keeps the main thread meanwhile. Counted references go back as soon as their bytes are copied or
+ * read; release() drops the rest (on cpu, the arrays the writer reads) once the file is written. */
 import type * as tfType from '@tensorflow/tfjs';
 import type { TensorSource } from '../checkpoint/checkpointer';
-import type { DType, TensorEntry } from '../format/file';
+import type { DType } from '../format/file';
+import { TensorList } from '../format/tensor-list';
 import { argumentError, CheckpointError } from '../binding/errors';
-import { isTfjsDType, TFJS_DTYPES } from './dtypes';
-import { byteAccess, retainData } from './internals';
+import { TFJS_DTYPES, TfjsDType } from './dtypes';
+import { cpuValues, currentBackend, dropData, HeldData, heapBytes, holdData, readData } from './internals';
 
 type Tf = typeof tfType;
 
@@ -67,100 +69,116 @@ export interface SnapshotOptions {
   onCopyStats?: (stats: { totalMs: number; longestMs: number; copiedBytes: number; readBytes?: number; peakReadBytesInFlight?: number }) => void;
 }
 
-function entry(dtype: DType, t: tfType.Tensor, raw: Uint8Array): TensorEntry {
-  const data = dtype === 'float32' ? new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4)
-    : dtype === 'int32' ? new Int32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4)
-      : raw;
-  return { dtype, shape: [...t.shape], data };
-}
-
 const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
+interface Pending {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  bytes: number;
+  held: HeldData;
+}
+
+/** Holds every tensor's current data at this instant, O(1) per tensor and without a Tensor object per tensor: on
+ * cpu the values arrays themselves (already the bytes to write), elsewhere a counted reference on the backend's
+ * data, read in materialize() and released as soon as its bytes are copied or read. */
 export function snapshot(tf: Tf, tensors: Record<string, tfType.Tensor>, opts: SnapshotOptions = {}): TensorSource {
-  const held = new Map<string, tfType.Tensor>();
-  let bytes = 0;
-  for (const [name, t] of Object.entries(tensors)) {
-    if (!t || typeof t !== 'object' || typeof t.dtype !== 'string') throw argumentError(`tensor "${name}" is not a tfjs tensor`);
-    if (!isTfjsDType(t.dtype)) throw argumentError(`cannot checkpoint tensor "${name}" of dtype ${t.dtype} (float32, int32, bool)`);
-    held.set(name, retainData(tf, t));
-    bytes += t.size * TFJS_DTYPES[t.dtype].bytes;
-  }
   const sliceBytes = opts.sliceBytes ?? 1 << 20;
   const turnBudgetMs = opts.turnBudgetMs ?? 1;
   if (!(sliceBytes >= 4096) || !(turnBudgetMs >= 0)) throw argumentError('sliceBytes must be >= 4096 and turnBudgetMs >= 0');
   const maxReadBytesInFlight = opts.maxReadBytesInFlight ?? 64 << 20;
   if (!(maxReadBytesInFlight > 0)) throw argumentError('maxReadBytesInFlight must be > 0');
-  let released = false;
+  const current = currentBackend(tf);
+  let list: TensorList | null = new TensorList(); // the tensors whose bytes are in hand (cpu)
+  let pending: Pending[] = []; // held references still to be read or copied
+  let bytes = 0;
+  try {
+    for (const name in tensors) {
+      const t = tensors[name]!;
+      const kind = t !== null && typeof t === 'object' && Object.hasOwn(TFJS_DTYPES, t.dtype) ? TFJS_DTYPES[t.dtype as TfjsDType] : undefined;
+      if (kind === undefined) {
+        if (!t || typeof t !== 'object' || typeof t.dtype !== 'string') throw argumentError(`tensor "${name}" is not a tfjs tensor`);
+        throw argumentError(`cannot checkpoint tensor "${name}" of dtype ${t.dtype} (float32, int32, bool)`);
+      }
+      const size = t.size * kind.bytes;
+      bytes += size;
+      const values = cpuValues(current, t);
+      if (values !== undefined) list.push(name, kind.dtype, t.shape, values);
+      else pending.push({ name, dtype: kind.dtype, shape: t.shape, bytes: size, held: holdData(tf, current, t) });
+    }
+  } catch (err) {
+    for (const p of pending) dropData(tf, p.held);
+    throw err;
+  }
   let arena: StagingArena | null = null;
+  let materialized = false;
+  const dropPending = () => {
+    for (const p of pending) dropData(tf, p.held);
+    pending = [];
+  };
   return {
     bytes,
-    async materialize(): Promise<Record<string, TensorEntry>> {
-      const out: Record<string, TensorEntry> = {};
+    async materialize(): Promise<TensorList> {
+      if (list === null || materialized) throw new CheckpointError(list === null ? 'snapshot already released' : 'snapshot already materialized', { code: 'ECKPT_ARGS' });
+      materialized = true;
+      const out = list;
       let totalMs = 0;
       let longestMs = 0;
       let copiedBytes = 0;
       let turnMs = 0; // copying done since the last yield
-      // data() reads outstanding, oldest first; the result lists the tensors in their order either way.
-      const reads: { done: Promise<void>; bytes: number }[] = [];
+      const reads: { done: Promise<void>; bytes: number }[] = []; // backend reads outstanding, oldest first
       let inFlight = 0;
       let readBytes = 0;
       let peakReadBytesInFlight = 0;
-      for (const [name, t] of held) {
-        const dtype: DType = TFJS_DTYPES[t.dtype as keyof typeof TFJS_DTYPES].dtype;
-        const access = byteAccess(tf, t);
-        let raw: Uint8Array;
-        if (access.kind === 'in-place') {
-          raw = access.bytes;
-        } else if (access.kind === 'heap') {
+      for (const p of pending) {
+        if (p.held.heap) {
           arena ??= (opts.arena ?? new StagingArena()).acquire();
-          raw = arena.take(access.bytes.byteLength);
+          const raw = arena.take(p.bytes);
           for (let at = 0; at < raw.byteLength; at += sliceBytes) {
             if (turnMs >= turnBudgetMs) {
               await yieldToLoop();
               turnMs = 0;
             }
             const t0 = performance.now();
-            // Re-resolve the heap view for each slice: the wasm heap may have grown (and moved) meanwhile.
-            const heap = byteAccess(tf, t);
-            if (heap.kind !== 'heap') throw new CheckpointError('wasm tensor data moved out of the heap', { code: 'ECKPT_TFJS_INTERNALS' });
-            raw.set(heap.bytes.subarray(at, Math.min(at + sliceBytes, raw.byteLength)), at);
+            // Resolved again for each slice: the wasm heap may have grown (and moved) meanwhile.
+            raw.set(heapBytes(p.held, p.bytes).subarray(at, Math.min(at + sliceBytes, raw.byteLength)), at);
             const ms = performance.now() - t0;
             totalMs += ms;
             turnMs += ms;
             longestMs = Math.max(longestMs, turnMs);
             copiedBytes += Math.min(sliceBytes, raw.byteLength - at);
           }
-        } else {
-          const bytes = t.size * TFJS_DTYPES[t.dtype as keyof typeof TFJS_DTYPES].bytes;
-          while (reads.length && inFlight + bytes > maxReadBytesInFlight) {
-            const oldest = reads.shift()!;
-            await oldest.done;
-            inFlight -= oldest.bytes;
-          }
-          out[name] = undefined as unknown as TensorEntry; // keeps the tensors' order in `out`
-          const t0 = performance.now();
-          const done = t.data().then((values) => {
-            out[name] = entry(dtype, t, new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
-          });
-          done.catch(() => {}); // a failure surfaces where it is awaited, not as an unhandled rejection meanwhile
-          totalMs += performance.now() - t0; // issuing the read (webgpu: encode + submit the copy); the map callback runs in the backend
-          reads.push({ done, bytes });
-          inFlight += bytes;
-          readBytes += bytes;
-          peakReadBytesInFlight = Math.max(peakReadBytesInFlight, inFlight);
+          out.push(p.name, p.dtype, p.shape, raw);
           continue;
         }
-        out[name] = entry(dtype, t, raw);
+        while (reads.length && inFlight + p.bytes > maxReadBytesInFlight) {
+          const oldest = reads.shift()!;
+          await oldest.done;
+          inFlight -= oldest.bytes;
+        }
+        const t0 = performance.now();
+        const done = readData(p.held).then((values) => {
+          if (values.byteLength !== p.bytes) {
+            throw new CheckpointError(`tensor "${p.name}": the backend read ${values.byteLength} bytes, expected ${p.bytes}`, { code: 'ECKPT_TFJS_INTERNALS' });
+          }
+          out.push(p.name, p.dtype, p.shape, values);
+        });
+        done.catch(() => {}); // a failure surfaces where it is awaited, not as an unhandled rejection meanwhile
+        totalMs += performance.now() - t0; // issuing the read (webgpu: encode + submit the copy); the map callback runs in the backend
+        reads.push({ done, bytes: p.bytes });
+        inFlight += p.bytes;
+        readBytes += p.bytes;
+        peakReadBytesInFlight = Math.max(peakReadBytesInFlight, inFlight);
       }
       await Promise.all(reads.map((r) => r.done));
+      dropPending(); // every byte is in hand: the backend's data goes back now, not when the file is durable
       opts.onCopyStats?.({ totalMs, longestMs, copiedBytes, ...(readBytes ? { readBytes, peakReadBytesInFlight } : {}) });
       return out;
     },
     release(): void {
-      if (released) return;
-      released = true;
-      for (const t of held.values()) t.dispose();
-      held.clear();
+      if (list === null) return;
+      list = null;
+      dropPending();
       arena?.release();
     },
   };

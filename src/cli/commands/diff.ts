@@ -2,7 +2,10 @@
  * for the common ones whether the bytes are equal and the largest absolute difference of the values. The
  * tensors are views over the mapped files; they are compared in fixed-size chunks (an unaligned view is copied
  * one chunk at a time into a small scratch buffer), so nothing the size of a tensor is allocated. */
-import { DType, readCheckpoint, TensorEntry } from '../../format/file';
+import { readCheckpoint, TensorEntry } from '../../format/file';
+
+/** Every dtype a read can return (the raw-byte ones compare by bytes only). */
+type DType = TensorEntry['dtype'];
 import { out, printJson, safe, table } from './output';
 
 const CHUNK = 1 << 20;

@@ -1,0 +1,49 @@
+/** The dtypes, in the addon's own table (native/format/dtype.cc, exported as `dtypes`: its index is the code
+ * the packed tensor table carries); TypeScript adds only which JS array type views each one. */
+import { DType, TypedArray, native } from '../binding/native';
+
+type ViewMaker = (buffer: ArrayBufferLike, byteOffset: number, length: number) => TypedArray;
+
+const VIEWS: Readonly<Record<DType, ViewMaker>> = {
+  float64: (b, o, n) => new Float64Array(b, o, n),
+  float32: (b, o, n) => new Float32Array(b, o, n),
+  float16: (b, o, n) => new Uint16Array(b, o, n),
+  bfloat16: (b, o, n) => new Uint16Array(b, o, n),
+  float8_e4m3: (b, o, n) => new Uint8Array(b, o, n),
+  float8_e5m2: (b, o, n) => new Uint8Array(b, o, n),
+  int64: (b, o, n) => new BigInt64Array(b, o, n),
+  int32: (b, o, n) => new Int32Array(b, o, n),
+  int16: (b, o, n) => new Int16Array(b, o, n),
+  int8: (b, o, n) => new Int8Array(b, o, n),
+  uint64: (b, o, n) => new BigUint64Array(b, o, n),
+  uint32: (b, o, n) => new Uint32Array(b, o, n),
+  uint16: (b, o, n) => new Uint16Array(b, o, n),
+  uint8: (b, o, n) => new Uint8Array(b, o, n),
+  bool: (b, o, n) => new Uint8Array(b, o, n),
+};
+
+const BY_NAME = new Map<string, { code: number; bytes: number }>(native.dtypes.map((d, code) => [d.name, { code, bytes: d.bytes }]));
+const BY_CODE: readonly DType[] = native.dtypes.map((d) => d.name);
+
+export function isDType(name: unknown): name is DType {
+  return typeof name === 'string' && BY_NAME.has(name);
+}
+
+export function dtypeCode(dtype: DType): number {
+  return BY_NAME.get(dtype)!.code;
+}
+
+export function dtypeOfCode(code: number): DType {
+  return BY_CODE[code]!;
+}
+
+/** Bytes per element. */
+export function dtypeBytes(dtype: DType): number {
+  return BY_NAME.get(dtype)!.bytes;
+}
+
+/** `byteLength` bytes of `buffer` from `byteOffset` as the array type that reads `dtype` (raw unsigned words for
+ * the floats JavaScript has no array for). */
+export function viewAs(dtype: DType, buffer: ArrayBufferLike, byteOffset = 0, byteLength = buffer.byteLength - byteOffset): TypedArray {
+  return VIEWS[dtype](buffer, byteOffset, byteLength / dtypeBytes(dtype));
+}
