@@ -29,9 +29,23 @@ test('npm run bench -- --quick runs and produces every figure (values not assert
     const many = json.results[`layers:many:${backend}`] as unknown as { tensors: number; stallMs: S; cpuMs: S; stallUsPerTensor: number };
     assert.ok(many.tensors >= 600 && Number.isFinite(many.stallMs.median) && Number.isFinite(many.cpuMs.median) && Number.isFinite(many.stallUsPerTensor), `many layers ${backend}`);
   }
+  // The webgpu section (issue 11): figures where Dawn created an adapter, else the reason it did not.
+  if (json.results['webgpu:unavailable']) {
+    assert.ok(json.results['webgpu:unavailable']!.reason, 'the webgpu section says why it did not run');
+  } else {
+    assert.ok(json.results['webgpu:adapter'], 'the webgpu section names its adapter');
+    for (const size of ['small', 'large']) {
+      const save = json.results[`webgpu:${size}:save`] as unknown as Record<string, Record<string, S>>;
+      for (const p of ['ckptio', 'modelSave', 'readOnly', 'batchedPrototype']) assert.ok(Number.isFinite(save[p]!.cpuMs!.median), `webgpu ${size} ${p}.cpuMs`);
+      for (const f of ['stallMs', 'snapshotMs', 'issueMs', 'tickMs', 'mappedMs', 'restMs']) assert.ok(Number.isFinite(save.ckptio![f]!.median), `webgpu ${size} ckptio.${f}`);
+      const steps = json.results[`webgpu:${size}:steps`] as unknown as { meanRatio: number; adapter: string };
+      assert.ok(Number.isFinite(steps.meanRatio) && steps.adapter, `webgpu ${size} step-time ratio with its adapter`);
+    }
+  }
   const md = fs.readFileSync(path.join(out, 'RESULTS.md'), 'utf8');
   assert.match(md, /Machine: .*cores.*Node v/);
   assert.match(md, /## tfjs LayersModel \+ Adam: modelState \+ Checkpointer\.save vs model\.save/);
+  assert.match(md, /## webgpu \(Dawn\): main-thread time per save vs model\.save, step time with saves/);
   assert.match(md, /\| \(issue 10\) modelState \+ save ≤ 2 ms of main thread on cpu: stall .*\| (met|NOT met) \|/);
   assert.match(md, /\| \(issue 10\) the same target read as the main thread's CPU time .*\| (met|NOT met) \|/);
 });
