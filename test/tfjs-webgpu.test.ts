@@ -1,4 +1,4 @@
-/** The webgpu backend through Dawn (docs/webgpu.md), each case in its own child process that must exit by itself
+/** The webgpu backend through Dawn (docs/gpu.md), each case in its own child process that must exit by itself
  * after close(). Here (no GPU) that is Mesa's software OpenGL ES adapter. Skipped, with the reason, where the
  * `webgpu` / `@tensorflow/tfjs-backend-webgpu` packages or the Mesa libraries are missing; CKPTIO_REQUIRE_WEBGPU=1
  * (CI) turns the skip into a failure. */

@@ -9,7 +9,7 @@
  * - ckptio registers the 'webgpu' backend factory itself (the one the package registers asks for an adapter
  *   without `featureLevel`, which finds nothing on the OpenGL ES route), with the device limits tfjs asks for.
  * - A live Dawn instance keeps Node from exiting: close() disposes the backend, destroys the device and drops
- *   the instance. docs/webgpu.md has what was measured. */
+ *   the instance. docs/gpu.md has what was measured. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
