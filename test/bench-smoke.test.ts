@@ -42,6 +42,12 @@ test('npm run bench -- --quick runs and produces every figure (values not assert
       assert.ok(Number.isFinite(steps.meanRatio) && steps.adapter, `webgpu ${size} step-time ratio with its adapter`);
     }
   }
+  // The many-tensors section (issue 18): the same bytes in 100 and 10,000 tensors, and the targets row.
+  for (const count of [100, 10000]) {
+    const t = json.results[`tensors:${count}`] as unknown as { cpuMs: S; gbps: S; loadMs: S };
+    for (const f of ['cpuMs', 'gbps', 'loadMs'] as const) assert.ok(Number.isFinite(t[f].median), `tensors ${count} ${f}`);
+  }
+  assert.ok(Number.isFinite((json.results['tensors:targets'] as unknown as { throughputVs100: number }).throughputVs100), 'tensors targets');
   const md = fs.readFileSync(path.join(out, 'RESULTS.md'), 'utf8');
   assert.match(md, /Machine: .*cores.*Node v/);
   assert.match(md, /## tfjs LayersModel \+ Adam: modelState \+ Checkpointer\.save vs model\.save/);

@@ -143,8 +143,12 @@ export function readCheckpoint(path: string, opts: ReadOptions = {}): Promise<Re
     .read(path, { verify: opts.verify ?? true })
     .then(async (r): Promise<ReadResult> => {
       const tensors: Record<string, TensorEntry> = {};
-      // defineProperty, not assignment: a tensor named "__proto__" is a key like any other.
-      for (const t of r.tensors) Object.defineProperty(tensors, t.name, { value: { dtype: t.dtype, shape: t.shape, data: t.data as TypedArray }, enumerable: true, writable: true, configurable: true });
+      for (const t of r.tensors) {
+        const entry = { dtype: t.dtype, shape: t.shape, data: t.data as TypedArray };
+        // Assigning "__proto__" would set the prototype: that name is defined as the own key it is.
+        if (t.name === '__proto__') Object.defineProperty(tensors, t.name, { value: entry, enumerable: true, writable: true, configurable: true });
+        else tensors[t.name] = entry;
+      }
       const { [COMPRESSION_KEY]: compressed, ...metadata } = r.metadata;
       if (compressed === undefined) return { tensors, metadata, bytes: r.bytes, verified: r.verified, compression: 'none' };
       return { tensors: await decompressTensors(tensors, compressed, path), metadata, bytes: r.bytes, verified: r.verified, compression: 'lz4' };

@@ -27,9 +27,14 @@ export class TensorList {
 
   /** Appends a tensor the caller has checked (a dtype the addon knows; the addon checks the byte count). */
   push(name: string, dtype: DType, shape: readonly number[], data: ArrayBufferView): void {
+    this.pushCode(name, dtypeCode(dtype), shape, data);
+  }
+
+  /** push() with the dtype's code (dtypeCode) looked up once by the caller: the per-tensor path of a snapshot. */
+  pushCode(name: string, code: number, shape: readonly number[], data: ArrayBufferView): void {
     this.nameList.push(name);
     this.nameLengths.push(name.length);
-    this.codes.push(dtypeCode(dtype));
+    this.codes.push(code);
     this.ranks.push(shape.length);
     for (let d = 0; d < shape.length; d++) this.dims.push(shape[d]!);
     this.views.push(data);

@@ -28,8 +28,11 @@ interface EngineLike {
   removeDataId(dataId: DataId, backend: BackendLike): void;
 }
 
+type CpuData = { values?: ArrayLike<number> & ArrayBufferView };
+
 interface CpuBackend extends BackendLike {
-  data: { get(id: DataId): { values?: ArrayLike<number> & ArrayBufferView } | undefined };
+  /** tfjs's DataStorage: get() is has() + get() on the WeakMap it keeps as `data`. */
+  data: { get(id: DataId): CpuData | undefined; data?: WeakMap<DataId, CpuData> };
 }
 
 interface WasmBackend extends BackendLike {
@@ -45,6 +48,8 @@ function engineOf(tf: Tf): EngineLike {
 export interface CurrentBackend {
   name: string;
   cpu: CpuBackend | null;
+  /** The cpu backend's own map, read with one lookup per tensor instead of DataStorage.get's two. */
+  cpuData: { get(id: DataId): CpuData | undefined } | null;
   wasm: WasmBackend | null;
 }
 
@@ -52,9 +57,11 @@ export function currentBackend(tf: Tf): CurrentBackend {
   const engine = engineOf(tf);
   const backend = engine.backend as Partial<CpuBackend & WasmBackend>;
   const name = engine.backendName;
+  const cpu = name === 'cpu' && backend.data ? (backend as CpuBackend) : null;
   return {
     name,
-    cpu: name === 'cpu' && backend.data ? (backend as CpuBackend) : null,
+    cpu,
+    cpuData: cpu ? (cpu.data.data instanceof WeakMap ? cpu.data.data : cpu.data) : null,
     wasm: name === 'wasm' && backend.dataIdMap && backend.wasm ? (backend as WasmBackend) : null,
   };
 }
@@ -63,7 +70,7 @@ export function currentBackend(tf: Tf): CurrentBackend {
  * cpu backend does not reuse freed arrays, so holding the array is the reference, with no refcount and no
  * Tensor object. undefined when the tensor is not on this cpu backend. */
 export function cpuValues(current: CurrentBackend, t: tfType.Tensor): ArrayBufferView | undefined {
-  const values = current.cpu?.data.get(t.dataId as DataId)?.values;
+  const values = current.cpuData?.get(t.dataId as DataId)?.values;
   return values && ArrayBuffer.isView(values) ? values : undefined;
 }
 

@@ -14,6 +14,7 @@ import type * as tfType from '@tensorflow/tfjs';
 import type { TensorSource } from '../checkpoint/checkpointer';
 import type { DType } from '../format/file';
 import { TensorList } from '../format/tensor-list';
+import { dtypeCode } from '../format/dtypes';
 import { argumentError, CheckpointError } from '../binding/errors';
 import { TFJS_DTYPES, TfjsDType } from './dtypes';
 import { cpuValues, currentBackend, dropData, HeldData, heapBytes, holdData, readData } from './internals';
@@ -71,6 +72,9 @@ export interface SnapshotOptions {
 
 const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
+const KINDS = Object.fromEntries(Object.entries(TFJS_DTYPES).map(([k, v]) => [k, { ...v, code: dtypeCode(v.dtype) }])) as
+  Record<TfjsDType, (typeof TFJS_DTYPES)[TfjsDType] & { code: number }>;
+
 interface Pending {
   name: string;
   dtype: DType;
@@ -95,7 +99,9 @@ export function snapshot(tf: Tf, tensors: Record<string, tfType.Tensor>, opts: S
   try {
     for (const name in tensors) {
       const t = tensors[name]!;
-      const kind = t !== null && typeof t === 'object' && Object.hasOwn(TFJS_DTYPES, t.dtype) ? TFJS_DTYPES[t.dtype as TfjsDType] : undefined;
+      // Comparisons, not a keyed lookup: the dtype strings are interned, so this is the cheapest test per tensor.
+      const dtype = t?.dtype;
+      const kind = dtype === 'float32' ? KINDS.float32 : dtype === 'int32' ? KINDS.int32 : dtype === 'bool' ? KINDS.bool : undefined;
       if (kind === undefined) {
         if (!t || typeof t !== 'object' || typeof t.dtype !== 'string') throw argumentError(`tensor "${name}" is not a tfjs tensor`);
         throw argumentError(`cannot checkpoint tensor "${name}" of dtype ${t.dtype} (float32, int32, bool)`);
@@ -103,7 +109,7 @@ export function snapshot(tf: Tf, tensors: Record<string, tfType.Tensor>, opts: S
       const size = t.size * kind.bytes;
       bytes += size;
       const values = cpuValues(current, t);
-      if (values !== undefined) list.push(name, kind.dtype, t.shape, values);
+      if (values !== undefined) list.pushCode(name, kind.code, t.shape, values);
       else pending.push({ name, dtype: kind.dtype, shape: t.shape, bytes: size, held: holdData(tf, current, t) });
     }
   } catch (err) {
