@@ -2,8 +2,15 @@
   "targets": [{
     "target_name": "ckptio",
     "sources": [
-      "native/addon.cc",
+      "native/addon/module.cc",
+      "native/addon/args.cc",
+      "native/addon/errors.cc",
+      "native/addon/completion.cc",
+      "native/addon/write.cc",
+      "native/addon/read.cc",
+      "native/addon/lock.cc",
       "native/addon/tensor_table.cc",
+      "native/addon/testing.cc",
       "native/io/posix_env.cc",
       "native/io/fault_env.cc",
       "native/format/dtype.cc",

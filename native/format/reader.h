@@ -10,7 +10,7 @@ namespace ckptio::format {
 
 struct LoadedFile {
   // A private (copy-on-write) mapping of the whole file: callers may write into views over it without
-  // touching the file. Views keep it alive; see addon.cc for the finalizer that unmaps it.
+  // touching the file. Views keep it alive; see addon/read.cc for the finalizer that unmaps it.
   io::Mapping mapping;
   uint64_t file_size = 0;
   ParsedHeader header;

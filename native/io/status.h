@@ -1,4 +1,4 @@
-// Status: the one error type every native layer returns. It never throws; addon.cc turns it into a
+// Status: the one error type every native layer returns. It never throws; addon/errors.cc turns it into a
 // CheckpointError with code/errno/syscall/path.
 #pragma once
 #include <string>

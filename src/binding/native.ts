@@ -1,4 +1,4 @@
-/** The typed surface of the native addon (native/addon.cc). Nothing else in src/ loads it. */
+/** The typed surface of the native addon (native/addon/, entry point module.cc). Nothing else in src/ loads it. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CheckpointError } from './errors';
@@ -53,7 +53,7 @@ export interface NativeWriteResult {
   leftover?: { path: string; errno: number; code: string };
 }
 
-/** What a save job does after its data file, in the same writer job (see SaveJob in native/addon.cc). Small
+/** What a save job does after its data file, in the same writer job (see SaveJob in native/addon/write.cc). Small
  * files may contain CONTENT_ID_TOKEN where the new checkpoint's content id belongs. */
 export interface NativeSaveAfter {
   files?: [path: string, data: Uint8Array][];

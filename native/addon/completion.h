@@ -1,0 +1,62 @@
+// How a writer job's result gets back to JavaScript: a Completion (the promise and what the job reports) that the
+// job fills on the writer thread and hands to the JS thread through a thread-safe function, where
+// FinishOnJsThread settles the promise. WriterJob is the base of every job the addon queues (write.cc, and the
+// testing build's rawWrite); Submit queues one.
+#pragma once
+#include <napi.h>
+
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "../io/status.h"
+#include "../writer/commit.h"
+#include "../writer/copy_pool.h"
+#include "../writer/writer.h"
+
+namespace ckptio::addon {
+
+// Created on the JS thread with the job, filled by the job on the writer thread, settled and deleted on the JS
+// thread. Only one thread touches it at a time: the hand-over is the thread-safe function's call.
+struct Completion {
+  Napi::Promise::Deferred deferred;
+  Napi::ObjectReference keep_alive;  // the JS buffers the job reads in place
+  writer::CopyPool::Buffer copy;     // or the staging copy of them
+  writer::CopyPool* pool = nullptr;
+  Status status;
+  writer::CommitResult result;
+  std::string path;
+  // A save job (SaveJob) reports its later stages too: the small files it committed after the data file, the
+  // names it removed, and, when it failed after the data file was durable, at which stage.
+  bool is_save = false;
+  bool data_durable = false;
+  std::string failed_stage;
+  std::vector<std::pair<std::string, int>> file_leftovers;
+  std::vector<std::string> removed;
+  explicit Completion(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
+};
+
+void FinishOnJsThread(Napi::Env env, Napi::Function, std::nullptr_t*, Completion* done);
+using CompletionTsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, Completion, FinishOnJsThread>;
+
+// A job that settles its Completion exactly once: by Run (through Finish), by Cancel when the writer shuts down
+// with it queued, or, failing both, by its destructor (ECANCELED).
+class WriterJob : public writer::Job {
+ public:
+  WriterJob(Completion* done, CompletionTsfn tsfn) : done_(done), tsfn_(tsfn) {}
+  ~WriterJob() override;
+  void Cancel() override;
+  // Hands the completion to the JS thread with `status`; the job must not touch done_ afterwards.
+  void Finish(Status status);
+
+ protected:
+  Completion* done_;
+  CompletionTsfn tsfn_;
+};
+
+// Queues the job `make` builds (with the thread-safe function it must finish through) on this environment's
+// writer; the returned promise settles from FinishOnJsThread. A full queue rejects with ECKPT_BUSY.
+Napi::Value Submit(Napi::Env env, Completion* done, const std::function<WriterJob*(CompletionTsfn)>& make);
+
+}  // namespace ckptio::addon

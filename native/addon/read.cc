@@ -1,0 +1,199 @@
+#include "read.h"
+
+#include <cstring>
+#include <string>
+#include <utility>
+
+#include "../format/reader.h"
+#include "../writer/commit.h"
+#include "args.h"
+#include "errors.h"
+
+namespace ckptio::addon {
+namespace {
+
+struct MappingHint {
+  io::Env* env;
+  size_t len;
+};
+
+// obj[key] = value as an own data property. The key is passed with its length, so a NUL in it is kept
+// (Object::Set(std::string, ...) passes c_str() and cuts the key there, merging keys that differ after it),
+// and the property is defined, not assigned, so a key "__proto__" stays a key.
+void DefineString(Napi::Env env, Napi::Object obj, const std::string& key, const std::string& value) {
+  obj.DefineProperty(Napi::PropertyDescriptor::Value(Napi::String::New(env, key), Napi::String::New(env, value),
+                                                     napi_default_jsproperty));
+}
+
+class ReadWorker final : public Napi::AsyncWorker {
+ public:
+  ReadWorker(Napi::Env env, std::string path, bool verify)
+      : Napi::AsyncWorker(env, "ckptio.read"), deferred_(Napi::Promise::Deferred::New(env)), path_(std::move(path)),
+        verify_(verify), io_env_(io::CurrentEnv()) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override { status_ = format::ReadCheckpointFile(io_env_, path_, verify_, &file_); }
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (!status_.ok()) {
+      deferred_.Reject(MakeError(env, status_));
+      return;
+    }
+    const size_t len = file_.mapping.size();
+    void* base = file_.mapping.Release();
+    // Every returned view shares this one buffer; the mapping is unmapped when the last view is collected.
+    Napi::ArrayBuffer whole = Napi::ArrayBuffer::New(
+        env, base, len, [](Napi::Env, void* data, MappingHint* hint) {
+          hint->env->Munmap(data, hint->len);
+          delete hint;
+        },
+        new MappingHint{io_env_, len});
+    Napi::Array tensors = Napi::Array::New(env, file_.header.tensors.size());
+    uint32_t i = 0;
+    for (const format::TensorInfo& t : file_.header.tensors) {
+      const format::DTypeInfo& dt = format::Info(t.dtype);
+      const uint64_t offset = file_.header.data_start + t.begin;
+      const size_t count = static_cast<size_t>((t.end - t.begin) / dt.size);
+      Napi::ArrayBuffer ab = whole;
+      size_t at = static_cast<size_t>(offset);
+      if (offset % dt.size != 0) {
+        // A foreign file with a misaligned tensor: typed arrays need alignment, so this one is copied.
+        ab = Napi::ArrayBuffer::New(env, t.end - t.begin);
+        std::memcpy(ab.Data(), static_cast<unsigned char*>(base) + offset, t.end - t.begin);
+        at = 0;
+      }
+      napi_typedarray_type type;
+      switch (t.dtype) {
+        case format::DType::kF64: type = napi_float64_array; break;
+        case format::DType::kF32: type = napi_float32_array; break;
+        case format::DType::kI64: type = napi_bigint64_array; break;
+        case format::DType::kU64: type = napi_biguint64_array; break;
+        case format::DType::kI32: type = napi_int32_array; break;
+        case format::DType::kU32: type = napi_uint32_array; break;
+        case format::DType::kI16: type = napi_int16_array; break;
+        case format::DType::kF16: case format::DType::kBF16: case format::DType::kU16: type = napi_uint16_array; break;
+        case format::DType::kI8: type = napi_int8_array; break;
+        default: type = napi_uint8_array; break;
+      }
+      napi_value typed;
+      napi_create_typedarray(env, type, count, ab, at, &typed);
+      Napi::Object entry = Napi::Object::New(env);
+      entry.Set("name", t.name);
+      entry.Set("dtype", dt.js_name);
+      Napi::Array shape = Napi::Array::New(env, t.shape.size());
+      for (uint32_t d = 0; d < t.shape.size(); ++d) shape.Set(d, static_cast<double>(t.shape[d]));
+      entry.Set("shape", shape);
+      entry.Set("data", Napi::Value(env, typed));
+      tensors.Set(i++, entry);
+    }
+    Napi::Object metadata = Napi::Object::New(env);
+    for (const auto& [key, value] : file_.header.metadata) {
+      if (key.rfind("ckptio.", 0) == 0 && (key == format::kFormatKey || key == format::kChecksumKey ||
+                                           key == format::kTensorHashesKey || key == format::kHeaderHashKey)) {
+        continue;
+      }
+      DefineString(env, metadata, key, value);
+    }
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("tensors", tensors);
+    out.Set("metadata", metadata);
+    out.Set("bytes", static_cast<double>(file_.file_size));
+    out.Set("verified", file_.verified);
+    out.Set("checksummed", file_.header.has_checksums);
+    deferred_.Resolve(out);
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::string path_;
+  bool verify_;
+  io::Env* io_env_;
+  Status status_;
+  format::LoadedFile file_;
+};
+
+class ReadHeaderWorker final : public Napi::AsyncWorker {
+ public:
+  ReadHeaderWorker(Napi::Env env, std::string path)
+      : Napi::AsyncWorker(env, "ckptio.readHeader"), deferred_(Napi::Promise::Deferred::New(env)), path_(std::move(path)),
+        io_env_(io::CurrentEnv()) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    status_ = format::ReadCheckpointHeader(io_env_, path_, &header_, &file_size_);
+    if (!status_.ok()) return;
+    if (header_.has_checksums) content_id_ = writer::ContentId(header_.tensors, header_.tensor_hashes);
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (!status_.ok()) {
+      deferred_.Reject(MakeError(env, status_));
+      return;
+    }
+    Napi::Array tensors = Napi::Array::New(env, header_.tensors.size());
+    uint32_t i = 0;
+    for (const format::TensorInfo& t : header_.tensors) {
+      Napi::Object entry = Napi::Object::New(env);
+      entry.Set("name", t.name);
+      entry.Set("dtype", format::Info(t.dtype).js_name);
+      Napi::Array shape = Napi::Array::New(env, t.shape.size());
+      for (uint32_t d = 0; d < t.shape.size(); ++d) shape.Set(d, static_cast<double>(t.shape[d]));
+      entry.Set("shape", shape);
+      entry.Set("bytes", static_cast<double>(t.end - t.begin));
+      tensors.Set(i++, entry);
+    }
+    Napi::Object metadata = Napi::Object::New(env);
+    for (const auto& [key, value] : header_.metadata) DefineString(env, metadata, key, value);
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("tensors", tensors);
+    out.Set("metadata", metadata);
+    out.Set("bytes", static_cast<double>(file_size_));
+    out.Set("checksummed", header_.has_checksums);
+    if (!content_id_.empty()) out.Set("contentId", content_id_);
+    deferred_.Resolve(out);
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::string path_;
+  io::Env* io_env_;
+  Status status_;
+  uint64_t file_size_ = 0;
+  format::ParsedHeader header_;
+  std::string content_id_;
+};
+
+}  // namespace
+
+Napi::Value Read(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Status error;
+  std::string path;
+  if (!GetPath(info[0], "path", &path, &error)) return Rejected(env, error);
+  bool verify = true;
+  if (info[1].IsObject()) {
+    Napi::Value v = info[1].As<Napi::Object>().Get("verify");
+    if (v.IsBoolean()) verify = v.As<Napi::Boolean>().Value();
+  }
+  auto* worker = new ReadWorker(env, path, verify);
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
+Napi::Value ReadHeader(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Status error;
+  std::string path;
+  if (!GetPath(info[0], "path", &path, &error)) return Rejected(env, error);
+  auto* worker = new ReadHeaderWorker(env, path);
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
+}  // namespace ckptio::addon
