@@ -25,13 +25,22 @@ function snakeCase(name: string): string {
   return name.replace(/(.)([A-Z][a-z0-9]+)/g, '$1_$2').replace(/([a-z])([A-Z])/g, '$1_$2').toLowerCase();
 }
 
-function isGeneratedName(layer: tfType.layers.Layer): boolean {
-  const cls = layer.getClassName();
-  return new RegExp(`^[a-z0-9_]+_${cls.replace(/[^A-Za-z0-9]/g, '')}\\d+$`).test(layer.name);
+/** Per layer class: the pattern of the names tfjs generates for it, and its snake_case name. Built once per
+ * class, not at every save (a save of a deep model walks every layer). */
+const CLASS_NAMING = new Map<string, { generated: RegExp; snake: string }>();
+
+function classNaming(cls: string): { generated: RegExp; snake: string } {
+  let naming = CLASS_NAMING.get(cls);
+  if (!naming) {
+    naming = { generated: new RegExp(`^[a-z0-9_]+_${cls.replace(/[^A-Za-z0-9]/g, '')}\\d+$`), snake: snakeCase(cls) };
+    CLASS_NAMING.set(cls, naming);
+  }
+  return naming;
 }
 
 function layerKey(layer: tfType.layers.Layer, index: number): string {
-  return isGeneratedName(layer) ? `${index}-${snakeCase(layer.getClassName())}` : layer.name;
+  const naming = classNaming(layer.getClassName());
+  return naming.generated.test(layer.name) ? `${index}-${naming.snake}` : layer.name;
 }
 
 function weightRole(layer: tfType.layers.Layer, w: tfType.LayerVariable, i: number): string {
