@@ -12,6 +12,7 @@
 
 #include "../format/checksum.h"
 #include "../format/dtype.h"
+#include "../writer/commit.h"
 #include "args.h"
 #include "lock.h"
 #include "read.h"
@@ -72,6 +73,8 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("read", Napi::Function::New(env, Read));
   exports.Set("dtypes", DTypes(env));
   exports.Set("xxh3", Napi::Function::New(env, Xxh3));
+  // The writer's temporary names as a RegExp source (group 1: the pid), for start-up's stale-temporary sweep.
+  exports.Set("tempNamePattern", Napi::String::New(env, writer::kTempNameRegex));
   AddTestingExports(env, exports);
   return exports;
 }

@@ -5,7 +5,7 @@
 #include <utility>
 
 #include "../format/reader.h"
-#include "../writer/commit.h"
+#include "../writer/file_image.h"
 #include "args.h"
 #include "errors.h"
 

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "../io/status.h"
-#include "../writer/commit.h"
+#include "../writer/file_image.h"
 
 namespace ckptio::addon {
 

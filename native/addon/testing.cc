@@ -6,7 +6,7 @@
 #include <string>
 
 #include "../io/fault_env.h"
-#include "../writer/commit.h"
+#include "../writer/raw_write.h"
 #include "args.h"
 #include "completion.h"
 #include "errors.h"

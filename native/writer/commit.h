@@ -1,7 +1,7 @@
 // The commit protocol (docs/commit-protocol.md): a checkpoint reaches its final name only as a complete,
 // fdatasync'ed file, and a job reports success only after the directory entry itself is durable.
 //
-//   openat(dir, "<name>.tmp.<pid>.<rand>", O_CREAT|O_EXCL)   never the final name, never an old file
+//   openat(dir, "<name>.tmp.<pid>.<8 hex>", O_CREAT|O_EXCL)  never the final name, never an old file
 //   fallocate                                                 ENOSPC before the first byte
 //   pwrite ... (data first, header last)                      short writes and EINTR handled
 //   fdatasync(tmp)                                            an error is final: no second fsync
@@ -12,6 +12,9 @@
 //
 // The exchange keeps the old file reachable until the directory fsync succeeds: if that fsync fails the
 // exchange is undone, so the previous checkpoint stays at the target path and the save is rejected.
+//
+// This file is the protocol (the POSIX sink's open, fallocate, sync, rename, directory fsync); the bytes come from
+// the encoder (file_image.h) through one of two sinks: direct_io.h (O_DIRECT) or buffered_io.h.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -20,13 +23,16 @@
 #include "../format/header.h"
 #include "../io/env.h"
 #include "../io/status.h"
+#include "file_image.h"
+#include "staging.h"
 
 namespace ckptio::writer {
 
-struct TensorSource {
-  format::TensorInfo info;    // name, dtype, shape; offsets are assigned by the commit
-  const unsigned char* data;  // shape x dtype size bytes, kept alive by the caller until the commit ends
-};
+// The temporary name a file has until its commit renames it: "<name>.tmp.<pid>.<8 lowercase hex>", defined here
+// once. TempName makes one; kTempNameRegex (the source of a JavaScript RegExp, which the addon exports as
+// `tempNamePattern`; group 1 is the pid) recognizes one, so start-up can remove those a dead process left.
+inline constexpr char kTempNameRegex[] = "\\.tmp\\.(\\d+)\\.[0-9a-f]{8}$";
+std::string TempName(const std::string& base);
 
 enum class DirectIo { kAuto, kOn, kOff };
 
@@ -50,30 +56,12 @@ struct CommitResult {
   // (errno in leftover_errno). Reported, never hidden; a later start-up removes it as a stale temporary.
   std::string leftover;
   int leftover_errno = 0;
-  // XXH3-64 (hex) of "<name>:<tensor digest hex>\n" for every tensor in file order: the checkpoint's content
-  // id, the same for the same tensors whatever the metadata. Empty when checksums are off.
+  // The checkpoint's content id (ContentId in file_image.h). Empty when checksums are off.
   std::string content_id;
 };
 
-// The content id of tensors given in file order with their digests (see CommitResult::content_id).
-std::string ContentId(const std::vector<format::TensorInfo>& infos, const std::vector<uint64_t>& digests);
-
-// Aligned, pre-faulted blocks for O_DIRECT, reused across jobs (memcpy into fresh pages is ~10x slower).
-class StagingBlocks {
- public:
-  static constexpr size_t kBlockSize = 4u << 20;
-  static constexpr size_t kCount = 3;
-  StagingBlocks();
-  ~StagingBlocks();
-  StagingBlocks(const StagingBlocks&) = delete;
-  StagingBlocks& operator=(const StagingBlocks&) = delete;
-  unsigned char* block(size_t i) { return blocks_[i]; }
-  bool ok() const { return blocks_[kCount - 1] != nullptr; }
-
- private:
-  unsigned char* blocks_[kCount] = {};
-};
-
+// One checkpoint file: planned and encoded (file_image.h), written through the O_DIRECT sink when `staging` is
+// usable and options.direct allows it, else buffered, then committed.
 Status CommitCheckpoint(io::Env* env, const std::string& path, std::vector<TensorSource> tensors,
                         const format::Metadata& metadata, const CommitOptions& options, StagingBlocks* staging,
                         CommitResult* result);
@@ -85,9 +73,5 @@ Status CommitBytes(io::Env* env, const std::string& path, const unsigned char* d
 // unlink each name (one already missing counts as removed; any other failure stops, named in the status), then
 // fsync the directory once.
 Status RemoveFiles(io::Env* env, const std::string& dir, const std::vector<std::string>& names);
-
-// The raw sequential writer the benchmarks compare against: `bytes` of a fixed pattern in 4 MiB aligned
-// O_DIRECT blocks (or buffered), then fsync. No format, no checksums, no rename.
-Status RawWrite(io::Env* env, const std::string& path, uint64_t bytes, bool direct, StagingBlocks* staging);
 
 }  // namespace ckptio::writer

@@ -9,7 +9,7 @@
 #include <mutex>
 #include <thread>
 
-#include "commit.h"
+#include "staging.h"
 
 namespace ckptio::writer {
 

@@ -123,6 +123,9 @@ export interface NativeBinding {
   /** `reset` zeroes the completion counters after reading them. */
   writerStats(reset?: boolean): { queued: number; copyPoolBytes: number; completions: number; completionMsTotal: number; completionMsMax: number };
   xxh3(data: Uint8Array): string;
+  /** The writer's temporary names, `<name>.tmp.<pid>.<8 hex>`, as a RegExp source (group 1: the pid); defined once,
+   * in native/writer/commit.h. */
+  tempNamePattern: string;
   faults: {
     configure(config: FaultConfig): void;
     stats(): FaultStats;
@@ -170,4 +173,9 @@ function addonPath(): string {
 export const addonFile = addonPath();
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 export const native: NativeBinding = require(addonFile) as NativeBinding;
+if (typeof native.tempNamePattern !== 'string') {
+  // An addon built from older sources: without the pattern, start-up's sweep of stale temporaries cannot tell a
+  // temporary from a checkpoint.
+  throw new CheckpointError(`the ckptio addon at ${addonFile} is older than this ckptio (it exports no tempNamePattern): rebuild it (npm run build:native, or ${BUILD_FROM_SOURCE})`, { code: 'ECKPT_INTERNAL', path: addonFile });
+}
 native.init(CheckpointError);

@@ -11,8 +11,8 @@ import { CheckpointStore, CommitRequest, LockHolder, StoredObject, StoreLock } f
 export const LOCK_NAME = 'ckptio.lock';
 /** The largest small object (pointer, tag, manifest) read back: a manifest of ~100,000 checkpoints. */
 export const SMALL_OBJECT_MAX = 64 << 20;
-/** The writer's temporary names: `<name>.tmp.<pid>.<8 hex>` (native/writer/commit.cc). */
-const TEMP_RE = /\.tmp\.(\d+)\.[0-9a-f]{8}$/;
+/** The writer's temporary names: `<name>.tmp.<pid>.<8 hex>`, the pattern the addon exports (native/writer/commit.h). */
+const TEMP_RE = new RegExp(native.tempNamePattern);
 
 function plainName(name: string): string {
   if (typeof name !== 'string' || name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) {

@@ -1,7 +1,8 @@
 // The writer's concurrency tests, built with ThreadSanitizer by scripts/run-tsan-tests.js (Node itself is
 // not instrumented, so these drive native/writer directly instead of through the addon): the queue under
 // several producers, backpressure when it is full, shutdown while a save is in flight, the O_DIRECT fill/
-// write pipeline's two threads, the copy pool from many threads, and the fault twin shared by them.
+// write pipeline's two threads, the copy pool from many threads, the fault twin shared by them, and temporary
+// names made on many threads (each matching the one pattern start-up's sweep uses).
 // Exits non-zero on the first failed check; TSan exits non-zero on any race.
 #include <fcntl.h>
 #include <stdlib.h>
@@ -13,6 +14,8 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <regex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -258,6 +261,27 @@ void TestCopyPoolFromManyThreads() {
   CHECK(pool.retained_bytes() > 0);
 }
 
+void TestTempNamesMatchThePatternOnEveryThread() {
+  const std::regex pattern(writer::kTempNameRegex, std::regex::ECMAScript);
+  std::mutex mu;
+  std::set<std::string> names;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 100; ++i) {
+        const std::string name = writer::TempName("ckpt-7.safetensors");
+        std::smatch m;
+        CHECK(name.rfind("ckpt-7.safetensors.tmp.", 0) == 0);
+        CHECK(std::regex_search(name, m, pattern) && m[1].str() == std::to_string(::getpid()));
+        std::lock_guard<std::mutex> lock(mu);
+        names.insert(name);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(names.size() == 400);  // 32 random bits per name, per-thread generators: no repeats
+}
+
 }  // namespace
 
 int main() {
@@ -266,6 +290,7 @@ int main() {
   TestShutdownDuringInFlightSave();
   TestDirectPipelineAndSharedFaultTwin();
   TestCopyPoolFromManyThreads();
+  TestTempNamesMatchThePatternOnEveryThread();
   if (failures) {
     std::fprintf(stderr, "%d check(s) failed\n", failures);
     return 1;
