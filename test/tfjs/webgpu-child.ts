@@ -12,6 +12,7 @@ import { loadTf } from '../../src/tfjs/backend';
 import { collectModelState, modelState } from '../../src/tfjs/model-state';
 import { restoreModelState } from '../../src/tfjs/restore';
 import { snapshot } from '../../src/tfjs/snapshot';
+import { TensorList } from '../../src/format/tensor-list';
 
 type Tf = typeof tfType;
 
@@ -123,7 +124,7 @@ async function main(): Promise<void> {
       const snap = snapshot(tf, tensors, { maxReadBytesInFlight: 4096, onCopyStats: (s) => { stats = s; } });
       // Training goes on: every variable's data is swapped by these steps before a byte of the snapshot is read.
       for (let i = first; i < first + 3; i++) step(tf, model, x, y, i);
-      const entries = await snap.materialize();
+      const entries = TensorList.from(await snap.materialize()).toRecord();
       const got: Record<string, string> = {};
       for (const [k, e] of Object.entries(entries)) got[k] = hash(e.data);
       snap.release();
