@@ -10,9 +10,7 @@
       "native/addon/read.cc",
       "native/addon/lock.cc",
       "native/addon/tensor_table.cc",
-      "native/addon/testing.cc",
       "native/io/posix_env.cc",
-      "native/io/fault_env.cc",
       "native/io/write_all.cc",
       "native/format/dtype.cc",
       "native/format/checksum.cc",
@@ -24,7 +22,6 @@
       "native/writer/direct_io.cc",
       "native/writer/buffered_io.cc",
       "native/writer/commit.cc",
-      "native/writer/raw_write.cc",
       "native/writer/copy_pool.cc",
       "native/writer/writer.cc"
     ],

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type * as tfType from '@tensorflow/tfjs';
 import { Checkpointer } from '../src/checkpoint/checkpointer';
-import { native } from '../src/binding/native';
+import { testing } from '../src/binding/native';
 import { loadTf, BackendName } from '../src/tfjs/backend';
 import { ioHandler } from '../src/tfjs/io-handler';
 import { collectModelState, modelState } from '../src/tfjs/model-state';
@@ -58,7 +58,7 @@ interface Sample {
 
 /** modelState(model) + Checkpointer.save, timed piece by piece. */
 async function ckptioSave(tf: Tf, model: tfType.LayersModel, ckpt: Checkpointer, step: number, arena: StagingArena): Promise<Sample> {
-  native.writerStats(true);
+  testing().writerStats(true);
   let copyMs = 0;
   const s0 = await settledMainThreadSched();
   const t0 = performance.now();
@@ -71,7 +71,7 @@ async function ckptioSave(tf: Tf, model: tfType.LayersModel, ckpt: Checkpointer,
   const doneMs = performance.now() - t0;
   const cpuMs = (await settledMainThreadSched()).cpuMs - s0.cpuMs;
   return {
-    callMs, stallMs, mainMs: callMs + copyMs + native.writerStats(true).completionMsTotal, cpuMs, doneMs,
+    callMs, stallMs, mainMs: callMs + copyMs + testing().writerStats(true).completionMsTotal, cpuMs, doneMs,
     stallCpuMs: s1.cpuMs - s0.cpuMs, stallWaitMs: s1.waitMs - s0.waitMs,
   };
 }

@@ -4,6 +4,7 @@
  * the RESULTS.md / results.json already in the output directory (same mode, quick or full): their blocks and
  * figures are replaced, the targets table is regenerated from the merged figures, and the header says which
  * sections were rerun on which machine and when. */
+import '../test/testing-addon'; // first: the testing build (same code and flags, plus writerStats and rawWrite) is the addon
 import { execSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -11,7 +12,7 @@ import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { Bench } from 'tinybench';
 import { readCheckpoint, writeCheckpoint } from '../src';
-import { native } from '../src/binding/native';
+import { testing } from '../src/binding/native';
 import { BenchContext, concat, MiB, stat, Stat, state } from './common';
 import { compressionBench } from './compression';
 import { layersBench } from './layers';
@@ -58,8 +59,8 @@ async function stallAndThroughput(): Promise<void> {
     const writers: Record<string, () => Promise<unknown> | unknown> = {
       'ckptio writeCheckpoint (caller-owned buffers)': () => writeCheckpoint(file, tensors),
       'ckptio writeCheckpoint, checksum: false': () => writeCheckpoint(file + '.nock', tensors, { checksum: false }),
-      'raw O_DIRECT 4 MiB blocks + fsync (disk limit)': () => native.rawWrite(path.join(workDir, 'raw'), bytes, true),
-      'raw buffered + fsync': () => native.rawWrite(path.join(workDir, 'rawb'), bytes, false),
+      'raw O_DIRECT 4 MiB blocks + fsync (disk limit)': () => testing().rawWrite(path.join(workDir, 'raw'), bytes, true),
+      'raw buffered + fsync': () => testing().rawWrite(path.join(workDir, 'rawb'), bytes, false),
       'fs.promises writeFile + fdatasync + rename': async () => {
         const tmp = file + '.fsp';
         const fh = await fs.promises.open(tmp, 'w');
@@ -78,10 +79,10 @@ async function stallAndThroughput(): Promise<void> {
     for (let r = 0; r < reps; r++) {
       for (const [name, run] of Object.entries(writers)) { // interleaved: A B C D E A B C D E ...
         laterMainMs = 0;
-        native.writerStats(true);
+        testing().writerStats(true);
         const m = await measure(run);
         // The addon's completion callbacks run on the main thread; the addon times them.
-        laterMainMs += native.writerStats(true).completionMsTotal;
+        laterMainMs += testing().writerStats(true).completionMsTotal;
         (stall[name] ??= []).push(m.syncMs + laterMainMs);
         (total[name] ??= []).push(m.totalMs);
       }

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type * as tfType from '@tensorflow/tfjs';
 import { Checkpointer } from '../src/checkpoint/checkpointer';
-import { native } from '../src/binding/native';
+import { testing } from '../src/binding/native';
 import { loadTf, BackendName } from '../src/tfjs/backend';
 import { snapshot, StagingArena } from '../src/tfjs/snapshot';
 import { train, TrainEvent } from '../src/train/trainer';
@@ -27,7 +27,7 @@ interface Stall { totalMs: number; longestMs: number }
 
 /** One ckptio save of the model's variables: every main-thread stretch it causes, timed. */
 async function ckptioSave(tf: Tf, ckpt: Checkpointer, vars: Record<string, tfType.Tensor>, step: number, arena: StagingArena): Promise<Stall> {
-  native.writerStats(true);
+  testing().writerStats(true);
   let copy = { totalMs: 0, longestMs: 0 };
   const t0 = performance.now();
   const source = snapshot(tf, vars, { arena, onCopyStats: (s) => (copy = s) });
@@ -35,7 +35,7 @@ async function ckptioSave(tf: Tf, ckpt: Checkpointer, vars: Record<string, tfTyp
   const syncMs = performance.now() - t0;
   const handle = await pending;
   await handle.durable;
-  const done = native.writerStats(true);
+  const done = testing().writerStats(true);
   return { totalMs: syncMs + copy.totalMs + done.completionMsTotal, longestMs: Math.max(syncMs, copy.longestMs, done.completionMsMax) };
 }
 

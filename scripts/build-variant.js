@@ -1,15 +1,17 @@
 #!/usr/bin/env node
 // Builds a variant of the addon into its own folder: asan (ASan+UBSan) or a deliberately broken
 // one (broken-dir-sync, broken-data-sync) that the reliability tests must catch. Prints the addon path.
+// Every variant is a testing build (CKPTIO_TESTING: the fault twin, rawWrite, writerStats), since the tests run
+// against it as the process's addon (CKPTIO_ADDON).
 'use strict';
 const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 
 const variants = {
-  asan: ['--CDCKPTIO_SANITIZE=address,undefined', '--CDCMAKE_BUILD_TYPE=RelWithDebInfo'],
-  'broken-dir-sync': ['--CDCKPTIO_BROKEN=dir-sync'],
-  'broken-data-sync': ['--CDCKPTIO_BROKEN=data-sync'],
+  asan: ['--CDCKPTIO_SANITIZE=address,undefined', '--CDCMAKE_BUILD_TYPE=RelWithDebInfo', '--CDCKPTIO_TESTING=ON'],
+  'broken-dir-sync': ['--CDCKPTIO_BROKEN=dir-sync', '--CDCKPTIO_TESTING=ON'],
+  'broken-data-sync': ['--CDCKPTIO_BROKEN=data-sync', '--CDCKPTIO_TESTING=ON'],
 };
 
 function buildVariant(name, { quiet = false } = {}) {

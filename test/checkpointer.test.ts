@@ -1,13 +1,16 @@
+import './testing-addon'; // first: the testing build is this process's addon (src/binding/native.ts, testing())
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterEach, test } from 'node:test';
 import { Checkpointer } from '../src/checkpoint/checkpointer';
 import { CheckpointError } from '../src';
-import { native } from '../src/binding/native';
+import { testing } from '../src/binding/native';
 import { bytesOf, listDir, pattern, tempDir } from './helpers';
 
-afterEach(() => native.faults.disable());
+const { faults } = testing();
+
+afterEach(() => faults.disable());
 
 const tensors = (step: number, n = 1000) => ({ w: { dtype: 'float32' as const, shape: [n], data: pattern(n, step + 1) } });
 
@@ -61,10 +64,10 @@ test('a failed save rejects durable with the OS code, keeps the previous checkpo
   const dir = tempDir();
   const ckpt = new Checkpointer({ dir, keepLast: 1 });
   await (await ckpt.save(1, { tensors: tensors(1) })).durable;
-  native.faults.configure({ failures: [{ op: 'fdatasync', nth: 1, errno: 28 }] });
+  faults.configure({ failures: [{ op: 'fdatasync', nth: 1, errno: 28 }] });
   const h = await ckpt.save(2, { tensors: tensors(2) });
   await assert.rejects(h.durable, (e: unknown) => e instanceof CheckpointError && e.code === 'ENOSPC');
-  native.faults.disable();
+  faults.disable();
   await assert.rejects(ckpt.flush(), { code: 'ENOSPC' });
   assert.deepEqual(listDir(dir), ['ckpt-0000000001.safetensors', 'ckptio-manifest.json', 'ckptio.lock', 'latest']);
   assert.equal((await ckpt.loadLatest())?.step, 1);
@@ -75,7 +78,7 @@ test("backpressure 'wait': a slow disk blocks the next save, reports the wait, a
   const dir = tempDir();
   const bytes = 4 * 50_000;
   const ckpt = new Checkpointer({ dir, keepLast: 10, maxInflight: 4, maxInflightBytes: 2 * bytes, onFull: 'wait' });
-  native.faults.configure({ delayMs: { fdatasync: 80 } });
+  faults.configure({ delayMs: { fdatasync: 80 } });
   const handles = [];
   for (let step = 1; step <= 5; step++) handles.push(await ckpt.save(step, { tensors: tensors(step, 50_000) }));
   await ckpt.flush();
@@ -89,7 +92,7 @@ test("backpressure 'skip': saves beyond the limit are dropped, counted and repor
   const dir = tempDir();
   const warnings: string[] = [];
   const ckpt = new Checkpointer({ dir, keepLast: 10, maxInflight: 1, onFull: 'skip', onWarning: (m) => warnings.push(m) });
-  native.faults.configure({ delayMs: { fdatasync: 100 } });
+  faults.configure({ delayMs: { fdatasync: 100 } });
   const first = await ckpt.save(1, { tensors: tensors(1) });
   const second = await ckpt.save(2, { tensors: tensors(2) });
   assert.equal(first.skipped, false);

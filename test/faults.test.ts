@@ -1,12 +1,15 @@
+import './testing-addon'; // first: the testing build is this process's addon (src/binding/native.ts, testing())
 import assert from 'node:assert/strict';
 import { constants } from 'node:os';
 import * as path from 'node:path';
 import { afterEach, test } from 'node:test';
 import { CheckpointError, readCheckpoint, writeCheckpoint, TensorEntry } from '../src';
-import { native, FaultOp } from '../src/binding/native';
+import { FaultOp, testing } from '../src/binding/native';
 import { bytesOf, listDir, pattern, tempDir } from './helpers';
 
-afterEach(() => native.faults.disable());
+const { faults } = testing();
+
+afterEach(() => faults.disable());
 
 function checkpoint(tag: string, n: number): Record<string, TensorEntry> {
   return {
@@ -30,7 +33,7 @@ for (const direct of ['on', 'off'] as const) {
         const dir = tempDir();
         const file = path.join(dir, 'model.safetensors');
         await writeCheckpoint(file, checkpoint('old', 5000), { direct });
-        native.faults.configure({ failures: [{ op, nth: 1, errno: constants.errno[name] }] });
+        faults.configure({ failures: [{ op, nth: 1, errno: constants.errno[name] }] });
         await assert.rejects(writeCheckpoint(file, checkpoint('new!', 7000), { direct }), (err: unknown) => {
           assert.ok(err instanceof CheckpointError, String(err));
           assert.equal(err.code, name, `${op}: ${err.message}`);
@@ -38,8 +41,8 @@ for (const direct of ['on', 'off'] as const) {
           assert.ok(err.syscall && err.path, `${op}: syscall and path present`);
           return true;
         });
-        assert.equal(native.faults.stats().injected, 1, `${op} was reached`);
-        native.faults.disable();
+        assert.equal(faults.stats().injected, 1, `${op} was reached`);
+        faults.disable();
         assert.deepEqual(listDir(dir), ['model.safetensors'], `${op}/${name}: no tmp file left`);
         assert.equal(await tagOf(file), 'old', `${op}/${name}: previous checkpoint untouched`);
         await writeCheckpoint(file, checkpoint('next', 3000), { direct });
@@ -52,12 +55,12 @@ for (const direct of ['on', 'off'] as const) {
 test('a failed fdatasync is final: the file is never synced again and taken as good', async () => {
   const dir = tempDir();
   const file = path.join(dir, 'm');
-  native.faults.configure({ failures: [{ op: 'fdatasync', nth: 1, errno: constants.errno.EIO }] });
+  faults.configure({ failures: [{ op: 'fdatasync', nth: 1, errno: constants.errno.EIO }] });
   await assert.rejects(writeCheckpoint(file, checkpoint('x', 100)), { code: 'EIO', syscall: 'fdatasync' });
-  const stats = native.faults.stats();
+  const stats = faults.stats();
   assert.equal(stats.byOp.fdatasync, 1);
   assert.equal(stats.byOp.rename ?? 0, 0);
-  native.faults.disable();
+  faults.disable();
   assert.deepEqual(listDir(dir), []);
 });
 
@@ -65,9 +68,9 @@ test('a write the disk refuses partway (ENOSPC on the 3rd pwrite) leaves nothing
   const dir = tempDir();
   const file = path.join(dir, 'm');
   await writeCheckpoint(file, checkpoint('old', 100));
-  native.faults.configure({ failures: [{ op: 'pwrite', nth: 3, errno: constants.errno.ENOSPC }] });
+  faults.configure({ failures: [{ op: 'pwrite', nth: 3, errno: constants.errno.ENOSPC }] });
   await assert.rejects(writeCheckpoint(file, checkpoint('new', 5_000_000), { direct: 'on' }), { code: 'ENOSPC', syscall: 'pwrite' });
-  native.faults.disable();
+  faults.disable();
   assert.deepEqual(listDir(dir), ['m']);
   assert.equal(await tagOf(file), 'old');
 });
@@ -80,15 +83,15 @@ for (const torn of [false, true]) {
       const oldCk = checkpoint('old', 3_000_000); // 12 MB: several 4 MiB blocks
       const newCk = checkpoint('new', 2_500_000);
       await writeCheckpoint(file, oldCk, { direct });
-      native.faults.configure({});
+      faults.configure({});
       await writeCheckpoint(file, newCk, { direct });
-      const total = native.faults.stats().total;
-      native.faults.disable();
+      const total = faults.stats().total;
+      faults.disable();
       assert.ok(total >= 8, `a write has at least 8 I/O operations (saw ${total})`);
       const seen = { old: 0, new: 0 };
       for (let k = 1; k <= total; k++) {
         await writeCheckpoint(file, oldCk, { direct });
-        native.faults.configure({ crashAfter: k, torn });
+        faults.configure({ crashAfter: k, torn });
         let resolved = false;
         try {
           await writeCheckpoint(file, newCk, { direct });
@@ -96,8 +99,8 @@ for (const torn of [false, true]) {
         } catch (err) {
           assert.ok(err instanceof CheckpointError);
         }
-        assert.equal(native.faults.stats().crashed, true, `crash ${k} happened`);
-        native.faults.disable();
+        assert.equal(faults.stats().crashed, true, `crash ${k} happened`);
+        faults.disable();
         const tag = await tagOf(file); // validates and verifies checksums
         assert.ok(tag === 'old' || tag === 'new', `crash after op ${k}: got ${tag}`);
         if (resolved) assert.equal(tag, 'new', `crash after op ${k}: an acknowledged write was lost`);
@@ -110,17 +113,34 @@ for (const torn of [false, true]) {
 
 test('slow disk: the fault twin delays a chosen operation', async () => {
   const dir = tempDir();
-  native.faults.configure({ delayMs: { fdatasync: 150 } });
+  faults.configure({ delayMs: { fdatasync: 150 } });
   const t0 = process.hrtime.bigint();
   await writeCheckpoint(path.join(dir, 'm'), checkpoint('x', 10));
   assert.ok(Number(process.hrtime.bigint() - t0) / 1e6 >= 140);
 });
 
+test('the temporary name a save writes under matches the addon\'s tempNamePattern (the one start-up\'s sweep uses)', async () => {
+  const dir = tempDir();
+  faults.configure({ delayMs: { fdatasync: 200 } });  // hold the save between its writes and its rename
+  const saving = writeCheckpoint(path.join(dir, 'ckpt-3.safetensors'), checkpoint('t', 10));
+  let seen: string[] = [];
+  for (let i = 0; i < 200 && seen.length === 0; i++) {
+    await new Promise((r) => setTimeout(r, 5));
+    seen = listDir(dir);
+  }
+  await saving;
+  assert.equal(seen.length, 1, `one temporary file while the save ran: ${seen.join(', ')}`);
+  const m = new RegExp(testing().tempNamePattern).exec(seen[0]!);
+  assert.ok(m && seen[0]!.startsWith('ckpt-3.safetensors.tmp.'), `${seen[0]} matches ${testing().tempNamePattern}`);
+  assert.equal(Number(m[1]), process.pid);
+  assert.deepEqual(listDir(dir), ['ckpt-3.safetensors']);
+});
+
 test('a full writer queue rejects with ECKPT_BUSY instead of blocking the JS thread, and leaves no file', async () => {
   const dir = tempDir();
-  native.faults.configure({ delayMs: { fdatasync: 20 } });
+  faults.configure({ delayMs: { fdatasync: 20 } });
   const results = await Promise.allSettled(Array.from({ length: 70 }, (_, i) => writeCheckpoint(path.join(dir, `f${i}`), checkpoint('q', 10))));
-  native.faults.disable();
+  faults.disable();
   const busy = results.flatMap((r, i) => (r.status === 'rejected' ? [i] : []));
   assert.ok(busy.length >= 5, `at least 5 of 70 rejected (queue of 64 + 1 running): ${busy.length}`);
   for (const i of busy) {
@@ -138,13 +158,13 @@ test('reads map the file read-only while it is checked; a failing mmap or mprote
   const file = path.join(dir, 'a.safetensors');
   await writeCheckpoint(file, checkpoint('r', 1000));
   for (const [op, name] of [['mmap', 'ENOMEM'], ['mprotect', 'EACCES']] as [FaultOp, keyof typeof constants.errno][]) {
-    native.faults.configure({ failures: [{ op, nth: 1, errno: constants.errno[name] }] });
+    faults.configure({ failures: [{ op, nth: 1, errno: constants.errno[name] }] });
     await assert.rejects(readCheckpoint(file), (e: unknown) =>
       e instanceof CheckpointError && e.code === name && e.syscall === op && e.path === file, op);
-    const stats = native.faults.stats();
+    const stats = faults.stats();
     assert.equal(stats.injected, 1, `${op} was reached`);
     if (op === 'mprotect') assert.equal(stats.byOp.munmap, 1, 'the mapping was unmapped after the failed mprotect');
-    native.faults.disable();
+    faults.disable();
   }
   const back = await readCheckpoint(file);
   assert.ok(bytesOf(back.tensors.weight!.data).equals(bytesOf(checkpoint('r', 1000).weight!.data)));

@@ -1,12 +1,13 @@
 /** The checkpoint's life after the save: retention policies and their invariants, the run manifest and its
  * recovery, and the run lock. */
+import './testing-addon'; // first: the testing build is this process's addon (src/binding/native.ts, testing())
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { CheckpointError } from '../src/binding/errors';
-import { native } from '../src/binding/native';
+import { native, testing } from '../src/binding/native';
 import { Checkpointer } from '../src/checkpoint/checkpointer';
 import { readPointer } from '../src/checkpoint/directory';
 import { MANIFEST_NAME, checkpointName, parseManifest } from '../src/checkpoint/manifest';
@@ -15,6 +16,8 @@ import {
 } from '../src/checkpoint/retention';
 import { readCheckpoint, TensorEntry } from '../src/format/file';
 import { isRoot, listDir, pattern, tempDir } from './helpers';
+
+const { faults } = testing();
 
 const quiet = { onWarning: () => {} };
 const t = (step: number): Record<string, TensorEntry> => ({ w: { dtype: 'float32', shape: [1024], data: pattern(1024, step + 1) } });
@@ -198,18 +201,18 @@ test('a crash at every I/O operation of a save that moves two best pointers and 
     }
   };
   await prepare();
-  native.faults.configure({});
+  faults.configure({});
   assert.equal(await step4(), true);
-  const total = native.faults.stats().total;
-  native.faults.disable();
+  const total = faults.stats().total;
+  faults.disable();
   // After the save: 4 is newest and best on both metrics, 2 is tagged; 1 and 3 go.
   assert.deepEqual(listDir(dir).filter((f) => f.startsWith('ckpt-')), [checkpointName(2), checkpointName(4)]);
   const states = new Map<string, number>();
   for (let k = 1; k <= total; k++) {
     await prepare();
-    native.faults.configure({ crashAfter: k });
+    faults.configure({ crashAfter: k });
     const acked = await step4();
-    native.faults.disable();
+    faults.disable();
     const at = `crash after op ${k}/${total}`;
     const valid = new Set<number>();
     for (const name of fs.readdirSync(dir)) {
@@ -331,7 +334,7 @@ test('review regressions: tag racing saves, pointers of other runs, a missing ol
   // close() with a save waiting for room: the lock is released only after that save is durable.
   dir = tempDir();
   c = new Checkpointer({ dir, maxInflight: 1, ...quiet });
-  native.faults.configure({ delayMs: { fdatasync: 150 } });
+  faults.configure({ delayMs: { fdatasync: 150 } });
   try {
     const first = await c.save(1, { tensors: t(1) });
     const second = c.save(2, { tensors: t(2) }); // waits for room
@@ -343,7 +346,7 @@ test('review regressions: tag racing saves, pointers of other runs, a missing ol
     order.push('closed');
     assert.deepEqual(order, ['1 durable', '2 durable', 'closed']);
   } finally {
-    native.faults.disable();
+    faults.disable();
   }
 
   // The lock file is never followed through a symlink (an unpacked archive could point it anywhere).

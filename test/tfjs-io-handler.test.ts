@@ -1,4 +1,5 @@
 /** ioHandler (one ckptio file per tfjs model) and model.json export/import (docs/io-handler.md). cpu backend. */
+import './testing-addon'; // first: the testing build is this process's addon (src/binding/native.ts, testing())
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -6,11 +7,13 @@ import * as path from 'node:path';
 import { after, afterEach, before, test } from 'node:test';
 import type * as tfType from '@tensorflow/tfjs';
 import { CheckpointError, readCheckpoint, writeCheckpoint } from '../src';
-import { native } from '../src/binding/native';
+import { testing } from '../src/binding/native';
 import { loadTf } from '../src/tfjs/backend';
 import { IO_HANDLER_METADATA_KEYS as K, TFJS_DTYPES, ioHandler } from '../src/tfjs/io-handler';
 import { EXPORTED_WEIGHTS_RE, exportTfjsModel, importTfjsModel, importTfjsModelToFile, modelJsonHandler } from '../src/tfjs/model-json';
 import { commandExists, listDir, pattern, tempDir } from './helpers';
+
+const { faults } = testing();
 
 type Tf = typeof tfType;
 let tf: Tf;
@@ -23,7 +26,7 @@ before(async () => {
   y = tf.oneHot(tf.tensor1d([0, 1, 2, 3, 0, 1, 2, 3], 'int32'), 4);
 });
 after(() => tf.dispose([x, y]));
-afterEach(() => native.faults.disable());
+afterEach(() => faults.disable());
 
 /** dense + conv2d + batchNormalization, adam, trained `steps` steps on fixed data. */
 async function trainedModel(steps = 3, seed = 1): Promise<tfType.LayersModel> {
@@ -211,15 +214,15 @@ test('a crash at every I/O step of model.save(ioHandler) over an existing file l
   assert.ok(!oldPred.equals(newPred));
   const file = path.join(tempDir(), 'model.safetensors');
   await oldModel.save(ioHandler(file));
-  native.faults.configure({});
+  faults.configure({});
   await newModel.save(ioHandler(file));
-  const total = native.faults.stats().total;
-  native.faults.disable();
+  const total = faults.stats().total;
+  faults.disable();
   assert.ok(total >= 8, `a save has at least 8 I/O operations (saw ${total})`);
   const seen = { old: 0, new: 0 };
   for (let k = 1; k <= total; k++) {
     await oldModel.save(ioHandler(file));
-    native.faults.configure({ crashAfter: k });
+    faults.configure({ crashAfter: k });
     let resolved = false;
     try {
       await newModel.save(ioHandler(file));
@@ -227,8 +230,8 @@ test('a crash at every I/O step of model.save(ioHandler) over an existing file l
     } catch (err) {
       assert.ok(err instanceof CheckpointError, String(err));
     }
-    assert.equal(native.faults.stats().crashed, true, `crash ${k} happened`);
-    native.faults.disable();
+    assert.equal(faults.stats().crashed, true, `crash ${k} happened`);
+    faults.disable();
     // A power cut can leave a temporary file of the writer behind (a Checkpointer removes those at start-up);
     // nothing else appears, and the target name holds a whole, verified model.
     const left = listDir(path.dirname(file)).filter((n) => n !== 'model.safetensors');
@@ -307,15 +310,15 @@ test('a crash at every I/O step of an export over an older one leaves the old pa
   const newBytes = Buffer.from(newArt.weightData as ArrayBuffer);
   const dir = path.join(tempDir(), 'web');
   await exportTfjsModel(oldArt, dir);
-  native.faults.configure({});
+  faults.configure({});
   await exportTfjsModel(newArt, dir);
-  const total = native.faults.stats().total;
-  native.faults.disable();
+  const total = faults.stats().total;
+  faults.disable();
   assert.ok(total >= 16, `two commits and a removal (saw ${total} operations)`);
   const seen = { old: 0, new: 0 };
   for (let k = 1; k <= total; k++) {
     await exportTfjsModel(oldArt, dir);
-    native.faults.configure({ crashAfter: k });
+    faults.configure({ crashAfter: k });
     let resolved = false;
     try {
       await exportTfjsModel(newArt, dir);
@@ -323,8 +326,8 @@ test('a crash at every I/O step of an export over an older one leaves the old pa
     } catch (err) {
       assert.ok(err instanceof CheckpointError, String(err));
     }
-    assert.equal(native.faults.stats().crashed, true, `crash ${k} happened`);
-    native.faults.disable();
+    assert.equal(faults.stats().crashed, true, `crash ${k} happened`);
+    faults.disable();
     const got = await importTfjsModel(dir); // every check: names, sizes, dtypes
     const data = Buffer.from(got.weightData as ArrayBuffer);
     const which = data.equals(oldBytes) ? 'old' : data.equals(newBytes) ? 'new' : 'neither';

@@ -7,7 +7,7 @@
 //   args.cc          argument checks            errors.cc   Status -> CheckpointError
 //   completion.cc    job -> promise plumbing    write.cc    write, save, writeFile, remove (the writer jobs)
 //   read.cc          read, readHeader           lock.cc     lock, unlock
-//   tensor_table.cc  the packed tensor table    testing.cc  test hooks (testing builds only)
+//   tensor_table.cc  the packed tensor table    testing.cc  test hooks (testing builds only, CKPTIO_TESTING)
 #include <napi.h>
 
 #include "../format/checksum.h"
@@ -17,8 +17,10 @@
 #include "lock.h"
 #include "read.h"
 #include "state.h"
-#include "testing.h"
 #include "write.h"
+#ifdef CKPTIO_TESTING
+#include "testing.h"
+#endif
 
 namespace ckptio::addon {
 namespace {
@@ -75,7 +77,9 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("xxh3", Napi::Function::New(env, Xxh3));
   // The writer's temporary names as a RegExp source (group 1: the pid), for start-up's stale-temporary sweep.
   exports.Set("tempNamePattern", Napi::String::New(env, writer::kTempNameRegex));
-  AddTestingExports(env, exports);
+#ifdef CKPTIO_TESTING
+  AddTestingExports(env, exports);  // the testing build only: the release addon exports none of them
+#endif
   return exports;
 }
 

@@ -8,6 +8,7 @@
 #include "../writer/file_image.h"
 #include "args.h"
 #include "errors.h"
+#include "state.h"
 
 namespace ckptio::addon {
 namespace {
@@ -29,7 +30,7 @@ class ReadWorker final : public Napi::AsyncWorker {
  public:
   ReadWorker(Napi::Env env, std::string path, bool verify)
       : Napi::AsyncWorker(env, "ckptio.read"), deferred_(Napi::Promise::Deferred::New(env)), path_(std::move(path)),
-        verify_(verify), io_env_(io::CurrentEnv()) {}
+        verify_(verify), io_env_(State(env)->env) {}
   Napi::Promise Promise() { return deferred_.Promise(); }
 
  protected:
@@ -118,7 +119,7 @@ class ReadHeaderWorker final : public Napi::AsyncWorker {
  public:
   ReadHeaderWorker(Napi::Env env, std::string path)
       : Napi::AsyncWorker(env, "ckptio.readHeader"), deferred_(Napi::Promise::Deferred::New(env)), path_(std::move(path)),
-        io_env_(io::CurrentEnv()) {}
+        io_env_(State(env)->env) {}
   Napi::Promise Promise() { return deferred_.Promise(); }
 
  protected:

@@ -1,22 +1,38 @@
 // The per-environment state of the addon: one AddonState per Node environment (the main thread and each worker
 // that loads the addon), created by module.cc and reached through State(env) on the JS thread. Each environment
-// has its own writer thread, copy pool and error class.
+// has its own writer thread, copy pool, Env and error class; nothing here is process-wide.
 #pragma once
 #include <napi.h>
 
 #include <cstdint>
 
+#include "../io/env.h"
 #include "../writer/copy_pool.h"
 #include "../writer/writer.h"
+
+#ifdef CKPTIO_TESTING
+#include <memory>
+
+#include "../io/fault_env.h"
+#endif
 
 namespace ckptio::addon {
 
 struct AddonState {
   // The CheckpointError class src/binding/native.ts hands in through init(). JS thread only.
   Napi::FunctionReference error_class;
+#ifdef CKPTIO_TESTING
+  // The fault-injecting twin (testing builds only), created by the first faults.configure() and kept as long as
+  // the environment, so a job or a mapping that still holds it never sees it freed (a mapping's finalizer runs
+  // before the environment's instance data is deleted). Configured on the JS thread; the twin locks itself.
+  std::unique_ptr<io::FaultEnv> faults;
+#endif
+  // The Env each new job and read takes (and keeps for its whole run): PosixEnv(), or the twin while a testing
+  // build's faults are configured. Read and written on the JS thread only.
+  io::Env* env = io::PosixEnv();
   writer::CopyPool copy_pool;
   // Declared after the copy pool, so it is destroyed before it: its shutdown finishes the running job and cancels the queued ones
-  // while the copy pool they use still exists.
+  // while the Env and the copy pool they use still exist.
   writer::Writer writer;
   // Main-thread time spent settling writer jobs (the part of a save's stall the caller cannot time). JS thread.
   uint64_t completions = 0;

@@ -1,6 +1,12 @@
-// The testing build's hooks (docs: src/binding/native.ts, testing()): the fault twin, the raw writer the
-// benchmarks compare against, and the writer's counters.
+// The testing build's hooks (how tests reach them: testing() in src/binding/native.ts): the fault twin, the raw
+// writer the benchmarks compare against, and the writer's counters. Each acts on its own environment's
+// AddonState: faults.configure() switches that environment's Env to its twin, nobody else's.
+#ifndef CKPTIO_TESTING
+#error "addon/testing.cc is built into the testing variants only (cmake -DCKPTIO_TESTING=ON)"
+#endif
 #include "testing.h"
+
+#include <memory>
 
 #include <cerrno>
 #include <string>
@@ -42,7 +48,7 @@ Napi::Value RawWrite(const Napi::CallbackInfo& info) {
   const bool direct = info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value();
   auto* done = new Completion(env);
   done->path = path;
-  io::Env* io_env = io::CurrentEnv();
+  io::Env* io_env = State(env)->env;
   return Submit(env, done, [&](CompletionTsfn tsfn) {
     return new RawWriteJob(done, tsfn, io_env, static_cast<uint64_t>(bytes), direct);
   });
@@ -87,14 +93,17 @@ Napi::Value FaultsConfigure(const Napi::CallbackInfo& info) {
       config.delay_ms[static_cast<size_t>(op)] = d.Get(keys.Get(i)).As<Napi::Number>().Uint32Value();
     }
   }
-  io::TheFaultEnv()->Configure(config);
-  io::SetCurrentEnv(io::TheFaultEnv());
+  AddonState* state = State(env);
+  if (!state->faults) state->faults = std::make_unique<io::FaultEnv>(io::PosixEnv());
+  state->faults->Configure(config);
+  state->env = state->faults.get();
   return env.Undefined();
 }
 
 Napi::Value FaultsStats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  io::FaultStats stats = io::TheFaultEnv()->Stats();
+  AddonState* state = State(env);
+  const io::FaultStats stats = state->faults ? state->faults->Stats() : io::FaultStats();
   Napi::Object out = Napi::Object::New(env);
   out.Set("total", static_cast<double>(stats.total));
   out.Set("crashed", stats.crashed);
@@ -108,17 +117,18 @@ Napi::Value FaultsStats(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value FaultsDisable(const Napi::CallbackInfo& info) {
-  io::SetCurrentEnv(nullptr);
-  io::TheFaultEnv()->Reset();
+  AddonState* state = State(info.Env());
+  state->env = io::PosixEnv();
+  if (state->faults) state->faults->Reset();
   return info.Env().Undefined();
 }
 
 Napi::Value WriterStats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object out = Napi::Object::New(env);
-  out.Set("queued", static_cast<double>(State(env)->writer.queued()));
-  out.Set("copyPoolBytes", static_cast<double>(State(env)->copy_pool.retained_bytes()));
   AddonState* state = State(env);
+  out.Set("queued", static_cast<double>(state->writer.queued()));
+  out.Set("copyPoolBytes", static_cast<double>(state->copy_pool.retained_bytes()));
   out.Set("completions", static_cast<double>(state->completions));
   out.Set("completionMsTotal", static_cast<double>(state->completion_ns_total) / 1e6);
   out.Set("completionMsMax", static_cast<double>(state->completion_ns_max) / 1e6);

@@ -161,7 +161,7 @@ Napi::Value WriteOrSave(const Napi::CallbackInfo& info, bool is_save) {
   } else {
     done->keep_alive = Napi::Persistent(info[1].As<Napi::Object>());
   }
-  io::Env* io_env = io::CurrentEnv();
+  io::Env* io_env = State(env)->env;
   return Submit(env, done, [&](CompletionTsfn tsfn) -> WriterJob* {
     if (is_save) {
       return new SaveJob(done, tsfn, io_env, std::move(tensors), std::move(metadata), options, std::move(files),
@@ -188,7 +188,7 @@ Napi::Value WriteFile(const Napi::CallbackInfo& info) {
   auto* done = new Completion(env);
   done->path = path;
   done->keep_alive = Napi::Persistent(info[1].As<Napi::Object>());
-  io::Env* io_env = io::CurrentEnv();
+  io::Env* io_env = State(env)->env;
   return Submit(env, done, [&](CompletionTsfn tsfn) { return new BytesJob(done, tsfn, io_env, data, len); });
 }
 
@@ -200,7 +200,7 @@ Napi::Value Remove(const Napi::CallbackInfo& info) {
   if (!GetPath(info[0], "dir", &dir, &error) || !GetNames(info[1], &names, &error)) return Rejected(env, error);
   auto* done = new Completion(env);
   done->path = dir;
-  io::Env* io_env = io::CurrentEnv();
+  io::Env* io_env = State(env)->env;
   return Submit(env, done, [&](CompletionTsfn tsfn) { return new RemoveJob(done, tsfn, io_env, std::move(names)); });
 }
 

@@ -35,11 +35,7 @@ class Env {
   virtual int Mprotect(void* addr, size_t len, int prot) = 0;
 };
 
-// The real thing: thin wrappers over the syscalls.
+// The real thing: thin wrappers over the syscalls. One stateless instance for the process.
 Env* PosixEnv();
-
-// The Env that new jobs use: PosixEnv() unless a test switched the fault twin on.
-Env* CurrentEnv();
-void SetCurrentEnv(Env* env);
 
 }  // namespace ckptio::io

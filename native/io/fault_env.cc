@@ -34,11 +34,6 @@ bool ParseOp(const std::string& name, Op* op) {
   return false;
 }
 
-FaultEnv* TheFaultEnv() {
-  static FaultEnv env(PosixEnv());
-  return &env;
-}
-
 void FaultEnv::Configure(const FaultConfig& config) {
   Reset();
   std::lock_guard<std::mutex> lock(mu_);

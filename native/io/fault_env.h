@@ -1,5 +1,6 @@
-// FaultEnv: the fault-injecting twin of PosixEnv, for tests only (switched on through the addon's
-// `faults` object; PosixEnv is used otherwise, so the twin costs nothing when off).
+// FaultEnv: the fault-injecting twin of PosixEnv, for tests only: compiled into the testing builds of the addon
+// (CKPTIO_TESTING), each Node environment's own (AddonState::faults), switched on through the addon's `faults`
+// object; PosixEnv is used otherwise, so the twin costs nothing when off. The TSan test makes its own.
 //
 // It can (a) fail the Nth call of an operation with a chosen errno, (b) delay an operation, and
 // (c) simulate a crash after the Kth operation: it then rolls the real file system back to what a power
@@ -106,7 +107,5 @@ class FaultEnv final : public Env {
   std::vector<DirOp> journal_;
   uint64_t backup_seq_ = 0;
 };
-
-FaultEnv* TheFaultEnv();
 
 }  // namespace ckptio::io

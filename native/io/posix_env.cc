@@ -2,7 +2,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <cstdio>
 
@@ -59,12 +58,9 @@ class Posix final : public Env {
 };
 
 Posix g_posix;
-std::atomic<Env*> g_current{&g_posix};
 
 }  // namespace
 
 Env* PosixEnv() { return &g_posix; }
-Env* CurrentEnv() { return g_current.load(std::memory_order_acquire); }
-void SetCurrentEnv(Env* env) { g_current.store(env ? env : &g_posix, std::memory_order_release); }
 
 }  // namespace ckptio::io

@@ -118,14 +118,31 @@ export interface NativeBinding {
   unlock(fd: number): void;
   writeFile(path: string, data: Uint8Array): Promise<NativeWriteResult>;
   remove(dir: string, names: string[]): Promise<NativeWriteResult>;
-  rawWrite(path: string, bytes: number, direct: boolean): Promise<NativeWriteResult>;
   read(path: string, options: { verify: boolean }): Promise<NativeReadResult>;
-  /** `reset` zeroes the completion counters after reading them. */
-  writerStats(reset?: boolean): { queued: number; copyPoolBytes: number; completions: number; completionMsTotal: number; completionMsMax: number };
   xxh3(data: Uint8Array): string;
   /** The writer's temporary names, `<name>.tmp.<pid>.<8 hex>`, as a RegExp source (group 1: the pid); defined once,
    * in native/writer/commit.h. */
   tempNamePattern: string;
+}
+
+/** What the writer's counters report (testing builds: writerStats). */
+export interface WriterStats {
+  queued: number;
+  copyPoolBytes: number;
+  completions: number;
+  completionMsTotal: number;
+  completionMsMax: number;
+}
+
+/** The testing build of the addon (native/addon/testing.cc, built with -DCKPTIO_TESTING=ON): the release exports
+ * plus the hooks tests and benchmarks use. The release addon has none of these. */
+export interface TestingBinding extends NativeBinding {
+  /** The disk's own limit, for benchmarks: `bytes` in 4 MiB blocks (O_DIRECT or buffered), then fsync. */
+  rawWrite(path: string, bytes: number, direct: boolean): Promise<NativeWriteResult>;
+  /** `reset` zeroes the completion counters after reading them. */
+  writerStats(reset?: boolean): WriterStats;
+  /** The fault-injecting Env twin of this environment's addon instance: configure() switches every job and read
+   * queued after it to the twin, disable() back to the real file system. */
   faults: {
     configure(config: FaultConfig): void;
     stats(): FaultStats;
@@ -138,16 +155,32 @@ const root = path.resolve(__dirname, '..', '..', '..');
 /** The one command that builds the addon from source where no prebuilt binary matches (docs/packaging.md). */
 export const BUILD_FROM_SOURCE = 'npx ckptio build-addon';
 
+/** The command that builds the testing addon (`npm install` in a clone runs it too, through `prepare`). */
+export const TESTING_BUILD = 'npm run build:native:testing';
+
+/** The testing build's file: CKPTIO_TESTING_ADDON, else the development tree's build-cmake-testing/Release/ckptio.node. */
+export function testingAddonPath(): string {
+  return path.resolve(process.env.CKPTIO_TESTING_ADDON || path.join(root, 'build-cmake-testing', 'Release', 'ckptio.node'));
+}
+
 /** Where the addon comes from, first match wins:
  * 1. CKPTIO_ADDON, a specific build (the ASan one, the node-gyp one, a broken one for the crash tests);
- * 2. the development tree's (or a from-source) cmake-js build, build-cmake/Release/ckptio.node;
- * 3. node-gyp-build: build/Release (the node-gyp build), build/Debug, then the packed
+ * 2. CKPTIO_TESTING=1: the testing build (testingAddonPath(); see testing() below);
+ * 3. the development tree's (or a from-source) cmake-js build, build-cmake/Release/ckptio.node;
+ * 4. node-gyp-build: build/Release (the node-gyp build), build/Debug, then the packed
  *    prebuilds/<platform>-<arch>/ckptio.glibc.node, matched on platform, arch and libc. */
 function addonPath(): string {
   if (process.env.CKPTIO_ADDON) {
     const p = path.resolve(process.env.CKPTIO_ADDON);
     if (!fs.existsSync(p)) {
       throw new CheckpointError(`ckptio native addon not found: CKPTIO_ADDON=${p} does not exist`, { code: 'ECKPT_INTERNAL', path: p });
+    }
+    return p;
+  }
+  if (process.env.CKPTIO_TESTING === '1') {
+    const p = testingAddonPath();
+    if (!fs.existsSync(p)) {
+      throw new CheckpointError(`the ckptio testing addon is not built (CKPTIO_TESTING=1 asks for ${p}): build it with ${TESTING_BUILD}`, { code: 'ECKPT_INTERNAL', path: p });
     }
     return p;
   }
@@ -179,3 +212,25 @@ if (typeof native.tempNamePattern !== 'string') {
   throw new CheckpointError(`the ckptio addon at ${addonFile} is older than this ckptio (it exports no tempNamePattern): rebuild it (npm run build:native, or ${BUILD_FROM_SOURCE})`, { code: 'ECKPT_INTERNAL', path: addonFile });
 }
 native.init(CheckpointError);
+
+/** The testing hooks (faults, rawWrite, writerStats), which only the testing build exports.
+ *
+ * The scheme: the hooks act on the addon instance they belong to (each Node environment's own writer, Env and
+ * counters), and a second copy of the addon loaded beside `native` would be a second instance whose fault twin
+ * no save goes through. So the testing build is never loaded beside the release one: it is loaded AS `native`,
+ * for the whole process, and testing() hands back that same object. A test or bench that uses the hooks selects
+ * it before anything imports src/: its first import is test/testing-addon.ts, which sets CKPTIO_TESTING=1 (each
+ * test file runs in its own process under node --test; children it spawns inherit the setting and so load the
+ * same build). CKPTIO_ADDON still wins (the ASan and the deliberately broken builds are testing builds too).
+ * Everything else, the package included, gets the release build, and test/build.test.ts checks that its exports
+ * hold no hook. Throws ECKPT_INTERNAL when this process's addon is a release build. */
+export function testing(): TestingBinding {
+  const t = native as Partial<TestingBinding>;
+  if (typeof t.rawWrite === 'function' && typeof t.writerStats === 'function' && typeof t.faults === 'object') return native as TestingBinding;
+  throw new CheckpointError(
+    `the ckptio addon this process loaded (${addonFile}) is a release build: it has no testing hooks (faults, rawWrite, writerStats). ` +
+      `They act on the process's own addon, so load the testing build as that addon: set CKPTIO_TESTING=1 before ckptio is first imported ` +
+      `(tests and benches import test/testing-addon first) or CKPTIO_ADDON=<a testing build>; build it with ${TESTING_BUILD}`,
+    { code: 'ECKPT_INTERNAL', path: addonFile },
+  );
+}

@@ -1,13 +1,16 @@
+import '../testing-addon'; // first: the testing build is this process's addon (src/binding/native.ts, testing())
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterEach, test } from 'node:test';
 import { Checkpointer, readCheckpoint, TensorEntry } from '../../src';
-import { native } from '../../src/binding/native';
+import { testing } from '../../src/binding/native';
 import { readPointer, POINTER_BEST, POINTER_LATEST, checkpointName } from '../../src/checkpoint/directory';
 import { pattern, tempDir } from '../helpers';
 
-afterEach(() => native.faults.disable());
+const { faults } = testing();
+
+afterEach(() => faults.disable());
 
 // Crash-state enumeration (fault twin) over one whole Checkpointer save: the checkpoint's commit, then the
 // `latest` and `best` pointer updates, then the prune of the oldest checkpoint. After a crash at every
@@ -41,18 +44,18 @@ for (const torn of [false, true]) {
   test(`crash at every I/O operation of save + pointer update + prune (torn ${torn})`, async (t) => {
     const dir = tempDir();
     await prepare(dir);
-    native.faults.configure({});
+    faults.configure({});
     assert.equal(await step3(dir), true);
-    const total = native.faults.stats().total;
-    native.faults.disable();
+    const total = faults.stats().total;
+    faults.disable();
     assert.deepEqual(fs.readdirSync(dir).sort(), [checkpointName(2), checkpointName(3), POINTER_BEST, POINTER_LATEST, 'ckptio-manifest.json', 'ckptio.lock'].sort(), 'the save pruned step 1');
     const outcomes = new Map<string, number>();
     for (let k = 1; k <= total; k++) {
       await prepare(dir);
-      native.faults.configure({ crashAfter: k, torn });
+      faults.configure({ crashAfter: k, torn });
       const resolved = await step3(dir);
-      const crashed = native.faults.stats().crashed;
-      native.faults.disable();
+      const crashed = faults.stats().crashed;
+      faults.disable();
       assert.ok(crashed || resolved, `crash ${k} of ${total} did not happen`);
       const at = `crash after op ${k}/${total}`;
       const valid = new Set<number>();
