@@ -90,11 +90,7 @@ class ReadWorker final : public Napi::AsyncWorker {
     }
     Napi::Object metadata = Napi::Object::New(env);
     for (const auto& [key, value] : file_.header.metadata) {
-      if (key.rfind("ckptio.", 0) == 0 && (key == format::kFormatKey || key == format::kChecksumKey ||
-                                           key == format::kTensorHashesKey || key == format::kHeaderHashKey)) {
-        continue;
-      }
-      DefineString(env, metadata, key, value);
+      if (!format::IsReservedKey(key)) DefineString(env, metadata, key, value);
     }
     Napi::Object out = Napi::Object::New(env);
     out.Set("tensors", tensors);

@@ -9,10 +9,6 @@
 namespace ckptio::format {
 namespace {
 
-bool IsReservedKey(const std::string& key) {
-  return key == kFormatKey || key == kChecksumKey || key == kTensorHashesKey || key == kHeaderHashKey;
-}
-
 std::string Quote(const std::string& s) {
   std::string out;
   AppendJsonString(s, &out);
@@ -59,6 +55,13 @@ uint64_t LoadLe64(const unsigned char* p) {
 }
 
 }  // namespace
+
+bool IsReservedKey(std::string_view key) {
+  for (const char* reserved : kReservedKeys) {
+    if (key == reserved) return true;
+  }
+  return false;
+}
 
 Status TensorBytes(const TensorInfo& tensor, uint64_t* bytes) {
   const DTypeInfo& dt = Info(tensor.dtype);
@@ -329,9 +332,9 @@ Status ParseHeader(const unsigned char* file, uint64_t file_size, ParsedHeader* 
   out->has_checksums = false;
   if (!format) return Status::Ok();
   if (*format != kFormatVersion) return Status::Format("unsupported ckptio format version " + Quote(*format));
-  if (!algo || *algo != kChecksumName) return Status::Format("missing or unknown ckptio.checksum");
+  if (!algo || *algo != kChecksumName) return Status::Format(std::string("missing or unknown ") + kChecksumKey);
   if (!tensor_hashes || !header_hash) return Status::Format("missing ckptio checksum keys");
-  if (!ParseHex(*header_hash, &out->header_hash)) return Status::Format("malformed ckptio.header_xxh3");
+  if (!ParseHex(*header_hash, &out->header_hash)) return Status::Format(std::string("malformed ") + kHeaderHashKey);
   out->tensor_hashes.clear();
   const std::string& list = *tensor_hashes;
   if (!out->tensors.empty()) {
@@ -340,16 +343,16 @@ Status ParseHeader(const unsigned char* file, uint64_t file_size, ParsedHeader* 
       const size_t comma = list.find(',', pos);
       const size_t len = (comma == std::string::npos ? list.size() : comma) - pos;
       uint64_t v;
-      if (!ParseHex(std::string_view(list).substr(pos, len), &v)) return Status::Format("malformed ckptio.tensor_xxh3");
+      if (!ParseHex(std::string_view(list).substr(pos, len), &v)) return Status::Format(std::string("malformed ") + kTensorHashesKey);
       out->tensor_hashes.push_back(v);
       if (comma == std::string::npos) break;
       pos = comma + 1;
     }
   } else if (!list.empty()) {
-    return Status::Format("malformed ckptio.tensor_xxh3");
+    return Status::Format(std::string("malformed ") + kTensorHashesKey);
   }
   if (out->tensor_hashes.size() != out->tensors.size()) {
-    return Status::Format("ckptio.tensor_xxh3 lists " + std::to_string(out->tensor_hashes.size()) +
+    return Status::Format(std::string(kTensorHashesKey) + " lists " + std::to_string(out->tensor_hashes.size()) +
                           " digests for " + std::to_string(out->tensors.size()) + " tensors");
   }
   out->has_checksums = true;

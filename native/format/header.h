@@ -11,6 +11,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -25,12 +26,19 @@ constexpr uint64_t kMaxHeaderLen = 100'000'000;
 // largest the writer accepts). A file with a larger one (valid for the reference only when the tensor has zero
 // elements) is rejected with ECKPT_FORMAT rather than returned rounded.
 constexpr uint64_t kMaxDim = (1ull << 53) - 1;
+// The reserved metadata keys: the ones the native writer adds to __metadata__ (see the top of this file), defined
+// here once. A caller's metadata may not use them (CheckUserMetadata), and a read does not return them.
+// src/format/metadata-keys.ts holds the keys the TypeScript layer writes; none of them is one of these.
 inline constexpr const char kFormatKey[] = "ckptio.format";
 inline constexpr const char kFormatVersion[] = "1";
 inline constexpr const char kChecksumKey[] = "ckptio.checksum";
 inline constexpr const char kChecksumName[] = "xxh3-64";
 inline constexpr const char kTensorHashesKey[] = "ckptio.tensor_xxh3";
 inline constexpr const char kHeaderHashKey[] = "ckptio.header_xxh3";
+inline constexpr const char* kReservedKeys[] = {kFormatKey, kChecksumKey, kTensorHashesKey, kHeaderHashKey};
+
+// One of kReservedKeys.
+bool IsReservedKey(std::string_view key);
 
 struct TensorInfo {
   std::string name;

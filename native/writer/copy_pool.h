@@ -16,12 +16,17 @@ class CopyPool {
   };
   static constexpr size_t kMaxFree = 4;
   ~CopyPool();
-  // nullptr data when the allocation failed (errno in *err).
+  // The smallest free buffer of at least `size` bytes, else a new one (rounded up to 2 MiB, pre-faulted); nullptr
+  // data when the allocation failed (errno in *err). Any thread (the JS thread, in practice).
   Buffer Acquire(size_t size, int* err);
-  void Release(Buffer buffer);  // any thread
+  // Gives a buffer back for reuse; at most kMaxFree are kept (the largest). Any thread.
+  void Release(Buffer buffer);
+  // Bytes held by free buffers. Any thread.
   size_t retained_bytes();
 
  private:
+  // mu_ guards free_. A buffer out of free_ belongs to whoever Acquired it, and is not touched by the pool until
+  // Released. New buffers are mapped outside the lock; a surplus one is unmapped under it (it is in nobody's hands).
   std::mutex mu_;
   std::vector<Buffer> free_;
 };

@@ -1,5 +1,6 @@
-// The writer thread: one per process, its own std::thread rather than the libuv pool (which fs, dns and
-// other addons share), fed through a bounded queue. Jobs run one at a time, in submission order, so a
+// The writer thread: one per Node environment (each addon instance's AddonState owns one: the main thread's and
+// each worker's), its own std::thread rather than the libuv pool (which fs, dns and other addons share), started
+// by the first Post and fed through a bounded queue. Jobs run one at a time, in submission order, so a
 // checkpoint, the pointer update after it and the prune after that commit in that order.
 #pragma once
 #include <condition_variable>
@@ -33,18 +34,23 @@ class Writer {
   // Takes the job, or returns false and leaves it with the caller when the queue is full or the writer is
   // stopping (the caller rejects instead of blocking the JS thread).
   bool Post(std::unique_ptr<Job>* job);
-  // Finishes the running job, cancels the queued ones, joins the thread. Idempotent.
+  // Finishes the running job, cancels the queued ones, joins the thread. Idempotent; any thread but the writer's.
   void Shutdown();
+  // Jobs waiting (not the running one). Any thread.
   size_t queued();
 
  private:
   void Loop();
 
+  // mu_ guards queue_, stopping_ and the start of thread_ (Post starts it under mu_); cv_ waits on it. Jobs run
+  // outside it, so Post never waits for a running job.
   std::mutex mu_;
-  std::mutex join_mu_;
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Job>> queue_;
   bool stopping_ = false;
+  // join_mu_ guards the join of thread_: two threads may shut down at once and only one may join. thread_ is
+  // assigned once, under mu_, before the first job is queued; after stopping_ is set no Post starts it again.
+  std::mutex join_mu_;
   std::thread thread_;
 };
 
