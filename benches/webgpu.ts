@@ -19,6 +19,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { PerformanceObserver } from 'node:perf_hooks';
 import type * as tfType from '@tensorflow/tfjs';
 import { Checkpointer } from '../src/checkpoint/checkpointer';
 import { loadTf } from '../src/tfjs/backend';
@@ -58,6 +59,8 @@ interface SaveSample {
   /** GPUQueue.submit calls and their time (part of issueMs for ckptio). */
   submitMs: number;
   submits: number;
+  /** Garbage-collection pauses that started in the window (perf_hooks 'gc' entries): fresh ArrayBuffers per save. */
+  gcMs: number;
   /** cpuMs minus the measured pieces: ckptio's Checkpointer and writer hand-off, completion, tfjs's own JS. */
   restMs: number;
 }
@@ -85,6 +88,8 @@ export interface WebGpuChildResult { adapter: WebGpuAdapterReport; floorCpuMs: n
 /** Counters the instrumentation below fills in. */
 const probe = { tickMs: 0, ticks: 0, mappedMs: 0, mapStart: 0, submitMs: 0, submits: 0 };
 const resetProbe = () => { probe.tickMs = 0; probe.ticks = 0; probe.mappedMs = 0; probe.submitMs = 0; probe.submits = 0; };
+const gcPauses: { start: number; ms: number }[] = [];
+const gcMsBetween = (from: number, to: number) => gcPauses.filter((g) => g.start >= from && g.start <= to).reduce((n, g) => n + g.ms, 0);
 
 /** Times Dawn's event ticks: dawn.node schedules device.Tick() with the global setImmediate, as a native function,
  * for as long as an asynchronous operation (a map, onSubmittedWorkDone) is pending. JavaScript callbacks (ckptio's,
@@ -255,12 +260,14 @@ async function measureSize(tf: Tf, cfg: SizeConfig, quick: boolean, dir: string)
     const e0 = performance.eventLoopUtilization();
     const t0 = performance.now();
     const r = await run();
-    const wallMs = performance.now() - t0;
+    const t1 = performance.now();
+    const wallMs = t1 - t0;
     const eluMs = performance.eventLoopUtilization(e0).active;
     const { tickMs, ticks, submitMs, submits } = probe;
     const mappedMs = probe.mappedMs + (r.mappedMs ?? 0);
-    const cpuMs = (await settledMainThreadSched()).cpuMs - s0.cpuMs;
-    return { stallMs: r.stallMs, cpuMs, eluMs, wallMs, snapshotMs: r.snapshotMs, issueMs: r.issueMs, tickMs, ticks, mappedMs, submitMs, submits, restMs: cpuMs - r.snapshotMs - r.issueMs - tickMs - mappedMs };
+    const cpuMs = (await settledMainThreadSched()).cpuMs - s0.cpuMs; // its 1 ms sleep also lets the gc entries arrive
+    const gcMs = gcMsBetween(t0, t1);
+    return { stallMs: r.stallMs, cpuMs, eluMs, wallMs, snapshotMs: r.snapshotMs, issueMs: r.issueMs, tickMs, ticks, mappedMs, submitMs, submits, gcMs, restMs: cpuMs - r.snapshotMs - r.issueMs - tickMs - mappedMs - gcMs };
   };
   const ckptioSave = () => window(async () => {
     const t0 = performance.now();
@@ -357,6 +364,8 @@ async function child(cfg: ChildConfig): Promise<void> {
     timeDawnTicks();
     timeMappedCopies(tf);
     timeSubmits(tf);
+    const gcObserver = new PerformanceObserver((list) => { for (const e of list.getEntries()) gcPauses.push({ start: e.startTime, ms: e.duration }); });
+    gcObserver.observe({ entryTypes: ['gc'] });
     // The measurement's own floor: an empty window read the same way (two settled reads).
     const floors: number[] = [];
     for (let i = 0; i < 5; i++) {
@@ -366,6 +375,7 @@ async function child(cfg: ChildConfig): Promise<void> {
     const sizes: SizeResult[] = [];
     for (const s of sizeConfigs(cfg.quick)) sizes.push(await measureSize(tf, s, cfg.quick, cfg.dir));
     const result: WebGpuChildResult = { adapter: adapter!, floorCpuMs: stat(floors).median, sizes };
+    gcObserver.disconnect();
     out(result);
   } finally {
     await close();
@@ -413,14 +423,14 @@ export async function webgpuBench(ctx: BenchContext): Promise<void> {
   const n = res.sizes[0]!.ckptio.length;
   ctx.rows.push(
     `Adapter for every figure in this section: **${who}** (Dawn ${res.adapter.dawnBackend}, feature level ${res.adapter.featureLevel}${res.adapter.software ? '; a CPU implementation: the copies, the maps and the kernels all run on the CPU' : ''}). Machine: ${cpus[0]?.model ?? 'cpu'}, ${cpus.length} cores, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}.`, '',
-    `A tf.sequential of dense layers compiled with tf.train.adam; state = weights + Adam m and v. Every save follows a training step, so all its tensors are read back from the GPU. ${n} interleaved repetitions (a b c d, a b c d, ...) after one warm-up of each; median (min..max). Main-thread CPU is the kernel's per-thread figure (schedstat) from the call until durable / written / read; an empty window read the same way costs ${res.floorCpuMs.toFixed(2)} ms. Event-loop active time equals wall time: while a map is pending dawn.node polls the device with setImmediate, so the loop never idles (it still runs the loop's other callbacks between polls).`, '',
+    `A tf.sequential of dense layers compiled with tf.train.adam; state = weights + Adam m and v. Every save follows a training step, so all its tensors are read back from the GPU. ${n} interleaved repetitions (a b c d, a b c d, ...) after one warm-up of each; median (min..max). Main-thread CPU is the kernel's per-thread figure (schedstat) from the call until durable / written / read; an empty window read the same way costs ${res.floorCpuMs.toFixed(2)} ms. Event-loop active time counts all the time a map is pending (dawn.node then polls the device with setImmediate, so the loop does not idle, though it runs the loop's other callbacks between polls): it is not a measure of work; the CPU figure is.`, '',
     '| state | adapter | path | until the caller continues ms | main-thread CPU ms, call → durable | event-loop active ms | wall ms | model.save / ckptio (CPU) |',
     '|---|---|---|---|---|---|---|---|');
   const breakdown: string[] = [
     '', '### Where the main thread\'s CPU time goes (median ms per save)', '',
-    'Timed inside the child: the snapshot call; data()\'s synchronous part for every tensor (tfjs-backend-webgpu getBufferData: a MAP_READ staging buffer from its pool, copyBufferToBuffer, queue.submit — one submit per tensor), of which queue.submit alone (on Dawn\'s OpenGL ES backend the GL commands are issued there); Dawn\'s event ticks (the native setImmediate callbacks); the copy out of each mapped staging buffer into a fresh ArrayBuffer (getMappedRange().slice(0) + unmap); the rest is the remainder of the CPU figure (tfjs\'s read continuations, the Checkpointer, the writer hand-off and completion, the measurement floor; model.save: encodeWeights\' concatenation and the fs.promises writes).', '',
-    '| state | adapter | path | snapshot | issuing the copies (of which queue.submit, submits) | Dawn event ticks (count) | mapped range → host memory | rest |',
-    '|---|---|---|---|---|---|---|---|'];
+    'Timed inside the child: the snapshot call; data()\'s synchronous part for every tensor (tfjs-backend-webgpu getBufferData: a MAP_READ staging buffer from its pool, copyBufferToBuffer, queue.submit — one submit per tensor), of which queue.submit alone (on Dawn\'s OpenGL ES backend the GL commands are issued there); Dawn\'s event ticks (the native setImmediate callbacks); the copy out of each mapped staging buffer into a fresh ArrayBuffer (getMappedRange().slice(0) + unmap); garbage-collection pauses that started in the window (perf_hooks gc entries); the rest is the CPU figure minus those (tfjs\'s read continuations, the Checkpointer, the writer hand-off and completion, the measurement floor; model.save: encodeWeights\' concatenation and the fs.promises writes). The pieces are wall-clock intervals the main thread spends inside those calls, on a CPU or not (blocked in the GL driver, or waiting for one of the shared cores), so the rest can come out negative.', '',
+    '| state | adapter | path | snapshot | issuing the copies (of which queue.submit, submits) | Dawn event ticks (count) | mapped range → host memory | GC pauses | rest |',
+    '|---|---|---|---|---|---|---|---|---|'];
   const stepRows: string[] = [
     '', '### Step time, a save every 10 steps vs none (interleaved blocks of 10 steps)', '',
     'Blocks a b b a a b ...; a save block saves after its first step, so the save\'s read-back and write overlap its other 9 steps; it is awaited, untimed, before the next block. A step = minimize + `await loss.data()` + one setImmediate turn.', '',
@@ -438,10 +448,11 @@ export async function webgpuBench(ctx: BenchContext): Promise<void> {
     ctx.rows.push(`| ${state} | ${who} | c. read-back alone: snapshot + materialize (data() per tensor) + release, no file | - | ${fmt(c.cpuMs)} | ${fmt(c.eluMs)} | ${c.wallMs.median.toFixed(1)} | |`);
     ctx.rows.push(`| ${state} | ${who} | d. prototype, not ckptio's path: all tensors in one command buffer into one reused MAP_READ buffer, one submit, one map, copied into reused pre-faulted staging | - | ${fmt(d.cpuMs)} | ${fmt(d.eluMs)} | ${d.wallMs.median.toFixed(1)} | |`);
     const issue = (x: ReturnType<typeof pieces>) => `${x.issueMs.median.toFixed(2)} (${x.submitMs.median.toFixed(2)}, ${x.submits.median})`;
-    breakdown.push(`| ${state} | ${who} | a. ckptio save | ${a.snapshotMs.median.toFixed(2)} | ${issue(a)} | ${a.tickMs.median.toFixed(2)} (${a.ticks.median}) | ${a.mappedMs.median.toFixed(2)} | ${a.restMs.median.toFixed(2)} |`);
-    breakdown.push(`| ${state} | ${who} | b. model.save | - | in the rest (queue.submit ${b.submitMs.median.toFixed(2)}, ${b.submits.median}) | ${b.tickMs.median.toFixed(2)} (${b.ticks.median}) | ${b.mappedMs.median.toFixed(2)} | ${b.restMs.median.toFixed(2)} |`);
-    breakdown.push(`| ${state} | ${who} | c. read-back alone | ${c.snapshotMs.median.toFixed(2)} | ${issue(c)} | ${c.tickMs.median.toFixed(2)} (${c.ticks.median}) | ${c.mappedMs.median.toFixed(2)} | ${c.restMs.median.toFixed(2)} |`);
-    breakdown.push(`| ${state} | ${who} | d. batched prototype | - | ${issue(d)} | ${d.tickMs.median.toFixed(2)} (${d.ticks.median}) | ${d.mappedMs.median.toFixed(2)} | ${d.restMs.median.toFixed(2)} |`);
+    const gc = (x: ReturnType<typeof pieces>) => `${x.gcMs.median.toFixed(2)} (max ${x.gcMs.max.toFixed(2)})`;
+    breakdown.push(`| ${state} | ${who} | a. ckptio save | ${a.snapshotMs.median.toFixed(2)} | ${issue(a)} | ${a.tickMs.median.toFixed(2)} (${a.ticks.median}) | ${a.mappedMs.median.toFixed(2)} | ${gc(a)} | ${a.restMs.median.toFixed(2)} |`);
+    breakdown.push(`| ${state} | ${who} | b. model.save | - | in the rest (queue.submit ${b.submitMs.median.toFixed(2)}, ${b.submits.median}) | ${b.tickMs.median.toFixed(2)} (${b.ticks.median}) | ${b.mappedMs.median.toFixed(2)} | ${gc(b)} | ${b.restMs.median.toFixed(2)} |`);
+    breakdown.push(`| ${state} | ${who} | c. read-back alone | ${c.snapshotMs.median.toFixed(2)} | ${issue(c)} | ${c.tickMs.median.toFixed(2)} (${c.ticks.median}) | ${c.mappedMs.median.toFixed(2)} | ${gc(c)} | ${c.restMs.median.toFixed(2)} |`);
+    breakdown.push(`| ${state} | ${who} | d. batched prototype | - | ${issue(d)} | ${d.tickMs.median.toFixed(2)} (${d.ticks.median}) | ${d.mappedMs.median.toFixed(2)} | ${gc(d)} | ${d.restMs.median.toFixed(2)} |`);
     const none = s.steps.none.flat(), every = s.steps.every10.flat();
     const noneBlocks = stat(s.steps.none.map(mean)), everyBlocks = stat(s.steps.every10.map(mean));
     const ratio = mean(every) / mean(none);
@@ -452,24 +463,36 @@ export async function webgpuBench(ctx: BenchContext): Promise<void> {
     const perTensorSubmit = a.submitMs.median / Math.max(1, a.submits.median);
     const parts = ([
       [`issuing the copies (one queue.submit per tensor: ${a.submits.median} submits, ${perTensorSubmit.toFixed(2)} ms each)`, a.issueMs.median],
-      ['the mapped ranges copied into fresh ArrayBuffers', a.mappedMs.median], ['Dawn event ticks', a.tickMs.median], ['the snapshot', a.snapshotMs.median],
-      [`the rest (tfjs read continuations, Checkpointer, writer hand-off, completion; read-back alone leaves ${c.restMs.median.toFixed(2)} of it)`, a.restMs.median],
+      ['the mapped ranges copied into fresh ArrayBuffers', a.mappedMs.median], ['Dawn event ticks', a.tickMs.median], ['the snapshot', a.snapshotMs.median], ['GC pauses', a.gcMs.median],
+      ['the rest (tfjs read continuations, Checkpointer, writer hand-off, completion; pieces timed off-CPU make it smaller)', a.restMs.median],
     ] as [string, number][]).sort((p, q) => q[1] - p[1]);
     const split = parts.map(([name, v]) => `${name} ${v.toFixed(2)}`).join('; ');
     const stallMet = a.stallMs.max <= 2;
     goals.push(`| main-thread ms per save ≤ 2: until the caller continues (save() returns), worst repetition | ${state} | ${who} | ${a.stallMs.max.toFixed(2)} ms (median ${a.stallMs.median.toFixed(2)}) | ${stallMet ? 'met' : 'NOT met'} | ${stallMet ? '' : `save() returns after the Checkpointer has started materialize(), which issues every tensor's read first: issuing ${a.issueMs.median.toFixed(2)} ms + snapshot ${a.snapshotMs.median.toFixed(2)} ms of the median ${a.stallMs.median.toFixed(2)}`} |`);
     const cpuMet = a.cpuMs.median <= 2;
     goals.push(`| main-thread ms per save ≤ 2: main-thread CPU from the call until durable, median | ${state} | ${who} | ${a.cpuMs.median.toFixed(2)} ms (model.save ${b.cpuMs.median.toFixed(2)}; batched prototype read ${d.cpuMs.median.toFixed(2)}) | ${cpuMet ? 'met' : 'NOT met'} | ${cpuMet ? '' : `median ms: ${split}`} |`);
-    const stepMet = ratio <= 1.01;
+    // Paired blocks (each pair ran back to back): the ratio's spread says whether 1% is resolvable at all here.
+    const pairRatios = s.steps.every10.map((blk, i) => mean(blk) / mean(s.steps.none[i]!));
+    const pr = mean(pairRatios);
+    const se = pairRatios.length > 1 ? Math.sqrt(pairRatios.reduce((q, v) => q + (v - pr) ** 2, 0) / (pairRatios.length - 1) / pairRatios.length) : Infinity;
     const perStep = a.cpuMs.median / 10;
+    const expected = 1 + perStep / mean(none);
+    const verdict = ratio <= 1.01 && pr + 2 * se <= 1.01 ? 'met' : pr - 2 * se > 1.01 ? 'NOT met' : 'not resolved';
     const noise = (noneBlocks.max - noneBlocks.min) / mean(none);
-    goals.push(`| mean step time with a save every 10 steps ≤ 1.01x | ${state} | ${who} | ${ratio.toFixed(3)}x (${mean(none).toFixed(1)} → ${mean(every).toFixed(1)} ms) | ${stepMet ? 'met' : 'NOT met'} | ${stepMet ? '' : `a save's main-thread CPU (${a.cpuMs.median.toFixed(2)} ms) spread over 10 steps is ${perStep.toFixed(2)} ms/step, ${(100 * perStep / mean(none)).toFixed(2)}% of a step; the no-save blocks' means alone spread by ${(100 * noise).toFixed(1)}% (min..max) on this shared machine${s.steps.none.length < 2 ? ' (one block each: quick mode)' : ''}`} |`);
+    const spread = pairRatios.length > 1
+      ? `per-pair ratio ${pr.toFixed(3)} ± ${(2 * se).toFixed(3)} (2 standard errors, ${pairRatios.length} pairs of blocks); the no-save blocks' means alone spread by ${(100 * noise).toFixed(0)}% on this shared machine`
+      : 'one pair of blocks (quick mode): no spread to judge 1% by';
+    const why = `${spread}. From the CPU figure, a save's ${a.cpuMs.median.toFixed(2)} ms of main-thread CPU over 10 steps is ${perStep.toFixed(2)} ms/step, an expected ${expected.toFixed(4)}x`;
+    const pairs = pairRatios.length > 1 ? `; per pair of blocks ${pr.toFixed(3)} ± ${(2 * se).toFixed(3)}` : '';
+    const below = ratio < 0.99 ? 'a ratio below 1 is run-to-run noise, not a speed-up; ' : '';
+    goals.push(`| mean step time with a save every 10 steps ≤ 1.01x | ${state} | ${who} | ${ratio.toFixed(3)}x (${mean(none).toFixed(1)} → ${mean(every).toFixed(1)} ms${pairs}) | ${verdict} | ${verdict === 'met' ? `${below}expected from the CPU figure: ${expected.toFixed(4)}x` : below + why} |`);
 
-    const keep = (x: ReturnType<typeof pieces>) => ({ stallMs: x.stallMs, cpuMs: x.cpuMs, eluMs: x.eluMs, wallMs: x.wallMs, snapshotMs: x.snapshotMs, issueMs: x.issueMs, submitMs: x.submitMs, submits: x.submits, tickMs: x.tickMs, ticks: x.ticks, mappedMs: x.mappedMs, restMs: x.restMs });
+    const keep = (x: ReturnType<typeof pieces>) => ({ stallMs: x.stallMs, cpuMs: x.cpuMs, eluMs: x.eluMs, wallMs: x.wallMs, snapshotMs: x.snapshotMs, issueMs: x.issueMs, submitMs: x.submitMs, submits: x.submits, tickMs: x.tickMs, ticks: x.ticks, mappedMs: x.mappedMs, gcMs: x.gcMs, restMs: x.restMs });
     ctx.results[`webgpu:${s.label}:save`] = { stateBytes: s.stateBytes, tensors: s.tensors, adapter: who, ckptio: keep(a), modelSave: keep(b), readOnly: keep(c), batchedPrototype: keep(d) };
     ctx.results[`webgpu:${s.label}:steps`] = {
       stateBytes: s.stateBytes, layers: s.layers.join('-'), batch: s.batch, adapter: who,
       noSavesMeanMs: mean(none), every10MeanMs: mean(every), meanRatio: ratio, noSavesBlocks: noneBlocks, every10Blocks: everyBlocks,
+      pairRatios, pairRatioMean: pr, pairRatioStdErr: Number.isFinite(se) ? se : -1, expectedRatioFromCpu: expected, verdict,
       durableInBlock: durableIn, blocks: s.steps.durableInBlock.length,
     };
     console.log(`[${who}] ${state}: ckptio main-thread CPU per save ${a.cpuMs.median.toFixed(2)} ms (until save() returns ${a.stallMs.median.toFixed(2)} ms), model.save ${b.cpuMs.median.toFixed(2)} ms, batched prototype read ${d.cpuMs.median.toFixed(2)} ms; step time ${mean(none).toFixed(1)} -> ${mean(every).toFixed(1)} ms with a save every 10 (${ratio.toFixed(3)}x)`);
