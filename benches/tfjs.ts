@@ -126,7 +126,8 @@ function calibrate(ms: number): () => void {
 const p99 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * 0.99))]!;
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
-async function syntheticRun(tf: Tf, vars: tfType.Variable[], alt: tfType.Tensor[][], steps: number, saveEvery: number | null, work: () => void, dir: string): Promise<number[]> {
+async function syntheticRun(tf: Tf, vars: tfType.Variable[], alt: tfType.Tensor[][], steps: number, saveEvery: number | null, work: () => void, dir: string,
+  stats?: { skipped: number; durableMs: number[] }): Promise<number[]> {
   const ckpt = new Checkpointer({ dir, keepLast: 2, onWarning: () => {} });
   const arena = new StagingArena();
   const times: number[] = [];
@@ -138,11 +139,13 @@ async function syntheticRun(tf: Tf, vars: tfType.Variable[], alt: tfType.Tensor[
     if (saveEvery && s % saveEvery === 0) {
       const named: Record<string, tfType.Tensor> = {};
       vars.forEach((v, i) => (named[`v${i}`] = v));
-      await ckpt.save(s, { tensors: snapshot(tf, named, { arena }) });
+      const h = await ckpt.save(s, { tensors: snapshot(tf, named, { arena }) });
+      if (stats) void h.durable.then((d) => { if (d) stats.durableMs.push(d.msToDurable); }, () => {});
     }
     await new Promise<void>((resolve) => setImmediate(resolve)); // a real loop yields (data loading, logging)
     times.push(performance.now() - t0);
   }
+  if (stats) stats.skipped = ckpt.stats.skipped;
   await ckpt.close();
   return times.slice(1);
 }
@@ -181,6 +184,7 @@ export async function stepOverhead(ctx: BenchContext): Promise<void> {
     vars.forEach((v) => v.dispose());
     alt.flat().forEach((t) => t.dispose());
   }
+  await everyStepRegime(ctx, work, stepMs);
   // The demo trainer (MNIST MLP, wasm), in process, step times from its own step events.
   const trainerSteps = ctx.quick ? 80 : 400;
   const trainerTimes = new Map<string, number[]>();
@@ -204,4 +208,58 @@ export async function stepOverhead(ctx: BenchContext): Promise<void> {
     ctx.results[`steps:trainer:${name}`] = { meanMs: mean(t), p99Ms: p99(t), meanRatio: mean(t) / mean(base), p99Ratio: p99(t) / p99(base) };
   }
   ctx.rows.push('');
+}
+
+/** The every-step regime (issue 15): a save at every step of state sized so its bytes per step are 0.25x and 0.5x
+ * of the disk's measured raw O_DIRECT bandwidth, vs no saves, interleaved. Goal: mean <= 1.02x, p99 <= 1.10x. */
+async function everyStepRegime(ctx: BenchContext, work: () => void, stepMs: number): Promise<void> {
+  const probe = (ctx.quick ? 64 : 256) * MiB;
+  const bw: number[] = [];
+  for (let r = 0; r < 3; r++) {
+    const t0 = performance.now();
+    await testing().rawWrite(path.join(ctx.workDir, 'every-step-bw'), probe, true);
+    bw.push(probe / ((performance.now() - t0) / 1000));
+  }
+  fs.rmSync(path.join(ctx.workDir, 'every-step-bw'), { force: true });
+  const bandwidth = stat(bw).median; // bytes/s
+  const steps = ctx.quick ? 40 : 200;
+  const fractions = [0.25, 0.5];
+  ctx.rows.push('', `### Saving at every step (${stepMs} ms steps; disk's raw O_DIRECT bandwidth measured here: ${(bandwidth / 1e9).toFixed(2)} GB/s; state sized to 0.25x and 0.5x of what the disk writes in one step; ${steps} steps per run, runs interleaved, twice)`, '',
+    '| backend | state | bytes per step / disk per step | mean step ms (no saves -> every step) | p99 step ms | mean ratio | p99 ratio | save to durable, median ms | saves skipped | goal (mean <= 1.02x, p99 <= 1.10x) |', '|---|---|---|---|---|---|---|---|---|---|');
+  for (const backend of ['wasm', 'cpu'] as BackendName[]) {
+    const { tf } = await loadTf(backend);
+    for (const f of fractions) {
+      const bytes = f * bandwidth * (stepMs / 1000);
+      const per = 1 << 18; // 1 MiB fp32 tensors
+      const n = Math.max(1, Math.round(bytes / (4 * per)));
+      const vars = Array.from({ length: n }, (_, i) => tf.variable(tf.fill([per], i), true, `every${backend}${f}${i}`));
+      const alt = vars.map((_, i) => [tf.fill([per], i + 0.5), tf.fill([per], i + 0.25)]);
+      const times = { none: [] as number[], every: [] as number[] };
+      const durableMs: number[] = [];
+      let skipped = 0;
+      for (let round = 0; round < 2; round++) {
+        for (const mode of ['none', 'every'] as const) {
+          const runDir = path.join(ctx.workDir, `every-${backend}-${f}-${round}-${mode}`);
+          const ckptStats = { skipped: 0, durableMs };
+          const t = await syntheticRun(tf, vars, alt, steps, mode === 'every' ? 1 : null, work, runDir, ckptStats);
+          skipped += ckptStats.skipped;
+          fs.rmSync(runDir, { recursive: true, force: true });
+          times[mode].push(...t);
+        }
+      }
+      const meanRatio = mean(times.every) / mean(times.none);
+      const p99Ratio = p99(times.every) / p99(times.none);
+      const met = meanRatio <= 1.02 && p99Ratio <= 1.10;
+      const toDurable = durableMs.length ? stat(durableMs).median : NaN;
+      ctx.rows.push(`| ${backend} | ${n} x 1 MiB | ${((n * MiB) / (bandwidth * stepMs / 1000)).toFixed(2)}x | ${mean(times.none).toFixed(2)} -> ${mean(times.every).toFixed(2)} | ${p99(times.none).toFixed(2)} -> ${p99(times.every).toFixed(2)} | ${meanRatio.toFixed(3)}x | ${p99Ratio.toFixed(3)}x | ${toDurable.toFixed(1)} | ${skipped} | ${met ? 'met' : 'NOT met'} |`);
+      ctx.results[`steps:every-step-${backend}:${f}`] = { stateBytes: n * MiB, bandwidthBps: bandwidth, meanRatio, p99Ratio, msToDurable: toDurable, skipped, met };
+      vars.forEach((v) => v.dispose());
+      alt.flat().forEach((t) => t.dispose());
+    }
+  }
+}
+
+/** The every-step rows alone (for profiling them without the rest of the section). */
+export async function everyStepOnly(ctx: BenchContext): Promise<void> {
+  await everyStepRegime(ctx, calibrate(20), 20);
 }

@@ -76,8 +76,8 @@ test('webgpu: no tensor, data buffer or GPU buffer leak over 100 saves (tf.memor
   const r = ok({ phase: 'leak', dir: tempDir(), saves: 100 }).find((l) => l.before) as unknown as { before: GpuMemory; after: GpuMemory; peak: GpuMemory; samples: GpuMemory[]; saves: number; durableSaves: number; tensorsPerSave: number };
   assert.equal(r.durableSaves, 104, 'every save (4 warm-up + 100) became durable');
   assert.ok(r.tensorsPerSave >= 10, `weights, batch-norm statistics and Adam slots saved (${r.tensorsPerSave} tensors)`);
-  // What a snapshot holds while a save runs: a second tensor and a reference on each dataId (the GPU buffer).
-  // A save that kept either would leave tensors, data buffers, their bytes and GPU buffers behind.
+  // What a snapshot holds while a save runs: a counted reference on each dataId (the GPU buffer), no Tensor object.
+  // A save that kept one would leave data buffers, their bytes and GPU buffers behind.
   const held = ['numTensors', 'numDataBuffers', 'numBytes', 'numDataIds', 'numBytesInGPU', 'numUsedGpuBuffers'] as const;
   for (const k of held) {
     assert.equal(r.after[k], r.before[k], `${k} unchanged over 100 saves (${r.before[k]} -> ${r.after[k]}; every 10 saves: ${r.samples.map((m) => m[k]).join(', ')})`);
@@ -85,7 +85,9 @@ test('webgpu: no tensor, data buffer or GPU buffer leak over 100 saves (tf.memor
   }
   // The backend pools freed buffers; the pool may round up once but must not grow per save.
   assert.ok(r.after.numBytesAllocatedInGPU - r.before.numBytesAllocatedInGPU < 4096, `GPU pool did not grow per save (${r.before.numBytesAllocatedInGPU} -> ${r.after.numBytesAllocatedInGPU})`);
-  assert.equal(r.after.numFreeGpuBuffers, r.before.numFreeGpuBuffers, `pooled GPU buffers did not grow (${r.before.numFreeGpuBuffers} -> ${r.after.numFreeGpuBuffers}; every 10 saves: ${r.samples.map((m) => m.numFreeGpuBuffers).join(', ')})`);
+  // The pool keeps the high-water mark of buffers alive at once: the reads of a save are issued in turns while
+  // training steps run, so a few more may coexist once; a leak grows it with every save.
+  assert.ok(r.after.numFreeGpuBuffers - r.before.numFreeGpuBuffers <= 8, `pooled GPU buffers bounded, not growing per save (${r.before.numFreeGpuBuffers} -> ${r.after.numFreeGpuBuffers}; every 10 saves: ${r.samples.map((m) => m.numFreeGpuBuffers).join(', ')})`);
 });
 
 test('webgpu: no adapter is a typed ECKPT_NO_GPU_ADAPTER naming what is missing', { skip: skip || (!missingSystemLibraries().some((m) => m.file === 'libvulkan.so.1') && 'libvulkan.so.1 is present: the Vulkan-only route may succeed') }, () => {

@@ -162,6 +162,12 @@ export function snapshot(tf: Tf, tensors: Record<string, tfType.Tensor>, opts: S
           await oldest.done;
           inFlight -= oldest.bytes;
         }
+        // Issuing a read costs the main thread (webgpu: encoding and submitting the copy), so the reads are
+        // issued in turns of at most `turnBudgetMs`, the first after the caller's save() has returned.
+        if (readBytes === 0 || turnMs >= turnBudgetMs) {
+          await yieldToLoop();
+          turnMs = 0;
+        }
         const t0 = performance.now();
         const done = readData(p.held).then((values) => {
           if (values.byteLength !== p.bytes) {
@@ -170,7 +176,10 @@ export function snapshot(tf: Tf, tensors: Record<string, tfType.Tensor>, opts: S
           out.push(p.name, p.dtype, p.shape, values);
         });
         done.catch(() => {}); // a failure surfaces where it is awaited, not as an unhandled rejection meanwhile
-        totalMs += performance.now() - t0; // issuing the read (webgpu: encode + submit the copy); the map callback runs in the backend
+        const issueMs = performance.now() - t0; // issuing the read (webgpu: encode + submit the copy); the map callback runs in the backend
+        totalMs += issueMs;
+        turnMs += issueMs;
+        longestMs = Math.max(longestMs, turnMs);
         reads.push({ done, bytes: p.bytes });
         inFlight += p.bytes;
         readBytes += p.bytes;
