@@ -62,6 +62,15 @@ Napi::Array DTypes(Napi::Env env) {
   return dtypes;
 }
 
+// readDtypes: every dtype name a read can return, in code order (the codes of read's packed table).
+Napi::Array ReadDTypes(Napi::Env env) {
+  Napi::Array names = Napi::Array::New(env, format::ReadableDTypeCount());
+  for (size_t i = 0; i < format::ReadableDTypeCount(); ++i) {
+    names.Set(static_cast<uint32_t>(i), format::Info(static_cast<format::DType>(i)).js_name);
+  }
+  return names;
+}
+
 Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData<AddonState>(new AddonState());
   exports.Set("init", Napi::Function::New(env, Init));
@@ -74,6 +83,7 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("remove", Napi::Function::New(env, Remove));
   exports.Set("read", Napi::Function::New(env, Read));
   exports.Set("dtypes", DTypes(env));
+  exports.Set("readDtypes", ReadDTypes(env));
   exports.Set("xxh3", Napi::Function::New(env, Xxh3));
   // The writer's temporary names as a RegExp source (group 1: the pid), for start-up's stale-temporary sweep.
   exports.Set("tempNamePattern", Napi::String::New(env, writer::kTempNameRegex));

@@ -26,6 +26,57 @@ void DefineString(Napi::Env env, Napi::Object obj, const std::string& key, const
                                                      napi_default_jsproperty));
 }
 
+// UTF-16 code units of a valid UTF-8 string (the reader rejects invalid UTF-8): JavaScript slices the joined
+// names by these.
+uint32_t Utf16Length(const std::string& s) {
+  uint32_t n = 0;
+  for (unsigned char c : s) {
+    if ((c & 0xC0) != 0x80) n += c >= 0xF0 ? 2 : 1;  // a lead byte; a 4-byte sequence is a surrogate pair
+  }
+  return n;
+}
+
+template <typename T>
+Napi::Value Column(Napi::Env env, const std::vector<T>& values, napi_typedarray_type type) {
+  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, values.size() * sizeof(T));
+  if (!values.empty()) std::memcpy(buffer.Data(), values.data(), values.size() * sizeof(T));
+  napi_value out;
+  napi_create_typedarray(env, type, values.size(), buffer, 0, &out);
+  return Napi::Value(env, out);
+}
+
+// The tensors of a read as one packed table (src/format/file.ts turns it into views over `buffer`): a fixed
+// number of N-API calls whatever the tensor count, where an object per tensor cost the JS thread a few µs each.
+//   { names (joined), nameLengths: Uint32Array (UTF-16 units), dtypes: Uint8Array (codes of `readDtypes`),
+//     ranks: Uint32Array, dims: Float64Array, offsets: Float64Array (into buffer), lengths: Float64Array, buffer }
+Napi::Object PackedTable(Napi::Env env, const std::vector<format::TensorInfo>& infos, uint64_t data_start,
+                         Napi::ArrayBuffer buffer) {
+  std::string names;
+  std::vector<uint32_t> name_lengths, ranks;
+  std::vector<uint8_t> dtypes;
+  std::vector<double> dims, offsets, lengths;
+  name_lengths.reserve(infos.size());
+  for (const format::TensorInfo& t : infos) {
+    names += t.name;
+    name_lengths.push_back(Utf16Length(t.name));
+    dtypes.push_back(static_cast<uint8_t>(t.dtype));
+    ranks.push_back(static_cast<uint32_t>(t.shape.size()));
+    for (uint64_t d : t.shape) dims.push_back(static_cast<double>(d));
+    offsets.push_back(static_cast<double>(data_start + t.begin));
+    lengths.push_back(static_cast<double>(t.end - t.begin));
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("names", Napi::String::New(env, names));
+  out.Set("nameLengths", Column(env, name_lengths, napi_uint32_array));
+  out.Set("dtypes", Column(env, dtypes, napi_uint8_array));
+  out.Set("ranks", Column(env, ranks, napi_uint32_array));
+  out.Set("dims", Column(env, dims, napi_float64_array));
+  out.Set("offsets", Column(env, offsets, napi_float64_array));
+  out.Set("lengths", Column(env, lengths, napi_float64_array));
+  out.Set("buffer", buffer);
+  return out;
+}
+
 class ReadWorker final : public Napi::AsyncWorker {
  public:
   ReadWorker(Napi::Env env, std::string path, bool verify)
@@ -50,44 +101,7 @@ class ReadWorker final : public Napi::AsyncWorker {
           delete hint;
         },
         new MappingHint{io_env_, len});
-    Napi::Array tensors = Napi::Array::New(env, file_.header.tensors.size());
-    uint32_t i = 0;
-    for (const format::TensorInfo& t : file_.header.tensors) {
-      const format::DTypeInfo& dt = format::Info(t.dtype);
-      const uint64_t offset = file_.header.data_start + t.begin;
-      const size_t count = static_cast<size_t>((t.end - t.begin) / dt.size);
-      Napi::ArrayBuffer ab = whole;
-      size_t at = static_cast<size_t>(offset);
-      if (offset % dt.size != 0) {
-        // A foreign file with a misaligned tensor: typed arrays need alignment, so this one is copied.
-        ab = Napi::ArrayBuffer::New(env, t.end - t.begin);
-        std::memcpy(ab.Data(), static_cast<unsigned char*>(base) + offset, t.end - t.begin);
-        at = 0;
-      }
-      napi_typedarray_type type;
-      switch (t.dtype) {
-        case format::DType::kF64: type = napi_float64_array; break;
-        case format::DType::kF32: type = napi_float32_array; break;
-        case format::DType::kI64: type = napi_bigint64_array; break;
-        case format::DType::kU64: type = napi_biguint64_array; break;
-        case format::DType::kI32: type = napi_int32_array; break;
-        case format::DType::kU32: type = napi_uint32_array; break;
-        case format::DType::kI16: type = napi_int16_array; break;
-        case format::DType::kF16: case format::DType::kBF16: case format::DType::kU16: type = napi_uint16_array; break;
-        case format::DType::kI8: type = napi_int8_array; break;
-        default: type = napi_uint8_array; break;
-      }
-      napi_value typed;
-      napi_create_typedarray(env, type, count, ab, at, &typed);
-      Napi::Object entry = Napi::Object::New(env);
-      entry.Set("name", t.name);
-      entry.Set("dtype", dt.js_name);
-      Napi::Array shape = Napi::Array::New(env, t.shape.size());
-      for (uint32_t d = 0; d < t.shape.size(); ++d) shape.Set(d, static_cast<double>(t.shape[d]));
-      entry.Set("shape", shape);
-      entry.Set("data", Napi::Value(env, typed));
-      tensors.Set(i++, entry);
-    }
+    Napi::Object tensors = PackedTable(env, file_.header.tensors, file_.header.data_start, whole);
     Napi::Object metadata = Napi::Object::New(env);
     for (const auto& [key, value] : file_.header.metadata) {
       if (!format::IsReservedKey(key)) DefineString(env, metadata, key, value);

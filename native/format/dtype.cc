@@ -50,6 +50,8 @@ const DTypeInfo& Info(DType dtype) {
 
 size_t DTypeCount() { return kCount; }
 
+size_t ReadableDTypeCount() { return kCount + kRawCount; }
+
 bool FromSafetensorsName(std::string_view name, DType* out) {
   for (const DTypeInfo& info : kInfos) {
     if (name == info.safetensors_name) {

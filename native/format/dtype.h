@@ -33,5 +33,7 @@ bool FromJsName(std::string_view name, DType* out);
 // How many dtypes ckptio writes: Info(static_cast<DType>(i)) for i below this, in the order (and with the codes)
 // of the addon's exported `dtypes` table, which the packed tensor table's dtype codes index.
 size_t DTypeCount();
+// Every dtype a read can return, the raw-byte ones included: Info(static_cast<DType>(i)) for i below this.
+size_t ReadableDTypeCount();
 
 }  // namespace ckptio::format

@@ -77,8 +77,21 @@ export interface NativeHeader {
   contentId?: string;
 }
 
+/** A read's tensors, packed (native/addon/read.cc): `dtypes` holds codes into `readDtypes`; each tensor's bytes are
+ * `lengths[i]` bytes of `buffer` (one mapping of the file) from `offsets[i]`. */
+export interface NativeReadTable {
+  names: string;
+  nameLengths: Uint32Array;
+  dtypes: Uint8Array;
+  ranks: Uint32Array;
+  dims: Float64Array;
+  offsets: Float64Array;
+  lengths: Float64Array;
+  buffer: ArrayBuffer;
+}
+
 export interface NativeReadResult {
-  tensors: (NativeTensor | { name: string; dtype: RawDType; shape: number[]; data: Uint8Array })[];
+  tensors: NativeReadTable;
   metadata: Record<string, string>;
   bytes: number;
   verified: boolean;
@@ -111,6 +124,8 @@ export interface NativeBinding {
   init(errorClass: typeof CheckpointError): void;
   /** Every dtype the addon reads and writes; the index is the code in NativeTensorTable.dtypes. */
   dtypes: { name: DType; bytes: number }[];
+  /** Every dtype name a read can return, the raw-byte ones included; the index is the code in NativeReadTable. */
+  readDtypes: (DType | RawDType)[];
   write(path: string, tensors: NativeTensorTable, metadata: Record<string, string>, options: NativeWriteOptions): Promise<NativeWriteResult>;
   save(path: string, tensors: NativeTensorTable, metadata: Record<string, string>, options: NativeWriteOptions, after: NativeSaveAfter): Promise<NativeSaveResult>;
   readHeader(path: string): Promise<NativeHeader>;

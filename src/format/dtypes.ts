@@ -1,6 +1,6 @@
 /** The dtypes, in the addon's own table (native/format/dtype.cc, exported as `dtypes`: its index is the code
  * the packed tensor table carries); TypeScript adds only which JS array type views each one. */
-import { DType, TypedArray, native } from '../binding/native';
+import { DType, RawDType, TypedArray, native } from '../binding/native';
 
 type ViewMaker = (buffer: ArrayBufferLike, byteOffset: number, length: number) => TypedArray;
 
@@ -24,6 +24,7 @@ const VIEWS: Readonly<Record<DType, ViewMaker>> = {
 
 const BY_NAME = new Map<string, { code: number; bytes: number }>(native.dtypes.map((d, code) => [d.name, { code, bytes: d.bytes }]));
 const BY_CODE: readonly DType[] = native.dtypes.map((d) => d.name);
+const READ_CODES: readonly (DType | RawDType)[] = native.readDtypes;
 
 export function isDType(name: unknown): name is DType {
   return typeof name === 'string' && BY_NAME.has(name);
@@ -37,6 +38,11 @@ export function dtypeOfCode(code: number): DType {
   return BY_CODE[code]!;
 }
 
+/** The dtype of a code in a read's packed table (which includes the raw-byte dtypes). */
+export function readDtypeOfCode(code: number): DType | RawDType {
+  return READ_CODES[code]!;
+}
+
 /** Bytes per element. */
 export function dtypeBytes(dtype: DType): number {
   return BY_NAME.get(dtype)!.bytes;
@@ -44,6 +50,10 @@ export function dtypeBytes(dtype: DType): number {
 
 /** `byteLength` bytes of `buffer` from `byteOffset` as the array type that reads `dtype` (raw unsigned words for
  * the floats JavaScript has no array for). */
-export function viewAs(dtype: DType, buffer: ArrayBufferLike, byteOffset = 0, byteLength = buffer.byteLength - byteOffset): TypedArray {
-  return VIEWS[dtype](buffer, byteOffset, byteLength / dtypeBytes(dtype));
+export function viewAs(dtype: DType | RawDType, buffer: ArrayBufferLike, byteOffset = 0, byteLength = buffer.byteLength - byteOffset): TypedArray {
+  if (!isDType(dtype)) return new Uint8Array(buffer, byteOffset, byteLength); // a raw-byte dtype: its bytes as they are
+  const size = dtypeBytes(dtype);
+  // A foreign file may place a tensor at an offset its element type cannot view: that one is copied.
+  if (byteOffset % size !== 0) return VIEWS[dtype](buffer.slice(byteOffset, byteOffset + byteLength), 0, byteLength / size);
+  return VIEWS[dtype](buffer, byteOffset, byteLength / size);
 }

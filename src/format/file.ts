@@ -1,6 +1,7 @@
 /** One checkpoint file: write it through the commit protocol on the writer thread, read and verify it. */
 import { CheckpointError, argumentError, callSite } from '../binding/errors';
-import { NativeHeader, NativeSaveAfter, NativeTensorTable, NativeWriteOptions, NativeWriteResult, TypedArray, native } from '../binding/native';
+import { NativeHeader, NativeReadTable, NativeSaveAfter, NativeTensorTable, NativeWriteOptions, NativeWriteResult, native } from '../binding/native';
+import { readDtypeOfCode, viewAs } from './dtypes';
 import { COMPRESSION_KEY, Compression, CompressionReport, compressTensors, decompressTensors } from './compression';
 import { TensorEntry, TensorList } from './tensor-list';
 
@@ -142,18 +143,33 @@ export function readCheckpoint(path: string, opts: ReadOptions = {}): Promise<Re
   return native
     .read(path, { verify: opts.verify ?? true })
     .then(async (r): Promise<ReadResult> => {
-      const tensors: Record<string, TensorEntry> = {};
-      for (const t of r.tensors) {
-        const entry = { dtype: t.dtype, shape: t.shape, data: t.data as TypedArray };
-        // Assigning "__proto__" would set the prototype: that name is defined as the own key it is.
-        if (t.name === '__proto__') Object.defineProperty(tensors, t.name, { value: entry, enumerable: true, writable: true, configurable: true });
-        else tensors[t.name] = entry;
-      }
+      const tensors = unpackRead(r.tensors);
       const { [COMPRESSION_KEY]: compressed, ...metadata } = r.metadata;
       if (compressed === undefined) return { tensors, metadata, bytes: r.bytes, verified: r.verified, compression: 'none' };
       return { tensors: await decompressTensors(tensors, compressed, path), metadata, bytes: r.bytes, verified: r.verified, compression: 'lz4' };
     })
     .catch(rethrow);
+}
+
+/** A read's packed table as name -> entry, each tensor a view over the one mapping (no copy). */
+export function unpackRead(table: NativeReadTable): Record<string, TensorEntry> {
+  const tensors: Record<string, TensorEntry> = {};
+  let nameAt = 0;
+  let dimAt = 0;
+  for (let i = 0; i < table.dtypes.length; i++) {
+    const name = table.names.slice(nameAt, nameAt + table.nameLengths[i]!);
+    nameAt += table.nameLengths[i]!;
+    const rank = table.ranks[i]!;
+    const shape = new Array<number>(rank);
+    for (let d = 0; d < rank; d++) shape[d] = table.dims[dimAt + d]!;
+    dimAt += rank;
+    const dtype = readDtypeOfCode(table.dtypes[i]!);
+    const entry: TensorEntry = { dtype, shape, data: viewAs(dtype, table.buffer, table.offsets[i]!, table.lengths[i]!) };
+    // Assigning "__proto__" would set the prototype: that name is defined as the own key it is.
+    if (name === '__proto__') Object.defineProperty(tensors, name, { value: entry, enumerable: true, writable: true, configurable: true });
+    else tensors[name] = entry;
+  }
+  return tensors;
 }
 
 /** Writes small raw bytes (pointer files) through the same commit protocol. */

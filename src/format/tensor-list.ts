@@ -72,7 +72,7 @@ export class TensorList {
     return out;
   }
 
-  /** The form the addon reads (native/addon.cc, GetTensors). */
+  /** The form the addon reads (native/addon/tensor_table.cc, GetTensors). */
   pack(): NativeTensorTable {
     return {
       names: this.nameList.join(''),
