@@ -48,6 +48,11 @@ test('npm run bench -- --quick runs and produces every figure (values not assert
     for (const f of ['cpuMs', 'gbps', 'loadMs'] as const) assert.ok(Number.isFinite(t[f].median), `tensors ${count} ${f}`);
   }
   assert.ok(Number.isFinite((json.results['tensors:targets'] as unknown as { throughputVs100: number }).throughputVs100), 'tensors targets');
+  // The every-step regime (issue 15): both backends at 0.25x and 0.5x of the disk's bytes per step.
+  for (const key of ['everystep:wasm:0.25', 'everystep:wasm:0.5', 'everystep:cpu:0.25', 'everystep:cpu:0.5']) {
+    const e = json.results[key] as unknown as { meanRatio: number; p99Ratio: number };
+    assert.ok(e && Number.isFinite(e.meanRatio) && Number.isFinite(e.p99Ratio), `missing figure ${key}`);
+  }
   const md = fs.readFileSync(path.join(out, 'RESULTS.md'), 'utf8');
   assert.match(md, /Machine: .*cores.*Node v/);
   assert.match(md, /## tfjs LayersModel \+ Adam: modelState \+ Checkpointer\.save vs model\.save/);
