@@ -89,7 +89,7 @@ async function awaited(run: () => Promise<unknown>): Promise<Sample> {
 }
 
 /** What tfjs users without tfjs-node write: model.json + weights.bin through fs.promises (no fsync, no rename). */
-function fsPromisesHandler(tf: Tf, file: string): tfType.io.IOHandler {
+export function fsPromisesHandler(tf: Tf, file: string): tfType.io.IOHandler {
   return tf.io.withSaveHandler(async (artifacts) => {
     const data = artifacts.weightData!;
     const parts = (Array.isArray(data) ? data : [data]).map((b) => new Uint8Array(b));

@@ -25,6 +25,7 @@ import { Checkpointer } from '../src/checkpoint/checkpointer';
 import { loadTf } from '../src/tfjs/backend';
 import { collectModelState, modelState } from '../src/tfjs/model-state';
 import type { WebGpuAdapterReport } from '../src/tfjs/webgpu';
+import { fsPromisesHandler } from './layers';
 import { BenchContext, MiB, settledMainThreadSched, stat, Stat } from './common';
 
 type Tf = typeof tfType;
@@ -209,19 +210,6 @@ class BatchedReader {
   }
 }
 
-/** What tfjs users without tfjs-node write (as benches/layers.ts): weights.bin + model.json through fs.promises. */
-function fsPromisesHandler(tf: Tf, file: string): tfType.io.IOHandler {
-  return tf.io.withSaveHandler(async (artifacts) => {
-    const data = artifacts.weightData!;
-    const parts = (Array.isArray(data) ? data : [data]).map((b) => new Uint8Array(b));
-    const fh = await fs.promises.open(file + '.weights.bin', 'w');
-    await fh.writev(parts);
-    await fh.close();
-    const { weightData: _, ...json } = artifacts;
-    await fs.promises.writeFile(file + '.model.json', JSON.stringify(json));
-    return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON', weightDataBytes: parts.reduce((n, p) => n + p.byteLength, 0) } };
-  });
-}
 
 const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
 

@@ -4,13 +4,14 @@
 
 #include "../format/dtype.h"
 #include "../format/header.h"
+#include "../format/json.h"
 
 namespace ckptio::addon {
 namespace {
 
 // UTF-16 as JavaScript holds it to UTF-8; a lone surrogate becomes U+FFFD, as in every other string the addon
 // takes (napi_get_value_string_utf8).
-void AppendUtf8(const char16_t* s, size_t n, std::string* out) {
+void Utf16ToUtf8(const char16_t* s, size_t n, std::string* out) {
   out->reserve(out->size() + n);
   for (size_t i = 0; i < n; ++i) {
     uint32_t c = s[i];
@@ -24,21 +25,7 @@ void AppendUtf8(const char16_t* s, size_t n, std::string* out) {
     } else if (c >= 0xD800 && c <= 0xDFFF) {
       c = 0xFFFD;
     }
-    if (c < 0x80) {
-      out->push_back(static_cast<char>(c));
-    } else if (c < 0x800) {
-      out->push_back(static_cast<char>(0xC0 | (c >> 6)));
-      out->push_back(static_cast<char>(0x80 | (c & 0x3F)));
-    } else if (c < 0x10000) {
-      out->push_back(static_cast<char>(0xE0 | (c >> 12)));
-      out->push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
-      out->push_back(static_cast<char>(0x80 | (c & 0x3F)));
-    } else {
-      out->push_back(static_cast<char>(0xF0 | (c >> 18)));
-      out->push_back(static_cast<char>(0x80 | ((c >> 12) & 0x3F)));
-      out->push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
-      out->push_back(static_cast<char>(0x80 | (c & 0x3F)));
-    }
+    format::AppendUtf8(c, out);
   }
 }
 
@@ -154,7 +141,7 @@ Status UnpackTensors(const PackedTensors& in, std::vector<writer::TensorSource>*
   for (size_t i = 0; i < n; ++i) {
     writer::TensorSource& src = (*out)[i];
     if (in.name_lengths[i] > in.names.size() - name_at) return Status::Invalid("tensors: the name lengths exceed the names");
-    AppendUtf8(in.names.data() + name_at, in.name_lengths[i], &src.info.name);
+    Utf16ToUtf8(in.names.data() + name_at, in.name_lengths[i], &src.info.name);
     name_at += in.name_lengths[i];
     if (in.dtypes[i] >= format::DTypeCount()) return Status::Invalid(label(src) + ": unknown dtype");
     src.info.dtype = static_cast<format::DType>(in.dtypes[i]);

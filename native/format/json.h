@@ -26,6 +26,9 @@ bool ParseJson(const char* data, size_t len, JsonValue* out, std::string* error)
 
 bool IsValidUtf8(const char* data, size_t len);
 
+// Appends the UTF-8 encoding of code point `cp` (at most 0x10FFFF, not a surrogate) to *out.
+void AppendUtf8(uint32_t cp, std::string* out);
+
 // Appends `s` as a JSON string literal (with quotes) to *out.
 void AppendJsonString(const std::string& s, std::string* out);
 

@@ -50,8 +50,14 @@ export class TensorList {
   }
 
   shape(i: number): number[] {
-    const starts = (this.dimStarts ??= this.ranks.reduce<number[]>((acc, r, k) => (acc.push(k === 0 ? 0 : acc[k - 1]! + this.ranks[k - 1]!), acc), []));
-    return this.dims.slice(starts[i], starts[i]! + this.ranks[i]!);
+    if (this.dimStarts === null) {
+      // Where each tensor's dims begin, computed once after the last push.
+      const starts: number[] = new Array<number>(this.ranks.length);
+      for (let k = 0, at = 0; k < this.ranks.length; at += this.ranks[k]!, k++) starts[k] = at;
+      this.dimStarts = starts;
+    }
+    const start = this.dimStarts[i]!;
+    return this.dims.slice(start, start + this.ranks[i]!);
   }
 
   data(i: number): ArrayBufferView {
