@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { CheckpointError, TensorEntry, writeCheckpoint, readCheckpoint } from '../src';
+import { native } from '../src/binding/native';
 import { isRoot, listDir, tempDir } from './helpers';
 
 const ok: Record<string, TensorEntry> = { w: { dtype: 'float32', shape: [2], data: new Float32Array([1, 2]) } };
@@ -88,5 +89,39 @@ test('a read-only directory is rejected with the OS code and leaves nothing behi
     assert.deepEqual(listDir(dir), []);
   } finally {
     cleanup();
+  }
+});
+
+test('the packed table is untrusted: shared-memory columns, a getter that detaches an earlier view, lone surrogates', async () => {
+  const dir = tempDir();
+  const file = path.join(dir, 'x');
+  const shared = new Uint32Array(new SharedArrayBuffer(4));
+  shared[0] = 1;
+  // A column over a SharedArrayBuffer is read through its view, not rejected by a null pointer (it used to crash).
+  const table = { names: 'a', nameLengths: shared, dtypes: Uint8Array.of(native.dtypes.findIndex((d) => d.name === 'uint8')), ranks: Uint8Array.of(1), dims: Float64Array.of(1), data: [new Uint8Array(1)] };
+  await native.write(file, table, {}, {});
+  assert.equal((await readCheckpoint(file)).tensors.a!.data.length, 1);
+  // An index getter that transfers an earlier view's buffer: every element is read before any memory is located,
+  // so the earlier view is seen detached (0 bytes) and the write is refused instead of reading freed memory.
+  const first = new Uint8Array(4096);
+  const data: ArrayBufferView[] = [first];
+  Object.defineProperty(data, 1, { get: () => { structuredClone(first.buffer, { transfer: [first.buffer] }); return new Uint8Array(1); }, enumerable: true });
+  const u8 = native.dtypes.findIndex((d) => d.name === 'uint8');
+  await argError(native.write(path.join(dir, 'y'), { names: 'ab', nameLengths: Uint32Array.of(1, 1), dtypes: Uint8Array.of(u8, u8), ranks: Uint8Array.of(1, 1), dims: Float64Array.of(4096, 1), data }, {}, {}), /detached/);
+  assert.deepEqual(listDir(dir).filter((f) => f.startsWith('y')), [], 'nothing written');
+  // A lone surrogate has no UTF-8 form: refused, not silently renamed (lz4 would then lose the tensor's chunks).
+  await argError(writeCheckpoint(path.join(dir, 'z'), { 'w\uD800': { dtype: 'uint8', shape: [1], data: new Uint8Array(1) } }), /lone UTF-16 surrogate/);
+});
+
+test('a tensor named "__proto__" round-trips, compressed or not', async () => {
+  const dir = tempDir();
+  for (const compression of ['none', 'lz4'] as const) {
+    const tensors: Record<string, TensorEntry> = {};
+    Object.defineProperty(tensors, '__proto__', { value: { dtype: 'float32', shape: [1024], data: new Float32Array(1024) }, enumerable: true });
+    const file = path.join(dir, `p-${compression}`);
+    await writeCheckpoint(file, tensors, { compression });
+    const back = await readCheckpoint(file);
+    assert.deepEqual(Object.keys(back.tensors), ['__proto__'], compression);
+    assert.equal(Object.getPrototypeOf(back.tensors), Object.prototype, `${compression}: the prototype is untouched`);
   }
 });

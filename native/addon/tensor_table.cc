@@ -9,9 +9,8 @@
 namespace ckptio::addon {
 namespace {
 
-// UTF-16 as JavaScript holds it to UTF-8; a lone surrogate becomes U+FFFD, as in every other string the addon
-// takes (napi_get_value_string_utf8).
-void Utf16ToUtf8(const char16_t* s, size_t n, std::string* out) {
+// UTF-16 as JavaScript holds it to UTF-8; false for a lone surrogate.
+bool Utf16ToUtf8(const char16_t* s, size_t n, std::string* out) {
   out->reserve(out->size() + n);
   for (size_t i = 0; i < n; ++i) {
     uint32_t c = s[i];
@@ -23,10 +22,11 @@ void Utf16ToUtf8(const char16_t* s, size_t n, std::string* out) {
       c = 0x10000 + ((c - 0xD800) << 10) + (s[i + 1] - 0xDC00);
       ++i;
     } else if (c >= 0xD800 && c <= 0xDFFF) {
-      c = 0xFFFD;
+      return false;  // a lone surrogate has no UTF-8 form: replacing it would rename the tensor
     }
     format::AppendUtf8(c, out);
   }
+  return true;
 }
 
 // A typed array of exactly `type`, or an error naming `what`.
@@ -37,9 +37,16 @@ bool GetTypedArray(const Napi::Value& v, napi_typedarray_type type, const char* 
     *error = Status::Invalid(std::string("tensors.") + what + " has the wrong type");
     return false;
   }
-  Napi::TypedArray a = v.As<Napi::TypedArray>();
-  *count = a.ElementLength();
-  *data = reinterpret_cast<const T*>(static_cast<const unsigned char*>(a.ArrayBuffer().Data()) + a.ByteOffset());
+  // The data pointer from napi_get_typedarray_info (already at the view's offset): Napi::ArrayBuffer::Data() is
+  // null, with an exception pending, for a view over a SharedArrayBuffer.
+  napi_typedarray_type actual;
+  void* base = nullptr;
+  if (napi_get_typedarray_info(v.Env(), v, &actual, count, &base, nullptr, nullptr) != napi_ok ||
+      (base == nullptr && *count > 0)) {
+    *error = Status::Invalid(std::string("tensors.") + what + ": its memory could not be read");
+    return false;
+  }
+  *data = static_cast<const T*>(base);
   return true;
 }
 
@@ -117,11 +124,19 @@ bool GetTensors(Napi::Env env, const Napi::Value& v, PackedTensors* out, Status*
   out->dims.assign(dims, dims + n_dims);
   out->data.resize(n);
   out->sizes.resize(n);
+  // Every element is read before any view's memory is located: reading one may run JavaScript (an index getter)
+  // that transfers or detaches another's buffer, which must not happen after its pointer was taken.
   napi_value array = data;
+  std::vector<napi_value> items(n);
   for (size_t i = 0; i < n; ++i) {
-    napi_value item;
-    if (napi_get_element(env, array, static_cast<uint32_t>(i), &item) != napi_ok ||
-        !ViewBytes(env, item, &out->data[i], &out->sizes[i])) {
+    if (napi_get_element(env, array, static_cast<uint32_t>(i), &items[i]) != napi_ok) {
+      *error = Status::Invalid("tensor #" + std::to_string(i) + ": data could not be read");
+      return false;
+    }
+  }
+  for (size_t i = 0; i < n; ++i) {
+    napi_value item = items[i];
+    if (!ViewBytes(env, item, &out->data[i], &out->sizes[i])) {
       *error = Status::Invalid("tensor #" + std::to_string(i) + ": data must be a TypedArray, Buffer or DataView");
       return false;
     }
@@ -141,7 +156,9 @@ Status UnpackTensors(const PackedTensors& in, std::vector<writer::TensorSource>*
   for (size_t i = 0; i < n; ++i) {
     writer::TensorSource& src = (*out)[i];
     if (in.name_lengths[i] > in.names.size() - name_at) return Status::Invalid("tensors: the name lengths exceed the names");
-    Utf16ToUtf8(in.names.data() + name_at, in.name_lengths[i], &src.info.name);
+    if (!Utf16ToUtf8(in.names.data() + name_at, in.name_lengths[i], &src.info.name)) {
+      return Status::Invalid("tensor #" + std::to_string(i) + ": its name holds a lone UTF-16 surrogate, which has no UTF-8 form");
+    }
     name_at += in.name_lengths[i];
     if (in.dtypes[i] >= format::DTypeCount()) return Status::Invalid(label(src) + ": unknown dtype");
     src.info.dtype = static_cast<format::DType>(in.dtypes[i]);

@@ -107,7 +107,8 @@ export async function compressTensors(
       compressed.forEach((c, i) => {
         out.push(chunkName(job.tensor.name, i), 'uint8', [c.byteLength], new Uint8Array(c.buffer, c.byteOffset, c.byteLength));
       });
-      entries[job.tensor.name] = { dtype: job.tensor.dtype, shape: job.tensor.shape, chunks: compressed.length };
+      // defineProperty: a tensor named "__proto__" is a key of the map like any other.
+      Object.defineProperty(entries, job.tensor.name, { value: { dtype: job.tensor.dtype, shape: job.tensor.shape, chunks: compressed.length }, enumerable: true });
       report.compressedTensors++;
       report.storedBytes += stored;
     } else {
@@ -202,9 +203,12 @@ export async function decompressTensors<T extends { dtype: DType | RawDType; sha
       );
     }),
   );
-  for (const p of plan) out[p.name] = { dtype: p.entry.dtype, shape: p.entry.shape, data: ELEMENTS[p.entry.dtype].make(p.target.buffer as ArrayBuffer) };
+  // defineProperty: assigning a tensor named "__proto__" would set the prototype instead.
+  const put = (name: string, t: { dtype: DType | RawDType; shape: number[]; data: TypedArray }) =>
+    Object.defineProperty(out, name, { value: t, enumerable: true, writable: true, configurable: true });
+  for (const p of plan) put(p.name, { dtype: p.entry.dtype, shape: p.entry.shape, data: ELEMENTS[p.entry.dtype].make(p.target.buffer as ArrayBuffer) });
   for (const [name, t] of Object.entries(tensors)) {
-    if (!used.has(name)) out[name] = t;
+    if (!used.has(name)) put(name, t);
   }
   return out;
 }

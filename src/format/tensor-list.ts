@@ -32,6 +32,7 @@ export class TensorList {
 
   /** push() with the dtype's code (dtypeCode) looked up once by the caller: the per-tensor path of a snapshot. */
   pushCode(name: string, code: number, shape: readonly number[], data: ArrayBufferView): void {
+    if (shape.length > 255) throw argumentError(`tensor "${name}": rank ${shape.length} is above 255`);
     this.nameList.push(name);
     this.nameLengths.push(name.length);
     this.codes.push(code);
