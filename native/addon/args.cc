@@ -144,34 +144,27 @@ bool GetSaveFiles(const Napi::Value& v, std::vector<SmallFile>* files, std::stri
       if (error->ok()) *error = Status::Invalid("after.remove must be an array of names");
       return false;
     }
-    Napi::Array arr = rv.As<Napi::Array>();
-    for (uint32_t i = 0; i < arr.Length(); ++i) {
-      Napi::Value name = arr.Get(i);
-      if (!name.IsString()) {
-        *error = Status::Invalid("after.remove must be an array of names");
-        return false;
-      }
-      const std::string n = name.As<Napi::String>().Utf8Value();
+    if (!GetNames(rv, "after.remove", remove, error)) return false;
+    for (const std::string& n : *remove) {
       if (n.empty() || n.find('/') != std::string::npos || n == "." || n == ".." || n.find('\0') != std::string::npos) {
         *error = Status::Invalid("after.remove: \"" + n + "\" is not a plain file name");
         return false;
       }
-      remove->push_back(n);
     }
   }
   return true;
 }
 
-bool GetNames(const Napi::Value& v, std::vector<std::string>* names, Status* error) {
+bool GetNames(const Napi::Value& v, const char* what, std::vector<std::string>* names, Status* error) {
   if (!v.IsArray()) {
-    *error = Status::Invalid("names must be an array of strings");
+    *error = Status::Invalid(std::string(what) + " must be an array of strings");
     return false;
   }
   Napi::Array arr = v.As<Napi::Array>();
   for (uint32_t i = 0; i < arr.Length(); ++i) {
     Napi::Value name = arr.Get(i);
     if (!name.IsString()) {
-      *error = Status::Invalid("names must be an array of strings");
+      *error = Status::Invalid(std::string(what) + " must be an array of strings");
       return false;
     }
     names->push_back(name.As<Napi::String>().Utf8Value());

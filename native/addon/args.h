@@ -37,6 +37,6 @@ bool GetSaveFiles(const Napi::Value& v, std::vector<SmallFile>* files, std::stri
                   std::vector<std::string>* remove, Status* error);
 
 // An array of strings (remove()'s names; the writer checks that each is a plain file name).
-bool GetNames(const Napi::Value& v, std::vector<std::string>* names, Status* error);
+bool GetNames(const Napi::Value& v, const char* what, std::vector<std::string>* names, Status* error);
 
 }  // namespace ckptio::addon

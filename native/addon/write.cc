@@ -197,7 +197,7 @@ Napi::Value Remove(const Napi::CallbackInfo& info) {
   Status error;
   std::string dir;
   std::vector<std::string> names;
-  if (!GetPath(info[0], "dir", &dir, &error) || !GetNames(info[1], &names, &error)) return Rejected(env, error);
+  if (!GetPath(info[0], "dir", &dir, &error) || !GetNames(info[1], "names", &names, &error)) return Rejected(env, error);
   auto* done = new Completion(env);
   done->path = dir;
   io::Env* io_env = State(env)->env;
