@@ -43,7 +43,7 @@ for major in "${majors[@]}"; do
       "$bin" --test --test-reporter=tap --test-concurrency=1 "${core[@]}" >"$log" 2>&1; then status=pass; else status=FAIL; failed=1; fi
   counts=$(grep -E '^# (pass|fail|skipped) ' "$log" | awk '{printf "%s %s, ", $3, $2}' || true)
   summary+=("$version $status ($counts$((SECONDS - start)) s)")
-  if [ "$status" = FAIL ]; then echo "node-matrix: log kept in $log"; grep -E -A4 '^not ok' "$log" | head -60 || true; fi
+  if [ "$status" = FAIL ]; then echo "node-matrix: log kept in $log"; grep -E -A24 '^not ok' "$log" | head -120 || true; fi
 done
 echo "node-matrix: $(node --version) runs the whole suite (npm test) before this"
 for line in "${summary[@]}"; do echo "node-matrix: $line"; done

@@ -128,7 +128,7 @@ test('kill -9 loop on webgpu: ckptio train killed at random points (>= 5 SIGKILL
     trainArgs: ['--epochs', '8', '--layers', '16', '--batch', '32', '--train-limit', '320', '--warmup', '5', '--eval-every', '10', '--log', 'json'],
   });
   const where = JSON.stringify(r.killedAt);
-  t.diagnostic(`${r.kills} kills, ${r.restarts} runs; per kill, last step reported and where the next run resumed: ${where}`);
+  t.diagnostic(`${r.kills} kills, ${r.runs} runs; per kill, last step reported and where the next run resumed: ${where}`);
   assert.ok(r.kills >= 5, `kills: ${r.kills} (${where})`);
   assert.equal(r.lostAcknowledged, 0, `a restart resumed from before a step acknowledged durable (${where})`);
   assert.equal(r.invalidLoaded, 0, 'every checkpoint left in the directory validates');

@@ -9,7 +9,12 @@ import { runAndKill, runTrainer, SMALL } from './trainer-child';
 
 export interface KillLoopResult {
   kills: number;
+  /** Trainer processes started (every one is either killed or runs to the end). */
+  runs: number;
+  /** Runs that printed their start event (a run killed during start-up may not have). */
   restarts: number;
+  /** Killed before the start event: during start-up (stale-file removal, loadLatest, the restore). */
+  killedBeforeStart: number;
   lostAcknowledged: number;
   invalidLoaded: number;
   finalEqual: boolean;
@@ -35,6 +40,8 @@ export interface KillLoopOptions {
    * the steps (a random step within it), then maxDelayMs as above. For slow steps (webgpu in software), where a
    * delay after the first line alone would keep every kill near the start. */
   spread?: boolean;
+  /** With spread: every Nth kill lands within maxDelayMs of the run's first line instead, inside its start-up. */
+  startupKillEvery?: number;
 }
 
 export async function killLoop(opts: KillLoopOptions): Promise<KillLoopResult> {
@@ -44,18 +51,22 @@ export async function killLoop(opts: KillLoopOptions): Promise<KillLoopResult> {
   runTrainer([...args, '--dir', refDir]);
   let seed = opts.seed ?? 12345;
   const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
-  const result: KillLoopResult = { kills: 0, restarts: 0, lostAcknowledged: 0, invalidLoaded: 0, finalEqual: false, maxAcked: -1, killedAt: [] };
+  const result: KillLoopResult = { kills: 0, runs: 0, restarts: 0, killedBeforeStart: 0, lostAcknowledged: 0, invalidLoaded: 0, finalEqual: false, maxAcked: -1, killedAt: [] };
   const maxDelayMs = opts.maxDelayMs ?? 300;
   let lastKillStep: number | null = null; // the killed run's last step, until the next run says where it resumed
   while (true) {
     const killNow = result.kills < opts.kills;
     const stretch = opts.steps / (opts.kills + 1);
-    const afterStep = opts.spread && killNow ? Math.floor(stretch * result.kills + 1 + rand() * stretch) : undefined;
+    const inStartup = opts.startupKillEvery !== undefined && (result.kills + 1) % opts.startupKillEvery === 0;
+    const afterStep = opts.spread && killNow && !inStartup ? Math.floor(stretch * result.kills + 1 + rand() * stretch) : undefined;
     const { events, killed } = await runAndKill([...args, '--dir', runDir], killNow ? Math.floor(rand() * maxDelayMs) : null, afterStep);
+    result.runs++;
     const start = events.find((e) => e.event === 'start');
+    if (!start && killed) result.killedBeforeStart++;
     if (start) {
       result.restarts++;
       const from = start.resumedFrom ?? -1;
+      opts.log?.(`run ${result.restarts}: resumed from ${start.resumedFrom ?? 'nothing'} (${start.path ?? '-'}), newest acknowledged before it ${result.maxAcked}`);
       if (lastKillStep !== null) result.killedAt.push({ lastStep: lastKillStep, resumedFrom: start.resumedFrom ?? null });
       lastKillStep = null;
       if (result.maxAcked >= 0 && from < result.maxAcked) {
@@ -76,15 +87,18 @@ export async function killLoop(opts: KillLoopOptions): Promise<KillLoopResult> {
   for (const { file } of await listCheckpoints(runDir)) {
     try {
       await readCheckpoint(path.join(runDir, file));
-    } catch {
+    } catch (e) {
       result.invalidLoaded++;
+      opts.log?.(`${file} does not validate: ${(e as Error).message}`);
     }
   }
   const last = (d: string) => path.join(d, `ckpt-${String(opts.steps).padStart(10, '0')}.safetensors`);
   const [a, b] = [await readCheckpoint(last(refDir)), await readCheckpoint(last(runDir))];
   result.finalEqual = Object.keys(a.tensors).length > 0 && Object.entries(a.tensors).every(([k, t]) => {
     const u = b.tensors[k];
-    return !!u && Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).equals(Buffer.from(u.data.buffer, u.data.byteOffset, u.data.byteLength));
+    const same = !!u && Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).equals(Buffer.from(u.data.buffer, u.data.byteOffset, u.data.byteLength));
+    if (!same) opts.log?.(`tensor ${k} differs from the uninterrupted run's`);
+    return same;
   });
   fs.rmSync(opts.dir, { recursive: true, force: true });
   return result;
