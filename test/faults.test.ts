@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { constants } from 'node:os';
 import * as path from 'node:path';
 import { afterEach, test } from 'node:test';
-import { CheckpointError, readCheckpoint, writeCheckpoint, TensorEntry } from '../src';
+import { Checkpointer, CheckpointError, readCheckpoint, writeCheckpoint, TensorEntry } from '../src';
+import { readPointer } from '../src/checkpoint/directory';
 import { FaultOp, testing } from '../src/binding/native';
 import { bytesOf, listDir, pattern, tempDir } from './helpers';
 
@@ -168,4 +169,23 @@ test('reads map the file read-only while it is checked; a failing mmap or mprote
   }
   const back = await readCheckpoint(file);
   assert.ok(bytesOf(back.tensors.weight!.data).equals(bytesOf(checkpoint('r', 1000).weight!.data)));
+});
+
+test('a save\'s small files commit together: when the last one\'s fdatasync fails, none is renamed (latest and best stay at the previous step)', async () => {
+  const dir = tempDir();
+  const ckpt = new Checkpointer({ dir, keepLast: 5, best: 'max', onWarning: () => {} });
+  await (await ckpt.save(1, { tensors: checkpoint('one', 100), metric: 1 })).durable;
+  // Step 2's save tells how many fdatasyncs one save makes: the checkpoint's, then one per small file.
+  faults.configure({});
+  await (await ckpt.save(2, { tensors: checkpoint('two', 100), metric: 2 })).durable;
+  const perSave = faults.stats().byOp.fdatasync ?? 0;
+  assert.ok(perSave >= 3, `a save fdatasyncs the checkpoint and its small files (latest, best, manifest): ${perSave}`);
+  faults.configure({ failures: [{ op: 'fdatasync', nth: perSave, errno: constants.errno.EIO }] });
+  const h = await ckpt.save(3, { tensors: checkpoint('three', 100), metric: 3 });
+  await assert.rejects(h.durable, { code: 'EIO', syscall: 'fdatasync', stage: 'files' });
+  faults.disable();
+  assert.equal((await readPointer(dir, 'latest'))?.step, 2, 'latest still names step 2');
+  assert.equal((await readPointer(dir, 'best'))?.step, 2, 'best still names step 2');
+  assert.deepEqual(listDir(dir).filter((f) => f.includes('.tmp.')), [], 'no temporary file left');
+  await ckpt.close().catch(() => {});
 });

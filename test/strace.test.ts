@@ -89,3 +89,57 @@ const fs = require('fs');
     assert.ok(synced, `the parent ${parent} of a created directory was not fsynced before the save resolved`);
   }
 });
+
+test('a save commits its small files together: every one fdatasynced before any is renamed, then one directory fsync for all (strace)', { skip: !commandExists('strace') && 'strace not installed (.ci/run installs it)' }, () => {
+  const root = tempDir();
+  const dir = path.join(root, 'run');
+  const out = path.join(root, 'trace.txt');
+  // Step 3's save writes the checkpoint, then `latest`, `best` and the manifest, then prunes step 1 (keepLast 2).
+  const child = `
+const { Checkpointer } = require(${JSON.stringify(path.resolve(__dirname, '..', 'src'))});
+const fs = require('fs');
+(async () => {
+  const c = new Checkpointer({ dir: process.argv[1], keepLast: 2, best: 'max', onWarning: () => {} });
+  const tensors = { w: { dtype: 'float32', shape: [1024], data: new Float32Array(1024) } };
+  for (const step of [1, 2, 3]) {
+    if (step === 3) fs.writeSync(1, 'SAVING\\n');
+    await (await c.save(step, { tensors, metric: step })).durable;
+  }
+  fs.writeSync(1, 'DURABLE\\n');
+  await c.close();
+})();
+`;
+  fs.mkdirSync(dir);
+  execFileSync('strace', ['-f', '-qq', '-s', '256', '-o', out, '-e', 'trace=openat,fdatasync,fsync,close,rename,renameat,renameat2,unlinkat,write',
+    process.execPath, '-e', child, dir], { stdio: 'pipe' });
+  const calls = parse(fs.readFileSync(out, 'utf8'));
+  const saving = calls.find((c) => c.name === 'write' && c.args.includes('SAVING'))!;
+  const durable = calls.find((c) => c.name === 'write' && c.args.includes('DURABLE'))!;
+  const window = calls.filter((c) => c.line > saving.line && c.line < durable.line);
+  const dirFds = new Set(window.filter((c) => c.name === 'openat' && c.args.includes(`"${dir}"`) && c.args.includes('O_DIRECTORY')).map((c) => c.result));
+  const small = ['latest', 'best', 'ckptio-manifest.json'];
+  const tmpOf = new Map<string, { fd: string; name: string }>();
+  for (const c of window) {
+    const m = /"((latest|best|ckptio-manifest\.json)\.tmp\.\d+\.[0-9a-f]{8})"/.exec(c.args);
+    if (c.name === 'openat' && m && c.args.includes('O_EXCL') && Number(c.result) >= 0) tmpOf.set(m[2]!, { fd: c.result, name: m[1]! });
+  }
+  assert.deepEqual([...tmpOf.keys()].sort(), [...small].sort(), 'each small file written under a temporary name');
+  const renames = small.map((n) => window.find((c) => /^rename/.test(c.name) && c.result === '0' && c.args.includes(`"${tmpOf.get(n)!.name}"`) && c.args.includes(`"${n}"`)));
+  assert.ok(renames.every((r) => r), 'each small file renamed into place');
+  const firstRename = Math.min(...renames.map((r) => r!.line));
+  const lastRename = Math.max(...renames.map((r) => r!.line));
+  for (const n of small) {
+    const { fd } = tmpOf.get(n)!;
+    const sync = window.find((c) => c.name === 'fdatasync' && c.args === fd && c.result === '0');
+    assert.ok(sync && sync.line < firstRename, `${n}: fdatasync'ed before any small file is renamed`);
+  }
+  const dirSyncs = window.filter((c) => c.name === 'fsync' && dirFds.has(c.args) && c.result === '0');
+  const between = dirSyncs.filter((c) => c.line > firstRename && c.line < lastRename);
+  assert.equal(between.length, 0, 'no directory fsync between the small files\' renames');
+  const groupSync = dirSyncs.find((c) => c.line > lastRename);
+  assert.ok(groupSync, 'the directory fsynced after the renames');
+  const prune = window.find((c) => c.name === 'unlinkat' && c.args.includes('"ckpt-0000000001.safetensors"'));
+  assert.ok(prune && prune.line > groupSync.line, 'the prune comes after the small files are durable');
+  assert.ok(dirSyncs.some((c) => c.line > prune.line), 'the prune is made durable before the save resolves');
+  assert.equal(dirSyncs.length, 3, `directory fsyncs in step 3's save: the checkpoint's, the small files', the prune's (got ${dirSyncs.length})`);
+});

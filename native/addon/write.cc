@@ -42,8 +42,9 @@ class CheckpointJob final : public WriterJob {
 constexpr char kContentIdToken[] = "\"@ckptio.content_id@\"";
 
 // One save as one job: the data file, then the small files decided when the save was queued (pointers, the
-// manifest), then the removals the retention policy decided, then one completion. Nothing waits on the JS
-// thread between the stages, and a failure stops the later stages (so nothing a pointer still names goes).
+// manifest; committed together, one directory fsync for all), then the removals the retention policy decided,
+// then one completion. Nothing waits on the JS thread between the stages, and a failure stops the later stages
+// (so nothing a pointer still names goes).
 class SaveJob final : public WriterJob {
  public:
   SaveJob(Completion* done, CompletionTsfn tsfn, io::Env* env, PackedTensors tensors, format::Metadata metadata,
@@ -60,17 +61,21 @@ class SaveJob final : public WriterJob {
     if (!s.ok()) return Finish(std::move(s));
     done_->data_durable = true;
     done_->failed_stage = "files";
+    std::vector<writer::BytesFile> files;
     for (SmallFile& f : files_) {
       const std::string value = done_->result.content_id.empty() ? "null" : "\"" + done_->result.content_id + "\"";
       for (size_t at = f.data.find(kContentIdToken); at != std::string::npos; at = f.data.find(kContentIdToken, at)) {
         f.data.replace(at, sizeof(kContentIdToken) - 1, value);
         at += value.size();
       }
-      writer::CommitResult r;
-      s = writer::CommitBytes(env_, f.path, reinterpret_cast<const unsigned char*>(f.data.data()), f.data.size(), &r);
-      if (!s.ok()) return Finish(std::move(s));
+      files.push_back(writer::BytesFile{f.path, reinterpret_cast<const unsigned char*>(f.data.data()), f.data.size()});
+    }
+    std::vector<writer::CommitResult> results;
+    s = writer::CommitFiles(env_, files, &results);
+    for (const writer::CommitResult& r : results) {
       if (!r.leftover.empty()) done_->file_leftovers.emplace_back(r.leftover, r.leftover_errno);
     }
+    if (!s.ok()) return Finish(std::move(s));
     if (!remove_.empty()) {
       done_->failed_stage = "remove";
       s = writer::RemoveFiles(env_, remove_dir_, remove_);

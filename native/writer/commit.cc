@@ -4,8 +4,10 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <memory>
 #include <random>
 
 #include "../io/unique_fd.h"
@@ -72,8 +74,23 @@ class PendingFile {
   bool direct() const { return direct_; }
   std::string tmp_path() const { return dir_ + "/" + tmp_; }
 
+  // The whole protocol for this one file: its data, its name, the directory, the replaced file.
   Status Commit(CommitResult* result) {
-    bool* exchanged = &result->exchanged;
+    Status s = SyncData();
+    if (!s.ok()) return s;
+    s = Rename(&result->exchanged);
+    if (!s.ok()) return s;
+    s = SyncDir();
+    if (!s.ok()) {
+      Restore();
+      return s;
+    }
+    DropReplaced(result);
+    return Status::Ok();
+  }
+
+  // The stages of Commit, for CommitFiles, which syncs a directory once for several files.
+  Status SyncData() {
 #ifdef CKPTIO_BROKEN_SKIP_DATA_SYNC
     int r = 0;  // deliberately broken build (tests prove they catch it); never shipped
 #else
@@ -84,41 +101,52 @@ class PendingFile {
     if (r < 0) return Status::Os(-r, "fdatasync", tmp_path());
     r = fd_.Close();
     if (r < 0) return Status::Os(-r, "close", tmp_path());
-
-    r = env_->RenameAt(dir_fd_.get(), tmp_.c_str(), base_.c_str(), RENAME_EXCHANGE);
-    *exchanged = r == 0;
+    return Status::Ok();
+  }
+  Status Rename(bool* exchanged) {
+    int r = env_->RenameAt(dir_fd_.get(), tmp_.c_str(), base_.c_str(), RENAME_EXCHANGE);
+    exchanged_ = r == 0;
+    *exchanged = exchanged_;
     if (r == -ENOENT || r == -EINVAL || r == -ENOSYS || r == -EOPNOTSUPP) {
       // No old file to swap with (ENOENT), or no exchange on this file system: a plain atomic rename.
       r = env_->RenameAt(dir_fd_.get(), tmp_.c_str(), base_.c_str(), 0);
     }
     if (r < 0) return Status::Os(-r, "rename", path_);
+    renamed_ = true;
+    return Status::Ok();
+  }
+  Status SyncDir() {
 #ifdef CKPTIO_BROKEN_SKIP_DIR_SYNC
-    r = 0;  // deliberately broken build (tests prove they catch it); never shipped
+    int r = 0;  // deliberately broken build (tests prove they catch it); never shipped
 #else
-    r = env_->Fsync(dir_fd_.get());
+    int r = env_->Fsync(dir_fd_.get());
 #endif
-    if (r < 0) {
-      Status s = Status::Os(-r, "fsync", dir_);
-      if (*exchanged) {
-        // Put the previous checkpoint back; the new one is removed with the temporary name.
-        env_->RenameAt(dir_fd_.get(), tmp_.c_str(), base_.c_str(), RENAME_EXCHANGE);
-      } else {
-        tmp_.clear();  // the new file is at the final name now; there is no old one to restore
-      }
-      return s;
+    if (r < 0) return Status::Os(-r, "fsync", dir_);
+    return Status::Ok();
+  }
+  // After a failed directory fsync: the previous file goes back to the path; the new one is removed with the
+  // temporary name.
+  void Restore() {
+    if (!renamed_) return;
+    if (exchanged_) {
+      env_->RenameAt(dir_fd_.get(), tmp_.c_str(), base_.c_str(), RENAME_EXCHANGE);
+    } else {
+      tmp_.clear();  // the new file is at the final name now; there is no old one to restore
     }
-    if (*exchanged) {
-      // The temporary name now holds the previous checkpoint. Its removal need not be durable: a crash
-      // leaves a stale temporary file, which start-up removes.
-      r = env_->UnlinkAt(dir_fd_.get(), tmp_.c_str());
+  }
+  // After the directory fsync: the replaced file, now under the temporary name, goes. Its removal need not be
+  // durable: a crash leaves a stale temporary file, which start-up removes.
+  void DropReplaced(CommitResult* result) {
+    if (exchanged_) {
+      int r = env_->UnlinkAt(dir_fd_.get(), tmp_.c_str());
       if (r < 0) {
         result->leftover = tmp_path();
         result->leftover_errno = -r;
       }
     }
     tmp_.clear();
-    return Status::Ok();
   }
+  const std::string& dir() const { return dir_; }
 
  private:
   void Abandon() {
@@ -131,6 +159,7 @@ class PendingFile {
   std::string path_, dir_, base_, tmp_;
   io::UniqueFd dir_fd_, fd_;
   bool direct_ = false;
+  bool renamed_ = false, exchanged_ = false;
 };
 
 }  // namespace
@@ -194,6 +223,47 @@ Status CommitBytes(io::Env* env, const std::string& path, const unsigned char* d
   if (!s.ok()) return s;
   result->bytes = len;
   return Status::Ok();
+}
+
+Status CommitFiles(io::Env* env, const std::vector<BytesFile>& files, std::vector<CommitResult>* results) {
+  results->assign(files.size(), CommitResult{});
+  std::vector<std::unique_ptr<PendingFile>> pending;
+  for (const BytesFile& f : files) {
+    // Until every file's data is durable nothing is renamed: a failure here leaves only temporary files, which
+    // the PendingFiles' destructors remove.
+    auto file = std::make_unique<PendingFile>(env, f.path);
+    Status s = file->Open(DirectIo::kOff);
+    if (!s.ok()) return s;
+    s = io::PwriteAll(env, file->fd(), f.data, f.len, 0, file->tmp_path());
+    if (!s.ok()) return s;
+    s = file->SyncData();
+    if (!s.ok()) return s;
+    pending.push_back(std::move(file));
+  }
+  // Each rename is atomic and each file it installs is already durable, so a crash before the directory fsync
+  // leaves every name with its old file or its new one: any mix is a consistent directory.
+  Status renamed = Status::Ok();
+  size_t n = 0;
+  for (; n < pending.size(); ++n) {
+    renamed = pending[n]->Rename(&(*results)[n].exchanged);
+    if (!renamed.ok()) break;
+  }
+  // What was renamed before a failed rename is made durable all the same: the earlier files are committed.
+  std::vector<std::string> synced;
+  for (size_t i = 0; i < n; ++i) {
+    if (std::find(synced.begin(), synced.end(), pending[i]->dir()) != synced.end()) continue;
+    Status s = pending[i]->SyncDir();
+    if (!s.ok()) {
+      for (size_t j = 0; j < n; ++j) pending[j]->Restore();
+      return s;
+    }
+    synced.push_back(pending[i]->dir());
+  }
+  for (size_t i = 0; i < n; ++i) {
+    pending[i]->DropReplaced(&(*results)[i]);
+    (*results)[i].bytes = files[i].len;
+  }
+  return renamed;
 }
 
 Status RemoveFiles(io::Env* env, const std::string& dir, const std::vector<std::string>& names) {

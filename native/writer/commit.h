@@ -70,6 +70,17 @@ Status CommitCheckpoint(io::Env* env, const std::string& path, std::vector<Tenso
 Status CommitBytes(io::Env* env, const std::string& path, const unsigned char* data, size_t len,
                    CommitResult* result);
 
+// Several small files at once (a save's pointers and manifest): each file's data is written and fdatasync'ed
+// under its temporary name first, then each is renamed, then each directory is fsync'ed once, not once per file.
+// results gets one CommitResult per file. On a failure before the renames nothing is renamed; a failed rename
+// stops the later ones, and the files renamed before it are still made durable (the status is the rename's).
+struct BytesFile {
+  std::string path;
+  const unsigned char* data;
+  size_t len;
+};
+Status CommitFiles(io::Env* env, const std::vector<BytesFile>& files, std::vector<CommitResult>* results);
+
 // unlink each name (one already missing counts as removed; any other failure stops, named in the status), then
 // fsync the directory once.
 Status RemoveFiles(io::Env* env, const std::string& dir, const std::vector<std::string>& names);

@@ -62,7 +62,13 @@ void FileImage::Copy(uint64_t offset, uint64_t len, unsigned char* dst) const {
     dst += n;
     offset += n;
   }
-  for (const TensorSource& s : sources_) {
+  // The sources are in file order: start at the first that ends past `offset` (sinks copy a slice at a time, so
+  // a scan from the front would cost slices x tensors).
+  auto first = std::upper_bound(sources_.begin(), sources_.end(), offset, [this](uint64_t o, const TensorSource& t) {
+    return o < header_size_ + t.info.end;
+  });
+  for (auto it = first; it != sources_.end(); ++it) {
+    const TensorSource& s = *it;
     if (offset >= end || offset >= total_) break;
     const uint64_t tb = header_size_ + s.info.begin, te = header_size_ + s.info.end;
     if (te <= offset) continue;
