@@ -189,3 +189,30 @@ test('a save\'s small files commit together: when the last one\'s fdatasync fail
   assert.deepEqual(listDir(dir).filter((f) => f.includes('.tmp.')), [], 'no temporary file left');
   await ckpt.close().catch(() => {});
 });
+
+test('a save\'s admission and snapshot are released once the writer has read its bytes, before it is durable: the next save is admitted while the first is still syncing', async () => {
+  const dir = tempDir();
+  const ckpt = new Checkpointer({ dir, keepLast: 5, maxInflight: 1, onWarning: () => {} });
+  await (await ckpt.save(1, { tensors: checkpoint('one', 100) })).durable; // start-up done before the clock runs
+  const at: Record<string, number> = {};
+  const source = (tag: string) => ({
+    bytes: 400 + tag.length,
+    materialize: async () => checkpoint(tag, 100),
+    release: () => { at[`released ${tag}`] ??= performance.now(); },
+  });
+  // Each fdatasync (the checkpoint's, then each small file's) takes 400 ms: the first save is durable >= 800 ms
+  // after its bytes were written.
+  faults.configure({ delayMs: { fdatasync: 400 } });
+  const first = await ckpt.save(2, { tensors: source('two') });
+  void first.durable.then(() => { at['durable two'] = performance.now(); });
+  const second = await ckpt.save(3, { tensors: source('three') });
+  at['admitted three'] = performance.now();
+  await second.durable;
+  faults.disable();
+  const seen = JSON.stringify(at);
+  assert.ok(at['durable two']! - at['released two']! >= 600, `the first snapshot went back when its bytes were written, not when durable: ${seen}`);
+  assert.ok(at['admitted three']! < at['durable two']!, `the second save was admitted before the first was durable: ${seen}`);
+  assert.ok(second.waitedMs < 400, `the second save waited ${second.waitedMs} ms, as long as the first one's syncs`);
+  assert.equal((await readPointer(dir, 'latest'))?.step, 3);
+  await ckpt.close();
+});

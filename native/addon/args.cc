@@ -108,14 +108,21 @@ bool GetWriteOptions(const Napi::Value& v, writer::CommitOptions* options, bool*
 }
 
 bool GetSaveFiles(const Napi::Value& v, std::vector<SmallFile>* files, std::string* remove_dir,
-                  std::vector<std::string>* remove, Status* error) {
+                  std::vector<std::string>* remove, Napi::Function* on_consumed, Status* error) {
   if (v.IsUndefined()) return true;
   if (!v.IsObject()) {
     *error = Status::Invalid("after must be { files: [[path, bytes]...], removeDir, remove: [names] }");
     return false;
   }
   Napi::Object o = v.As<Napi::Object>();
-  Napi::Value fv = o.Get("files"), rv = o.Get("remove"), dv = o.Get("removeDir");
+  Napi::Value fv = o.Get("files"), rv = o.Get("remove"), dv = o.Get("removeDir"), cv = o.Get("onConsumed");
+  if (!cv.IsUndefined()) {
+    if (!cv.IsFunction()) {
+      *error = Status::Invalid("after.onConsumed must be a function");
+      return false;
+    }
+    *on_consumed = cv.As<Napi::Function>();
+  }
   if (!fv.IsUndefined()) {
     if (!fv.IsArray()) {
       *error = Status::Invalid("after.files must be an array of [path, bytes]");

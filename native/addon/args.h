@@ -32,9 +32,10 @@ struct SmallFile {
   std::string data;
 };
 
-// save()'s `after`: { files: [[path, bytes]...], removeDir, remove: [plain file names] }; undefined is none.
+// save()'s `after`: { files: [[path, bytes]...], removeDir, remove: [plain file names], onConsumed: function };
+// undefined is none. *on_consumed is left empty when there is no onConsumed.
 bool GetSaveFiles(const Napi::Value& v, std::vector<SmallFile>* files, std::string* remove_dir,
-                  std::vector<std::string>* remove, Status* error);
+                  std::vector<std::string>* remove, Napi::Function* on_consumed, Status* error);
 
 // An array of strings (remove()'s names; the writer checks that each is a plain file name).
 bool GetNames(const Napi::Value& v, const char* what, std::vector<std::string>* names, Status* error);

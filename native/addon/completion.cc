@@ -10,16 +10,42 @@
 
 namespace ckptio::addon {
 
+namespace {
+
+void AddCompletionTime(Napi::Env env, std::chrono::steady_clock::time_point started) {
+  if (AddonState* state = State(env)) {
+    const uint64_t ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+        std::chrono::steady_clock::now() - started).count());
+    state->completions++;
+    state->completion_ns_total += ns;
+    state->completion_ns_max = std::max(state->completion_ns_max, ns);
+  }
+}
+
+}  // namespace
+
 void FinishOnJsThread(Napi::Env env, Napi::Function, std::nullptr_t*, Completion* done) {
-  if (done->pool) done->pool->Release(done->copy);
   if (env == nullptr) {
     // The environment is going away: there is no promise to settle and no reference may be touched, so the
     // completion is deliberately leaked (the process or worker is exiting).
     done->keep_alive.SuppressDestruct();
+    done->on_consumed.SuppressDestruct();
     return;
   }
   const auto started = std::chrono::steady_clock::now();
   Napi::HandleScope scope(env);
+  if (done->notice_pending) {
+    // The writer has read every byte: the tensors are the caller's again. The job is still running.
+    done->notice_pending = false;
+    done->keep_alive.Reset();
+    Napi::FunctionReference fn = std::move(done->on_consumed);
+    fn.Call({});
+    // The binding's callers pass a callback that catches; an exception here must not become the process's.
+    if (env.IsExceptionPending()) env.GetAndClearPendingException();
+    AddCompletionTime(env, started);
+    return;
+  }
+  if (done->pool) done->pool->Release(done->copy);
   if (done->status.ok()) {
     Napi::Object out = Napi::Object::New(env);
     out.Set("path", done->path);
@@ -62,13 +88,7 @@ void FinishOnJsThread(Napi::Env env, Napi::Function, std::nullptr_t*, Completion
     done->deferred.Reject(err);
   }
   delete done;
-  if (AddonState* state = State(env)) {
-    const uint64_t ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-        std::chrono::steady_clock::now() - started).count());
-    state->completions++;
-    state->completion_ns_total += ns;
-    state->completion_ns_max = std::max(state->completion_ns_max, ns);
-  }
+  AddCompletionTime(env, started);
 }
 
 WriterJob::~WriterJob() {
@@ -77,7 +97,15 @@ WriterJob::~WriterJob() {
 
 void WriterJob::Cancel() { Finish(Status::Os(ECANCELED, "write", done_->path)); }
 
+void WriterJob::NotifyConsumed() {
+  if (!notice_owed_) return;
+  notice_owed_ = false;
+  // A closing environment refuses the call; the finish message that follows is refused too and handles that.
+  tsfn_.BlockingCall(done_);
+}
+
 void WriterJob::Finish(Status status) {
+  NotifyConsumed();
   done_->status = std::move(status);
   Completion* done = done_;
   done_ = nullptr;

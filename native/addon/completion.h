@@ -18,7 +18,8 @@
 namespace ckptio::addon {
 
 // Created on the JS thread with the job, filled by the job on the writer thread, settled and deleted on the JS
-// thread. Only one thread touches it at a time: the hand-over is the thread-safe function's call.
+// thread. Only one thread touches it at a time (the hand-over is the thread-safe function's call), except the
+// consumed notice below.
 struct Completion {
   Napi::Promise::Deferred deferred;
   Napi::ObjectReference keep_alive;  // the JS buffers the job reads in place
@@ -34,6 +35,13 @@ struct Completion {
   std::string failed_stage;
   std::vector<std::pair<std::string, int>> file_leftovers;
   std::vector<std::string> removed;
+  // A save given after.onConsumed: called on the JS thread once the writer has read every tensor byte (before the
+  // file is durable), and the tensors' keep_alive is dropped then. The job then sends two messages through its
+  // thread-safe function, this notice first (one function, so they arrive in that order). While the notice is
+  // handled the writer thread is still working on the job, so the JS thread touches only these two members and
+  // keep_alive, which the writer never does.
+  Napi::FunctionReference on_consumed;
+  bool notice_pending = false;  // JS thread only: the next message is the consumed notice
   explicit Completion(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
 };
 
@@ -44,15 +52,19 @@ using CompletionTsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, Completion,
 // with it queued, or, failing both, by its destructor (ECANCELED).
 class WriterJob : public writer::Job {
  public:
-  WriterJob(Completion* done, CompletionTsfn tsfn) : done_(done), tsfn_(tsfn) {}
+  WriterJob(Completion* done, CompletionTsfn tsfn) : done_(done), tsfn_(tsfn), notice_owed_(done->notice_pending) {}
   ~WriterJob() override;
   void Cancel() override;
-  // Hands the completion to the JS thread with `status`; the job must not touch done_ afterwards.
+  // Hands the completion to the JS thread with `status`; the job must not touch done_ afterwards. Sends the
+  // consumed notice first if it is still owed.
   void Finish(Status status);
+  // Sends the consumed notice, once, when the completion asked for one.
+  void NotifyConsumed();
 
  protected:
   Completion* done_;
   CompletionTsfn tsfn_;
+  bool notice_owed_;  // writer thread only (set at construction, on the JS thread, before the job is posted)
 };
 
 // Queues the job `make` builds (with the thread-safe function it must finish through) on this environment's

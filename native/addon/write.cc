@@ -57,7 +57,10 @@ class SaveJob final : public WriterJob {
     done_->failed_stage = "data";
     std::vector<writer::TensorSource> sources;
     Status s = UnpackTensors(tensors_, &sources);
-    if (s.ok()) s = writer::CommitCheckpoint(env_, done_->path, std::move(sources), metadata_, options_, staging, &done_->result);
+    if (s.ok()) {
+      s = writer::CommitCheckpoint(env_, done_->path, std::move(sources), metadata_, options_, staging, &done_->result,
+                                   [this] { NotifyConsumed(); });
+    }
     if (!s.ok()) return Finish(std::move(s));
     done_->data_durable = true;
     done_->failed_stage = "files";
@@ -139,7 +142,8 @@ Napi::Value WriteOrSave(const Napi::CallbackInfo& info, bool is_save) {
   std::vector<SmallFile> files;
   std::string remove_dir;
   std::vector<std::string> remove;
-  if (is_save && !GetSaveFiles(info[4], &files, &remove_dir, &remove, &error)) {
+  Napi::Function on_consumed;
+  if (is_save && !GetSaveFiles(info[4], &files, &remove_dir, &remove, &on_consumed, &error)) {
     if (env.IsExceptionPending()) env.GetAndClearPendingException();
     return Rejected(env, error);
   }
@@ -147,6 +151,10 @@ Napi::Value WriteOrSave(const Napi::CallbackInfo& info, bool is_save) {
   AddonState* state = State(env);
   auto* done = new Completion(env);
   done->path = path;
+  if (!on_consumed.IsEmpty()) {
+    done->on_consumed = Napi::Persistent(on_consumed);
+    done->notice_pending = true;
+  }
   if (copy) {
     size_t total = 0;
     for (size_t s : tensors.sizes) total += s;

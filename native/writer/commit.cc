@@ -174,7 +174,7 @@ std::string TempName(const std::string& base) {
 
 Status CommitCheckpoint(io::Env* env, const std::string& path, std::vector<TensorSource> tensors,
                         const format::Metadata& metadata, const CommitOptions& options, StagingBlocks* staging,
-                        CommitResult* result) {
+                        CommitResult* result, const std::function<void()>& on_consumed) {
   FilePlan plan;
   Status s = PlanFile(std::move(tensors), metadata, options.checksum, path, &plan);
   if (!s.ok()) return s;
@@ -204,6 +204,7 @@ Status CommitCheckpoint(io::Env* env, const std::string& path, std::vector<Tenso
                     : WriteBuffered(env, file.fd(), file.tmp_path(), plan.ordered, plan.header_size,
                                     options.write_behind_bytes, &hasher, render, &header);
   if (!s.ok()) return s;
+  if (on_consumed) on_consumed();
   if (header.size() != plan.header_size) return Status::Invalid("internal error: header size changed while writing", path);
   s = file.Commit(result);
   if (!s.ok()) return s;

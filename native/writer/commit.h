@@ -17,6 +17,7 @@
 // the encoder (file_image.h) through one of two sinks: direct_io.h (O_DIRECT) or buffered_io.h.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -61,10 +62,12 @@ struct CommitResult {
 };
 
 // One checkpoint file: planned and encoded (file_image.h), written through the O_DIRECT sink when `staging` is
-// usable and options.direct allows it, else buffered, then committed.
+// usable and options.direct allows it, else buffered, then committed. `on_consumed`, when set, is called once
+// every byte of the tensors has been read (written out, the header included), before the file is durable: from
+// then on the sources may be reused.
 Status CommitCheckpoint(io::Env* env, const std::string& path, std::vector<TensorSource> tensors,
                         const format::Metadata& metadata, const CommitOptions& options, StagingBlocks* staging,
-                        CommitResult* result);
+                        CommitResult* result, const std::function<void()>& on_consumed = {});
 
 // The same protocol for a small file of raw bytes (the `latest` pointer, manifests).
 Status CommitBytes(io::Env* env, const std::string& path, const unsigned char* data, size_t len,

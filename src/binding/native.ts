@@ -59,6 +59,9 @@ export interface NativeSaveAfter {
   files?: [path: string, data: Uint8Array][];
   removeDir?: string;
   remove?: string[];
+  /** Called on the JS thread once the writer has read every tensor byte (the file is not durable yet): the
+   * tensors are the caller's again. Not called when the save fails before that. Must not throw. */
+  onConsumed?: () => void;
 }
 
 export const CONTENT_ID_TOKEN = '@ckptio.content_id@';

@@ -56,9 +56,11 @@ export interface CheckpointerOptions {
   /** More retention policies (keepBest, keepEvery, keepWithin, deleteOlderThan, keepTagged), composed with
    * keepLast. The newest checkpoint, pointer targets and tagged checkpoints are never removed. */
   retention?: RetentionPolicy[];
-  /** Saves in flight at once (default 1). */
+  /** Saves whose tensors the writer has not finished reading yet (default 1). A save holds its place from its call
+   * until its bytes are written, not until it is durable: the next one queues behind its commit (`durable` and
+   * flush() are for durability). */
   maxInflight?: number;
-  /** Bytes in flight at once (default unlimited). A single save larger than this still runs alone. */
+  /** Snapshot bytes held at once by those saves (default unlimited). A single save larger than this still runs alone. */
   maxInflightBytes?: number;
   /** What a save does when the limits are reached: wait for room (default) or skip this save. */
   onFull?: 'wait' | 'skip';
@@ -336,9 +338,17 @@ export class Checkpointer {
       }
       this.admission.enter(bytes);
       handedOver = true; // commit() releases the source from here on
-      const durable = this.commit(step, payload, state, metrics, bytes, t0).finally(() => {
-        this.inflight.delete(durable);
+      // A save holds its admission until the writer has read its bytes, not until it is durable: the next save
+      // is then queued behind this one's commit instead of waiting for it on the training thread.
+      let admitted = true;
+      const leave = () => {
+        if (!admitted) return;
+        admitted = false;
         this.admission.leave(bytes);
+      };
+      const durable = this.commit(step, payload, state, metrics, bytes, t0, leave).finally(() => {
+        this.inflight.delete(durable);
+        leave();
       });
       this.inflight.add(durable);
       durable.catch((err: unknown) => {
@@ -370,7 +380,8 @@ export class Checkpointer {
     }
   }
 
-  private async commit(step: number, payload: SavePayload, state: string, metrics: Record<string, number>, bytes: number, t0: number): Promise<DurableInfo> {
+  private async commit(step: number, payload: SavePayload, state: string, metrics: Record<string, number>, bytes: number, t0: number,
+    consumed: () => void): Promise<DurableInfo> {
     const source = isSource(payload.tensors) ? payload.tensors : null;
     const previous = this.submitted;
     let markSubmitted!: () => void;
@@ -384,7 +395,16 @@ export class Checkpointer {
         this.pointerCache.clear();
         this.entries = await this.reconcile();
       }
-      job = this.submit(step, tensors, source, state, metrics, bytes, payload.copy ?? false, t0);
+      // Once the writer has read the bytes, the snapshot goes back (a wasm arena to its pool, held cpu arrays to the
+      // collector) and the save's admission is freed, while the file is still being made durable.
+      const onConsumed = () => {
+        try {
+          source?.release();
+        } finally {
+          consumed();
+        }
+      };
+      job = this.submit(step, tensors, source, state, metrics, bytes, payload.copy ?? false, t0, onConsumed);
     } catch (err) {
       source?.release();
       throw err;
@@ -400,7 +420,7 @@ export class Checkpointer {
 
   /** Decides everything about this save now (in queue order) and hands it to the store as one commit. */
   private submit(step: number, tensors: TensorList, source: TensorSource | null, state: string,
-    metrics: Record<string, number>, bytes: number, copy: boolean, t0: number): Promise<DurableInfo> {
+    metrics: Record<string, number>, bytes: number, copy: boolean, t0: number, onConsumed: () => void): Promise<DurableInfo> {
     const file = checkpointName(step);
     const referenced = this.entries.filter((e) => e.refs?.includes(file)).map((e) => e.step);
     if (referenced.length) {
@@ -444,7 +464,7 @@ export class Checkpointer {
     this.entries = kept;
     const metadata: Record<string, string> = { ...(source?.metadata ?? {}), [STEP_KEY]: String(step), [STATE_KEY]: state, ...describingMetadata(entry),
       ...(refFiles.length ? { [METADATA_KEYS.refs]: JSON.stringify(refs) } : {}) };
-    return this.store.commit({ name: file, tensors: written, options: { metadata, copy, compression: this.compression }, files, remove: removed })
+    return this.store.commit({ name: file, tensors: written, options: { metadata, copy, compression: this.compression }, files, remove: removed, onConsumed })
       .then((result): DurableInfo => {
         this.committed.add(file);
         for (const f of result.removed) this.committed.delete(f);
@@ -460,9 +480,7 @@ export class Checkpointer {
         return info;
       }, async (err: unknown) => {
         // What was decided assumed this save would commit; the record is re-read from the store before the next
-        // decision is made (pointers and removals of this save did not happen or only partly).
-        // The record is re-read from the store before the next save is decided: this one's pointers, manifest
-        // and removals happened in part or not at all.
+        // decision is made (this save's pointers, manifest and removals happened in part or not at all).
         this.entries = before;
         this.needsReconcile = true;
         this.dedup?.forget(file);

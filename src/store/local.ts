@@ -95,6 +95,7 @@ export class LocalStore implements CheckpointStore {
     return saveCheckpoint(this.at(request.name), request.tensors, request.options, {
       files: request.files.map((f) => [this.at(f.name), f.data] as [string, Uint8Array]),
       ...(request.remove.length ? { removeDir: this.location, remove: request.remove.map(plainName) } : {}),
+      ...(request.onConsumed ? { onConsumed: request.onConsumed } : {}),
     });
   }
 

@@ -27,6 +27,9 @@ export interface CommitRequest {
   files: { name: string; data: Uint8Array }[];
   /** Objects removed last (retention decisions). */
   remove: string[];
+  /** Called once every byte of `tensors` has been read (before the checkpoint is durable): from then on the
+   * tensors may be reused or freed. A store that cannot tell calls it when the commit settles, or not at all. */
+  onConsumed?: () => void;
 }
 
 export interface CheckpointStore {
