@@ -246,7 +246,7 @@ async function everyStepRegime(ctx: BenchContext, work: () => void, stepMs: numb
   const bandwidth = stat(bw).median; // bytes/s
   const steps = ctx.quick ? 40 : 200;
   const fractions = [0.25, 0.5];
-  ctx.rows.push(`## Saving at every step`, '', `Synthetic loop (${stepMs} ms steps; disk's raw O_DIRECT bandwidth measured here: ${(bandwidth / 1e9).toFixed(2)} GB/s; state sized to 0.25x and 0.5x of what the disk writes in one step; ${steps} steps per run, runs interleaved, twice). One save admitted at a time (the default maxInflight 1, onFull 'wait'): a save holds its place until the writer has read its bytes, then queues its commit behind the previous one's, so a save waits only when the writer is still reading the one before.`, '',
+  ctx.rows.push(`## Saving at every step`, '', `Synthetic loop (${stepMs} ms steps; disk's raw O_DIRECT bandwidth measured here: ${(bandwidth / 1e9).toFixed(2)} GB/s; state sized to 0.25x and 0.5x of what the disk writes in one step; ${steps} steps per run, runs interleaved, twice). With one save in flight (the default maxInflight 1, onFull 'wait'), a save whose time to durable exceeds the step delays the next step (its snapshot is released earlier, once the writer has read its bytes).`, '',
     '| backend | state | bytes per step / disk per step | mean step ms (no saves -> every step) | p99 step ms | mean ratio | p99 ratio | save to durable, median ms | save call, mean ms (waiting for room + the call itself) | main thread per step: on-CPU ms, runnable-but-waiting ms (no saves -> every step) | saves skipped | goal (mean <= 1.02x, p99 <= 1.10x) |', '|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const backend of ['wasm', 'cpu'] as BackendName[]) {
     const { tf } = await loadTf(backend);

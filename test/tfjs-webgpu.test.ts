@@ -90,6 +90,15 @@ test('webgpu: no tensor, data buffer or GPU buffer leak over 100 saves (tf.memor
   assert.ok(r.after.numFreeGpuBuffers - r.before.numFreeGpuBuffers <= 8, `pooled GPU buffers bounded, not growing per save (${r.before.numFreeGpuBuffers} -> ${r.after.numFreeGpuBuffers}; every 10 saves: ${r.samples.map((m) => m.numFreeGpuBuffers).join(', ')})`);
 });
 
+test('webgpu: a read that fails while others are in flight rejects the snapshot, and no tensor is given back to the backend while its read is in flight', { skip }, () => {
+  const r = ok({ phase: 'failed-read' }).find((l) => 'reads' in l) as unknown as { error: string | null; reads: number; inFlightAtRejection: number; droppedInFlight: number[]; tensors: number };
+  assert.ok(r, 'the child reported');
+  assert.match(String(r.error), /injected read failure/, 'materialize() rejects with the read\'s error');
+  assert.ok(r.reads >= 3, `several reads were issued (${r.reads} of ${r.tensors} tensors)`);
+  assert.equal(r.inFlightAtRejection, 0, 'materialize() settles only once every read it issued has');
+  assert.deepEqual(r.droppedInFlight, [], 'no data was given back while a read of it was in flight');
+});
+
 test('webgpu: no adapter is a typed ECKPT_NO_GPU_ADAPTER naming what is missing', { skip: skip || (!missingSystemLibraries().some((m) => m.file === 'libvulkan.so.1') && 'libvulkan.so.1 is present: the Vulkan-only route may succeed') }, () => {
   const r = run({ phase: 'probe' }, { CKPTIO_DAWN_BACKENDS: 'vulkan' });
   assert.equal(r.signal, null, 'exits by itself after the failure');

@@ -12,11 +12,12 @@ namespace ckptio::addon {
 
 namespace {
 
-void AddCompletionTime(Napi::Env env, std::chrono::steady_clock::time_point started) {
+// The main thread's time in the callbacks; a consumed notice adds its time but is not a completion.
+void AddCompletionTime(Napi::Env env, std::chrono::steady_clock::time_point started, bool completion) {
   if (AddonState* state = State(env)) {
     const uint64_t ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
         std::chrono::steady_clock::now() - started).count());
-    state->completions++;
+    if (completion) state->completions++;
     state->completion_ns_total += ns;
     state->completion_ns_max = std::max(state->completion_ns_max, ns);
   }
@@ -35,14 +36,15 @@ void FinishOnJsThread(Napi::Env env, Napi::Function, std::nullptr_t*, Completion
   const auto started = std::chrono::steady_clock::now();
   Napi::HandleScope scope(env);
   if (done->notice_pending) {
-    // The writer has read every byte: the tensors are the caller's again. The job is still running.
+    // The writer no longer reads the tensors (it has read every byte, or the job failed before that and its
+    // completion follows): they are the caller's again. The job may still be running.
     done->notice_pending = false;
     done->keep_alive.Reset();
     Napi::FunctionReference fn = std::move(done->on_consumed);
     fn.Call({});
     // The binding's callers pass a callback that catches; an exception here must not become the process's.
     if (env.IsExceptionPending()) env.GetAndClearPendingException();
-    AddCompletionTime(env, started);
+    AddCompletionTime(env, started, false);
     return;
   }
   if (done->pool) done->pool->Release(done->copy);
@@ -88,7 +90,7 @@ void FinishOnJsThread(Napi::Env env, Napi::Function, std::nullptr_t*, Completion
     done->deferred.Reject(err);
   }
   delete done;
-  AddCompletionTime(env, started);
+  AddCompletionTime(env, started, true);
 }
 
 WriterJob::~WriterJob() {

@@ -35,8 +35,8 @@ struct Completion {
   std::string failed_stage;
   std::vector<std::pair<std::string, int>> file_leftovers;
   std::vector<std::string> removed;
-  // A save given after.onConsumed: called on the JS thread once the writer has read every tensor byte (before the
-  // file is durable), and the tensors' keep_alive is dropped then. The job then sends two messages through its
+  // A save given after.onConsumed: called on the JS thread once the writer no longer reads the tensors (it has
+  // read every byte, before the file is durable; or the job failed before that), and keep_alive is dropped then. The job then sends two messages through its
   // thread-safe function, this notice first (one function, so they arrive in that order). While the notice is
   // handled the writer thread is still working on the job, so the JS thread touches only these two members and
   // keep_alive, which the writer never does.
@@ -58,7 +58,8 @@ class WriterJob : public writer::Job {
   // Hands the completion to the JS thread with `status`; the job must not touch done_ afterwards. Sends the
   // consumed notice first if it is still owed.
   void Finish(Status status);
-  // Sends the consumed notice, once, when the completion asked for one.
+  // Sends the consumed notice, once, when the completion asked for one: from the job when the bytes are read, else
+  // from Finish.
   void NotifyConsumed();
 
  protected:

@@ -59,8 +59,9 @@ export interface NativeSaveAfter {
   files?: [path: string, data: Uint8Array][];
   removeDir?: string;
   remove?: string[];
-  /** Called on the JS thread once the writer has read every tensor byte (the file is not durable yet): the
-   * tensors are the caller's again. Not called when the save fails before that. Must not throw. */
+  /** Called on the JS thread once the writer no longer reads the tensors: when it has read every byte (the file is
+   * not durable yet), or, when the save fails before that, just before the rejection. The tensors are the caller's
+   * again. Must not throw (an exception is dropped). */
   onConsumed?: () => void;
 }
 

@@ -56,11 +56,10 @@ export interface CheckpointerOptions {
   /** More retention policies (keepBest, keepEvery, keepWithin, deleteOlderThan, keepTagged), composed with
    * keepLast. The newest checkpoint, pointer targets and tagged checkpoints are never removed. */
   retention?: RetentionPolicy[];
-  /** Saves whose tensors the writer has not finished reading yet (default 1). A save holds its place from its call
-   * until its bytes are written, not until it is durable: the next one queues behind its commit (`durable` and
-   * flush() are for durability). */
+  /** Saves in flight at once (default 1), from the call until durable. A save's snapshot is released earlier, once
+   * the writer has read its bytes. */
   maxInflight?: number;
-  /** Snapshot bytes held at once by those saves (default unlimited). A single save larger than this still runs alone. */
+  /** Bytes in flight at once (default unlimited). A single save larger than this still runs alone. */
   maxInflightBytes?: number;
   /** What a save does when the limits are reached: wait for room (default) or skip this save. */
   onFull?: 'wait' | 'skip';
@@ -338,17 +337,11 @@ export class Checkpointer {
       }
       this.admission.enter(bytes);
       handedOver = true; // commit() releases the source from here on
-      // A save holds its admission until the writer has read its bytes, not until it is durable: the next save
-      // is then queued behind this one's commit instead of waiting for it on the training thread.
-      let admitted = true;
-      const leave = () => {
-        if (!admitted) return;
-        admitted = false;
-        this.admission.leave(bytes);
-      };
-      const durable = this.commit(step, payload, state, metrics, bytes, t0, leave).finally(() => {
+      // Admission is held until the save is durable, not only until its bytes are read: the next save's decisions
+      // (its pointers, what retention removes) assume this one committed.
+      const durable = this.commit(step, payload, state, metrics, bytes, t0).finally(() => {
         this.inflight.delete(durable);
-        leave();
+        this.admission.leave(bytes);
       });
       this.inflight.add(durable);
       durable.catch((err: unknown) => {
@@ -380,9 +373,22 @@ export class Checkpointer {
     }
   }
 
-  private async commit(step: number, payload: SavePayload, state: string, metrics: Record<string, number>, bytes: number, t0: number,
-    consumed: () => void): Promise<DurableInfo> {
+  private async commit(step: number, payload: SavePayload, state: string, metrics: Record<string, number>, bytes: number, t0: number): Promise<DurableInfo> {
     const source = isSource(payload.tensors) ? payload.tensors : null;
+    // Released once: when the writer has read the bytes (while the file is still being made durable: a wasm arena
+    // goes back to its pool, held cpu arrays to the collector), or when the save settles without that. A throw
+    // from release() fails the save, as it would have at the end.
+    let released = false;
+    let releaseError: unknown = null;
+    const release = () => {
+      if (released) return;
+      released = true;
+      try {
+        source?.release();
+      } catch (err) {
+        releaseError = err;
+      }
+    };
     const previous = this.submitted;
     let markSubmitted!: () => void;
     this.submitted = new Promise<void>((resolve) => { markSubmitted = resolve; });
@@ -395,27 +401,21 @@ export class Checkpointer {
         this.pointerCache.clear();
         this.entries = await this.reconcile();
       }
-      // Once the writer has read the bytes, the snapshot goes back (a wasm arena to its pool, held cpu arrays to the
-      // collector) and the save's admission is freed, while the file is still being made durable.
-      const onConsumed = () => {
-        try {
-          source?.release();
-        } finally {
-          consumed();
-        }
-      };
-      job = this.submit(step, tensors, source, state, metrics, bytes, payload.copy ?? false, t0, onConsumed);
+      job = this.submit(step, tensors, source, state, metrics, bytes, payload.copy ?? false, t0, release);
     } catch (err) {
-      source?.release();
+      release();
       throw err;
     } finally {
       markSubmitted();
     }
+    let info: DurableInfo;
     try {
-      return await job;
+      info = await job;
     } finally {
-      source?.release();
+      release();
     }
+    if (releaseError !== null) throw releaseError;
+    return info;
   }
 
   /** Decides everything about this save now (in queue order) and hands it to the store as one commit. */

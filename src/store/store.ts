@@ -27,8 +27,9 @@ export interface CommitRequest {
   files: { name: string; data: Uint8Array }[];
   /** Objects removed last (retention decisions). */
   remove: string[];
-  /** Called once every byte of `tensors` has been read (before the checkpoint is durable): from then on the
-   * tensors may be reused or freed. A store that cannot tell calls it when the commit settles, or not at all. */
+  /** Called once the store no longer reads `tensors` (every byte read, before the checkpoint is durable; or the
+   * commit failed): from then on they may be reused or freed. A store that cannot tell need not call it (the
+   * caller releases them when the commit settles). Must not throw. */
   onConsumed?: () => void;
 }
 

@@ -136,56 +136,66 @@ export function snapshot(tf: Tf, tensors: Record<string, tfType.Tensor>, opts: S
       let inFlight = 0;
       let readBytes = 0;
       let peakReadBytesInFlight = 0;
-      for (const p of pending) {
-        if (p.held.heap) {
-          arena ??= (opts.arena ?? new StagingArena()).acquire();
-          const raw = arena.take(p.bytes);
-          for (let at = 0; at < raw.byteLength; at += sliceBytes) {
-            if (turnMs >= turnBudgetMs) {
-              await yieldToLoop();
-              turnMs = 0;
+      const readAll = async (): Promise<void> => {
+        for (const p of pending) {
+          if (p.held.heap) {
+            arena ??= (opts.arena ?? new StagingArena()).acquire();
+            const raw = arena.take(p.bytes);
+            for (let at = 0; at < raw.byteLength; at += sliceBytes) {
+              if (turnMs >= turnBudgetMs) {
+                await yieldToLoop();
+                turnMs = 0;
+              }
+              const t0 = performance.now();
+              // Resolved again for each slice: the wasm heap may have grown (and moved) meanwhile.
+              raw.set(heapBytes(p.held, p.bytes).subarray(at, Math.min(at + sliceBytes, raw.byteLength)), at);
+              const ms = performance.now() - t0;
+              totalMs += ms;
+              turnMs += ms;
+              longestMs = Math.max(longestMs, turnMs);
+              copiedBytes += Math.min(sliceBytes, raw.byteLength - at);
             }
-            const t0 = performance.now();
-            // Resolved again for each slice: the wasm heap may have grown (and moved) meanwhile.
-            raw.set(heapBytes(p.held, p.bytes).subarray(at, Math.min(at + sliceBytes, raw.byteLength)), at);
-            const ms = performance.now() - t0;
-            totalMs += ms;
-            turnMs += ms;
-            longestMs = Math.max(longestMs, turnMs);
-            copiedBytes += Math.min(sliceBytes, raw.byteLength - at);
+            out.push(p.name, p.dtype, p.shape, raw);
+            continue;
           }
-          out.push(p.name, p.dtype, p.shape, raw);
-          continue;
-        }
-        while (reads.length && inFlight + p.bytes > maxReadBytesInFlight) {
-          const oldest = reads.shift()!;
-          await oldest.done;
-          inFlight -= oldest.bytes;
-        }
-        // Issuing a read costs the main thread (webgpu: encoding and submitting the copy), so the reads are
-        // issued in turns of at most `turnBudgetMs`, the first after the caller's save() has returned.
-        if (readBytes === 0 || turnMs >= turnBudgetMs) {
-          await yieldToLoop();
-          turnMs = 0;
-        }
-        const t0 = performance.now();
-        const done = readData(p.held).then((values) => {
-          if (values.byteLength !== p.bytes) {
-            throw new CheckpointError(`tensor "${p.name}": the backend read ${values.byteLength} bytes, expected ${p.bytes}`, { code: 'ECKPT_TFJS_INTERNALS' });
+          while (reads.length && inFlight + p.bytes > maxReadBytesInFlight) {
+            const oldest = reads.shift()!;
+            await oldest.done;
+            inFlight -= oldest.bytes;
           }
-          out.push(p.name, p.dtype, p.shape, values);
-        });
-        done.catch(() => {}); // a failure surfaces where it is awaited, not as an unhandled rejection meanwhile
-        const issueMs = performance.now() - t0; // issuing the read (webgpu: encode + submit the copy); the map callback runs in the backend
-        totalMs += issueMs;
-        turnMs += issueMs;
-        longestMs = Math.max(longestMs, turnMs);
-        reads.push({ done, bytes: p.bytes });
-        inFlight += p.bytes;
-        readBytes += p.bytes;
-        peakReadBytesInFlight = Math.max(peakReadBytesInFlight, inFlight);
+          // Issuing a read costs the main thread (webgpu: encoding and submitting the copy), so the reads are
+          // issued in turns of at most `turnBudgetMs`, the first after the caller's save() has returned.
+          if (readBytes === 0 || turnMs >= turnBudgetMs) {
+            await yieldToLoop();
+            turnMs = 0;
+          }
+          const t0 = performance.now();
+          const done = readData(p.held).then((values) => {
+            if (values.byteLength !== p.bytes) {
+              throw new CheckpointError(`tensor "${p.name}": the backend read ${values.byteLength} bytes, expected ${p.bytes}`, { code: 'ECKPT_TFJS_INTERNALS' });
+            }
+            out.push(p.name, p.dtype, p.shape, values);
+          });
+          done.catch(() => {}); // a failure surfaces where it is awaited, not as an unhandled rejection meanwhile
+          const issueMs = performance.now() - t0; // issuing the read (webgpu: encode + submit the copy); the map callback runs in the backend
+          totalMs += issueMs;
+          turnMs += issueMs;
+          longestMs = Math.max(longestMs, turnMs);
+          reads.push({ done, bytes: p.bytes });
+          inFlight += p.bytes;
+          readBytes += p.bytes;
+          peakReadBytesInFlight = Math.max(peakReadBytesInFlight, inFlight);
+        }
+        await Promise.all(reads.map((r) => r.done));
+      };
+      try {
+        await readAll();
+      } catch (err) {
+        // Nothing is given back to the backend (release() drops every held reference) while a read of it is still
+        // in flight: the failure is reported once every read issued has settled.
+        await Promise.allSettled(reads.map((r) => r.done));
+        throw err;
       }
-      await Promise.all(reads.map((r) => r.done));
       dropPending(); // every byte is in hand: the backend's data goes back now, not when the file is durable
       opts.onCopyStats?.({ totalMs, longestMs, copiedBytes, ...(readBytes ? { readBytes, peakReadBytesInFlight } : {}) });
       return out;

@@ -3,7 +3,8 @@
  * Prints JSON lines; hashes are read with data() (dataSync goes through OffscreenCanvas on webgpu).
  *
  *   node webgpu-child.js <json config>
- *   phases: probe | full | first | resume (exact resume), snapshot (a snapshot keeps step-k values), leak (100 saves) */
+ *   phases: probe | full | first | resume (exact resume), snapshot (a snapshot keeps step-k values), leak (100 saves),
+ *   failed-read (one backend read fails while others are in flight) */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import type * as tfType from '@tensorflow/tfjs';
@@ -17,7 +18,7 @@ import { TensorList } from '../../src/format/tensor-list';
 type Tf = typeof tfType;
 
 export interface WebGpuChildConfig {
-  phase: 'probe' | 'full' | 'first' | 'resume' | 'snapshot' | 'leak';
+  phase: 'probe' | 'full' | 'first' | 'resume' | 'snapshot' | 'leak' | 'failed-read';
   dir?: string;
   /** Steps of the uninterrupted run, and where 'first' stops. */
   total?: number;
@@ -129,6 +130,40 @@ async function main(): Promise<void> {
       for (const [k, e] of Object.entries(entries)) got[k] = hash(e.data);
       snap.release();
       out({ expected, got, live: await stateHashes(model), stats });
+    } else if (cfg.phase === 'failed-read') {
+      // The backend's read is wrapped: the second read fails at once, every other one takes 150 ms. The snapshot
+      // must not give any tensor's data back to the backend while a read of it is still in flight.
+      const backend = tf.backend() as unknown as { read(id: object): Promise<ArrayBufferView>; disposeData(id: object, force?: boolean): boolean };
+      const read = backend.read.bind(backend);
+      const disposeData = backend.disposeData.bind(backend);
+      const inFlight = new Set<object>();
+      const droppedInFlight: number[] = [];
+      let reads = 0;
+      let disposes = 0;
+      backend.read = (id) => {
+        const n = ++reads;
+        if (n === 2) return Promise.reject(new Error('injected read failure'));
+        inFlight.add(id);
+        return new Promise((resolve) => setTimeout(resolve, 150)).then(() => read(id)).finally(() => inFlight.delete(id));
+      };
+      backend.disposeData = (id, force) => {
+        disposes++;
+        if (inFlight.has(id)) droppedInFlight.push(disposes);
+        return disposeData(id, force);
+      };
+      const { tensors } = collectModelState(model, undefined);
+      const snap = snapshot(tf, tensors, { maxReadBytesInFlight: 1 << 30 });
+      let error: string | null = null;
+      try {
+        await snap.materialize();
+      } catch (err) {
+        error = (err as Error).message;
+      }
+      const inFlightAtRejection = inFlight.size;
+      snap.release(); // what Checkpointer does with a source whose materialize() failed
+      backend.read = read;
+      backend.disposeData = disposeData;
+      out({ error, reads, inFlightAtRejection, droppedInFlight, tensors: Object.keys(tensors).length });
     } else if (cfg.phase === 'leak') {
       const ckpt = new Checkpointer({ dir: cfg.dir!, keepLast: 2, maxInflight: 1, onFull: 'wait' });
       const saves = cfg.saves ?? 100;
