@@ -99,6 +99,16 @@ test('webgpu: a read that fails while others are in flight rejects the snapshot,
   assert.deepEqual(r.droppedInFlight, [], 'no data was given back while a read of it was in flight');
 });
 
+test('webgpu: a save issues no GPU read before save() has returned to the caller; every tensor is read before it is durable', { skip }, () => {
+  const dir = tempDir();
+  const r = ok({ phase: 'read-after-return', dir }).find((l) => 'counts' in l) as unknown as { counts: { atReturn: number; atDurable: number }[]; tensors: number };
+  assert.ok(r, 'the child reported');
+  for (const [i, c] of r.counts.entries()) {
+    assert.equal(c.atReturn, 0, `save ${i + 1}: ${c.atReturn} reads issued before save() returned`);
+    assert.equal(c.atDurable, r.tensors, `save ${i + 1}: ${c.atDurable} of ${r.tensors} tensors read by the time it was durable`);
+  }
+});
+
 test('webgpu: no adapter is a typed ECKPT_NO_GPU_ADAPTER naming what is missing', { skip: skip || (!missingSystemLibraries().some((m) => m.file === 'libvulkan.so.1') && 'libvulkan.so.1 is present: the Vulkan-only route may succeed') }, () => {
   const r = run({ phase: 'probe' }, { CKPTIO_DAWN_BACKENDS: 'vulkan' });
   assert.equal(r.signal, null, 'exits by itself after the failure');

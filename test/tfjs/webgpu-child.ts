@@ -4,7 +4,8 @@
  *
  *   node webgpu-child.js <json config>
  *   phases: probe | full | first | resume (exact resume), snapshot (a snapshot keeps step-k values), leak (100 saves),
- *   failed-read (one backend read fails while others are in flight) */
+ *   failed-read (one backend read fails while others are in flight), read-after-return (no read before save()
+ *   returns) */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import type * as tfType from '@tensorflow/tfjs';
@@ -18,7 +19,7 @@ import { TensorList } from '../../src/format/tensor-list';
 type Tf = typeof tfType;
 
 export interface WebGpuChildConfig {
-  phase: 'probe' | 'full' | 'first' | 'resume' | 'snapshot' | 'leak' | 'failed-read';
+  phase: 'probe' | 'full' | 'first' | 'resume' | 'snapshot' | 'leak' | 'failed-read' | 'read-after-return';
   dir?: string;
   /** Steps of the uninterrupted run, and where 'first' stops. */
   total?: number;
@@ -164,6 +165,29 @@ async function main(): Promise<void> {
       backend.read = read;
       backend.disposeData = disposeData;
       out({ error, reads, inFlightAtRejection, droppedInFlight, tensors: Object.keys(tensors).length });
+    } else if (cfg.phase === 'read-after-return') {
+      // Issuing a read costs the main thread (encode + submit), so none may be issued before the caller's save()
+      // has returned: the backend's read is counted at that moment and after the save is durable.
+      const backend = tf.backend() as unknown as { read(id: object): Promise<ArrayBufferView> };
+      const read = backend.read.bind(backend);
+      let reads = 0;
+      backend.read = (id) => {
+        reads++;
+        return read(id);
+      };
+      const ckpt = new Checkpointer({ dir: cfg.dir!, keepLast: 2 });
+      const counts: { atReturn: number; atDurable: number }[] = [];
+      for (let i = 0; i < 3; i++) {
+        step(tf, model, x, y, i);
+        const before = reads;
+        const h = await ckpt.save(i + 1, { tensors: modelState(model, undefined, { tf }) });
+        const atReturn = reads - before;
+        await h.durable;
+        counts.push({ atReturn, atDurable: reads - before });
+      }
+      await ckpt.close();
+      backend.read = read;
+      out({ counts, tensors: Object.keys(collectModelState(model, undefined).tensors).length });
     } else if (cfg.phase === 'leak') {
       const ckpt = new Checkpointer({ dir: cfg.dir!, keepLast: 2, maxInflight: 1, onFull: 'wait' });
       const saves = cfg.saves ?? 100;
