@@ -125,3 +125,19 @@ test('a tensor named "__proto__" round-trips, compressed or not', async () => {
     assert.equal(Object.getPrototypeOf(back.tensors), Object.prototype, `${compression}: the prototype is untouched`);
   }
 });
+
+test('save\'s after.onConsumed must be a function; when it is, it runs once, before the save resolves, and a throw in it does not escape', async () => {
+  const dir = tempDir();
+  const u8 = native.dtypes.findIndex((d) => d.name === 'uint8');
+  const table = () => ({ names: 'a', nameLengths: Uint32Array.of(1), dtypes: Uint8Array.of(u8), ranks: Uint8Array.of(1), dims: Float64Array.of(8), data: [new Uint8Array(8)] });
+  await argError(native.save(path.join(dir, 'x'), table(), {}, {}, { onConsumed: 42 as unknown as () => void }), /after\.onConsumed must be a function/);
+  assert.deepEqual(listDir(dir), [], 'nothing written');
+  const calls: string[] = [];
+  const p = native.save(path.join(dir, 'y'), table(), {}, {}, { onConsumed: () => { calls.push('consumed'); } });
+  calls.push('called');
+  await p;
+  calls.push('resolved');
+  assert.deepEqual(calls, ['called', 'consumed', 'resolved']);
+  await native.save(path.join(dir, 'z'), table(), {}, {}, { onConsumed: () => { throw new Error('thrown by the callback'); } });
+  assert.equal((await readCheckpoint(path.join(dir, 'z'))).tensors.a!.data.length, 8, 'the save completed');
+});
