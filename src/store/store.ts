@@ -23,7 +23,7 @@ export interface CommitRequest {
   name: string;
   tensors: TensorList;
   options: Pick<WriteOptions, 'metadata' | 'copy' | 'compression'>;
-  /** Small objects written after the checkpoint, in order; may contain CONTENT_ID_TOKEN. */
+  /** Small objects committed together once the checkpoint is durable; may contain CONTENT_ID_TOKEN. */
   files: { name: string; data: Uint8Array }[];
   /** Objects removed last (retention decisions). */
   remove: string[];
