@@ -6,7 +6,7 @@ import { loadTf } from '../src/tfjs/backend';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 import { cpuValues, currentBackend, dropData, heapBytes, holdData } from '../src/tfjs/internals';
-import { snapshot } from '../src/tfjs/snapshot';
+import { snapshot, StagingArena } from '../src/tfjs/snapshot';
 import { TensorList } from '../src/format/tensor-list';
 import { bytesOf, tempDir } from './helpers';
 
@@ -72,7 +72,7 @@ for (const backend of ['cpu', 'wasm'] as const) {
   });
 }
 
-test('wasm heap copies yield to the event loop by copy budget, not once per slice; the bytes are exact either way', async () => {
+test('wasm heap copies (the deprecated arena, where in-place reads are off) yield to the event loop by copy budget, not once per slice; the bytes are exact either way', async () => {
   const { tf } = await loadTf('wasm');
   const vars = Array.from({ length: 4 }, (_, i) => tf.variable(tf.randomNormal([1 << 18], 0, 1, 'float32', 20 + i)));
   const named: Record<string, typeof vars[number]> = {};
@@ -80,7 +80,7 @@ test('wasm heap copies yield to the event loop by copy budget, not once per slic
   const expected = vars.map((v) => bytesOf((v.dataSync() as Float32Array).slice()));
   const slices = (4 * (1 << 20)) / 65536; // 4 tensors of 1 MiB in 64 KiB slices
   const turnsDuring = async (turnBudgetMs: number): Promise<number> => {
-    const source = snapshot(tf, named, { sliceBytes: 65536, turnBudgetMs });
+    const source = snapshot(tf, named, { sliceBytes: 65536, turnBudgetMs, wasmRead: 'copy', arena: new StagingArena() });
     let turns = 0;
     let running = true;
     const tick = () => { if (running) { turns++; setImmediate(tick); } };

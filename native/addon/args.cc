@@ -107,21 +107,37 @@ bool GetWriteOptions(const Napi::Value& v, writer::CommitOptions* options, bool*
   return true;
 }
 
-bool GetSaveFiles(const Napi::Value& v, std::vector<SmallFile>* files, std::string* remove_dir,
-                  std::vector<std::string>* remove, Napi::Function* on_consumed, Status* error) {
+bool GetSaveAfter(const Napi::Value& v, SaveAfter* after, Status* error) {
+  std::vector<SmallFile>* files = &after->files;
+  std::string* remove_dir = &after->remove_dir;
+  std::vector<std::string>* remove = &after->remove;
   if (v.IsUndefined()) return true;
   if (!v.IsObject()) {
     *error = Status::Invalid("after must be { files: [[path, bytes]...], removeDir, remove: [names] }");
     return false;
   }
   Napi::Object o = v.As<Napi::Object>();
-  Napi::Value fv = o.Get("files"), rv = o.Get("remove"), dv = o.Get("removeDir"), cv = o.Get("onConsumed");
-  if (!cv.IsUndefined()) {
+  Napi::Value fv = o.Get("files"), rv = o.Get("remove"), dv = o.Get("removeDir");
+  for (const auto& [key, fn] : {std::pair{"onConsumed", &after->on_consumed}, std::pair{"onSettled", &after->on_settled}}) {
+    Napi::Value cv = o.Get(key);
+    if (cv.IsUndefined()) continue;
     if (!cv.IsFunction()) {
-      *error = Status::Invalid("after.onConsumed must be a function");
+      *error = Status::Invalid(std::string("after.") + key + " must be a function");
       return false;
     }
-    *on_consumed = cv.As<Napi::Function>();
+    *fn = cv.As<Napi::Function>();
+  }
+  Napi::Value lv = o.Get("lane"), gv = o.Get("generation");
+  if (!lv.IsUndefined() || !gv.IsUndefined()) {
+    const double lane = lv.IsNumber() ? lv.As<Napi::Number>().DoubleValue() : -1;
+    const double gen = gv.IsNumber() ? gv.As<Napi::Number>().DoubleValue() : -1;
+    if (!(lane >= 1 && lane <= 4294967295.0 && lane == static_cast<double>(static_cast<uint32_t>(lane))) ||
+        !(gen >= 0 && gen <= 9007199254740991.0 && gen == static_cast<double>(static_cast<uint64_t>(gen)))) {
+      *error = Status::Invalid("after.lane must be an integer from 1 to 2^32-1 and after.generation an integer >= 0");
+      return false;
+    }
+    after->lane = static_cast<uint32_t>(lane);
+    after->generation = static_cast<uint64_t>(gen);
   }
   if (!fv.IsUndefined()) {
     if (!fv.IsArray()) {

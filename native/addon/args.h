@@ -32,10 +32,19 @@ struct SmallFile {
   std::string data;
 };
 
-// save()'s `after`: { files: [[path, bytes]...], removeDir, remove: [plain file names], onConsumed: function };
-// undefined is none. *on_consumed is left empty when there is no onConsumed.
-bool GetSaveFiles(const Napi::Value& v, std::vector<SmallFile>* files, std::string* remove_dir,
-                  std::vector<std::string>* remove, Napi::Function* on_consumed, Status* error);
+// save()'s `after`: { files: [[path, bytes]...], removeDir, remove: [plain file names], onConsumed: function,
+// onSettled: function, lane: uint32, generation: integer }; undefined is none. Absent callbacks are left empty;
+// lane 0 is no lane.
+struct SaveAfter {
+  std::vector<SmallFile> files;
+  std::string remove_dir;
+  std::vector<std::string> remove;
+  Napi::Function on_consumed;
+  Napi::Function on_settled;
+  uint32_t lane = 0;
+  uint64_t generation = 0;
+};
+bool GetSaveAfter(const Napi::Value& v, SaveAfter* after, Status* error);
 
 // An array of strings (remove()'s names; the writer checks that each is a plain file name).
 bool GetNames(const Napi::Value& v, const char* what, std::vector<std::string>* names, Status* error);

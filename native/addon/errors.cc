@@ -13,6 +13,7 @@ const char* KindCode(StatusKind kind) {
     case StatusKind::kChecksum: return "ECKPT_CHECKSUM";
     case StatusKind::kInvalidArgument: return "ECKPT_ARGS";
     case StatusKind::kBusy: return "ECKPT_BUSY";
+    case StatusKind::kAborted: return "ECKPT_ABORTED";
     default: return "ECKPT_INTERNAL";
   }
 }

@@ -5,7 +5,7 @@
 // as better-sqlite3 does).
 //
 //   args.cc          argument checks            errors.cc   Status -> CheckpointError
-//   completion.cc    job -> promise plumbing    write.cc    write, save, writeFile, remove (the writer jobs)
+//   completion.cc    job -> JS handover, drain    write.cc    write, save, writeFile, remove (the writer jobs)
 //   read.cc          read, readHeader           lock.cc     lock, unlock
 //   tensor_table.cc  the packed tensor table    testing.cc  test hooks (testing builds only, CKPTIO_TESTING)
 #include <napi.h>
@@ -14,6 +14,7 @@
 #include "../format/dtype.h"
 #include "../writer/commit.h"
 #include "args.h"
+#include "completion.h"
 #include "lock.h"
 #include "read.h"
 #include "state.h"
@@ -82,6 +83,9 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("writeFile", Napi::Function::New(env, WriteFile));
   exports.Set("remove", Napi::Function::New(env, Remove));
   exports.Set("read", Napi::Function::New(env, Read));
+  exports.Set("drain", Napi::Function::New(env, DrainBinding));
+  exports.Set("waitReads", Napi::Function::New(env, WaitReadsBinding));
+  exports.Set("writerState", Napi::Function::New(env, WriterStateBinding));
   exports.Set("dtypes", DTypes(env));
   exports.Set("readDtypes", ReadDTypes(env));
   exports.Set("xxh3", Napi::Function::New(env, Xxh3));

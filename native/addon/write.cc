@@ -48,12 +48,41 @@ constexpr char kContentIdToken[] = "\"@ckptio.content_id@\"";
 class SaveJob final : public WriterJob {
  public:
   SaveJob(Completion* done, CompletionTsfn tsfn, io::Env* env, PackedTensors tensors, format::Metadata metadata,
-          writer::CommitOptions options, std::vector<SmallFile> files, std::string remove_dir,
-          std::vector<std::string> remove)
+          writer::CommitOptions options, SaveAfter after, SaveLane* lane)
       : WriterJob(done, tsfn), env_(env), tensors_(std::move(tensors)), metadata_(std::move(metadata)), options_(options),
-        files_(std::move(files)), remove_dir_(std::move(remove_dir)), remove_(std::move(remove)) {}
+        files_(std::move(after.files)), remove_dir_(std::move(after.remove_dir)), remove_(std::move(after.remove)),
+        lane_(lane), planned_generation_(after.generation) {}
   void Run(writer::StagingBlocks* staging) override {
     done_->is_save = true;
+    if (lane_ != nullptr && lane_->generation != planned_generation_) {
+      // Planned before JavaScript learned of an earlier failure in this lane: its pointers, manifest and removals
+      // assumed that save committed, so none of it may happen.
+      done_->generation = lane_->generation;
+      done_->failed_stage = "planned";
+      return Finish(Status::Make(StatusKind::kAborted,
+                                 "aborted before writing: it was planned while an earlier save of this run was "
+                                 "committing, and that save failed (" + lane_->failure + ")",
+                                 done_->path));
+    }
+    Status s = Commit(staging);
+    if (lane_ != nullptr) {
+      if (!s.ok()) {
+        lane_->generation++;
+        lane_->failure = "step file " + done_->path + ", stage " + done_->failed_stage + ": " + Describe(s);
+      }
+      done_->generation = lane_->generation;
+    }
+    if (s.ok()) done_->failed_stage.clear();
+    Finish(std::move(s));
+  }
+
+ private:
+  static std::string Describe(const Status& s) {
+    if (s.kind == StatusKind::kOs) return ErrnoName(s.sys_errno) + " on " + s.syscall;
+    return s.message;
+  }
+
+  Status Commit(writer::StagingBlocks* staging) {
     done_->failed_stage = "data";
     std::vector<writer::TensorSource> sources;
     Status s = UnpackTensors(tensors_, &sources);
@@ -61,7 +90,7 @@ class SaveJob final : public WriterJob {
       s = writer::CommitCheckpoint(env_, done_->path, std::move(sources), metadata_, options_, staging, &done_->result,
                                    [this] { NotifyConsumed(); });
     }
-    if (!s.ok()) return Finish(std::move(s));
+    if (!s.ok()) return s;
     done_->data_durable = true;
     done_->failed_stage = "files";
     std::vector<writer::BytesFile> files;
@@ -78,18 +107,16 @@ class SaveJob final : public WriterJob {
     for (const writer::CommitResult& r : results) {
       if (!r.leftover.empty()) done_->file_leftovers.emplace_back(r.leftover, r.leftover_errno);
     }
-    if (!s.ok()) return Finish(std::move(s));
+    if (!s.ok()) return s;
     if (!remove_.empty()) {
       done_->failed_stage = "remove";
       s = writer::RemoveFiles(env_, remove_dir_, remove_);
-      if (!s.ok()) return Finish(std::move(s));
+      if (!s.ok()) return s;
       done_->removed = remove_;
     }
-    done_->failed_stage.clear();
-    Finish(Status::Ok());
+    return Status::Ok();
   }
 
- private:
   io::Env* env_;
   PackedTensors tensors_;
   format::Metadata metadata_;
@@ -97,6 +124,8 @@ class SaveJob final : public WriterJob {
   std::vector<SmallFile> files_;
   std::string remove_dir_;
   std::vector<std::string> remove_;
+  SaveLane* lane_;  // AddonState's, writer thread only; null without a lane
+  uint64_t planned_generation_;
 };
 
 class BytesJob final : public WriterJob {
@@ -139,11 +168,8 @@ Napi::Value WriteOrSave(const Napi::CallbackInfo& info, bool is_save) {
   bool copy = false;
   if (!GetWriteOptions(info[3], &options, &copy, &error)) return Rejected(env, error);
 
-  std::vector<SmallFile> files;
-  std::string remove_dir;
-  std::vector<std::string> remove;
-  Napi::Function on_consumed;
-  if (is_save && !GetSaveFiles(info[4], &files, &remove_dir, &remove, &on_consumed, &error)) {
+  SaveAfter after;
+  if (is_save && !GetSaveAfter(info[4], &after, &error)) {
     if (env.IsExceptionPending()) env.GetAndClearPendingException();
     return Rejected(env, error);
   }
@@ -151,9 +177,16 @@ Napi::Value WriteOrSave(const Napi::CallbackInfo& info, bool is_save) {
   AddonState* state = State(env);
   auto* done = new Completion(env);
   done->path = path;
-  if (!on_consumed.IsEmpty()) {
-    done->on_consumed = Napi::Persistent(on_consumed);
-    done->notice_pending = true;
+  done->lane = after.lane;
+  if (!after.on_consumed.IsEmpty()) done->on_consumed = Napi::Persistent(after.on_consumed);
+  if (!after.on_settled.IsEmpty()) done->on_settled = Napi::Persistent(after.on_settled);
+  // The lane's entry is made here, on the JS thread, while no job of a new lane can be running (a lane's first
+  // save is its own first job); from then on only the writer thread reads and writes it.
+  SaveLane* lane = nullptr;
+  if (after.lane != 0) {
+    auto found = state->lanes.find(after.lane);
+    if (found == state->lanes.end()) found = state->lanes.emplace(after.lane, SaveLane{}).first;
+    lane = &found->second;
   }
   if (copy) {
     size_t total = 0;
@@ -177,8 +210,7 @@ Napi::Value WriteOrSave(const Napi::CallbackInfo& info, bool is_save) {
   io::Env* io_env = State(env)->env;
   return Submit(env, done, [&](CompletionTsfn tsfn) -> WriterJob* {
     if (is_save) {
-      return new SaveJob(done, tsfn, io_env, std::move(tensors), std::move(metadata), options, std::move(files),
-                         std::move(remove_dir), std::move(remove));
+      return new SaveJob(done, tsfn, io_env, std::move(tensors), std::move(metadata), options, std::move(after), lane);
     }
     return new CheckpointJob(done, tsfn, io_env, std::move(tensors), std::move(metadata), options);
   });

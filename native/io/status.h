@@ -6,7 +6,7 @@
 
 namespace ckptio {
 
-enum class StatusKind { kOk, kOs, kFormat, kChecksum, kInvalidArgument, kBusy };
+enum class StatusKind { kOk, kOs, kFormat, kChecksum, kInvalidArgument, kBusy, kAborted };
 
 struct Status {
   StatusKind kind = StatusKind::kOk;

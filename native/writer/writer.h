@@ -3,6 +3,7 @@
 // by the first Post and fed through a bounded queue. Jobs run one at a time, in submission order, so a
 // checkpoint, the pointer update after it and the prune after that commit in that order.
 #pragma once
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -34,8 +35,12 @@ class Writer {
   // Takes the job, or returns false and leaves it with the caller when the queue is full or the writer is
   // stopping (the caller rejects instead of blocking the JS thread).
   bool Post(std::unique_ptr<Job>* job);
-  // Finishes the running job, cancels the queued ones, joins the thread. Idempotent; any thread but the writer's.
+  // Runs the queued jobs to the end, for at most ExitWaitMs() (then cancels those left), and joins the thread: a job
+  // queued before the environment goes (a worker ends, process.exit()) still becomes durable. Idempotent; any
+  // thread but the writer's.
   void Shutdown();
+  // How long Shutdown lets queued jobs run: CKPTIO_EXIT_WAIT_MS, default 30000.
+  static std::chrono::milliseconds ExitWaitMs();
   // Jobs waiting (not the running one). Any thread.
   size_t queued();
 
@@ -48,6 +53,7 @@ class Writer {
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Job>> queue_;
   bool stopping_ = false;
+  std::chrono::steady_clock::time_point deadline_;  // with stopping_: when the queued jobs are cancelled
   // join_mu_ guards the join of thread_: two threads may shut down at once and only one may join. thread_ is
   // assigned once, under mu_, before the first job is queued; after stopping_ is set no Post starts it again.
   std::mutex join_mu_;

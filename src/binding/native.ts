@@ -63,6 +63,13 @@ export interface NativeSaveAfter {
    * not durable yet), or, when the save fails before that, just before the rejection. The tensors are the caller's
    * again. Must not throw (an exception is dropped). */
   onConsumed?: () => void;
+  /** Called on the JS thread when the save settles, synchronously inside the drain that finds it (drain(), or the
+   * writer's wake-up turn), before the returned promise settles. Must not throw (an exception is dropped). */
+  onSettled?: (error: unknown, result: NativeSaveResult | undefined) => void;
+  /** The save's lane (one per Checkpointer, >= 1) and the lane's failure generation it was planned at: the writer
+   * aborts it (ECKPT_ABORTED) when a save of the lane failed since. Both or neither. */
+  lane?: number;
+  generation?: number;
 }
 
 export const CONTENT_ID_TOKEN = '@ckptio.content_id@';
@@ -71,6 +78,8 @@ export interface NativeSaveResult extends NativeWriteResult {
   contentId?: string;
   fileLeftovers: { path: string; errno: number; code: string }[];
   removed: string[];
+  /** The lane's failure generation after this save (0 without a lane). */
+  generation: number;
 }
 
 export interface NativeHeader {
@@ -139,6 +148,13 @@ export interface NativeBinding {
   remove(dir: string, names: string[]): Promise<NativeWriteResult>;
   read(path: string, options: { verify: boolean }): Promise<NativeReadResult>;
   xxh3(data: Uint8Array): string;
+  /** Settles, now, on this thread, what the writer finished since the last drain (consumed notices, then
+   * completions, in order). Without it they are settled at the next event-loop turn. */
+  drain(): void;
+  /** Blocks until no writer job reads JavaScript memory in place; false after timeoutMs. */
+  waitReads(timeoutMs: number): boolean;
+  /** Jobs queued on the writer (not the running one) and jobs still reading JavaScript memory in place. */
+  writerState(): { queued: number; unread: number };
   /** The writer's temporary names, `<name>.tmp.<pid>.<8 hex>`, as a RegExp source (group 1: the pid); defined once,
    * in native/writer/commit.h. */
   tempNamePattern: string;

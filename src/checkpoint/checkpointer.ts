@@ -10,7 +10,7 @@
  * runs on the training thread between those stages, so a save is durable while the loop computes. */
 import { CheckpointError, argumentError } from '../binding/errors';
 import { CONTENT_ID_TOKEN } from '../binding/native';
-import { Compression, CompressionReport, readCheckpoint, TensorEntry, TensorList } from '../format/file';
+import { Compression, CompressionReport, readCheckpoint, SaveResult, TensorEntry, TensorList } from '../format/file';
 import { METADATA_KEYS } from '../format/metadata-keys';
 import { LocalStore } from '../store/local';
 import { CheckpointStore, StoreLock } from '../store/store';
@@ -32,6 +32,10 @@ export interface TensorSource {
   /** The tensors' bytes, once they are in hand (a TensorList is what ckptio's own sources produce: no object per
    * tensor). */
   materialize(): Promise<TensorList | Record<string, TensorEntry>>;
+  /** The bytes now, when they are in hand without an event-loop turn (cpu arrays, wasm tensors read in place):
+   * the save is then handed to the writer before save() returns. null (or absent) when they need turns; the save
+   * is then handed over from materialize(), at the first turn. */
+  materializeNow?(): TensorList | null;
   release(): void;
 }
 
@@ -121,6 +125,9 @@ export interface CheckpointerStats {
   totalWaitMs: number;
 }
 
+/** One lane per Checkpointer: the writer aborts a save planned before an earlier save of the same lane failed. */
+let nextLane = 1;
+
 /** File names carry 10 digits of step. */
 const MAX_STEP = 9_999_999_999;
 const STEP_KEY = METADATA_KEYS.step;
@@ -196,7 +203,14 @@ export class Checkpointer {
   /** The other run's checkpoint this run started from (options.parent, or recovered from the record). */
   private origin: Parent | null;
   private closed = false;
+  private opened = false;
   private firstError: unknown = null;
+  private readonly lane = nextLane++;
+  /** The lane's failure generation as far as this checkpointer has learned (a failed save raises it). */
+  private generation = 0;
+  /** Saves taking the path that needs turns (materialize, compression), not yet handed to the store. */
+  private unsubmitted = 0;
+  private newestDurable: number | null = null;
   private readonly counters: CheckpointerStats = { saved: 0, skipped: 0, failed: 0, inflight: 0, inflightBytes: 0, peakInflightBytes: 0, totalWaitMs: 0 };
 
   constructor(opts: CheckpointerOptions) {
@@ -235,6 +249,8 @@ export class Checkpointer {
     }
     this.entries = await this.reconcile();
     this.origin ??= [...this.entries].reverse().find((e) => e.origin)?.origin ?? null;
+    this.newestDurable = this.entries.length ? this.entries[this.entries.length - 1]!.step : null;
+    this.opened = true;
   }
 
   /** The manifest, checked against the checkpoint files present: entries whose file is gone are dropped, files
@@ -283,6 +299,13 @@ export class Checkpointer {
     return entries;
   }
 
+  /** The newest step whose checkpoint is durable in this directory (this run's saves and what was there at open),
+   * or null. Synchronous: it first settles what the writer finished, so a loop that never yields sees it too. */
+  get lastDurableStep(): number | null {
+    this.store.poll?.();
+    return this.newestDurable;
+  }
+
   get stats(): CheckpointerStats {
     return { ...this.counters, inflight: this.inflight.size, inflightBytes: this.admission.inflightBytes, peakInflightBytes: this.admission.peakInflightBytes };
   }
@@ -315,7 +338,10 @@ export class Checkpointer {
       } catch (err) {
         throw argumentError(`state is not JSON-serializable: ${(err as Error).message}`);
       }
-      await this.ready;
+      // What the writer finished since the last call is settled first, synchronously: consumed snapshots go back,
+      // durable saves leave admission, a failure is learned before this save is planned.
+      this.store.poll?.();
+      if (!this.opened) await this.ready;
       if (this.lockHandle === null) throw new CheckpointError('checkpointer was opened with lock: false (read-only)', { code: 'ECKPT_ARGS' });
       // A tag(), prune() or close() in progress goes first; from here on this save counts as active, which
       // they wait for.
@@ -338,16 +364,24 @@ export class Checkpointer {
       this.admission.enter(bytes);
       handedOver = true; // commit() releases the source from here on
       // Admission is held until the save is durable, not only until its bytes are read: the next save's decisions
-      // (its pointers, what retention removes) assume this one committed.
-      const durable = this.commit(step, payload, state, metrics, bytes, t0).finally(() => {
-        this.inflight.delete(durable);
+      // (its pointers, what retention removes) assume this one committed. It is left when the save settles, inside
+      // the drain that learns it (the next save() call, or the writer's wake-up turn).
+      let left = false;
+      let durable: Promise<DurableInfo> | null = null;
+      const leave = (err: unknown) => {
+        if (left) return;
+        left = true;
+        if (durable) this.inflight.delete(durable);
         this.admission.leave(bytes);
-      });
-      this.inflight.add(durable);
-      durable.catch((err: unknown) => {
-        this.counters.failed++;
-        if (this.firstError === null) this.firstError = err;
-      });
+        if (err !== null) {
+          this.counters.failed++;
+          if (this.firstError === null) this.firstError = err;
+        }
+      };
+      // commit() hands the save to the store before its first await when the bytes are in hand.
+      durable = this.commit(step, payload, state, metrics, bytes, t0, leave);
+      if (!left) this.inflight.add(durable);
+      durable.then(() => leave(null), (err: unknown) => leave(err));
       return { step, skipped: false, waitedMs, stallMs: performance.now() - t0 - waitedMs, durable };
     } finally {
       if (!handedOver) source?.release();
@@ -373,7 +407,8 @@ export class Checkpointer {
     }
   }
 
-  private async commit(step: number, payload: SavePayload, state: string, metrics: Record<string, number>, bytes: number, t0: number): Promise<DurableInfo> {
+  private async commit(step: number, payload: SavePayload, state: string, metrics: Record<string, number>, bytes: number, t0: number,
+    onSettled: (err: unknown) => void): Promise<DurableInfo> {
     const source = isSource(payload.tensors) ? payload.tensors : null;
     // Released once: when the writer has read the bytes (while the file is still being made durable: a wasm arena
     // goes back to its pool, held cpu arrays to the collector), or when the save settles without that. A throw
@@ -389,24 +424,37 @@ export class Checkpointer {
         releaseError = err;
       }
     };
-    const previous = this.submitted;
-    let markSubmitted!: () => void;
-    this.submitted = new Promise<void>((resolve) => { markSubmitted = resolve; });
     let job: Promise<DurableInfo>;
-    try {
-      const tensors = TensorList.from(source ? await source.materialize() : (payload.tensors as Record<string, TensorEntry>));
-      await previous;
-      if (this.needsReconcile) {
-        this.needsReconcile = false;
-        this.pointerCache.clear();
-        this.entries = await this.reconcile();
+    const inHand = this.bytesInHand(payload, source, release);
+    if (inHand !== null) {
+      // Handed to the writer now, before save() returns: it runs to durable with no further JavaScript turn.
+      try {
+        job = this.submit(step, inHand, source, state, metrics, bytes, payload.copy ?? false, t0, release, onSettled);
+      } catch (err) {
+        release();
+        throw err;
       }
-      job = this.submit(step, tensors, source, state, metrics, bytes, payload.copy ?? false, t0, release);
-    } catch (err) {
-      release();
-      throw err;
-    } finally {
-      markSubmitted();
+    } else {
+      const previous = this.submitted;
+      let markSubmitted!: () => void;
+      this.submitted = new Promise<void>((resolve) => { markSubmitted = resolve; });
+      this.unsubmitted++;
+      try {
+        const tensors = TensorList.from(source ? await source.materialize() : (payload.tensors as Record<string, TensorEntry>));
+        await previous;
+        if (this.needsReconcile) {
+          this.needsReconcile = false;
+          this.pointerCache.clear();
+          this.entries = await this.reconcile();
+        }
+        job = this.submit(step, tensors, source, state, metrics, bytes, payload.copy ?? false, t0, release, onSettled);
+      } catch (err) {
+        release();
+        throw err;
+      } finally {
+        this.unsubmitted--;
+        markSubmitted();
+      }
     }
     let info: DurableInfo;
     try {
@@ -418,9 +466,26 @@ export class Checkpointer {
     return info;
   }
 
+  /** The save's bytes when they can be handed over now: plain tensors, or a source whose bytes are in hand, with
+   * no save still on the path that needs turns before it (saves reach the store in the order they were made), no
+   * record to re-read after a failure and no compression (it runs on the thread pool first). Else null. */
+  private bytesInHand(payload: SavePayload, source: TensorSource | null, release: () => void): TensorList | null {
+    if (this.unsubmitted > 0 || this.needsReconcile || this.compression !== 'none') return null;
+    if (source === null) return TensorList.from(payload.tensors as Record<string, TensorEntry>);
+    let list: TensorList | null;
+    try {
+      list = source.materializeNow?.() ?? null;
+    } catch (err) {
+      release();
+      throw err;
+    }
+    return list;
+  }
+
   /** Decides everything about this save now (in queue order) and hands it to the store as one commit. */
   private submit(step: number, tensors: TensorList, source: TensorSource | null, state: string,
-    metrics: Record<string, number>, bytes: number, copy: boolean, t0: number, onConsumed: () => void): Promise<DurableInfo> {
+    metrics: Record<string, number>, bytes: number, copy: boolean, t0: number, onConsumed: () => void,
+    onSettled: (err: unknown) => void): Promise<DurableInfo> {
     const file = checkpointName(step);
     const referenced = this.entries.filter((e) => e.refs?.includes(file)).map((e) => e.step);
     if (referenced.length) {
@@ -464,28 +529,45 @@ export class Checkpointer {
     this.entries = kept;
     const metadata: Record<string, string> = { ...(source?.metadata ?? {}), [STEP_KEY]: String(step), [STATE_KEY]: state, ...describingMetadata(entry),
       ...(refFiles.length ? { [METADATA_KEYS.refs]: JSON.stringify(refs) } : {}) };
-    return this.store.commit({ name: file, tensors: written, options: { metadata, copy, compression: this.compression }, files, remove: removed, onConsumed })
-      .then((result): DurableInfo => {
-        this.committed.add(file);
-        for (const f of result.removed) this.committed.delete(f);
-        const contentId = result.contentId ?? null;
-        const mine = this.entries.find((e) => e.step === step && e.contentId === CONTENT_ID_TOKEN);
-        if (mine) mine.contentId = contentId;
-        for (const e of this.entries) if (e.parent?.step === step && e.parent.contentId === undefined && contentId) e.parent.contentId = contentId;
-        if (result.leftover) this.warn(`step ${step} is durable, but the file it replaced stays at ${result.leftover.path} (${result.leftover.code} on unlink); it is removed at the next start`);
-        for (const l of result.fileLeftovers) this.warn(`${l.path}: the replaced file stays (${l.code} on unlink); it is removed at the next start`);
-        this.counters.saved++;
-        const info: DurableInfo = { step, path: `${this.dir}/${file}`, bytes: result.bytes, msToDurable: performance.now() - t0, pruned: result.removed, contentId, dedupedBytes: planned?.dedupedBytes ?? 0 };
-        if (result.compression) info.compression = result.compression;
-        return info;
-      }, async (err: unknown) => {
+    // Settled once, by whichever comes first: the store's synchronous onSettled (inside a poll) or its promise.
+    let resolve!: (info: DurableInfo) => void;
+    let reject!: (err: unknown) => void;
+    const durable = new Promise<DurableInfo>((res, rej) => { resolve = res; reject = rej; });
+    let settled = false;
+    const settle = (err: unknown, result: SaveResult | undefined): void => {
+      if (settled) return;
+      settled = true;
+      const generation = (result ?? (err as { generation?: unknown } | null))?.generation;
+      if (typeof generation === 'number' && generation > this.generation) this.generation = generation;
+      if (result === undefined) {
         // What was decided assumed this save would commit; the record is re-read from the store before the next
         // decision is made (this save's pointers, manifest and removals happened in part or not at all).
         this.entries = before;
         this.needsReconcile = true;
         this.dedup?.forget(file);
-        throw err;
-      });
+        onSettled(err);
+        reject(err);
+        return;
+      }
+      this.committed.add(file);
+      for (const f of result.removed) this.committed.delete(f);
+      const contentId = result.contentId ?? null;
+      const mine = this.entries.find((e) => e.step === step && e.contentId === CONTENT_ID_TOKEN);
+      if (mine) mine.contentId = contentId;
+      for (const e of this.entries) if (e.parent?.step === step && e.parent.contentId === undefined && contentId) e.parent.contentId = contentId;
+      if (result.leftover) this.warn(`step ${step} is durable, but the file it replaced stays at ${result.leftover.path} (${result.leftover.code} on unlink); it is removed at the next start`);
+      for (const l of result.fileLeftovers) this.warn(`${l.path}: the replaced file stays (${l.code} on unlink); it is removed at the next start`);
+      this.counters.saved++;
+      this.newestDurable = Math.max(this.newestDurable ?? step, step);
+      const info: DurableInfo = { step, path: `${this.dir}/${file}`, bytes: result.bytes, msToDurable: performance.now() - t0, pruned: result.removed, contentId, dedupedBytes: planned?.dedupedBytes ?? 0 };
+      if (result.compression) info.compression = result.compression;
+      onSettled(null);
+      resolve(info);
+    };
+    this.store.commit({ name: file, tensors: written, options: { metadata, copy, compression: this.compression }, files, remove: removed, onConsumed,
+      onSettled: settle, lane: { id: this.lane, generation: this.generation } })
+      .then((result) => settle(null, result), (err: unknown) => settle(err, undefined));
+    return durable;
   }
 
   private readonly pointerCache = new Map<string, string>();

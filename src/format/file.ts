@@ -84,6 +84,8 @@ export interface SaveResult extends WriteResult {
   contentId?: string;
   fileLeftovers: { path: string; errno: number; code: string }[];
   removed: string[];
+  /** The save's lane's failure generation after it (see NativeSaveAfter.lane). */
+  generation?: number;
 }
 
 /** writeCheckpoint plus, in the same writer job once the file is durable, the small files of `after` (each

@@ -96,7 +96,14 @@ export class LocalStore implements CheckpointStore {
       files: request.files.map((f) => [this.at(f.name), f.data] as [string, Uint8Array]),
       ...(request.remove.length ? { removeDir: this.location, remove: request.remove.map(plainName) } : {}),
       ...(request.onConsumed ? { onConsumed: request.onConsumed } : {}),
+      // A compressed save's result carries its compression report, which only the promise has.
+      ...(request.onSettled && (request.options.compression ?? 'none') === 'none' ? { onSettled: request.onSettled } : {}),
+      ...(request.lane ? { lane: request.lane.id, generation: request.lane.generation } : {}),
     });
+  }
+
+  poll(): void {
+    native.drain();
   }
 
   async writeSmall(name: string, data: Uint8Array): Promise<void> {

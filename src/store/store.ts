@@ -31,6 +31,12 @@ export interface CommitRequest {
    * commit failed): from then on they may be reused or freed. A store that cannot tell need not call it (the
    * caller releases them when the commit settles). Must not throw. */
   onConsumed?: () => void;
+  /** Called once when the commit settles, as soon as the store knows: a store with `poll` calls it from there,
+   * synchronously. The returned promise settles the same way, later. Must not throw. */
+  onSettled?: (error: unknown, result: SaveResult | undefined) => void;
+  /** The caller's lane and the failure generation it planned this commit at: a store that can (LocalStore) aborts
+   * a commit planned before an earlier commit of the same lane failed, with ECKPT_ABORTED, changing nothing. */
+  lane?: { id: number; generation: number };
 }
 
 export interface CheckpointStore {
@@ -41,7 +47,12 @@ export interface CheckpointStore {
   /** One writer per location: throws ECKPT_LOCKED naming the holder. */
   lock(): Promise<StoreLock>;
   list(): Promise<StoredObject[]>;
+  /** Starts the commit before returning (a store whose commit needs no later turn: LocalStore queues it on the
+   * writer thread, which takes it to durable with no further JavaScript). */
   commit(request: CommitRequest): Promise<SaveResult>;
+  /** Delivers now, on the calling thread, what commits finished since the last call (onConsumed, onSettled). A
+   * store without it delivers them on later event-loop turns. */
+  poll?(): void;
   /** One small object, atomically (tags, pointers outside a save). */
   writeSmall(name: string, data: Uint8Array): Promise<void>;
   /** A small object's bytes, or null when it does not exist. */

@@ -9,7 +9,6 @@ import type { SeededDataset, DatasetPosition } from './dataset';
 import { modelState, tfModule } from './model-state';
 import { restoreModelState, RestoreReport } from './restore';
 import { applySchedule, Schedule, validateSchedule } from './schedules';
-import { StagingArena } from './snapshot';
 
 type Tf = typeof tfType;
 
@@ -78,7 +77,6 @@ async function scalarOf(v: unknown): Promise<number | null> {
   return null;
 }
 
-const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 export async function fitCheckpoint(model: tfType.LayersModel, options: FitCheckpointOptions): Promise<FitCheckpoint> {
   if (!options || typeof options !== 'object') throw argumentError('fitCheckpoint(model, { dir, ... })');
@@ -129,7 +127,6 @@ export async function fitCheckpoint(model: tfType.LayersModel, options: FitCheck
     }
   }
   const initialEpoch = position.epoch;
-  const arena = new StagingArena();
   let epoch = initialEpoch;
   // model.fit cannot skip batches: a mid-epoch checkpoint restarts its epoch there (warned above).
   let batchOffset = dataset ? position.batch : 0;
@@ -139,10 +136,9 @@ export async function fitCheckpoint(model: tfType.LayersModel, options: FitCheck
       kind: 'ckptio.fit', step, epochsDone, position: { ...position },
       monitor: monitor ? { name: monitor, value: monitorValue } : null, dataset: dataset?.describe() ?? null, schedule,
     };
-    const payload = { tensors: modelState(model, undefined, { tf, arena }), state, metrics: monitor && monitorValue !== null ? { [monitor]: monitorValue } : {} };
+    const payload = { tensors: modelState(model, undefined, { tf, ...(ckptOptions.onWarning ? { onWarning: ckptOptions.onWarning } : {}) }), state, metrics: monitor && monitorValue !== null ? { [monitor]: monitorValue } : {} };
     const handle = await checkpointer.save(step, payload);
     if (onDurable) handle.durable.then((d) => { if (d) onDurable(d); }, () => {});
-    await yieldToLoop(); // let the write's continuations run between batches
   };
 
   // tfjs accepts callbacks as instances of its own Callback class (it tests instanceof), so the class is made

@@ -6,7 +6,8 @@
  *   engine.disposeTensor would: a snapshot, because tfjs never writes into existing data (Variable.assign swaps
  *   the dataId).
  * - cpu keeps each dataId's values in a plain typed array (`backend.data.get(id).values`), readable in place.
- * - wasm keeps them in its heap at `backend.dataIdMap.get(id).memoryOffset`. */
+ * - wasm keeps them in its heap at `backend.dataIdMap.get(id).memoryOffset`; the heap is the emscripten module's
+ *   `asm.memory` (a WebAssembly.Memory that emscripten grows from JavaScript, through its grow method). */
 import type * as tfType from '@tensorflow/tfjs';
 import { CheckpointError } from '../binding/errors';
 
@@ -37,7 +38,8 @@ interface CpuBackend extends BackendLike {
 
 interface WasmBackend extends BackendLike {
   dataIdMap: { get(id: DataId): { memoryOffset: number } | undefined };
-  wasm: { HEAPU8: Uint8Array };
+  /** The emscripten module: its heap view (replaced at each grow) and, as asm.memory, the WebAssembly.Memory. */
+  wasm: { HEAPU8: Uint8Array; asm?: { memory?: unknown }; wasmMemory?: unknown };
 }
 
 function engineOf(tf: Tf): EngineLike {
@@ -276,4 +278,18 @@ export function weightVariable(w: tfType.LayerVariable): tfType.Variable {
   const v = w.read() as unknown;
   if (!isVariable(v) || (v as tfType.Variable).name !== w.name) throw internalsError(`weight ${w.name} is not backed by a tf.Variable of the same name`);
   return v as tfType.Variable;
+}
+
+/** A WebAssembly.Memory (the lib this builds against has no WebAssembly types). */
+export interface WasmMemory {
+  readonly buffer: ArrayBufferLike;
+  grow(delta: number): number;
+}
+
+const WasmMemoryClass = (globalThis as unknown as { WebAssembly?: { Memory: abstract new (...args: never[]) => WasmMemory } }).WebAssembly?.Memory;
+
+/** The WebAssembly.Memory behind the wasm backend's heap, or null when it cannot be found. */
+export function wasmMemory(current: CurrentBackend): WasmMemory | null {
+  const m = current.wasm?.wasm.asm?.memory ?? current.wasm?.wasm.wasmMemory;
+  return WasmMemoryClass !== undefined && m instanceof WasmMemoryClass ? m : null;
 }

@@ -102,6 +102,7 @@ export function modelState(
       return (identities ??= new Map(Object.entries(tensors).map(([k, t]) => [k, t.dataId as object])));
     },
     materialize: () => source.materialize(),
+    materializeNow: () => source.materializeNow?.() ?? null,
     release: () => source.release(),
   };
 }

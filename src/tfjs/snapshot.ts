@@ -1,11 +1,12 @@
 /** Zero-stall snapshot of tfjs tensors at a step boundary.
  *
  * snapshot() holds a reference on each tensor's current data (O(1) per tensor, no bytes touched). The bytes
- * are then produced by materialize(): on cpu the tensors' own arrays are handed to the writer as they are;
- * on wasm they are copied out of the heap into reused, pre-faulted staging buffers in slices of at most
- * `sliceBytes`, yielding to the event loop once a turn has spent `turnBudgetMs` copying, so no single block of
- * the main thread is long and a large state still takes only a few turns (one slice per turn made a 64 MiB
- * copy span 16 training steps, longer than a save interval of 10);
+ * are then handed over by materializeNow(), inside save(), with no event-loop turn: on cpu the tensors' own arrays
+ * as they are; on wasm views of the heap that the writer thread reads in place (wasm-heap.ts says when that is
+ * safe; elsewhere the bytes are copied there and then). The references are held until the writer has read the
+ * bytes. With a deprecated `arena` where in-place reads cannot be used, wasm bytes are instead copied by
+ * materialize() into reused staging buffers in slices of at most `sliceBytes`, yielding to the event loop once a
+ * turn has spent `turnBudgetMs` copying (the save then reaches the writer only after those turns);
  * elsewhere (webgpu, tfjs-node) they are read with the backend's asynchronous read (what data() calls), never
  * dataSync(): on webgpu that is the GPU->staging copy and mapAsync, several at once up to `maxReadBytesInFlight`,
  * so training keeps the main thread meanwhile. Counted references go back as soon as their bytes are copied or
@@ -17,13 +18,16 @@ import { TensorList } from '../format/tensor-list';
 import { dtypeCode } from '../format/dtypes';
 import { argumentError, CheckpointError } from '../binding/errors';
 import { TFJS_DTYPES, TfjsDType } from './dtypes';
-import { cpuValues, currentBackend, dropData, HeldData, heapBytes, holdData, readData } from './internals';
+import { cpuValues, currentBackend, dropData, HeldData, heapBytes, holdData, readData, wasmMemory } from './internals';
+import { mainThreadCopy, useInPlace, WasmRead } from './wasm-heap';
 
 type Tf = typeof tfType;
 
 
 /** Staging memory reused across saves; pages are touched once when allocated (memcpy into fresh pages is
- * ~10x slower than into warm ones). */
+ * ~10x slower than into warm ones).
+ * @deprecated wasm tensors are read in place by the writer thread (no copy); an arena only changes the fallback
+ * where that cannot be used (copies in slices over later event-loop turns instead of at once). */
 export class StagingArena {
   private buffers: Uint8Array[] = [];
   private used = 0;
@@ -62,7 +66,12 @@ export interface SnapshotOptions {
   sliceBytes?: number;
   /** Copying done per event-loop turn before yielding (default 1 ms). */
   turnBudgetMs?: number;
+  /** @deprecated see StagingArena. */
   arena?: StagingArena;
+  /** wasm: 'in-place' (default where it is safe, see wasm-heap.ts) or 'copy' (copied on the calling thread). */
+  wasmRead?: WasmRead;
+  /** Where the one-time notice goes when in-place reads cannot be used (default: console.warn). */
+  onWarning?: (message: string) => void;
   /** Bytes of data() reads (webgpu, tfjs-node) outstanding at once (default 64 MiB; one tensor is always let
    * through, however large). */
   maxReadBytesInFlight?: number;
@@ -118,16 +127,50 @@ export function snapshot(tf: Tf, tensors: Record<string, tfType.Tensor>, opts: S
   }
   let arena: StagingArena | null = null;
   let materialized = false;
+  const inPlace = pending.length > 0 && current.wasm !== null && pending.every((p) => p.held.heap) &&
+    useInPlace(wasmMemory(current), opts.wasmRead, opts.onWarning ?? ((m) => console.warn(`ckptio: ${m}`)));
   const dropPending = () => {
     for (const p of pending) dropData(tf, p.held);
     pending = [];
   };
+  const begin = (): TensorList => {
+    if (list === null || materialized) throw new CheckpointError(list === null ? 'snapshot already released' : 'snapshot already materialized', { code: 'ECKPT_ARGS' });
+    materialized = true;
+    return list;
+  };
+  /** The heap tensors: views the writer reads in place (the references are held until release()), or copies made
+   * now (the references go back at once). */
+  const takeHeap = (out: TensorList): void => {
+    if (inPlace) {
+      for (const p of pending) out.push(p.name, p.dtype, p.shape, heapBytes(p.held, p.bytes));
+      return;
+    }
+    const t0 = performance.now();
+    let copied = 0;
+    for (const p of pending) {
+      out.push(p.name, p.dtype, p.shape, heapBytes(p.held, p.bytes).slice());
+      copied += p.bytes;
+    }
+    mainThreadCopy.bytes += copied;
+    dropPending();
+    const ms = performance.now() - t0;
+    opts.onCopyStats?.({ totalMs: ms, longestMs: ms, copiedBytes: copied });
+  };
   return {
     bytes,
+    materializeNow(): TensorList | null {
+      // Backend reads (webgpu, tfjs-node) need turns; so does the deprecated arena's sliced copy.
+      if (pending.some((p) => !p.held.heap) || (!inPlace && opts.arena !== undefined && pending.length > 0)) return null;
+      const out = begin();
+      if (pending.length) takeHeap(out);
+      return out;
+    },
     async materialize(): Promise<TensorList> {
-      if (list === null || materialized) throw new CheckpointError(list === null ? 'snapshot already released' : 'snapshot already materialized', { code: 'ECKPT_ARGS' });
-      materialized = true;
-      const out = list;
+      const out = begin();
+      if (inPlace || (pending.length > 0 && pending.every((p) => p.held.heap) && opts.arena === undefined)) {
+        takeHeap(out);
+        return out;
+      }
       let totalMs = 0;
       let longestMs = 0;
       let copiedBytes = 0;
@@ -154,6 +197,7 @@ export function snapshot(tf: Tf, tensors: Record<string, tfType.Tensor>, opts: S
               turnMs += ms;
               longestMs = Math.max(longestMs, turnMs);
               copiedBytes += Math.min(sliceBytes, raw.byteLength - at);
+              mainThreadCopy.bytes += Math.min(sliceBytes, raw.byteLength - at);
             }
             out.push(p.name, p.dtype, p.shape, raw);
             continue;

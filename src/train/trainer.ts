@@ -17,7 +17,6 @@ import { modelState } from '../tfjs/model-state';
 import { restoreModelState } from '../tfjs/restore';
 import { permutation, Rng, STREAM } from '../tfjs/rng';
 import { applySchedule, Schedule, schedules } from '../tfjs/schedules';
-import { StagingArena } from '../tfjs/snapshot';
 import { Dataset, onlyClasses, splitMnist } from './data';
 import { buildMlp, makeOptimizer, OptimizerName } from './model';
 import { provenance, Provenance } from './provenance';
@@ -194,14 +193,13 @@ async function trainOn(tf: typeof tfType, backend: BackendName, adapter: WebGpuA
 
   const val = tf.tensor2d(data.val.xs, [data.val.n, 784]);
   const trained = vars();
-  const arena = new StagingArena();
   let order: Uint32Array | null = null;
   let orderEpoch = -1;
   let lastSaved = state.step;
   let lastDurable: DurableInfo | null = null;
 
   const save = async (): Promise<void> => {
-    const source = modelState(model, optimizer, { tf, arena });
+    const source = modelState(model, optimizer, { tf });
     const metrics: Record<string, number> = {};
     if (state.lastLoss !== null) metrics.loss = state.lastLoss;
     if (state.lastValAcc !== null) metrics.val_acc = state.lastValAcc;
