@@ -1,6 +1,6 @@
 /** npm run bench [-- --quick] [--out DIR] [--only SECTION,...]: side-by-side, interleaved measurements (A B A B ...)
  * reported as medians with min..max and as ratios within one run. Writes RESULTS.md and results.json.
- * --only runs the named sections (stall, load, tfjs, steps, memory, compression, layers, webgpu, tensors, everystep) and splices them into
+ * --only runs the named sections (stall, load, tfjs, steps, memory, compression, layers, webgpu, tensors, everystep, defaults) and splices them into
  * the RESULTS.md / results.json already in the output directory (same mode, quick or full): their blocks and
  * figures are replaced, the targets table is regenerated from the merged figures, and the header says which
  * sections were rerun on which machine and when. */
@@ -17,6 +17,7 @@ import { BenchContext, concat, MiB, stat, Stat, state } from './common';
 import { compressionBench } from './compression';
 import { layersBench } from './layers';
 import { everyStepBench, stepOverhead, tfjsStall } from './tfjs';
+import { defaultsBench } from './defaults';
 import { webgpuBench } from './webgpu';
 import { tensorsBench } from './tensors';
 
@@ -216,7 +217,7 @@ function splice(sectionRows: Map<string, string[]>): { md: string; json: unknown
   if (old.quick !== quick) throw new Error(`--only: ${outDir}/results.json is from a ${old.quick ? 'quick' : 'full'} run; run this in the same mode`);
   const fresh = { ...results };
   for (const k of Object.keys(results)) delete results[k];
-  for (const [k, v] of Object.entries(old.results)) if (!['layers', 'webgpu', 'tensors', 'everystep', 'steps'].some((n) => sectionRows.has(n) && k.startsWith(`${n}:`))) results[k] = v;
+  for (const [k, v] of Object.entries(old.results)) if (!['layers', 'webgpu', 'tensors', 'everystep', 'steps', 'defaults'].some((n) => sectionRows.has(n) && k.startsWith(`${n}:`))) results[k] = v;
   Object.assign(results, fresh);
   const md = blocks(fs.readFileSync(path.join(outDir, 'RESULTS.md'), 'utf8'));
   for (const rowsOf of sectionRows.values()) {
@@ -242,6 +243,7 @@ async function main(): Promise<void> {
     ['stall', stallAndThroughput], ['load', load], ['tfjs', () => tfjsStall(ctx)], ['steps', () => stepOverhead(ctx)],
     ['memory', memory], ['compression', () => compressionBench(ctx)], ['layers', () => layersBench(ctx)],
     ['webgpu', () => webgpuBench(ctx)], ['tensors', () => tensorsBench(ctx)], ['everystep', () => everyStepBench(ctx)],
+    ['defaults', () => defaultsBench(ctx)],
   ];
   if (only) for (const name of only) if (!sections.some(([n]) => n === name)) throw new Error(`--only: no section ${name}`);
   const sectionRows = new Map<string, string[]>();

@@ -2,6 +2,7 @@
  * tfjs variables through ckptio's snapshot on the wasm and cpu backends vs `model.save` through
  * `tf.io.withSaveHandler` + `fs.writeFileSync`, and the step time of a synthetic loop and of the demo
  * trainer with saves every 1, 10 and 100 steps vs without. */
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type * as tfType from '@tensorflow/tfjs';
@@ -103,7 +104,7 @@ export async function tfjsStall(ctx: BenchContext): Promise<void> {
 }
 
 /** A step of fixed compute: a tight loop calibrated to `ms`, standing in for work done elsewhere (a GPU). */
-function calibrate(ms: number): () => void {
+function calibrate(ms: number): (() => void) & { spins: number } {
   const spin = (n: number) => {
     let x = 0;
     for (let i = 0; i < n; i++) x = (x * 1664525 + 1013904223) % 4294967296;
@@ -120,7 +121,14 @@ function calibrate(ms: number): () => void {
     }
     n *= 2;
   }
-  return () => void spin(n);
+  return Object.assign(() => void spin(n), { spins: n });
+}
+
+/** The same loop without saves in a process that never loads ckptio (benches/bare-loop-child.ts). */
+function bareLoop(backend: BackendName, tensors: number, steps: number, spins: number, yields: boolean): { mean: number; p99: number } {
+  const r = spawnSync(process.execPath, [path.join(__dirname, 'bare-loop-child.js'), JSON.stringify({ backend, tensors, steps, spin: spins, yields })], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`bare loop failed: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as { mean: number; p99: number };
 }
 
 const p99 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * 0.99))]!;
@@ -141,12 +149,19 @@ function schedstat(): { runNs: number; waitNs: number } | null {
   }
 }
 
+/** Minor page faults of the calling thread so far (/proc/thread-self/stat, field 10). */
+function minorFaults(): number {
+  const stat = fs.readFileSync('/proc/thread-self/stat', 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]);
+}
+
 async function syntheticRun(tf: Tf, vars: tfType.Variable[], alt: tfType.Tensor[][], steps: number, saveEvery: number | null, work: () => void, dir: string,
-  stats?: { skipped: number; durableMs: number[]; waitedMs?: number[]; stallMs?: number[]; cpuMs?: number[]; queuedMs?: number[] }): Promise<number[]> {
+  stats?: { skipped: number; durableMs: number[]; waitedMs?: number[]; stallMs?: number[]; cpuMs?: number[]; queuedMs?: number[]; faults?: number[] },
+  yields = true): Promise<number[]> {
   const ckpt = new Checkpointer({ dir, keepLast: 2, onWarning: () => {} });
-  const arena = new StagingArena();
   const times: number[] = [];
   const sched0 = schedstat();
+  const faults0 = minorFaults();
   for (let s = 1; s <= steps; s++) {
     const t0 = performance.now();
     work();
@@ -155,14 +170,15 @@ async function syntheticRun(tf: Tf, vars: tfType.Variable[], alt: tfType.Tensor[
     if (saveEvery && s % saveEvery === 0) {
       const named: Record<string, tfType.Tensor> = {};
       vars.forEach((v, i) => (named[`v${i}`] = v));
-      const h = await ckpt.save(s, { tensors: snapshot(tf, named, { arena }) });
+      const h = await ckpt.save(s, { tensors: snapshot(tf, named) });
       stats?.waitedMs?.push(h.waitedMs);
       stats?.stallMs?.push(h.stallMs);
       if (stats) void h.durable.then((d) => { if (d) stats.durableMs.push(d.msToDurable); }, () => {});
     }
-    await new Promise<void>((resolve) => setImmediate(resolve)); // a real loop yields (data loading, logging)
+    if (yields) await new Promise<void>((resolve) => setImmediate(resolve)); // a loop that yields (data loading, logging)
     times.push(performance.now() - t0);
   }
+  stats?.faults?.push((minorFaults() - faults0) / steps);
   if (stats) stats.skipped = ckpt.stats.skipped;
   const sched1 = schedstat();
   if (stats?.cpuMs && sched0 && sched1) {
@@ -234,7 +250,7 @@ export async function stepOverhead(ctx: BenchContext): Promise<void> {
 
 /** The every-step regime (issue 15): a save at every step of state sized so its bytes per step are 0.25x and 0.5x
  * of the disk's measured raw O_DIRECT bandwidth, vs no saves, interleaved. Goal: mean <= 1.02x, p99 <= 1.10x. */
-async function everyStepRegime(ctx: BenchContext, work: () => void, stepMs: number): Promise<void> {
+async function everyStepRegime(ctx: BenchContext, work: (() => void) & { spins: number }, stepMs: number): Promise<void> {
   const probe = (ctx.quick ? 64 : 256) * MiB;
   const bw: number[] = [];
   for (let r = 0; r < 3; r++) {
@@ -247,10 +263,10 @@ async function everyStepRegime(ctx: BenchContext, work: () => void, stepMs: numb
   const steps = ctx.quick ? 40 : 200;
   const fractions = [0.25, 0.5];
   ctx.rows.push(`## Saving at every step`, '', `Synthetic loop (${stepMs} ms steps; disk's raw O_DIRECT bandwidth measured here: ${(bandwidth / 1e9).toFixed(2)} GB/s; state sized to 0.25x and 0.5x of what the disk writes in one step; ${steps} steps per run, runs interleaved, twice). With one save in flight (the default maxInflight 1, onFull 'wait'), a save whose time to durable exceeds the step delays the next step (its snapshot is released earlier, once the writer has read its bytes).`, '',
-    '| backend | state | bytes per step / disk per step | mean step ms (no saves -> every step) | p99 step ms | mean ratio | p99 ratio | save to durable, median ms | save call, mean ms (waiting for room + the call itself) | main thread per step: on-CPU ms, runnable-but-waiting ms (no saves -> every step) | saves skipped | goal (mean <= 1.02x, p99 <= 1.10x) |', '|---|---|---|---|---|---|---|---|---|---|---|---|');
+    '| backend | loop | state | bytes per step / disk per step | mean step ms (no saves -> every step) | p99 step ms | mean ratio | p99 ratio | save to durable, median ms | save call, mean ms (waiting for room + the call itself) | main thread per step: on-CPU ms, runnable-but-waiting ms (no saves -> every step) | saves skipped | minor faults per step on the training thread (no saves -> every step) | mean / p99 step ms, no saves, in a process that never loads ckptio | goal (mean <= 1.02x, p99 <= 1.10x) |', '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const backend of ['wasm', 'cpu'] as BackendName[]) {
     const { tf } = await loadTf(backend);
-    for (const f of fractions) {
+    for (const yields of [true, false]) for (const f of fractions) {
       const bytes = f * bandwidth * (stepMs / 1000);
       const per = 1 << 18; // 1 MiB fp32 tensors
       const n = Math.max(1, Math.round(bytes / (4 * per)));
@@ -262,22 +278,25 @@ async function everyStepRegime(ctx: BenchContext, work: () => void, stepMs: numb
       const stallMs: number[] = [];
       const sched = { none: { cpu: [] as number[], queued: [] as number[] }, every: { cpu: [] as number[], queued: [] as number[] } };
       let skipped = 0;
+      const faults = { none: [] as number[], every: [] as number[] };
       for (let round = 0; round < 2; round++) {
         for (const mode of ['none', 'every'] as const) {
           const runDir = path.join(ctx.workDir, `every-${backend}-${f}-${round}-${mode}`);
-          const ckptStats = { skipped: 0, durableMs, waitedMs, stallMs, cpuMs: sched[mode].cpu, queuedMs: sched[mode].queued };
-          const t = await syntheticRun(tf, vars, alt, steps, mode === 'every' ? 1 : null, work, runDir, ckptStats);
+          const ckptStats = { skipped: 0, durableMs, waitedMs, stallMs, cpuMs: sched[mode].cpu, queuedMs: sched[mode].queued, faults: faults[mode] };
+          const t = await syntheticRun(tf, vars, alt, steps, mode === 'every' ? 1 : null, work, runDir, ckptStats, yields);
           skipped += ckptStats.skipped;
           fs.rmSync(runDir, { recursive: true, force: true });
           times[mode].push(...t);
         }
       }
+      const bare = bareLoop(backend, n, steps, work.spins, yields);
       const meanRatio = mean(times.every) / mean(times.none);
       const p99Ratio = p99(times.every) / p99(times.none);
       const met = meanRatio <= 1.02 && p99Ratio <= 1.10;
       const toDurable = durableMs.length ? stat(durableMs).median : NaN;
-      ctx.rows.push(`| ${backend} | ${n} x 1 MiB | ${((n * MiB) / (bandwidth * stepMs / 1000)).toFixed(2)}x | ${mean(times.none).toFixed(2)} -> ${mean(times.every).toFixed(2)} | ${p99(times.none).toFixed(2)} -> ${p99(times.every).toFixed(2)} | ${meanRatio.toFixed(3)}x | ${p99Ratio.toFixed(3)}x | ${toDurable.toFixed(1)} | ${mean(waitedMs).toFixed(2)} + ${mean(stallMs).toFixed(2)} | ${schedCell(sched)} | ${skipped} | ${met ? 'met' : 'NOT met'} |`);
-      ctx.results[`everystep:${backend}:${f}`] = { stateBytes: n * MiB, bandwidthBps: bandwidth, meanRatio, p99Ratio, msToDurable: toDurable, waitedMs: mean(waitedMs), stallMs: mean(stallMs), skipped, met };
+      const loop = yields ? 'yields each step' : 'synchronous';
+      ctx.rows.push(`| ${backend} | ${loop} | ${n} x 1 MiB | ${((n * MiB) / (bandwidth * stepMs / 1000)).toFixed(2)}x | ${mean(times.none).toFixed(2)} -> ${mean(times.every).toFixed(2)} | ${p99(times.none).toFixed(2)} -> ${p99(times.every).toFixed(2)} | ${meanRatio.toFixed(3)}x | ${p99Ratio.toFixed(3)}x | ${toDurable.toFixed(1)} | ${mean(waitedMs).toFixed(2)} + ${mean(stallMs).toFixed(2)} | ${schedCell(sched)} | ${skipped} | ${mean(faults.none).toFixed(0)} -> ${mean(faults.every).toFixed(0)} | ${bare.mean.toFixed(2)} / ${bare.p99.toFixed(2)} | ${met ? 'met' : 'NOT met'} |`);
+      ctx.results[`everystep:${backend}:${yields ? 'yields' : 'sync'}:${f}`] = { faultsPerStep: { none: mean(faults.none), every: mean(faults.every) }, bareProcess: bare, stateBytes: n * MiB, bandwidthBps: bandwidth, meanRatio, p99Ratio, msToDurable: toDurable, waitedMs: mean(waitedMs), stallMs: mean(stallMs), skipped, met };
       vars.forEach((v) => v.dispose());
       alt.flat().forEach((t) => t.dispose());
     }

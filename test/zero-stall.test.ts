@@ -171,3 +171,25 @@ test('wasm with the trap handler disabled (the heap may move when it grows) unde
   const loaded = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(path.join(__dirname, '..', 'src', 'format', 'file.js'))}).readCheckpoint(${JSON.stringify(path.join(dir, 'ckpt-0000000001.safetensors'))}).then(() => console.log('valid'))`], { encoding: 'utf8' });
   assert.match(loaded.stdout, /valid/, loaded.stderr);
 });
+
+test('saves fired without awaiting reach the writer in call order and never exceed maxInflight, whatever frees a slot', async () => {
+  for (const maxInflight of [1, 2]) {
+    const dir = tempDir();
+    const ckpt = new Checkpointer({ dir, keepLast: 2, maxInflight });
+    await (await ckpt.save(0, { tensors: { x: { dtype: 'float32', shape: [1], data: new Float32Array(1) } } })).durable;
+    faults.configure({ delayMs: { fdatasync: 30 } });
+    const settled: number[] = [];
+    let inflight = 0;
+    let peak = 0;
+    const calls = Array.from({ length: 6 }, (_, i) => ckpt.save(i + 1, { tensors: { x: { dtype: 'float32', shape: [1], data: new Float32Array([i + 1]) } } }).then((h) => {
+      peak = Math.max(peak, ++inflight);
+      return h.durable.then(() => { inflight--; settled.push(i + 1); });
+    }));
+    await Promise.all(calls);
+    faults.disable();
+    assert.deepEqual(settled, [1, 2, 3, 4, 5, 6], `maxInflight ${maxInflight}: committed in call order`);
+    assert.ok(peak <= maxInflight, `maxInflight ${maxInflight}: at most that many in flight (${peak})`);
+    assert.equal(JSON.parse(fs.readFileSync(path.join(dir, 'latest'), 'utf8')).step, 6);
+    await ckpt.close();
+  }
+});

@@ -19,13 +19,12 @@ std::set<Writer*>& Live() {
   static std::set<Writer*>* live = new std::set<Writer*>();
   return *live;
 }
+// Holds the live list's lock for the whole pass: a worker environment tearing its writer down meanwhile waits in
+// Shutdown until the pass is over, so no writer is freed under it.
 void ShutdownAllAtExit() {
-  std::set<Writer*> writers;
-  {
-    std::lock_guard<std::mutex> lock(LiveMutex());
-    writers.swap(Live());
-  }
-  for (Writer* w : writers) w->Shutdown();
+  std::lock_guard<std::mutex> lock(LiveMutex());
+  for (Writer* w : Live()) w->StopAndJoin();
+  Live().clear();
 }
 
 }  // namespace
@@ -67,6 +66,10 @@ void Writer::Shutdown() {
     std::lock_guard<std::mutex> live(LiveMutex());
     Live().erase(this);
   }
+  StopAndJoin();
+}
+
+void Writer::StopAndJoin() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!stopping_) {

@@ -39,6 +39,8 @@ class Writer {
   // queued before the environment goes (a worker ends, process.exit()) still becomes durable. Idempotent; any
   // thread but the writer's.
   void Shutdown();
+  // Shutdown without leaving the process's list of live writers (the exit handler's pass holds that list).
+  void StopAndJoin();
   // How long Shutdown lets queued jobs run: CKPTIO_EXIT_WAIT_MS, default 30000.
   static std::chrono::milliseconds ExitWaitMs();
   // Jobs waiting (not the running one). Any thread.

@@ -2,7 +2,9 @@
  * EIO, EACCES, ...) with `errno`, `syscall` and `path`; format problems use ECKPT_FORMAT, checksum
  * mismatches ECKPT_CHECKSUM, bad arguments ECKPT_ARGS, a full writer queue ECKPT_BUSY, a checkpoint that does not
  * fit the model it is restored into ECKPT_MISMATCH, an optional package that is not installed ECKPT_MISSING_PACKAGE,
- * a tfjs version whose internals ckptio does not recognise ECKPT_TFJS_INTERNALS. */
+ * a tfjs version whose internals ckptio does not recognise ECKPT_TFJS_INTERNALS, a save the writer aborted because an
+ * earlier save of the same Checkpointer failed while it was queued ECKPT_ABORTED, a run directory another writer
+ * holds ECKPT_LOCKED, no WebGPU adapter ECKPT_NO_GPU_ADAPTER. */
 export type CheckpointErrorCode =
   | 'ECKPT_FORMAT'
   | 'ECKPT_CHECKSUM'
@@ -13,6 +15,9 @@ export type CheckpointErrorCode =
   | 'ECKPT_MISMATCH'
   | 'ECKPT_MISSING_PACKAGE'
   | 'ECKPT_TFJS_INTERNALS'
+  | 'ECKPT_ABORTED'
+  | 'ECKPT_LOCKED'
+  | 'ECKPT_NO_GPU_ADAPTER'
   | (string & {});
 
 export interface CheckpointErrorInfo {

@@ -204,6 +204,8 @@ export class Checkpointer {
   private origin: Parent | null;
   private closed = false;
   private opened = false;
+  /** Settles when the newest save() call has passed admission and handed its save to commit(). */
+  private inLine: Promise<void> = Promise.resolve();
   private firstError: unknown = null;
   private readonly lane = nextLane++;
   /** The lane's failure generation as far as this checkpointer has learned (a failed save raises it). */
@@ -321,6 +323,7 @@ export class Checkpointer {
     const source = payload && typeof payload === 'object' && payload.tensors && isSource(payload.tensors) ? payload.tensors : null;
     let handedOver = false;
     let counted = false;
+    let leaveLine = () => {};
     if (this.closed) {
       source?.release();
       throw new CheckpointError('checkpointer is closed', { code: 'ECKPT_CLOSED' });
@@ -338,6 +341,11 @@ export class Checkpointer {
       } catch (err) {
         throw argumentError(`state is not JSON-serializable: ${(err as Error).message}`);
       }
+      // Saves pass admission and reach commit() one at a time, in call order (a later call must not take a slot
+      // freed for an earlier one and reach the store first). Waiting for a save that has returned is a microtask.
+      const ahead = this.inLine;
+      this.inLine = new Promise<void>((resolve) => { leaveLine = resolve; });
+      await ahead;
       // What the writer finished since the last call is settled first, synchronously: consumed snapshots go back,
       // durable saves leave admission, a failure is learned before this save is planned.
       this.store.poll?.();
@@ -362,18 +370,24 @@ export class Checkpointer {
         this.counters.totalWaitMs += waitedMs;
       }
       this.admission.enter(bytes);
+      if (waitedMs > 0) this.store.poll?.(); // learn what finished while this save waited, before it is planned
       handedOver = true; // commit() releases the source from here on
       // Admission is held until the save is durable, not only until its bytes are read: the next save's decisions
       // (its pointers, what retention removes) assume this one committed. It is left when the save settles, inside
       // the drain that learns it (the next save() call, or the writer's wake-up turn).
       let left = false;
+      let failed = false;
       let durable: Promise<DurableInfo> | null = null;
+      // Called when the save settles (inside the drain that learns it), and again when `durable` settles: a failure
+      // that only the latter knows (a throw from the snapshot's release) is still recorded.
       const leave = (err: unknown) => {
-        if (left) return;
-        left = true;
-        if (durable) this.inflight.delete(durable);
-        this.admission.leave(bytes);
-        if (err !== null) {
+        if (!left) {
+          left = true;
+          if (durable) this.inflight.delete(durable);
+          this.admission.leave(bytes);
+        }
+        if (err !== null && !failed) {
+          failed = true;
           this.counters.failed++;
           if (this.firstError === null) this.firstError = err;
         }
@@ -385,6 +399,7 @@ export class Checkpointer {
       return { step, skipped: false, waitedMs, stallMs: performance.now() - t0 - waitedMs, durable };
     } finally {
       if (!handedOver) source?.release();
+      leaveLine();
       if (counted && --this.active === 0) for (const wake of this.idleWaiters.splice(0)) wake();
       if (--this.pending === 0) for (const wake of this.pendingWaiters.splice(0)) wake();
     }
@@ -440,13 +455,17 @@ export class Checkpointer {
       this.submitted = new Promise<void>((resolve) => { markSubmitted = resolve; });
       this.unsubmitted++;
       try {
-        const tensors = TensorList.from(source ? await source.materialize() : (payload.tensors as Record<string, TensorEntry>));
+        // A source whose bytes can be in hand at once (views of the wasm heap among them) is taken only right before
+        // the hand-over, after the turns below: a view taken earlier could be outdated by then (the heap grows).
+        const late = source?.materializeNow !== undefined && this.compression === 'none';
+        let tensors = late ? null : TensorList.from(source ? await source.materialize() : (payload.tensors as Record<string, TensorEntry>));
         await previous;
         if (this.needsReconcile) {
           this.needsReconcile = false;
           this.pointerCache.clear();
           this.entries = await this.reconcile();
         }
+        tensors ??= source!.materializeNow!() ?? TensorList.from(await source!.materialize());
         job = this.submit(step, tensors, source, state, metrics, bytes, payload.copy ?? false, t0, release, onSettled);
       } catch (err) {
         release();
@@ -555,14 +574,17 @@ export class Checkpointer {
       const mine = this.entries.find((e) => e.step === step && e.contentId === CONTENT_ID_TOKEN);
       if (mine) mine.contentId = contentId;
       for (const e of this.entries) if (e.parent?.step === step && e.parent.contentId === undefined && contentId) e.parent.contentId = contentId;
-      if (result.leftover) this.warn(`step ${step} is durable, but the file it replaced stays at ${result.leftover.path} (${result.leftover.code} on unlink); it is removed at the next start`);
-      for (const l of result.fileLeftovers) this.warn(`${l.path}: the replaced file stays (${l.code} on unlink); it is removed at the next start`);
       this.counters.saved++;
       this.newestDurable = Math.max(this.newestDurable ?? step, step);
       const info: DurableInfo = { step, path: `${this.dir}/${file}`, bytes: result.bytes, msToDurable: performance.now() - t0, pruned: result.removed, contentId, dedupedBytes: planned?.dedupedBytes ?? 0 };
       if (result.compression) info.compression = result.compression;
       onSettled(null);
       resolve(info);
+      // Last: the save is settled whatever onWarning does.
+      try {
+        if (result.leftover) this.warn(`step ${step} is durable, but the file it replaced stays at ${result.leftover.path} (${result.leftover.code} on unlink); it is removed at the next start`);
+        for (const l of result.fileLeftovers) this.warn(`${l.path}: the replaced file stays (${l.code} on unlink); it is removed at the next start`);
+      } catch { /* a throwing onWarning must not undo a durable save */ }
     };
     this.store.commit({ name: file, tensors: written, options: { metadata, copy, compression: this.compression }, files, remove: removed, onConsumed,
       onSettled: settle, lane: { id: this.lane, generation: this.generation } })

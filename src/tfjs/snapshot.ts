@@ -140,8 +140,8 @@ export function snapshot(tf: Tf, tensors: Record<string, tfType.Tensor>, opts: S
   };
   /** The heap tensors: views the writer reads in place (the references are held until release()), or copies made
    * now (the references go back at once). */
-  const takeHeap = (out: TensorList): void => {
-    if (inPlace) {
+  const takeHeap = (out: TensorList, viewsAllowed: boolean): void => {
+    if (inPlace && viewsAllowed) {
       for (const p of pending) out.push(p.name, p.dtype, p.shape, heapBytes(p.held, p.bytes));
       return;
     }
@@ -162,13 +162,15 @@ export function snapshot(tf: Tf, tensors: Record<string, tfType.Tensor>, opts: S
       // Backend reads (webgpu, tfjs-node) need turns; so does the deprecated arena's sliced copy.
       if (pending.some((p) => !p.held.heap) || (!inPlace && opts.arena !== undefined && pending.length > 0)) return null;
       const out = begin();
-      if (pending.length) takeHeap(out);
+      if (pending.length) takeHeap(out, true);
       return out;
     },
+    // Never views of the heap: whoever awaits this hands the bytes over later (after turns, or to lz4 on the
+    // thread pool), when a view could be outdated.
     async materialize(): Promise<TensorList> {
       const out = begin();
-      if (inPlace || (pending.length > 0 && pending.every((p) => p.held.heap) && opts.arena === undefined)) {
-        takeHeap(out);
+      if (pending.length > 0 && pending.every((p) => p.held.heap) && (inPlace || opts.arena === undefined)) {
+        takeHeap(out, false);
         return out;
       }
       let totalMs = 0;

@@ -282,9 +282,44 @@ void TestTempNamesMatchThePatternOnEveryThread() {
   CHECK(names.size() == 400);  // 32 random bits per name, per-thread generators: no repeats
 }
 
+// Shutdown runs what is queued to the end (an acknowledged save survives the environment going away), within
+// CKPTIO_EXIT_WAIT_MS; past it the rest is cancelled.
+void TestShutdownRunsQueuedJobsWithinTheBound() {
+  for (const char* wait : {"30000", "0"}) {
+    setenv("CKPTIO_EXIT_WAIT_MS", wait, 1);
+    Journal journal;
+    Gate gate, started;
+    {
+      writer::Writer w;
+      std::unique_ptr<writer::Job> blocker(new RecordingJob(&journal, -1, &gate, &started));
+      CHECK(w.Post(&blocker));
+      started.Wait();
+      for (int i = 0; i < 20; ++i) {
+        std::unique_ptr<writer::Job> job(new RecordingJob(&journal, i, nullptr));
+        CHECK(w.Post(&job));
+      }
+      std::thread opener([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        gate.Open();
+      });
+      w.Shutdown();
+      opener.join();
+    }
+    std::lock_guard<std::mutex> lock(journal.mu);
+    if (std::string(wait) == "0") {
+      CHECK(journal.ran.size() == 1 && journal.cancelled.size() == 20);  // only the running job finished
+    } else {
+      CHECK(journal.ran.size() == 21 && journal.cancelled.empty());  // every queued job ran, in order
+      for (int i = 0; i < 20; ++i) CHECK(journal.ran[static_cast<size_t>(i) + 1] == i);
+    }
+  }
+  unsetenv("CKPTIO_EXIT_WAIT_MS");
+}
+
 }  // namespace
 
 int main() {
+  TestShutdownRunsQueuedJobsWithinTheBound();
   TestManyProducersKeepSubmissionOrder();
   TestBackpressureRefusesWhenFull();
   TestShutdownDuringInFlightSave();
