@@ -27,7 +27,8 @@ async function main(): Promise<void> {
   for (let s = 1; s <= cfg.steps; s++) {
     const t0 = performance.now();
     spin(cfg.spin);
-    vars.forEach((v, i) => v.assign(alt[i]![s % 2]!));
+    if (cfg.yields) vars.forEach((v, i) => v.assign(alt[i]![s % 2]!));
+    else tf.tidy(() => vars.forEach((v, i) => v.assign(v.add(alt[i]![s % 2]!))));
     if (cfg.yields) await new Promise<void>((resolve) => setImmediate(resolve));
     times.push(performance.now() - t0);
   }

@@ -104,6 +104,10 @@ export interface SaveHandle {
   waitedMs: number;
   /** ms spent in save() on the calling thread, excluding the wait. */
   stallMs: number;
+  /** The save was handed to the writer before save() returned: it becomes durable with no further JavaScript turn.
+   * false when its bytes need event-loop turns first (webgpu reads, lz4, a source without materializeNow): it
+   * is handed over at the loop's next turns, so a loop that never yields should yield once after such a save. */
+  queued: boolean;
   durable: Promise<DurableInfo | null>;
 }
 
@@ -213,6 +217,8 @@ export class Checkpointer {
   /** Saves taking the path that needs turns (materialize, compression), not yet handed to the store. */
   private unsubmitted = 0;
   private newestDurable: number | null = null;
+  /** Set by commit() before its first await: whether it handed its save to the store synchronously. */
+  private handedOverNow = false;
   private readonly counters: CheckpointerStats = { saved: 0, skipped: 0, failed: 0, inflight: 0, inflightBytes: 0, peakInflightBytes: 0, totalWaitMs: 0 };
 
   constructor(opts: CheckpointerOptions) {
@@ -364,7 +370,7 @@ export class Checkpointer {
         if (this.onFull === 'skip') {
           this.counters.skipped++;
           this.warn(`save of step ${step} skipped: ${this.inflight.size} save(s), ${this.admission.inflightBytes} bytes in flight`);
-          return { step, skipped: true, waitedMs: 0, stallMs: performance.now() - t0, durable: Promise.resolve(null) };
+          return { step, skipped: true, waitedMs: 0, stallMs: performance.now() - t0, queued: false, durable: Promise.resolve(null) };
         }
         waitedMs = await this.admission.wait(bytes);
         this.counters.totalWaitMs += waitedMs;
@@ -394,9 +400,10 @@ export class Checkpointer {
       };
       // commit() hands the save to the store before its first await when the bytes are in hand.
       durable = this.commit(step, payload, state, metrics, bytes, t0, leave);
+      const queued = this.handedOverNow;
       if (!left) this.inflight.add(durable);
       durable.then(() => leave(null), (err: unknown) => leave(err));
-      return { step, skipped: false, waitedMs, stallMs: performance.now() - t0 - waitedMs, durable };
+      return { step, skipped: false, waitedMs, stallMs: performance.now() - t0 - waitedMs, queued, durable };
     } finally {
       if (!handedOver) source?.release();
       leaveLine();
@@ -441,6 +448,7 @@ export class Checkpointer {
     };
     let job: Promise<DurableInfo>;
     const inHand = this.bytesInHand(payload, source, release);
+    this.handedOverNow = inHand !== null;
     if (inHand !== null) {
       // Handed to the writer now, before save() returns: it runs to durable with no further JavaScript turn.
       try {

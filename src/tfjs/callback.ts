@@ -139,6 +139,9 @@ export async function fitCheckpoint(model: tfType.LayersModel, options: FitCheck
     const payload = { tensors: modelState(model, undefined, { tf, ...(ckptOptions.onWarning ? { onWarning: ckptOptions.onWarning } : {}) }), state, metrics: monitor && monitorValue !== null ? { [monitor]: monitorValue } : {} };
     const handle = await checkpointer.save(step, payload);
     if (onDurable) handle.durable.then((d) => { if (d) onDurable(d); }, () => {});
+    // cpu and wasm saves are with the writer already; a webgpu save's reads start at the next turn, which
+    // model.fit would otherwise give only at the next saving batch.
+    if (!handle.queued && !handle.skipped) await new Promise<void>((resolve) => setImmediate(resolve));
   };
 
   // tfjs accepts callbacks as instances of its own Callback class (it tests instanceof), so the class is made
