@@ -12,7 +12,7 @@ majors=("$@")
 [ ${#majors[@]} -gt 0 ] || majors=(22 24 26)
 cache=${CKPTIO_NODE_CACHE:-$HOME/.cache/ckptio-node}
 mkdir -p "$cache"
-core=(dist/test/roundtrip.test.js dist/test/checkpointer.test.js dist/test/killloop.test.js dist/test/tfjs-snapshot.test.js
+core=(dist/test/roundtrip.test.js dist/test/checkpointer.test.js dist/test/killloop.test.js dist/test/tfjs-snapshot.test.js dist/test/zero-stall.test.js
   dist/test/package.test.js)
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ckptio-matrix-XXXXXX")

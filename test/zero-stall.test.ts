@@ -121,8 +121,10 @@ test('with maxInflight 3, a failing save and the two queued behind it: both are 
   const t = (v: number) => ({ x: { dtype: 'float32' as const, shape: [4], data: new Float32Array(4).fill(v) } });
   const ckpt = new Checkpointer({ dir, keepLast: 1, maxInflight: 3 });
   await (await ckpt.save(1, { tensors: t(1) })).durable;
-  faults.configure({ failures: [{ op: 'fdatasync', nth: 1, errno: constants.errno.EIO }], delayMs: { fdatasync: 150 } });
+  // Save 2's writes are slowed (so 3 and 4 are planned while it runs), then its fdatasync fails.
+  faults.configure({ failures: [{ op: 'fdatasync', nth: 1, errno: constants.errno.EIO }], delayMs: { pwrite: 150 } });
   const handles = [await ckpt.save(2, { tensors: t(2) }), await ckpt.save(3, { tensors: t(3) }), await ckpt.save(4, { tensors: t(4) })];
+  assert.deepEqual(handles.map((h) => h.queued), [true, true, true], 'all three were planned before the failure was known');
   const results = await Promise.allSettled(handles.map((h) => h.durable));
   faults.disable();
   const reasons = results.map((r) => (r.status === 'rejected' ? r.reason as CheckpointError : null));
