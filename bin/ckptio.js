@@ -13,7 +13,8 @@ if (process.argv[2] === 'build-addon') {
   require('../dist/src/cli/main.js')
     .main(process.argv)
     .catch((err) => {
-      process.stderr.write(`ckptio: ${err && err.code ? err.code + ': ' : ''}${err && err.message ? err.message : err}\n`);
-      process.exit(1);
+      // One line on stderr and the exit status `ckptio --help` documents (5 for a missing optional package).
+      require('../dist/src/cli/commands/output.js').reportError(err);
+      process.exit(process.exitCode || 5);
     });
 }

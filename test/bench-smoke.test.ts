@@ -48,10 +48,18 @@ test('npm run bench -- --quick runs and produces every figure (values not assert
     for (const f of ['cpuMs', 'gbps', 'loadMs'] as const) assert.ok(Number.isFinite(t[f].median), `tensors ${count} ${f}`);
   }
   assert.ok(Number.isFinite((json.results['tensors:targets'] as unknown as { throughputVs100: number }).throughputVs100), 'tensors targets');
-  // The every-step regime (issue 15): both backends at 0.25x and 0.5x of the disk's bytes per step.
-  for (const key of ['everystep:wasm:0.25', 'everystep:wasm:0.5', 'everystep:cpu:0.25', 'everystep:cpu:0.5']) {
-    const e = json.results[key] as unknown as { meanRatio: number; p99Ratio: number };
+  // The every-step regime: both backends, both loops, at 0.25x and 0.5x of the disk's bytes per step, with the
+  // training thread's faults and the same loop in a process that never loads ckptio.
+  for (const backend of ['wasm', 'cpu']) for (const loop of ['yields', 'sync']) for (const f of ['0.25', '0.5']) {
+    const key = `everystep:${backend}:${loop}:${f}`;
+    const e = json.results[key] as unknown as { meanRatio: number; p99Ratio: number; faultsPerStep: { every: number }; bareProcess: { mean: number } };
     assert.ok(e && Number.isFinite(e.meanRatio) && Number.isFinite(e.p99Ratio), `missing figure ${key}`);
+    assert.ok(Number.isFinite(e.faultsPerStep.every) && Number.isFinite(e.bareProcess.mean), `${key}: faults and the bare process`);
+  }
+  // Default options on the loops users write: cpu and wasm always; webgpu says why when it cannot run.
+  for (const backend of ['cpu', 'wasm']) {
+    const d = json.results[`defaults:${backend}`] as unknown as { callMs: S; cpuMs: S; fitHoldMs: S; durableByNext: number };
+    assert.ok(d && Number.isFinite(d.callMs.median) && Number.isFinite(d.cpuMs.median) && Number.isFinite(d.fitHoldMs.median), `missing figure defaults:${backend}`);
   }
   const md = fs.readFileSync(path.join(out, 'RESULTS.md'), 'utf8');
   assert.match(md, /Machine: .*cores.*Node v/);

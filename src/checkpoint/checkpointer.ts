@@ -12,6 +12,7 @@ import { CheckpointError, argumentError } from '../binding/errors';
 import { CONTENT_ID_TOKEN } from '../binding/native';
 import { Compression, CompressionReport, readCheckpoint, SaveResult, TensorEntry, TensorList } from '../format/file';
 import { METADATA_KEYS } from '../format/metadata-keys';
+import { checkEntryKind, checkTensorRecord } from '../format/tensor-list';
 import { LocalStore } from '../store/local';
 import { CheckpointStore, StoreLock } from '../store/store';
 import * as path from 'node:path';
@@ -147,9 +148,10 @@ function sizeOf(tensors: Record<string, TensorEntry> | TensorSource): number {
     if (!Number.isSafeInteger(tensors.bytes) || tensors.bytes < 0) throw argumentError('a TensorSource must report its bytes as a non-negative integer');
     return tensors.bytes;
   }
+  checkTensorRecord(tensors);
   let n = 0;
   for (const [name, t] of Object.entries(tensors)) {
-    if (typeof t !== 'object' || t === null || !ArrayBuffer.isView(t.data)) throw argumentError(`tensor "${name}": data must be a TypedArray`);
+    checkEntryKind(name, t);
     n += t.data.byteLength;
   }
   return n;

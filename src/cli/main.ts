@@ -7,7 +7,7 @@ import { diff } from './commands/diff';
 import { inspect } from './commands/inspect';
 import { log } from './commands/log';
 import { ls } from './commands/ls';
-import { action, EXIT, EXIT_CODES_HELP, intArg, safe } from './commands/output';
+import { action, EXIT, EXIT_CODES_HELP, intArg, reportError, safe } from './commands/output';
 import { parseKeepBest, positiveDays, prune } from './commands/prune';
 import { tag } from './commands/tag';
 import { exportModel, importModel } from './commands/transfer';
@@ -106,10 +106,24 @@ function requireDemoPackages(backend: string, log: string): void {
 function writeLine(text: string): void {
   // Synchronous on purpose: a "durable" line is only ever printed after the commit, and never lost in a
   // pipe buffer when the process is killed right after.
-  fs.writeSync(1, text + '\n');
+  try {
+    fs.writeSync(1, text + '\n');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EPIPE') readerGone();
+    throw err;
+  }
+}
+
+/** stdout's reader has gone (`ckptio ls DIR | head -1`): stop quietly with status 0, as `git log | head` does. */
+function readerGone(): never {
+  process.exit(EXIT.ok);
 }
 
 export async function main(argv: string[]): Promise<void> {
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') readerGone();
+    throw err;
+  });
   const program = new Command('ckptio').description('Crash-safe, zero-stall checkpoints for TensorFlow.js training')
     .addHelpText('after', EXIT_CODES_HELP)
     // Usage errors are thrown (exit 2, printed as `ckptio: ECKPT_ARGS: ...`) instead of exiting 1 in commander.
@@ -262,8 +276,8 @@ async function textReporter(): Promise<(e: TrainEvent) => void> {
 
 if (require.main === module) {
   main(process.argv).catch((err: unknown) => {
-    const e = err as Error & { code?: string };
-    process.stderr.write(`ckptio: ${e.code ? e.code + ': ' : ''}${e.message}\n`);
-    process.exit(1);
+    // The exit codes --help documents (a missing optional package is 5), the message made safe for a terminal.
+    reportError(err);
+    process.exit(process.exitCode ?? EXIT.other);
   });
 }

@@ -93,12 +93,10 @@ export class TensorList {
 
   /** A caller's name -> {dtype, shape, data} object, checked as untrusted input. */
   static fromRecord(tensors: Record<string, TensorEntry>): TensorList {
-    if (typeof tensors !== 'object' || tensors === null || Array.isArray(tensors)) {
-      throw argumentError('tensors must be an object mapping names to {dtype, shape, data}');
-    }
+    checkTensorRecord(tensors);
     const out = new TensorList();
     for (const [name, t] of Object.entries(tensors)) {
-      if (typeof t !== 'object' || t === null) throw argumentError(`tensor "${name}" must be {dtype, shape, data}`);
+      checkEntryKind(name, t);
       if (!isDType(t.dtype)) throw argumentError(`tensor "${name}": unknown dtype ${JSON.stringify(t.dtype)}`);
       if (!Array.isArray(t.shape) || t.shape.length > 255 || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
         throw argumentError(`tensor "${name}": shape must be an array of at most 255 non-negative integers`);
@@ -112,4 +110,40 @@ export class TensorList {
   static from(tensors: Record<string, TensorEntry> | TensorList): TensorList {
     return tensors instanceof TensorList ? tensors : TensorList.fromRecord(tensors);
   }
+}
+
+/** A tfjs tensor, recognised without importing tfjs. */
+function isTfTensor(v: unknown): boolean {
+  return typeof v === 'object' && v !== null && 'dataId' in v && 'dtype' in v && 'shape' in v && typeof (v as { dataSync?: unknown }).dataSync === 'function';
+}
+
+/** The record of named tensors a save or write takes, checked for the shapes a newcomer passes by mistake. */
+export function checkTensorRecord(tensors: unknown): void {
+  if (isTfTensor(tensors)) {
+    throw argumentError('tensors is a single tf.Tensor; pass named tensors: snapshot(tf, { w: tensor }) or modelState(model, optimizer) for tfjs tensors, or { w: { dtype, shape, data } } for typed arrays');
+  }
+  if (typeof tensors !== 'object' || tensors === null || Array.isArray(tensors) || ArrayBuffer.isView(tensors)) {
+    throw argumentError(`tensors must be an object mapping names to { dtype, shape, data } (received ${describe(tensors)})`);
+  }
+}
+
+/** One entry of that record: a tf.Tensor or a bare typed array is named as such, with what to pass instead. */
+export function checkEntryKind(name: string, t: unknown): asserts t is TensorEntry {
+  if (isTfTensor(t)) {
+    throw argumentError(`tensor "${name}" is a tf.Tensor; pass snapshot(tf, { ${JSON.stringify(name)}: tensor }) or modelState(model, optimizer) as tensors (no copy), or { dtype, shape, data: tensor.dataSync() }`);
+  }
+  if (ArrayBuffer.isView(t)) {
+    const dtype = t instanceof Float32Array ? 'float32' : t instanceof Int32Array ? 'int32' : '<dtype>';
+    throw argumentError(`tensor "${name}" is a bare ${t.constructor.name}; pass { dtype: '${dtype}', shape: [...], data: it }`);
+  }
+  if (typeof t !== 'object' || t === null) throw argumentError(`tensor "${name}" must be { dtype, shape, data } (received ${describe(t)})`);
+  if (!ArrayBuffer.isView((t as TensorEntry).data)) throw argumentError(`tensor "${name}": data must be a TypedArray such as Float32Array (received ${describe((t as TensorEntry).data)})`);
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (ArrayBuffer.isView(v)) return `a ${v.constructor.name}`;
+  if (typeof v === 'object') return `an object with keys ${Object.keys(v).slice(0, 5).join(', ') || '(none)'}`;
+  return typeof v;
 }

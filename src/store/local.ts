@@ -48,6 +48,21 @@ async function syncNewDirectories(firstCreated: string, leaf: string): Promise<v
   }
 }
 
+/** Creates `dir` and its missing parents, durably (each new entry's parent fsynced). A path that exists but is
+ * not a directory is ENOTDIR naming it. Every error is a CheckpointError. */
+export async function ensureDirectory(dir: string): Promise<void> {
+  try {
+    const firstCreated = await fs.promises.mkdir(dir, { recursive: true });
+    if (firstCreated !== undefined) await syncNewDirectories(firstCreated, dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' || code === 'ENOTDIR') {
+      throw new CheckpointError(`${dir} (or a parent of it) exists and is not a directory; give a directory path`, { code: 'ENOTDIR', errno: os.constants.errno.ENOTDIR, syscall: 'mkdir', path: dir });
+    }
+    throw toCheckpointError(err);
+  }
+}
+
 export class LocalStore implements CheckpointStore {
   readonly location: string;
 
@@ -61,9 +76,8 @@ export class LocalStore implements CheckpointStore {
   }
 
   async open(): Promise<void> {
+    await ensureDirectory(this.location);
     try {
-      const firstCreated = await fs.promises.mkdir(this.location, { recursive: true });
-      if (firstCreated !== undefined) await syncNewDirectories(firstCreated, this.location);
       await fs.promises.access(this.location, fs.constants.W_OK);
     } catch (err) {
       throw toCheckpointError(err);

@@ -16,6 +16,8 @@ import { CheckpointError, argumentError } from '../binding/errors';
 import type { TypedArray } from '../binding/native';
 import { Compression, TensorEntry, WriteResult, readCheckpoint, writeCheckpoint } from '../format/file';
 import { METADATA_KEYS } from '../format/metadata-keys';
+import { ensureDirectory } from '../store/local';
+import * as nodePath from 'node:path';
 import { TFJS_DTYPES, TfjsDType } from './dtypes';
 
 export { TFJS_DTYPES } from './dtypes';
@@ -271,6 +273,7 @@ async function saveChecked(path: string, artifacts: ModelArtifacts, options: IoH
   };
   if (o.compression !== undefined) writeOptions.compression = o.compression;
   if (o.direct !== undefined) writeOptions.direct = o.direct;
+  await ensureDirectory(nodePath.dirname(nodePath.resolve(path))); // as tfjs's file:// handler and Checkpointer do
   const write = await writeCheckpoint(path, toTensors(c, path), writeOptions);
   return { modelArtifactsInfo: artifactsInfo(c.artifacts, c.data.byteLength), write };
 }

@@ -16,6 +16,7 @@ import type * as tfType from '@tensorflow/tfjs';
 import { CheckpointError, argumentError, toCheckpointError } from '../binding/errors';
 import { native } from '../binding/native';
 import { removeFiles, writeFileAtomic } from '../format/file';
+import { ensureDirectory } from '../store/local';
 import {
   IoHandlerOptions, IoSaveResult, artifactsInfo, checkArtifactFields, checkBoolBytes, checkSaveArtifacts, checkWeightSpecs,
   formatError, isPlainObject, loadArtifacts, saveArtifacts, specBytes,
@@ -56,26 +57,6 @@ export interface ImportOptions {
 }
 
 // ---- export -----------------------------------------------------------------------------------------------
-
-async function syncParents(firstCreated: string, leaf: string): Promise<void> {
-  for (let d = leaf; ; d = nodePath.dirname(d)) {
-    const parent = await fs.promises.open(nodePath.dirname(d), 'r');
-    try {
-      await parent.sync();
-    } finally {
-      await parent.close();
-    }
-    if (d === firstCreated || nodePath.dirname(d) === d) break;
-  }
-}
-
-/** Creates the directory if needed; a directory entry is durable only once its parent is fsynced. */
-async function ensureDir(dir: string): Promise<void> {
-  const first = await fs.promises.mkdir(dir, { recursive: true });
-  if (first !== undefined) await syncParents(first, dir);
-  const st = await fs.promises.stat(dir);
-  if (!st.isDirectory()) throw new CheckpointError(`${dir} is not a directory`, { code: 'ENOTDIR', path: dir });
-}
 
 /** The model.json object tfjs writes (io_utils getModelJSONForModelArtifacts), for one weights file. */
 function modelJsonFor(a: ModelArtifacts, specs: WeightsManifestEntry[], weightsFile: string): Record<string, unknown> {
@@ -118,7 +99,7 @@ async function exportChecked(source: string | ModelArtifacts, outDir: string, op
   const weightsFile = `weights-${native.xxh3(data)}.bin`;
   const json = Buffer.from(JSON.stringify(modelJsonFor(checked.artifacts, checked.specs, weightsFile)), 'utf8');
 
-  await ensureDir(outDir);
+  await ensureDirectory(outDir);
   // 1. The weights, durable under their own name (a new name unless the content is the same).
   if (checked.specs.length > 0) await writeFileAtomic(nodePath.join(outDir, weightsFile), data);
   // 2. model.json, pointing at them, replaces the old one atomically: from here the new pair is the model.

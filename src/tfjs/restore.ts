@@ -117,9 +117,14 @@ export function restoreModelState(
   }
   const problems = report.missing.length + report.unexpected.length + report.mismatched.length;
   if (strict && problems > 0) {
-    const list = (label: string, items: string[]) => (items.length ? `\n  ${label}: ${items.join('\n    ')}` : '');
-    throw new CheckpointError(`checkpoint does not match the model (${problems} problem(s); strict: false loads what fits)` +
-      list('missing', report.missing) + list('unexpected', report.unexpected) + list('mismatched', report.mismatched), { code: 'ECKPT_MISMATCH' });
+    // The causes first (a mismatch says what differs, e.g. another optimizer), then bounded lists of names.
+    const shown = 8;
+    const list = (label: string, items: string[]) => (items.length
+      ? `\n  ${label}: ${items.slice(0, shown).join('\n    ')}${items.length > shown ? `\n    ... and ${items.length - shown} more (report.${label} with strict: false)` : ''}`
+      : '');
+    const cause = report.mismatched[0] ?? (report.missing.length ? `${report.missing.length} tensor(s) of the model are not in the checkpoint` : `${report.unexpected.length} tensor(s) of the checkpoint have no place in the model`);
+    throw new CheckpointError(`checkpoint does not match the model: ${cause} (${problems} problem(s); strict: false loads what fits)` +
+      list('mismatched', report.mismatched) + list('missing', report.missing) + list('unexpected', report.unexpected), { code: 'ECKPT_MISMATCH' });
   }
   for (const { key, target, data } of assigns) {
     const value = toTensor(tf, data);

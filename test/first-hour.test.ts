@@ -1,0 +1,101 @@
+/** What a new user meets first: parent directories created by ioHandler and import, a CLI that stops quietly when
+ * its reader goes away and uses the exit codes it documents, and error messages that name what was passed and what
+ * to pass instead. */
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { CheckpointError } from '../src/binding/errors';
+import { Checkpointer } from '../src/checkpoint/checkpointer';
+import { writeCheckpoint } from '../src/format/file';
+import { loadTf } from '../src/tfjs/backend';
+import { ioHandler } from '../src/tfjs/io-handler';
+import { modelState } from '../src/tfjs/model-state';
+import { restoreModelState } from '../src/tfjs/restore';
+import { tempDir } from './helpers';
+
+const BIN = path.join(__dirname, '..', '..', 'bin', 'ckptio.js');
+
+test('model.save(ioHandler(p)) creates the missing parent directories, and `ckptio import` too', async () => {
+  const { tf } = await loadTf('cpu');
+  const root = tempDir();
+  const model = tf.sequential({ layers: [tf.layers.dense({ inputShape: [3], units: 2 })] });
+  const file = path.join(root, 'out', 'deeper', 'm.safetensors');
+  await model.save(ioHandler(file));
+  assert.ok(fs.statSync(file).isFile(), 'written under directories that did not exist');
+  const exported = path.join(root, 'exported');
+  await model.save(`file://${exported}`).catch(() => null); // tfjs-node is not installed: export through ckptio instead
+  execFileSync(process.execPath, [BIN, 'export', file, exported]);
+  const imported = path.join(root, 'new', 'dir', 'imported.safetensors');
+  execFileSync(process.execPath, [BIN, 'import', exported, imported]);
+  assert.ok(fs.statSync(imported).isFile(), 'import created its parent directories');
+});
+
+test('a `dir` that names a file is ENOTDIR saying so, not EEXIST from mkdir', async () => {
+  const root = tempDir();
+  const file = path.join(root, 'a-file');
+  fs.writeFileSync(file, 'x');
+  const ckpt = new Checkpointer({ dir: file });
+  await assert.rejects(ckpt.save(1, { tensors: { x: { dtype: 'float32', shape: [1], data: new Float32Array(1) } } }),
+    (e: CheckpointError) => e instanceof CheckpointError && e.code === 'ENOTDIR' && /is not a directory/.test(e.message) && e.path === file);
+});
+
+test('`ckptio ls DIR | head -1`: the CLI stops quietly (status 0, nothing on stderr) when its reader has gone', async () => {
+  const dir = tempDir();
+  const ckpt = new Checkpointer({ dir, keepLast: 50 });
+  for (let s = 1; s <= 40; s++) await (await ckpt.save(s, { tensors: { x: { dtype: 'float32', shape: [1], data: new Float32Array([s]) } } })).durable;
+  await ckpt.close();
+  for (let round = 0; round < 3; round++) {
+    const r = spawnSync('bash', ['-c', `"${process.execPath}" "${BIN}" ls "${dir}" | head -c 10 >/dev/null; echo "status \${PIPESTATUS[0]}"`], { encoding: 'utf8' });
+    assert.match(r.stdout, /status 0/, r.stdout + r.stderr);
+    assert.equal(r.stderr, '', 'nothing on stderr');
+  }
+});
+
+test('a missing optional package exits with the documented status 5, and the message names the package', () => {
+  // The package is hidden from the child's module resolution, as if it were not installed.
+  const hide = path.join(tempDir(), 'hide-mnist.js');
+  fs.writeFileSync(hide, `const M = require('node:module'); const r = M._resolveFilename;
+M._resolveFilename = function (req, ...rest) { if (req === 'mnist' || req.startsWith('mnist/')) { const e = new Error("Cannot find module '" + req + "'"); e.code = 'MODULE_NOT_FOUND'; throw e; } return r.call(this, req, ...rest); };`);
+  const r = spawnSync(process.execPath, ['--require', hide, BIN, 'train', '--dir', tempDir()], { encoding: 'utf8' });
+  assert.match(r.stderr, /ckptio: ECKPT_MISSING_PACKAGE: .*mnist/, r.stderr);
+  assert.equal(r.status, 5, r.stderr);
+});
+
+test('errors name what was passed and what to pass instead: a tf.Tensor, a bare Float32Array, a tf.Tensor as the whole record', async () => {
+  const { tf } = await loadTf('cpu');
+  const ckpt = new Checkpointer({ dir: tempDir() });
+  const w = tf.tensor1d([1, 2, 3]);
+  await assert.rejects(ckpt.save(1, { tensors: { w } as never }), (e: CheckpointError) => e.code === 'ECKPT_ARGS' && /tensor "w" is a tf\.Tensor; pass snapshot\(tf/.test(e.message));
+  await assert.rejects(ckpt.save(1, { tensors: { w: new Float32Array(3) } as never }), (e: CheckpointError) => e.code === 'ECKPT_ARGS' && /tensor "w" is a bare Float32Array; pass \{ dtype: 'float32'/.test(e.message));
+  await assert.rejects(ckpt.save(1, { tensors: w as never }), (e: CheckpointError) => e.code === 'ECKPT_ARGS' && /tensors is a single tf\.Tensor/.test(e.message) && !/kept/.test(e.message));
+  await assert.rejects(writeCheckpoint(path.join(tempDir(), 'f'), { w } as never), (e: CheckpointError) => /tensor "w" is a tf\.Tensor/.test(e.message));
+  await ckpt.close();
+  w.dispose();
+});
+
+test('restoring Adam state into SGD says so on the first line, with bounded lists after', async () => {
+  const { tf } = await loadTf('cpu');
+  const make = () => tf.sequential({ layers: Array.from({ length: 6 }, (_, i) => tf.layers.dense({ units: 4, inputShape: i === 0 ? [4] : undefined })) });
+  const a = make();
+  const adam = tf.train.adam(0.01);
+  a.compile({ optimizer: adam, loss: 'meanSquaredError' });
+  await a.fit(tf.ones([2, 4]), tf.ones([2, 4]), { epochs: 1, verbose: 0 });
+  const ckpt = new Checkpointer({ dir: tempDir() });
+  const h = await ckpt.save(1, { tensors: modelState(a, adam, { tf }) });
+  const loaded = await ckpt.load((await h.durable)!.path);
+  await ckpt.close();
+  const b = make();
+  const sgd = tf.train.sgd(0.01);
+  let message = '';
+  try {
+    restoreModelState(b, sgd, loaded, { tf });
+  } catch (e) {
+    message = (e as CheckpointError).message;
+    assert.equal((e as CheckpointError).code, 'ECKPT_MISMATCH');
+  }
+  const first = message.split('\n')[0]!;
+  assert.match(first, /does not match the model: .+/, message);
+  assert.ok(message.split('\n').length <= 3 * 9 + 1, `bounded: ${message.split('\n').length} lines`);
+});
