@@ -21,6 +21,7 @@ import { DedupIndex, resolveRefs } from './dedup';
 import { Pointer, POINTER_BEST, POINTER_LATEST, readPointer, renderPointer } from './directory';
 import { checkpointName, describingMetadata, entryFromHeader, Manifest, MANIFEST_NAME, ManifestEntry, Parent, parseManifest, renderManifest, stepOf, tagOfFile } from './manifest';
 import { decideRetention, keepBest, keepLast, RetentionEntry, RetentionPolicy } from './retention';
+import { NAME_RE, NAME_PATTERN, NAME_RULE } from './names';
 
 /** Bytes that become available later (a tfjs snapshot read in slices), with a release hook. */
 export interface TensorSource {
@@ -133,6 +134,8 @@ export interface CheckpointerStats {
 /** One lane per Checkpointer: the writer aborts a save planned before an earlier save of the same lane failed. */
 let nextLane = 1;
 
+const BEST_POINTER_RE = new RegExp(`^best-${NAME_PATTERN}$`);
+
 /** File names carry 10 digits of step. */
 const MAX_STEP = 9_999_999_999;
 const STEP_KEY = METADATA_KEYS.step;
@@ -162,7 +165,7 @@ function metricsOf(payload: SavePayload): Record<string, number> {
   if (payload.metrics !== undefined) {
     if (typeof payload.metrics !== 'object' || payload.metrics === null) throw argumentError('metrics must be an object of numbers');
     for (const [k, v] of Object.entries(payload.metrics)) {
-      if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(k)) throw argumentError(`metric name "${k}" must be letters, digits, ".", "_" or "-"`);
+      if (!NAME_RE.test(k)) throw argumentError(`metric name "${k}" must be ${NAME_RULE}`);
       if (typeof v !== 'number') throw argumentError(`metric ${k} must be a number`);
       if (Number.isFinite(v)) out[k] = v;
     }
@@ -273,7 +276,7 @@ export class Checkpointer {
     const pointers = new Map<string, number>();
     for (const n of names) {
       const tag = tagOfFile(n);
-      const isPointer = n === POINTER_LATEST || n === POINTER_BEST || /^best-[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(n);
+      const isPointer = n === POINTER_LATEST || n === POINTER_BEST || BEST_POINTER_RE.test(n);
       if (!tag && !isPointer) continue;
       let p: Pointer | null = null;
       try {
@@ -675,7 +678,7 @@ export class Checkpointer {
   /** Tags a committed checkpoint (a durable `tag.<name>` pointer); tagged checkpoints are never removed. */
   async tag(step: number, name: string): Promise<void> {
     await this.ready;
-    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name)) throw argumentError(`tag "${name}" must be letters, digits, ".", "_" or "-" (at most 64)`);
+    if (!NAME_RE.test(name)) throw argumentError(`tag "${name}" must be ${NAME_RULE}`);
     if (this.lockHandle === null) throw new CheckpointError('checkpointer was opened with lock: false (read-only)', { code: 'ECKPT_ARGS' });
     await this.exclusive(async () => {
       await this.flush();

@@ -7,12 +7,12 @@ import type { HeaderInfo } from '../format/file';
 import { METADATA_KEYS } from '../format/metadata-keys';
 import { parseRefs } from './dedup';
 import { stepOf } from './names';
+import { NAME_PATTERN, NAME_RE } from './names';
 
 export { checkpointName, stepOf } from './names';
 
 export const MANIFEST_NAME = 'ckptio-manifest.json';
-const TAG_FILE_RE = /^tag\.([A-Za-z0-9][A-Za-z0-9._-]{0,63})$/;
-export const TAG_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const TAG_FILE_RE = new RegExp(`^tag\\.(${NAME_PATTERN})$`);
 
 export function tagFileName(tag: string): string {
   return `tag.${tag}`;
@@ -75,7 +75,7 @@ function parseMetrics(v: unknown, where: string): Record<string, number> {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad(`${where} is not an object`);
   const out: Record<string, number> = {};
   for (const [k, x] of Object.entries(v)) {
-    if (!TAG_NAME_RE.test(k) || typeof x !== 'number' || !Number.isFinite(x)) throw bad(`${where}.${k} is not a finite number`);
+    if (!NAME_RE.test(k) || typeof x !== 'number' || !Number.isFinite(x)) throw bad(`${where}.${k} is not a finite number`);
     out[k] = x;
   }
   return out;
@@ -112,7 +112,7 @@ export function parseManifest(bytes: Uint8Array, path: string): Manifest {
     if (typeof x.time !== 'string' || Number.isNaN(Date.parse(x.time))) throw bad(`${where}.time`, path);
     if (!Number.isSafeInteger(x.bytes) || (x.bytes as number) < 0) throw bad(`${where}.bytes`, path);
     if (x.contentId !== null && (typeof x.contentId !== 'string' || !/^[0-9a-f]{16}$/.test(x.contentId))) throw bad(`${where}.contentId`, path);
-    if (!Array.isArray(x.tags) || !x.tags.every((t) => typeof t === 'string' && TAG_NAME_RE.test(t))) throw bad(`${where}.tags`, path);
+    if (!Array.isArray(x.tags) || !x.tags.every((t) => typeof t === 'string' && NAME_RE.test(t))) throw bad(`${where}.tags`, path);
     if (!Array.isArray(x.keptBy) || !x.keptBy.every((t) => typeof t === 'string' && t.length < 256)) throw bad(`${where}.keptBy`, path);
     return { step: x.step!, file: x.file, time: x.time, bytes: x.bytes!, metrics: parseMetrics(x.metrics, `${where}.metrics`), contentId: x.contentId ?? null, parent: parseParent(x.parent, `${where}.parent`), origin: parseParent(x.origin, `${where}.origin`), tags: [...x.tags], keptBy: [...x.keptBy],
       ...(x.refs !== undefined ? { refs: parseRefFiles(x.refs, `${where}.refs`, path) } : {}),
@@ -120,7 +120,7 @@ export function parseManifest(bytes: Uint8Array, path: string): Manifest {
   });
   const pointers: Record<string, number> = {};
   for (const [k, s] of Object.entries(m.pointers)) {
-    if (!TAG_NAME_RE.test(k) || !Number.isSafeInteger(s)) throw bad(`pointers.${k}`, path);
+    if (!NAME_RE.test(k) || !Number.isSafeInteger(s)) throw bad(`pointers.${k}`, path);
     pointers[k] = s as number;
   }
   return { version: 1, entries: entries.sort((a, b) => a.step - b.step), pointers };

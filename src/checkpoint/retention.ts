@@ -3,6 +3,7 @@
  * no expiry (deleteOlderThan) has passed, and always when it is protected: the newest checkpoint, anything a
  * pointer names, anything tagged. */
 import { argumentError } from '../binding/errors';
+import { NAME_RE, NAME_RULE } from './names';
 
 export interface RetentionEntry {
   step: number;
@@ -58,16 +59,15 @@ export interface KeepBestOptions {
   pointer?: string;
 }
 
-const POINTER_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 /** The k best by a metric; a pointer names the best. Checkpoints without the metric are not ranked. */
 export function keepBest(options: KeepBestOptions): RetentionPolicy {
   const { metric, mode } = options ?? ({} as KeepBestOptions);
-  if (typeof metric !== 'string' || !POINTER_NAME_RE.test(metric)) throw argumentError('keepBest: metric must be a name of letters, digits, ".", "_" or "-"');
+  if (typeof metric !== 'string' || !NAME_RE.test(metric)) throw argumentError(`keepBest: metric must be a name of ${NAME_RULE}`);
   if (mode !== 'max' && mode !== 'min') throw argumentError("keepBest: mode must be 'max' or 'min'");
   const k = positiveInt(options.k ?? 1, 'keepBest: k');
   const pointer = options.pointer ?? `best-${metric}`;
-  if (!POINTER_NAME_RE.test(pointer)) throw argumentError(`keepBest: pointer "${pointer}" is not a plain name`);
+  if (!NAME_RE.test(pointer)) throw argumentError(`keepBest: pointer "${pointer}" is not a plain name`);
   const ranked = (entries: readonly RetentionEntry[]) => entries
     .filter((e) => Number.isFinite(e.metrics[metric]))
     // Ties go to the earlier step, so the best does not move to a later checkpoint that is merely as good.

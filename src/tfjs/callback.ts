@@ -9,6 +9,7 @@ import type { SeededDataset, DatasetPosition } from './dataset';
 import { modelState, tfModule } from './model-state';
 import { restoreModelState, RestoreReport } from './restore';
 import { applySchedule, Schedule, validateSchedule } from './schedules';
+import { NAME_RE } from '../checkpoint/names';
 
 type Tf = typeof tfType;
 
@@ -88,7 +89,7 @@ export async function fitCheckpoint(model: tfType.LayersModel, options: FitCheck
   if (everyBatches !== undefined && (!Number.isSafeInteger(everyBatches) || everyBatches < 1)) throw argumentError('fitCheckpoint: everyBatches must be an integer >= 1');
   const monitorMode = mode ?? (monitor && /loss/i.test(monitor) ? 'min' : 'max');
   if (monitorMode !== 'max' && monitorMode !== 'min') throw argumentError("fitCheckpoint: mode must be 'max' or 'min'");
-  if (monitor !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(monitor)) throw argumentError('fitCheckpoint: monitor must be a logged metric name (letters, digits, ".", "_", "-")');
+  if (monitor !== undefined && !NAME_RE.test(monitor)) throw argumentError('fitCheckpoint: monitor must be a logged metric name (letters, digits, ".", "_", "-")');
   const retention = [...(ckptOptions.retention ?? []), ...(monitor ? [keepBest({ metric: monitor, mode: monitorMode })] : [])];
   const checkpointer = new Checkpointer({ ...ckptOptions, retention });
 

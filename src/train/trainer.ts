@@ -20,6 +20,7 @@ import { applySchedule, Schedule, schedules } from '../tfjs/schedules';
 import { Dataset, onlyClasses, splitMnist } from './data';
 import { buildMlp, makeOptimizer, OptimizerName } from './model';
 import { provenance, Provenance } from './provenance';
+import { NAME_PATTERN } from '../checkpoint/names';
 
 export type ScheduleKind = 'cosine' | 'constant' | 'step';
 
@@ -294,7 +295,7 @@ function batchTensors(tf: typeof tfType, set: Dataset, idx: Uint32Array, outputs
 /** The checkpoint a fine-tune starts from: `DIR` (its newest valid checkpoint), `DIR:TAG`, or a file. Read-only:
  * the parent run may still be training. */
 async function loadParent(from: string): Promise<{ loaded: LoadedCheckpoint; run: string; contentId: string | null }> {
-  const [dir, tag] = /^(.*):([A-Za-z0-9][A-Za-z0-9._-]{0,63})$/.exec(from)?.slice(1) ?? [from, undefined];
+  const [dir, tag] = new RegExp(`^(.*):(${NAME_PATTERN})$`).exec(from)?.slice(1) ?? [from, undefined];
   let loaded: LoadedCheckpoint | null;
   let run: string;
   if (stepOf(path.basename(dir!)) !== null) {

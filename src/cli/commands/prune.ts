@@ -7,6 +7,7 @@ import { Checkpointer } from '../../checkpoint/checkpointer';
 import { deleteOlderThan, keepBest, keepEvery, keepLast, keepTagged, keepWithin, RetentionPolicy } from '../../checkpoint/retention';
 import { out, printJson, safe, usageError } from './output';
 import { isRunDir, readRun } from './run-view';
+import { NAME_PATTERN } from '../../checkpoint/names';
 
 export interface PruneOptions {
   keepLast?: number;
@@ -20,7 +21,7 @@ export interface PruneOptions {
 
 /** `METRIC:max|min[:K]`, repeatable. */
 export function parseKeepBest(v: string, previous: PruneOptions['keepBest'] = []): NonNullable<PruneOptions['keepBest']> {
-  const m = /^([A-Za-z0-9][A-Za-z0-9._-]{0,63}):(max|min)(?::(\d+))?$/.exec(v);
+  const m = new RegExp(`^(${NAME_PATTERN}):(max|min)(?::(\\d+))?$`).exec(v);
   if (!m || (m[3] !== undefined && !(Number(m[3]) >= 1))) throw new InvalidArgumentError('--keep-best must look like METRIC:max, METRIC:min or METRIC:max:K (K >= 1)');
   return [...previous, { metric: m[1]!, mode: m[2] as 'max' | 'min', k: m[3] === undefined ? 1 : Number(m[3]) }];
 }
