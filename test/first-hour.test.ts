@@ -99,3 +99,34 @@ test('restoring Adam state into SGD says so on the first line, with bounded list
   assert.match(first, /does not match the model: .+/, message);
   assert.ok(message.split('\n').length <= 3 * 9 + 1, `bounded: ${message.split('\n').length} lines`);
 });
+
+test('a training checkpoint of a LayersModel becomes a model.json that tf.loadLayersModel loads, with the same predictions bit for bit; a model file given to Checkpointer.load says what to call instead', async () => {
+  const { tf } = await loadTf('cpu');
+  const { exportTfjsModel, modelJsonHandler } = await import('../src/tfjs/model-json');
+  const model = tf.sequential({ layers: [
+    tf.layers.dense({ inputShape: [6], units: 8, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }),
+    tf.layers.batchNormalization(),
+    tf.layers.dense({ units: 3, kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) })] });
+  model.compile({ optimizer: tf.train.adam(0.01), loss: 'meanSquaredError' });
+  const x = tf.randomNormal([16, 6], 0, 1, 'float32', 3);
+  await model.fit(x, tf.randomNormal([16, 3], 0, 1, 'float32', 4), { epochs: 2, verbose: 0 });
+  const dir = tempDir();
+  const ckpt = new Checkpointer({ dir });
+  const h = await ckpt.save(7, { tensors: modelState(model, undefined, { tf }) });
+  const file = (await h.durable)!.path;
+  await ckpt.close();
+  const out = path.join(tempDir(), 'exported');
+  execFileSync(process.execPath, [BIN, 'export', file, out]); // the CLI, as a user would
+  const loaded = await tf.loadLayersModel(modelJsonHandler(path.join(out, 'model.json')));
+  const a = model.predict(x) as import('@tensorflow/tfjs').Tensor;
+  const b = loaded.predict(x) as import('@tensorflow/tfjs').Tensor;
+  assert.ok(Buffer.from((a.dataSync() as Float32Array).buffer).equals(Buffer.from((b.dataSync() as Float32Array).buffer)), 'same predictions bit for bit');
+  const direct = await tf.loadLayersModel(ioHandler(file)); // the checkpoint itself, through the io handler
+  assert.ok(Buffer.from(((direct.predict(x) as typeof a).dataSync() as Float32Array).buffer).equals(Buffer.from((a.dataSync() as Float32Array).buffer)));
+  const again = await exportTfjsModel(file, path.join(tempDir(), 'lib'));
+  assert.ok(fs.existsSync(again.modelJson));
+  // The reverse: a model file given to a Checkpointer.
+  const modelFile = path.join(tempDir(), 'm.safetensors');
+  await model.save(ioHandler(modelFile));
+  await assert.rejects(new Checkpointer({ dir: tempDir(), lock: false }).load(modelFile), (e: CheckpointError) => /model file written by ioHandler.*tf\.loadLayersModel\(ioHandler\(path\)\)/.test(e.message));
+});

@@ -756,7 +756,12 @@ export class Checkpointer {
 
   private static decode(file: string, tensors: Record<string, TensorEntry>, metadata: Record<string, string>): LoadedCheckpoint {
     const step = Number(metadata[STEP_KEY]);
-    if (!Number.isSafeInteger(step)) throw new CheckpointError(`missing ${STEP_KEY} in metadata`, { code: 'ECKPT_FORMAT', path: file });
+    if (!Number.isSafeInteger(step)) {
+      const modelFile = metadata[METADATA_KEYS.tfjsHandler.version] !== undefined;
+      throw new CheckpointError(modelFile
+        ? 'this is a model file written by ioHandler, not a training checkpoint: load it with tf.loadLayersModel(ioHandler(path))'
+        : `not a training checkpoint: metadata ${STEP_KEY} is missing (readCheckpoint reads any ckptio file)`, { code: 'ECKPT_FORMAT', path: file });
+    }
     let state: unknown = null;
     try {
       state = JSON.parse(metadata[STATE_KEY] ?? 'null');

@@ -23,6 +23,9 @@ export const METADATA_KEYS = {
   compression: 'ckptio.compression',
   /** JSON: how a tfjs model's weights were named, and its random layers (tfjs/model-state.ts). */
   tfjsModel: 'ckptio.tfjs.model',
+  /** JSON {modelTopology, format, generatedBy, weights: [[key, tfjs weight name], ...]}: what a training
+   * checkpoint of a LayersModel needs to become a model.json (tfjs/model-state.ts; read by tfjs/io-handler.ts). */
+  tfjsModelJson: 'ckptio.tfjs.model_json',
   /** JSON: a tfjs optimizer's class, config, counters and slot order (tfjs/optimizers.ts). */
   tfjsOptimizer: 'ckptio.tfjs.optimizer',
   /** A tfjs model saved through ioHandler (tfjs/io-handler.ts); each value a JSON string. */

@@ -306,7 +306,12 @@ async function loadChecked(path: string, options: IoHandlerOptions): Promise<Mod
   const fail = formatError(path);
   const md = file.metadata;
   const version = md[K.version];
-  if (version === undefined) throw fail(`not a ckptio tfjs model file: metadata ${K.version} is missing`);
+  if (version === undefined) {
+    const training = md[METADATA_KEYS.tfjsModelJson];
+    if (training !== undefined) return artifactsOfTrainingCheckpoint(file.tensors, training, fail);
+    throw fail(`not a ckptio tfjs model file: metadata ${K.version} is missing, and it is no training checkpoint of a LayersModel (no ${METADATA_KEYS.tfjsModelJson}); ` +
+      'restore it into your model with restoreModelState, then model.save(ioHandler(path))');
+  }
   if (version !== IO_HANDLER_VERSION) throw fail(`metadata ${K.version} is ${JSON.stringify(version)}; this ckptio reads version ${IO_HANDLER_VERSION}`);
 
   const topology = parseField(md, K.modelTopology, fail, true);
@@ -359,6 +364,47 @@ async function loadChecked(path: string, options: IoHandlerOptions): Promise<Mod
   }
   if (at !== bytes) throw fail(`the weights add up to ${at} bytes, the specs to ${bytes}`);
   return { modelTopology: topology, ...rest, weightSpecs: specs, weightData };
+}
+
+/** A training checkpoint of a LayersModel (modelState) as ModelArtifacts: the recorded topology and, in tfjs's
+ * weight order, each weight's tensor under its tfjs name. Optimizer state and variables are left out. */
+function artifactsOfTrainingCheckpoint(tensors: Record<string, TensorEntry>, text: string, fail: (m: string) => CheckpointError): ModelArtifacts {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw fail(`metadata ${METADATA_KEYS.tfjsModelJson} is not JSON`);
+  }
+  const m = parsed as { modelTopology?: unknown; format?: unknown; generatedBy?: unknown; weights?: unknown };
+  if (!isPlainObject(parsed) || !isPlainObject(m.modelTopology) || !Array.isArray(m.weights) ||
+      !m.weights.every((w) => Array.isArray(w) && w.length === 2 && typeof w[0] === 'string' && typeof w[1] === 'string')) {
+    throw fail(`metadata ${METADATA_KEYS.tfjsModelJson} must be {modelTopology, weights: [[key, name], ...]}`);
+  }
+  const pairs = m.weights as [string, string][];
+  const specs: WeightsManifestEntry[] = [];
+  const parts: Uint8Array[] = [];
+  let bytes = 0;
+  for (const [key, name] of pairs) {
+    const t = Object.hasOwn(tensors, key) ? tensors[key] : undefined;
+    if (!t) throw fail(`weight ${JSON.stringify(name)}: its tensor ${JSON.stringify(key)} is not in the checkpoint`);
+    const dtype = (Object.keys(TFJS_DTYPES) as TfjsDType[]).find((d) => TFJS_DTYPES[d].dtype === t.dtype);
+    if (!dtype) throw fail(`weight ${JSON.stringify(name)}: dtype ${t.dtype} is not a tfjs dtype`);
+    specs.push({ name, shape: [...t.shape], dtype });
+    const b = bytesOf(t.data);
+    parts.push(b);
+    bytes += b.byteLength;
+  }
+  const weightData = new ArrayBuffer(bytes);
+  const out = new Uint8Array(weightData);
+  let at = 0;
+  for (const b of parts) {
+    out.set(b, at);
+    at += b.byteLength;
+  }
+  return {
+    modelTopology: m.modelTopology, format: typeof m.format === 'string' ? m.format : 'layers-model',
+    generatedBy: typeof m.generatedBy === 'string' ? m.generatedBy : 'ckptio', convertedBy: null, weightSpecs: specs, weightData,
+  } as ModelArtifacts;
 }
 
 function bytesOf(view: TypedArray): Uint8Array {

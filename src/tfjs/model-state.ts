@@ -67,6 +67,7 @@ export function collectModelState(
     unseededRandomLayers: model ? unseededRandomLayers(model) : [],
   };
   const metadata: Record<string, string> = { [METADATA_KEYS.tfjsModel]: JSON.stringify(description) };
+  if (model) metadata[METADATA_KEYS.tfjsModelJson] = modelJsonOf(model, weights);
   const opt = optimizer === undefined ? compiledOptimizer(model) : optimizer;
   if (opt) {
     const fitOrder = model ? fitWeightOrder(model) : [];
@@ -78,6 +79,28 @@ export function collectModelState(
     metadata[METADATA_KEYS.tfjsOptimizer] = JSON.stringify(captured.description);
   }
   return { tensors, metadata };
+}
+
+/** Per model: its topology and tfjs weight names as saved with each checkpoint, rebuilt only when its weights
+ * change (layers added, removed or replaced), so a save does not serialize the topology again. */
+const modelJsonCache = new WeakMap<tfType.LayersModel, { signature: string; json: string }>();
+
+/** What turns a training checkpoint into a model.json (exportTfjsModel, ioHandler loads): the topology tfjs's own
+ * model.save writes and, in `model.weights` order (tfjs's weight-spec order), each weight's key in the checkpoint
+ * and its tfjs name (`originalName`, what loadWeights matches). */
+function modelJsonOf(model: tfType.LayersModel, weights: ReturnType<typeof modelWeights>): string {
+  const signature = model.weights.map((w) => `${w.id}${w.trainable ? 't' : 'f'}`).join(',');
+  const cached = modelJsonCache.get(model);
+  if (cached && cached.signature === signature) return cached.json;
+  const keyOf = new Map(weights.map((w) => [w.weight.id, w.key]));
+  const json = JSON.stringify({
+    modelTopology: model.toJSON(null, false),
+    format: 'layers-model',
+    generatedBy: 'ckptio modelState',
+    weights: model.weights.filter((w) => keyOf.has(w.id)).map((w) => [keyOf.get(w.id), w.originalName]),
+  });
+  modelJsonCache.set(model, { signature, json });
+  return json;
 }
 
 /** The `tensors` payload for Checkpointer.save: every weight of `model` (trainable and not), the complete state of
