@@ -61,7 +61,7 @@ test('ls: one row per checkpoint with step, time, size, metrics, valid, pointers
   const r = cli('ls', dir);
   assert.equal(r.status, 0, r.stderr);
   const lines = r.stdout.trim().split('\n');
-  assert.match(lines[1]!, /^STEP\s+TIME\s+SIZE\s+VALID\s+METRICS\s+POINTERS\s+TAGS\s+KEPT BY$/);
+  assert.match(lines[1]!, /^STEP\s+TIME\s+SIZE\s+HEADER\s+METRICS\s+POINTERS\s+TAGS\s+KEPT BY$/);
   assert.equal(lines.length, 2 + 4);
   assert.match(lines[2]!, /^10\s+\d{4}-\d\d-\d\dT\S+Z\s+\d+ B\s+ok\s+acc=0\.5 loss=0\.5\s+-\s+v1_baseline\s+last 10, tag v1_baseline$/);
   assert.match(lines[5]!, /^40\s.*\sok\s+acc=0\.6 loss=0\.4\s+latest\s+-\s+last 10, newest, pointer latest$/);
@@ -71,7 +71,7 @@ test('ls: one row per checkpoint with step, time, size, metrics, valid, pointers
   assert.equal(j.manifest, 'ok');
   assert.deepEqual(j.checkpoints.map((c: { step: number }) => c.step), [10, 20, 30, 40]);
   const c10 = j.checkpoints[0];
-  assert.deepEqual(Object.keys(c10).sort(), ['bytes', 'contentId', 'file', 'fileBytes', 'inManifest', 'keptBy', 'metrics', 'parent', 'pointers', 'present', 'problem', 'step', 'tags', 'time', 'valid', 'verified']);
+  assert.deepEqual(Object.keys(c10).sort(), ['bytes', 'checked', 'contentId', 'file', 'fileBytes', 'inManifest', 'keptBy', 'metrics', 'parent', 'pointers', 'present', 'problem', 'step', 'tags', 'time', 'valid', 'verified']);
   assert.equal(c10.file, ckptFile(10));
   assert.deepEqual(c10.metrics, { acc: 0.5, loss: 0.5 });
   assert.equal(c10.valid, true);

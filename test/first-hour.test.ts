@@ -115,6 +115,10 @@ test('a training checkpoint of a LayersModel becomes a model.json that tf.loadLa
   const h = await ckpt.save(7, { tensors: modelState(model, undefined, { tf }) });
   const file = (await h.durable)!.path;
   await ckpt.close();
+  const reader = new Checkpointer({ dir, lock: false });
+  assert.deepEqual(await reader.pointer('latest'), { step: 7, path: file }, 'the latest pointer, as a path');
+  assert.equal(await reader.pointer('best-val_acc'), null, 'no such pointer');
+  await assert.rejects(reader.pointer('../x'), (e: CheckpointError) => e.code === 'ECKPT_ARGS');
   const out = path.join(tempDir(), 'exported');
   execFileSync(process.execPath, [BIN, 'export', file, out]); // the CLI, as a user would
   const loaded = await tf.loadLayersModel(modelJsonHandler(path.join(out, 'model.json')));
@@ -129,4 +133,25 @@ test('a training checkpoint of a LayersModel becomes a model.json that tf.loadLa
   const modelFile = path.join(tempDir(), 'm.safetensors');
   await model.save(ioHandler(modelFile));
   await assert.rejects(new Checkpointer({ dir: tempDir(), lock: false }).load(modelFile), (e: CheckpointError) => /model file written by ioHandler.*tf\.loadLayersModel\(ioHandler\(path\)\)/.test(e.message));
+});
+
+test('ckptio ls says what it checked and shows sizes on disk: a truncated file shows its real size and fails, a flipped data byte shows only with --verify', async () => {
+  const dir = tempDir();
+  const ckpt = new Checkpointer({ dir, keepLast: 5 });
+  for (let s = 1; s <= 3; s++) await (await ckpt.save(s, { tensors: { w: { dtype: 'float32', shape: [4096], data: new Float32Array(4096).fill(s) } } })).durable;
+  await ckpt.close();
+  const f1 = path.join(dir, 'ckpt-0000000001.safetensors');
+  const f2 = path.join(dir, 'ckpt-0000000002.safetensors');
+  fs.truncateSync(f1, 1000);
+  const bytes = fs.readFileSync(f2);
+  bytes[bytes.length - 5]! ^= 0xff;
+  fs.writeFileSync(f2, bytes);
+  const plain = execFileSync(process.execPath, [BIN, 'ls', dir], { encoding: 'utf8' }).split('\n');
+  assert.match(plain[1]!, /^STEP\s+TIME\s+SIZE\s+HEADER\s/);
+  assert.match(plain.find((l) => l.startsWith('1 '))!, /\s1000 B\s+NO \(ECKPT_FORMAT\)/, 'the truncated file: its size on disk, and the header check fails');
+  assert.match(plain.find((l) => l.startsWith('2 '))!, /\s16(\.\d+)? KiB\s+ok\s/, 'header ok: the data was not read');
+  const r = spawnSync(process.execPath, [BIN, 'ls', dir, '--verify'], { encoding: 'utf8' });
+  const verified = r.stdout.split('\n');
+  assert.match(verified[1]!, /^STEP\s+TIME\s+SIZE\s+VERIFIED\s/);
+  assert.match(verified.find((l) => l.startsWith('2 '))!, /NO \(ECKPT_CHECKSUM\)/, 'the flipped byte is found with --verify');
 });

@@ -721,6 +721,17 @@ export class Checkpointer {
     }
   }
 
+  /** The checkpoint a pointer names: `latest`, `best`, `best-<metric>` (fitCheckpoint's `monitor`, keepBest) or a tag
+   * (`tag.<name>`, or just the tag's name). null when there is no such pointer or it is unreadable. */
+  async pointer(name: string): Promise<{ step: number; path: string; metric?: number } | null> {
+    await this.ready;
+    const file = name === POINTER_LATEST || name === POINTER_BEST || BEST_POINTER_RE.test(name) || tagOfFile(name) !== null ? name
+      : NAME_RE.test(name) ? `tag.${name}` : null;
+    if (file === null) throw argumentError(`pointer "${name}" must be latest, best, best-<metric> or a tag name (${NAME_RULE})`);
+    const p = await readPointer(this.store, file);
+    return p ? { step: p.step, path: `${this.dir}/${p.file}`, ...(p.metric !== undefined ? { metric: p.metric } : {}) } : null;
+  }
+
   /** The newest checkpoint that validates (checksums included), else null. Invalid newer ones are reported
    * through onWarning with the reason, and skipped. */
   async loadLatest(): Promise<LoadedCheckpoint | null> {

@@ -1,17 +1,33 @@
 /** `ckptio ls DIR`: every checkpoint of a run with its step, time, size, metrics, validity, the pointers and
- * tags naming it and why retention keeps it. Read-only: never takes the run lock. */
+ * tags naming it and why retention keeps it. Read-only: never takes the run lock. The validity column says what
+ * was checked: HEADER (the header parses and fits the file; no tensor data read) or, with --verify, VERIFIED (every
+ * digest); SIZE is the file's size on disk. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { formatBytes, formatMetrics, out, printJson, safe, table } from './output';
 import { readRun } from './run-view';
 
+/** The file's real size (a truncated file shows its truncated size), or null when it cannot be read. */
+async function sizeOnDisk(dir: string, file: string): Promise<number | null> {
+  try {
+    return (await fs.promises.lstat(path.join(dir, file))).size;
+  } catch {
+    return null;
+  }
+}
+
 export async function ls(dir: string, o: { json?: boolean; verify?: boolean }): Promise<void> {
   const run = await readRun(dir, { verify: o.verify ?? false });
-  const rows = run.checkpoints.map((c) => ({
+  const sizes = await Promise.all(run.checkpoints.map((c) => (c.present ? sizeOnDisk(run.dir, c.file) : Promise.resolve(null))));
+  const rows = run.checkpoints.map((c, i) => ({
     step: c.step,
     file: c.file,
     time: c.entry?.time ?? null,
     /** Bytes of tensor data (the manifest's figure), and of the file (header's figure) when present. */
     bytes: c.entry?.bytes ?? null,
-    fileBytes: c.header?.bytes ?? null,
+    fileBytes: sizes[i] ?? null,
+    /** What was checked: the header alone (no tensor data read), or every digest (--verify). */
+    checked: o.verify ? 'every digest' : 'header',
     metrics: c.entry?.metrics ?? {},
     valid: c.present && c.problem === null,
     verified: o.verify ? c.verified && c.problem === null : null,
@@ -36,11 +52,11 @@ export async function ls(dir: string, o: { json?: boolean; verify?: boolean }): 
   }
   out(`${safe(run.dir)}: ${rows.length} checkpoint(s)${run.manifest ? '' : run.manifestProblem ? ', manifest invalid (recovered from headers)' : ', no manifest (recovered from headers)'}`);
   if (rows.length) {
-    const lines = table(['STEP', 'TIME', 'SIZE', 'VALID', 'METRICS', 'POINTERS', 'TAGS', 'KEPT BY'], rows.map((r) => [
+    const lines = table(['STEP', 'TIME', 'SIZE', o.verify ? 'VERIFIED' : 'HEADER', 'METRICS', 'POINTERS', 'TAGS', 'KEPT BY'], rows.map((r) => [
       String(r.step),
       r.time ? safe(r.time.replace(/\.\d+Z$/, 'Z')) : '-',
-      r.fileBytes !== null ? formatBytes(r.fileBytes) : r.bytes !== null ? formatBytes(r.bytes) : '-',
-      !r.present ? 'MISSING' : r.problem ? `NO (${safe(r.problem.code)})` : r.verified ? 'verified' : 'ok',
+      r.fileBytes !== null ? formatBytes(r.fileBytes) : '-',
+      !r.present ? 'MISSING' : r.problem ? `NO (${safe(r.problem.code)})` : 'ok',
       formatMetrics(r.metrics),
       r.pointers.map(safe).join(',') || '-',
       r.tags.map(safe).join(',') || '-',
