@@ -1,8 +1,9 @@
-export { CheckpointError } from './binding/errors';
+export { CheckpointError, RemoteError } from './binding/errors';
 export type { CheckpointErrorCode, CheckpointErrorInfo } from './binding/errors';
 export { readCheckpoint, writeCheckpoint } from './format/file';
 export type { Compression, CompressionReport, DType, ReadOptions, ReadResult, TensorEntry, TypedArray, WriteOptions, WriteResult } from './format/file';
 export { Checkpointer } from './checkpoint/checkpointer';
+export type { RemoteOptions, ReplicatedInfo } from './checkpoint/replicator';
 export type {
   CheckpointerOptions, CheckpointerStats, DurableInfo, LoadedCheckpoint, SaveHandle, SavePayload, TensorSource,
 } from './checkpoint/checkpointer';

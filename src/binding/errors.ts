@@ -4,7 +4,8 @@
  * fit the model it is restored into ECKPT_MISMATCH, an optional package that is not installed ECKPT_MISSING_PACKAGE,
  * a tfjs version whose internals ckptio does not recognise ECKPT_TFJS_INTERNALS, a save the writer aborted because an
  * earlier save of the same Checkpointer failed while it was queued ECKPT_ABORTED, a run directory another writer
- * holds ECKPT_LOCKED, no WebGPU adapter ECKPT_NO_GPU_ADAPTER. */
+ * holds ECKPT_LOCKED, no WebGPU adapter ECKPT_NO_GPU_ADAPTER, an object store's refusal or an unreachable object store
+ * ECKPT_REMOTE (a RemoteError, with the S3 error code and HTTP status). */
 export type CheckpointErrorCode =
   | 'ECKPT_FORMAT'
   | 'ECKPT_CHECKSUM'
@@ -18,6 +19,7 @@ export type CheckpointErrorCode =
   | 'ECKPT_ABORTED'
   | 'ECKPT_LOCKED'
   | 'ECKPT_NO_GPU_ADAPTER'
+  | 'ECKPT_REMOTE'
   | (string & {});
 
 export interface CheckpointErrorInfo {
@@ -40,6 +42,26 @@ export class CheckpointError extends Error {
     if (info.errno !== undefined) this.errno = info.errno;
     if (info.syscall !== undefined) this.syscall = info.syscall;
     if (info.path !== undefined) this.path = info.path;
+  }
+}
+
+/** An object store's refusal (the S3 error code: NoSuchBucket, InvalidAccessKeyId, BadDigest, ...) or a failure
+ * to reach it (the network error's code: ECONNREFUSED, ...). Never carries credentials: only codes, the HTTP status,
+ * the operation and the key. */
+export class RemoteError extends CheckpointError {
+  /** The S3 error code, or the network error's code. */
+  readonly s3Code: string;
+  /** The HTTP status, when the store answered. */
+  readonly status?: number;
+  /** Whether trying again later may succeed (the store unreachable, a 5xx, throttling). */
+  readonly retryable: boolean;
+
+  constructor(message: string, info: { s3Code: string; status?: number; retryable: boolean; path?: string }) {
+    super(message, info.path === undefined ? { code: 'ECKPT_REMOTE' } : { code: 'ECKPT_REMOTE', path: info.path });
+    this.name = 'RemoteError';
+    this.s3Code = info.s3Code;
+    if (info.status !== undefined) this.status = info.status;
+    this.retryable = info.retryable;
   }
 }
 

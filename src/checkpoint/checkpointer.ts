@@ -22,6 +22,10 @@ import { Pointer, POINTER_BEST, POINTER_LATEST, readPointer, renderPointer } fro
 import { checkpointName, describingMetadata, entryFromHeader, Manifest, MANIFEST_NAME, ManifestEntry, Parent, parseManifest, renderManifest, stepOf, tagOfFile } from './manifest';
 import { decideRetention, keepBest, keepLast, RetentionEntry, RetentionPolicy } from './retention';
 import { NAME_RE, NAME_PATTERN, NAME_RULE } from './names';
+import { downloadCheckpoint, listCommitted, RemoteCommit } from './remote-run';
+import { RemoteOptions, ReplicatedInfo, Replicator } from './replicator';
+import { S3Objects } from '../store/remote/s3';
+import { parseRemoteUrl } from '../store/remote/url';
 
 /** Bytes that become available later (a tfjs snapshot read in slices), with a release hook. */
 export interface TensorSource {
@@ -83,6 +87,11 @@ export interface CheckpointerOptions {
   /** Take the run lock (default true). false: read-only use (ls, verify, loading) while a writer runs; such a
    * checkpointer never writes. */
   lock?: boolean;
+  /** Replicate every durable checkpoint to object storage (s3://bucket/prefix, or RemoteOptions): uploaded in a
+   * worker thread after the local commit, committed remotely with a record written last (docs/remote.md). A
+   * directory with no checkpoint is first filled from the remote tier's newest valid checkpoint, so a run resumes
+   * on an empty machine. Needs the optional package @aws-sdk/client-s3. */
+  remote?: string | RemoteOptions;
 }
 
 export interface DurableInfo {
@@ -111,6 +120,10 @@ export interface SaveHandle {
    * is handed over at the loop's next turns, so a loop that never yields should yield once after such a save. */
   queued: boolean;
   durable: Promise<DurableInfo | null>;
+  /** With `remote`: settles when the checkpoint is committed in object storage (null when it was skipped: superseded
+   * by a newer checkpoint before its upload started, or the save was skipped); rejects with a RemoteError
+   * (ECKPT_REMOTE, with the S3 code) when the upload failed for good. Without `remote`: resolves null. */
+  replicated: Promise<ReplicatedInfo | null>;
 }
 
 export interface LoadedCheckpoint {
@@ -224,6 +237,10 @@ export class Checkpointer {
   private newestDurable: number | null = null;
   /** Set by commit() before its first await: whether it handed its save to the store synchronously. */
   private handedOverNow = false;
+  /** The remote tier (options.remote), once the run is open with the lock. */
+  private replicator: Replicator | null = null;
+  private readonly remote: RemoteOptions | null;
+  private readonly keepLastCount: number;
   private readonly counters: CheckpointerStats = { saved: 0, skipped: 0, failed: 0, inflight: 0, inflightBytes: 0, peakInflightBytes: 0, totalWaitMs: 0 };
 
   constructor(opts: CheckpointerOptions) {
@@ -237,6 +254,13 @@ export class Checkpointer {
     this.warn = opts.onWarning ?? ((m) => console.warn(`ckptio: ${m}`));
     this.compression = opts.compression ?? 'none';
     this.origin = opts.parent ?? null;
+    this.keepLastCount = keep;
+    this.remote = opts.remote === undefined ? null : typeof opts.remote === 'string' ? { url: opts.remote } : opts.remote;
+    if (this.remote) {
+      parseRemoteUrl(this.remote.url); // a bad URL fails here, not at the first save
+      if (!(this.store instanceof LocalStore)) throw argumentError('remote replicates a local run directory: it cannot be combined with a custom store');
+      if (this.remote.keepLast !== undefined && (!Number.isInteger(this.remote.keepLast) || this.remote.keepLast < 1)) throw argumentError('remote.keepLast must be an integer >= 1');
+    }
     if (!Number.isInteger(keep) || keep < 1) throw argumentError('keepLast must be an integer >= 1');
     if (!Number.isInteger(maxInflight) || maxInflight < 1) throw argumentError('maxInflight must be an integer >= 1');
     if (!(maxInflightBytes > 0)) throw argumentError('maxInflightBytes must be > 0');
@@ -259,11 +283,50 @@ export class Checkpointer {
       this.lockHandle = await this.store.lock();
       const stale = await this.store.cleanStaleTemps();
       if (stale.length) this.warn(`removed ${stale.length} stale temporary file(s) from an interrupted save: ${stale.join(', ')}`);
+      if (this.remote && !(await this.store.list()).some((o) => stepOf(o.name) !== null)) await this.restoreFromRemote(this.remote);
     }
     this.entries = await this.reconcile();
+    if (lock && this.remote) {
+      const newest = this.entries.length ? this.entries[this.entries.length - 1]!.file : null;
+      this.replicator = new Replicator(this.remote, this.dir, this.keepLastCount, newest, this.warn);
+    }
     this.origin ??= [...this.entries].reverse().find((e) => e.origin)?.origin ?? null;
     this.newestDurable = this.entries.length ? this.entries[this.entries.length - 1]!.step : null;
     this.opened = true;
+  }
+
+  /** Fills an empty run directory from the remote tier: the newest committed checkpoint that downloads and
+   * verifies (with the checkpoints it references), older ones when it does not. A remote that cannot be reached is
+   * a warning: the run starts from scratch, as it would with no remote. */
+  private async restoreFromRemote(remote: RemoteOptions): Promise<void> {
+    const objects = new S3Objects(parseRemoteUrl(remote.url), { ...(remote.partBytes ? { partBytes: remote.partBytes } : {}), ...(remote.concurrency ? { concurrency: remote.concurrency } : {}) });
+    try {
+      let committed: RemoteCommit[];
+      try {
+        committed = await listCommitted(objects, this.warn);
+      } catch (err) {
+        this.warn(`no checkpoint could be listed in ${objects.location.url}; starting without it (${(err as Error).message})`);
+        return;
+      }
+      const byFile = new Map(committed.map((c) => [c.file, c]));
+      for (const c of committed) {
+        try {
+          for (const ref of c.refs) {
+            const held = byFile.get(ref);
+            if (!held) throw new CheckpointError(`it references ${ref}, which the remote tier does not hold`, { code: 'ENOENT' });
+            await downloadCheckpoint(objects, held, this.dir);
+          }
+          await downloadCheckpoint(objects, c, this.dir, remote.onProgress ? (sent, total) => remote.onProgress!({ step: c.step, sent, total }) : undefined);
+          this.warn(`restored step ${c.step} from ${objects.location.url} into the empty ${this.dir}`);
+          return;
+        } catch (err) {
+          const reason = err instanceof CheckpointError ? `${err.code}: ${err.message}` : String(err);
+          this.warn(`remote checkpoint for step ${c.step} is not valid, trying an older one (${reason})`);
+        }
+      }
+    } finally {
+      objects.destroy();
+    }
   }
 
   /** The manifest, checked against the checkpoint files present: entries whose file is gone are dropped, files
@@ -375,7 +438,7 @@ export class Checkpointer {
         if (this.onFull === 'skip') {
           this.counters.skipped++;
           this.warn(`save of step ${step} skipped: ${this.inflight.size} save(s), ${this.admission.inflightBytes} bytes in flight`);
-          return { step, skipped: true, waitedMs: 0, stallMs: performance.now() - t0, queued: false, durable: Promise.resolve(null) };
+          return { step, skipped: true, waitedMs: 0, stallMs: performance.now() - t0, queued: false, durable: Promise.resolve(null), replicated: Promise.resolve(null) };
         }
         waitedMs = await this.admission.wait(bytes);
         this.counters.totalWaitMs += waitedMs;
@@ -403,12 +466,26 @@ export class Checkpointer {
           if (this.firstError === null) this.firstError = err;
         }
       };
-      // commit() hands the save to the store before its first await when the bytes are in hand.
-      durable = this.commit(step, payload, state, metrics, bytes, t0, leave);
+      // The upload is posted to the replication worker inside the drain that learns the save durable (one
+      // postMessage); `replicated` settles from the worker's answer.
+      let replicated: Promise<ReplicatedInfo | null> = Promise.resolve(null);
+      if (this.replicator) {
+        const replicator = this.replicator;
+        let resolveReplicated!: (info: ReplicatedInfo | null) => void;
+        let rejectReplicated!: (err: unknown) => void;
+        replicated = new Promise((res, rej) => { resolveReplicated = res; rejectReplicated = rej; });
+        replicated.catch(() => {}); // a caller who never looks at it must not get an unhandled rejection
+        const replicate = (file: string, contentId: string | null, refs: string[]) => { replicator.replicate(step, file, contentId, refs).then(resolveReplicated, rejectReplicated); };
+        durable = this.commit(step, payload, state, metrics, bytes, t0, leave, replicate);
+        durable.catch(rejectReplicated);
+      } else {
+        // commit() hands the save to the store before its first await when the bytes are in hand.
+        durable = this.commit(step, payload, state, metrics, bytes, t0, leave, null);
+      }
       const queued = this.handedOverNow;
       if (!left) this.inflight.add(durable);
       durable.then(() => leave(null), (err: unknown) => leave(err));
-      return { step, skipped: false, waitedMs, stallMs: performance.now() - t0 - waitedMs, queued, durable };
+      return { step, skipped: false, waitedMs, stallMs: performance.now() - t0 - waitedMs, queued, durable, replicated };
     } finally {
       if (!handedOver) source?.release();
       leaveLine();
@@ -435,7 +512,7 @@ export class Checkpointer {
   }
 
   private async commit(step: number, payload: SavePayload, state: string, metrics: Record<string, number>, bytes: number, t0: number,
-    onSettled: (err: unknown) => void): Promise<DurableInfo> {
+    onSettled: (err: unknown) => void, replicate: ((file: string, contentId: string | null, refs: string[]) => void) | null): Promise<DurableInfo> {
     const source = isSource(payload.tensors) ? payload.tensors : null;
     // Released once: when the writer has read the bytes (while the file is still being made durable: a wasm arena
     // goes back to its pool, held cpu arrays to the collector), or when the save settles without that. A throw
@@ -457,7 +534,7 @@ export class Checkpointer {
     if (inHand !== null) {
       // Handed to the writer now, before save() returns: it runs to durable with no further JavaScript turn.
       try {
-        job = this.submit(step, inHand, source, state, metrics, bytes, payload.copy ?? false, t0, release, onSettled);
+        job = this.submit(step, inHand, source, state, metrics, bytes, payload.copy ?? false, t0, release, onSettled, replicate);
       } catch (err) {
         release();
         throw err;
@@ -479,7 +556,7 @@ export class Checkpointer {
           this.entries = await this.reconcile();
         }
         tensors ??= source!.materializeNow!() ?? TensorList.from(await source!.materialize());
-        job = this.submit(step, tensors, source, state, metrics, bytes, payload.copy ?? false, t0, release, onSettled);
+        job = this.submit(step, tensors, source, state, metrics, bytes, payload.copy ?? false, t0, release, onSettled, replicate);
       } catch (err) {
         release();
         throw err;
@@ -517,7 +594,7 @@ export class Checkpointer {
   /** Decides everything about this save now (in queue order) and hands it to the store as one commit. */
   private submit(step: number, tensors: TensorList, source: TensorSource | null, state: string,
     metrics: Record<string, number>, bytes: number, copy: boolean, t0: number, onConsumed: () => void,
-    onSettled: (err: unknown) => void): Promise<DurableInfo> {
+    onSettled: (err: unknown) => void, replicate: ((file: string, contentId: string | null, refs: string[]) => void) | null): Promise<DurableInfo> {
     const file = checkpointName(step);
     const referenced = this.entries.filter((e) => e.refs?.includes(file)).map((e) => e.step);
     if (referenced.length) {
@@ -593,6 +670,7 @@ export class Checkpointer {
       if (result.compression) info.compression = result.compression;
       onSettled(null);
       resolve(info);
+      replicate?.(file, contentId, refFiles);
       // Last: the save is settled whatever onWarning does.
       try {
         if (result.leftover) this.warn(`step ${step} is durable, but the file it replaced stays at ${result.leftover.path} (${result.leftover.code} on unlink); it is removed at the next start`);
@@ -685,6 +763,7 @@ export class Checkpointer {
       const entry = this.entries.find((e) => e.step === step);
       if (!entry) throw new CheckpointError(`no checkpoint for step ${step} in ${this.dir}`, { code: 'ENOENT', path: this.dir });
       await this.store.writeSmall(`tag.${name}`, renderPointer({ step, file: entry.file }));
+      this.replicator?.tag(name, entry.file);
       // By step, on the record as it is now (no save can run while this does).
       this.entries = this.entries.map((e) => {
         const tags = e.step === step ? [...e.tags.filter((t) => t !== name), name] : e.tags.filter((t) => t !== name);
@@ -712,7 +791,10 @@ export class Checkpointer {
       await this.ready.catch(() => {});
       while (this.pending > 0) await new Promise<void>((resolve) => this.pendingWaiters.push(resolve));
       await this.exclusive(async () => {
-        await this.flush();
+        await this.flush().finally(async () => {
+          const left = await this.replicator?.close();
+          if (left?.length) this.warn(`close() stopped waiting for ${left.length} upload(s) to ${this.replicator!.url} (${left.join(', ')}); they are uploaded at the next start`);
+        });
         if (this.lockHandle) await this.refreshManifest();
       });
     } finally {

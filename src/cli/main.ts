@@ -12,7 +12,7 @@ import { parseKeepBest, positiveDays, prune } from './commands/prune';
 import { tag } from './commands/tag';
 import { exportModel, importModel } from './commands/transfer';
 import { verify } from './commands/verify';
-import { hasPeer } from '../tfjs/peer';
+import { hasPeer } from '../binding/peer';
 import { OPTIMIZER_NAMES } from '../train/model';
 import type { FinetuneConfig, TrainEvent } from '../train/trainer';
 

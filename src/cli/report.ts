@@ -17,7 +17,7 @@ import { Checkpointer } from '../checkpoint/checkpointer';
 import { readPointer } from '../checkpoint/directory';
 import { entryFromHeader, MANIFEST_NAME, ManifestEntry, Parent, parseManifest, stepOf, tagOfFile } from '../checkpoint/manifest';
 import { LocalStore } from '../store/local';
-import { requirePeer } from '../tfjs/peer';
+import { requirePeer } from '../binding/peer';
 
 /** One run directory of a lineage, with its checkpoints as its manifest records them. */
 export interface ReportRun {

@@ -4,7 +4,7 @@
 import * as path from 'node:path';
 import type * as tfType from '@tensorflow/tfjs';
 import { CheckpointError } from '../binding/errors';
-import { requirePeer } from './peer';
+import { requirePeer } from '../binding/peer';
 import { closeWebGpu, setupWebGpu, WebGpuAdapterReport, WebGpuOptions } from './webgpu';
 
 export type BackendName = 'wasm' | 'cpu' | 'tensorflow' | 'webgpu';

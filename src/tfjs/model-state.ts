@@ -7,7 +7,7 @@ import { METADATA_KEYS } from '../format/metadata-keys';
 import { modelWeights, unseededRandomLayers, variableKey } from './layers';
 import { fitWeightOrder, weightVariable } from './internals';
 import { captureOptimizer } from './optimizers';
-import { requirePeer } from './peer';
+import { requirePeer } from '../binding/peer';
 import { snapshot, SnapshotOptions } from './snapshot';
 
 type Tf = typeof tfType;

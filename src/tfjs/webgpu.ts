@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type * as tfType from '@tensorflow/tfjs';
 import { CheckpointError } from '../binding/errors';
-import { requirePeer } from './peer';
+import { requirePeer } from '../binding/peer';
 
 type Tf = typeof tfType;
 

@@ -1,4 +1,4 @@
-/** Optional peer packages (tfjs and its backends) are loaded only when a function needs them; a missing one is
+/** Optional peer packages (tfjs and its backends, the AWS SDK) are loaded only when a function needs them; a missing one is
  * a CheckpointError that names the package to install, never a bare "Cannot find module". */
 import { CheckpointError } from '../binding/errors';
 
