@@ -3,7 +3,8 @@
 # one memstore OSD, no cephx, everything under one directory.
 #
 #   scripts/rgw.sh install            apt packages (root)
-#   scripts/rgw.sh start DIR [PORT]   starts the daemons, creates a user and a bucket, writes DIR/env
+#   scripts/rgw.sh start DIR [PORT]   starts the daemons (the gateway on PORT, default 7480, the monitor on PORT+1),
+#                                     creates a user and the bucket `ckptio`, writes DIR/env
 #   scripts/rgw.sh stop DIR           stops them by their pid files
 #   scripts/rgw.sh restart-gateway DIR  restarts only radosgw (the fault tests kill it)
 #
@@ -26,7 +27,7 @@ wait_for() { # seconds, description, command...
 }
 
 start_gateway() {
-  radosgw -c "$(conf)" -n client.rgw.a
+  radosgw -c "$(conf)" -n client.rgw.a 2>>"$dir/log/rgw-start.log"
   local port
   port=$(cat "$dir/port")
   wait_for 120 "radosgw on port $port" curl -sf -o /dev/null "http://127.0.0.1:$port/"
@@ -47,7 +48,7 @@ case "$cmd" in
     cat > "$(conf)" <<EOF
 [global]
 fsid = $fsid
-mon host = 127.0.0.1:6789
+mon host = 127.0.0.1:$((port + 1))
 mon initial members = a
 auth cluster required = none
 auth service required = none
@@ -78,7 +79,7 @@ ms mon client mode = crc
 rgw frontends = beast endpoint=127.0.0.1:$port
 rgw data = $dir/rgw
 EOF
-    monmaptool --create --clobber --add a 127.0.0.1:6789 --fsid "$fsid" "$dir/monmap" >/dev/null
+    monmaptool --create --clobber --add a 127.0.0.1:$((port + 1)) --fsid "$fsid" "$dir/monmap" >/dev/null
     ceph-mon -c "$(conf)" --mkfs -i a --monmap "$dir/monmap" >/dev/null
     ceph-mon -c "$(conf)" -i a
     wait_for 60 "the monitor" ceph -c "$(conf)" --connect-timeout 2 mon stat
@@ -86,7 +87,7 @@ EOF
     id=$(ceph -c "$(conf)" osd new "$uuid")
     mkdir -p "$dir/osd/$id"
     ceph-osd -c "$(conf)" -i "$id" --mkfs --osd-uuid "$uuid" >/dev/null 2>&1
-    ceph-osd -c "$(conf)" -i "$id"
+    ceph-osd -c "$(conf)" -i "$id" 2>>"$dir/log/osd-start.log"
     wait_for 60 "osd.$id" sh -c "ceph -c '$(conf)' osd dump | grep -q '^osd.$id up'"
     start_gateway
     # Test keys, made up here and valid only against this loopback gateway.
@@ -100,7 +101,12 @@ export AWS_SECRET_ACCESS_KEY=$secret
 export AWS_REGION=us-east-1
 export CKPTIO_TEST_BUCKET=ckptio
 EOF
-    echo "rgw.sh: gateway up at http://127.0.0.1:$port (source $dir/env)"
+    # The bucket, through the AWS SDK the project installs (a devDependency; any S3 tool would do).
+    (cd "$(dirname "$0")/.." && . "$dir/env" && node -e '
+      const s3 = require("@aws-sdk/client-s3");
+      new s3.S3Client({ forcePathStyle: true }).send(new s3.CreateBucketCommand({ Bucket: process.env.CKPTIO_TEST_BUCKET }))
+        .catch((e) => { console.error(`rgw.sh: creating the bucket failed: ${e.name}`); process.exit(1); });' 2>&1 | grep -v -e NodeVersionSupportWarning -e 'node >=22' -e '^$' -e 'a.co/' -e 'trace-warnings' -e 'January 2027' -e 'upgrade to node' || true)
+    echo "rgw.sh: gateway up at http://127.0.0.1:$port with bucket $(. "$dir/env"; echo "$CKPTIO_TEST_BUCKET") (source $dir/env)"
     ;;
   restart-gateway)
     [ -n "$dir" ] || { echo "usage: rgw.sh restart-gateway DIR" >&2; exit 2; }

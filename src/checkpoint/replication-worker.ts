@@ -139,6 +139,12 @@ async function pump(): Promise<void> {
   if (busy) return;
   busy = true;
   try {
+    try {
+      await ensureReady();
+    } catch (err) {
+      // Each job tries again and reports its own failure; without jobs, this is the only report.
+      if (!queue.length) post({ type: 'warning', message: `the remote tier ${objects.location.url} is not usable now (${wire(err).message})` });
+    }
     for (let job = queue.shift(); job; job = queue.shift()) {
       try {
         await run(job);
@@ -160,6 +166,9 @@ function finish(): void {
   const release = ready ? objects.putSmall(LEASE_NAME, Buffer.from(JSON.stringify({ ...lease(), expires: 0 }))).catch(() => {}) : Promise.resolve();
   void release.then(() => post({ type: 'closed', left: [] }));
 }
+
+// At start: the lease, the leftovers of earlier writers, and this directory's unfinished uploads.
+void pump();
 
 port.on('message', (m: ToWorker) => {
   if (m.type === 'replicate') {

@@ -98,14 +98,24 @@ export class Replicator {
     const config: WorkerConfig = { dir, remote: this.url, keepLast: options.keepLast ?? localKeepLast, leaseMs: options.leaseMs ?? 30_000, retryMs: options.retryMs ?? 120_000,
       partBytes: options.partBytes ?? 16 << 20, concurrency: options.concurrency ?? 4, localNewest };
     this.worker = new Worker(path.join(__dirname, 'replication-worker.js'), { workerData: config });
-    // Uploads do not keep the process alive: what a process leaves at exit is uploaded at the next start.
-    this.worker.unref();
     this.worker.on('message', (m: FromWorker) => this.onMessage(m));
+    // The worker keeps the process alive only while an upload this process asked for is pending (a script that
+    // ends without close() still finishes them); process.exit() does not wait, and what it cuts is uploaded at the
+    // next start. (After the listener: adding a message listener refs the worker again.)
+    this.worker.unref();
     this.worker.on('error', (err) => {
       this.dead = new CheckpointError(`the replication worker failed: ${err.message}`, { code: 'ECKPT_INTERNAL' });
       for (const p of this.pending.values()) p.reject(this.dead);
       this.pending.clear();
     });
+  }
+
+  private settled(seq: number | null): Pending | undefined {
+    if (seq === null) return undefined;
+    const p = this.pending.get(seq);
+    this.pending.delete(seq);
+    if (this.pending.size === 0 && !this.closed) this.worker.unref();
+    return p;
   }
 
   private onMessage(m: FromWorker): void {
@@ -117,16 +127,12 @@ export class Replicator {
       }
       case 'replicated': {
         this.lastFailure = '';
-        if (m.seq === null) return;
-        const p = this.pending.get(m.seq);
-        this.pending.delete(m.seq);
+        const p = this.settled(m.seq);
         p?.resolve({ step: p.step, key: m.key, bytes: m.bytes, msToReplicated: m.ms });
         return;
       }
       case 'skipped': {
-        const p = this.pending.get(m.seq);
-        this.pending.delete(m.seq);
-        p?.resolve(null);
+        this.settled(m.seq)?.resolve(null);
         return;
       }
       case 'failed': {
@@ -137,10 +143,7 @@ export class Replicator {
           this.lastFailure = kind;
           this.safeWarn(`replication of ${m.file} to ${this.url} failed; training continues on local checkpoints (${err.message})`);
         }
-        if (m.seq === null) return;
-        const p = this.pending.get(m.seq);
-        this.pending.delete(m.seq);
-        p?.reject(err);
+        this.settled(m.seq)?.reject(err);
         return;
       }
       case 'retrying':
@@ -166,6 +169,7 @@ export class Replicator {
     if (this.dead) return Promise.reject(this.dead);
     const seq = this.nextSeq++;
     const done = new Promise<ReplicatedInfo | null>((resolve, reject) => this.pending.set(seq, { step, file, resolve, reject }));
+    if (this.pending.size === 1) this.worker.ref();
     const message: ToWorker = { type: 'replicate', seq, file, contentId, refs };
     this.worker.postMessage(message);
     return done;

@@ -12,6 +12,8 @@ import { parseKeepBest, positiveDays, prune } from './commands/prune';
 import { tag } from './commands/tag';
 import { exportModel, importModel } from './commands/transfer';
 import { verify } from './commands/verify';
+import { remoteLs, remotePull, remoteVerify } from './commands/remote';
+import { isRemoteUrl } from '../store/remote/url';
 import { hasPeer } from '../binding/peer';
 import { OPTIMIZER_NAMES } from '../train/model';
 import type { FinetuneConfig, TrainEvent } from '../train/trainer';
@@ -63,7 +65,8 @@ function addTrainOptions(cmd: Command, defaultDir: string): Command {
     .addOption(new Option('--train-limit <n>', 'use only the first N training digits (tests)').argParser(int('--train-limit', 1)).hideHelp())
     .option('--classes <list>', 'digits to train on, e.g. 0-7 or 0,2,4 (the head has max + 1 outputs)', (v: string) => classList(v))
     .option('--tag <name>', 'tag the final checkpoint (tagged checkpoints are never pruned)')
-    .option('--dedup', 'store unchanged tensors (a frozen layer) by reference to the checkpoint holding them');
+    .option('--dedup', 'store unchanged tensors (a frozen layer) by reference to the checkpoint holding them')
+    .option('--remote <s3://bucket/prefix>', 'replicate every checkpoint to object storage (credentials and endpoint from the AWS environment); an empty --dir resumes from there');
 }
 
 function intList(flag: string, v: string): number[] {
@@ -90,7 +93,7 @@ async function runTrain(o: Record<string, any>, finetune: FinetuneConfig | undef
     dir: o.dir, steps: o.steps, epochs: o.epochs, batch: o.batch, layers: o.layers, lr: o.lr, warmup: o.warmup,
     startLr: o.startLr, minLr: o.minLr, schedule: o.schedule, optimizer: o.optimizer, seed: o.seed, saveEvery: o.saveEvery, keepLast: o.keepLast,
     resume: o.resume, backend: o.backend, evalEvery: o.evalEvery, trainLimit: o.trainLimit,
-    compression: o.compression, classes: o.classes, tag: o.tag, dedup: !!o.dedup, finetune,
+    compression: o.compression, classes: o.classes, tag: o.tag, dedup: !!o.dedup, finetune, ...(o.remote ? { remote: o.remote } : {}),
   }, emit);
 }
 
@@ -144,10 +147,10 @@ export async function main(argv: string[]): Promise<void> {
     .action(async (o) => runTrain(o, { from: o.from, lrScale: o.lrScale, resetOptimizer: !!o.resetOptimizer, strict: o.strict === 'true', freeze: o.freeze }));
 
   program.command('ls <dir>')
-    .description('list the checkpoints of a run: step, time, size, metrics, valid, pointers, tags, why kept (read-only, works while a trainer runs)')
+    .description('list the checkpoints of a run: step, time, size, metrics, valid, pointers, tags, why kept (read-only, works while a trainer runs); s3://bucket/prefix lists the remote tier')
     .option('--verify', 'also read every checkpoint in full and check its digests')
     .option('--json', 'machine-readable output')
-    .action(action(ls));
+    .action(action((dir: string, o: { verify?: boolean; json?: boolean }) => (isRemoteUrl(dir) ? remoteLs(dir, o) : ls(dir, o))));
 
   program.command('inspect <file>')
     .description('validate a checkpoint (checksums included) and print its tensors and metadata')
@@ -156,9 +159,15 @@ export async function main(argv: string[]): Promise<void> {
     .action(action(inspect));
 
   program.command('verify <target>')
-    .description('validate a checkpoint file, or every checkpoint, pointer, tag and the manifest of a run directory; exit 1 if anything is bad')
+    .description('validate a checkpoint file, or every checkpoint, pointer, tag and the manifest of a run directory, or every committed checkpoint of s3://bucket/prefix; exit 1 if anything is bad')
     .option('--json', 'machine-readable output')
-    .action(action(verify));
+    .action(action((target: string, o: { json?: boolean }) => (isRemoteUrl(target) ? remoteVerify(target, o) : verify(target, o))));
+
+  program.command('pull <remote> <dir>')
+    .description('download the newest committed checkpoint of s3://bucket/prefix that verifies (or --step N), with those it references, into a local directory')
+    .option('--step <n>', 'this step instead of the newest', intArg('--step'))
+    .option('--json', 'machine-readable output')
+    .action(action(remotePull));
 
   program.command('log <dir>')
     .description('the lineage of a run, root first: baseline -> fine-tunes, with steps, metrics, dates and tags (read-only)')
@@ -220,10 +229,10 @@ export async function main(argv: string[]): Promise<void> {
 async function textReporter(): Promise<(e: TrainEvent) => void> {
   const { SingleBar, Presets } = await import('cli-progress');
   const bar = new SingleBar({
-    format: 'step {value}/{total} |{bar}| loss {loss} lr {lr} val {val} | save stall {stall} durable {durable}',
+    format: 'step {value}/{total} |{bar}| loss {loss} lr {lr} val {val} | save stall {stall} durable {durable}{remote}',
     hideCursor: true, clearOnComplete: false, stopOnComplete: false,
   }, Presets.shades_classic);
-  const payload = { loss: '-', lr: '-', val: '-', stall: '-', durable: '-' };
+  const payload = { loss: '-', lr: '-', val: '-', stall: '-', durable: '-', remote: '' };
   let started = false;
   return (e) => {
     switch (e.event) {
@@ -247,6 +256,12 @@ async function textReporter(): Promise<(e: TrainEvent) => void> {
         break;
       case 'durable':
         payload.durable = `${e.msToDurable.toFixed(0)}ms`;
+        break;
+      case 'upload':
+        payload.remote = ` remote: step ${e.step} ${Math.floor((100 * e.sent) / Math.max(1, e.total))}%`;
+        break;
+      case 'replicated':
+        payload.remote = ` remote: step ${e.step} in ${e.msToReplicated.toFixed(0)}ms`;
         break;
       case 'warning':
         if (started) bar.stop();

@@ -53,6 +53,8 @@ export interface TrainConfig {
   dedup?: boolean;
   /** Start from another run's checkpoint (incremental fine-tuning); see finetune(). */
   finetune?: FinetuneConfig;
+  /** Replicate checkpoints to s3://bucket/prefix; an empty --dir resumes from there. */
+  remote?: string;
 }
 
 export interface FinetuneConfig {
@@ -89,6 +91,8 @@ export type TrainEvent =
   | { event: 'eval'; step: number; valAcc: number }
   | { event: 'save'; step: number; stallMs: number; waitedMs: number; skipped: boolean }
   | { event: 'durable'; step: number; path: string; bytes: number; msToDurable: number; dedupedBytes: number }
+  | { event: 'replicated'; step: number; key: string; bytes: number; msToReplicated: number }
+  | { event: 'upload'; step: number; sent: number; total: number }
   | { event: 'warning'; message: string }
   | { event: 'stopped'; step: number; signal: string }
   | { event: 'done'; step: number; valAcc: number | null; path: string | null }
@@ -129,10 +133,13 @@ async function trainOn(tf: typeof tfType, backend: BackendName, adapter: WebGpuA
     ...(parent ? { parent: { run: parent.run, step: parent.loaded.step, ...(parent.contentId ? { contentId: parent.contentId } : {}) } } : {}),
     retention: [keepBest({ metric: 'val_acc', mode: 'max' })],
     compression: config.compression ?? 'none', dedup: config.dedup ?? false,
+    ...(config.remote ? { remote: { url: config.remote, onProgress: (p: { step: number; sent: number; total: number }) => emit({ event: 'upload', ...p }) } } : {}),
     onWarning: (message) => emit({ event: 'warning', message }) });
-  const { resume, dir: _dir, compression: _compression, ...runConfig } = config;
+  // Where the run is stored is not part of it: a run moved or resumed elsewhere is the same run.
+  const { resume, dir: _dir, compression: _compression, remote: _remote, ...runConfig } = config;
   void _dir;
   void _compression;
+  void _remote;
   const state: TrainState = {
     step: 0, epoch: 0, posInEpoch: 0, optimizer: optimizerName, schedule, bestValAcc: null, lastValAcc: null, lastLoss: null,
     seed: config.seed, config: runConfig,
@@ -215,6 +222,8 @@ async function trainOn(tf: typeof tfType, backend: BackendName, adapter: WebGpuA
       const e = err as { code?: string; message?: string };
       emit({ event: 'warning', message: `save of step ${handle.step} failed: ${e.code ?? ''} ${e.message ?? String(err)}`.trim() });
     });
+    // A failed upload is reported by the checkpointer as a warning; the run goes on with its local checkpoints.
+    handle.replicated.then((r) => { if (r) emit({ event: 'replicated', step: r.step, key: r.key, bytes: r.bytes, msToReplicated: r.msToReplicated }); }, () => {});
     lastSaved = state.step;
   };
 
