@@ -1,6 +1,6 @@
 /** npm run bench [-- --quick] [--out DIR] [--only SECTION,...]: side-by-side, interleaved measurements (A B A B ...)
  * reported as medians with min..max and as ratios within one run. Writes RESULTS.md and results.json.
- * --only runs the named sections (stall, load, tfjs, steps, memory, compression, layers, webgpu, tensors, everystep, defaults) and splices them into
+ * --only runs the named sections (stall, load, tfjs, steps, memory, compression, layers, webgpu, tensors, everystep, defaults, remote) and splices them into
  * the RESULTS.md / results.json already in the output directory (same mode, quick or full): their blocks and
  * figures are replaced, the targets table is regenerated from the merged figures, and the header says which
  * sections were rerun on which machine and when. */
@@ -18,6 +18,7 @@ import { compressionBench } from './compression';
 import { layersBench } from './layers';
 import { everyStepBench, stepOverhead, tfjsStall } from './tfjs';
 import { defaultsBench } from './defaults';
+import { remoteBench } from './remote';
 import { webgpuBench } from './webgpu';
 import { tensorsBench } from './tensors';
 
@@ -243,7 +244,7 @@ async function main(): Promise<void> {
     ['stall', stallAndThroughput], ['load', load], ['tfjs', () => tfjsStall(ctx)], ['steps', () => stepOverhead(ctx)],
     ['memory', memory], ['compression', () => compressionBench(ctx)], ['layers', () => layersBench(ctx)],
     ['webgpu', () => webgpuBench(ctx)], ['tensors', () => tensorsBench(ctx)], ['everystep', () => everyStepBench(ctx)],
-    ['defaults', () => defaultsBench(ctx)],
+    ['defaults', () => defaultsBench(ctx)], ['remote', () => remoteBench(ctx)],
   ];
   if (only) for (const name of only) if (!sections.some(([n]) => n === name)) throw new Error(`--only: no section ${name}`);
   const sectionRows = new Map<string, string[]>();

@@ -29,6 +29,11 @@ test('npm run bench -- --quick runs and produces every figure (values not assert
     const many = json.results[`layers:many:${backend}`] as unknown as { tensors: number; stallMs: S; cpuMs: S; stallUsPerTensor: number };
     assert.ok(many.tensors >= 600 && Number.isFinite(many.stallMs.median) && Number.isFinite(many.cpuMs.median) && Number.isFinite(many.stallUsPerTensor), `many layers ${backend}`);
   }
+  // The remote tier's figures, where radosgw is installed (the section starts its own gateway).
+  if (spawnSync('sh', ['-c', 'command -v radosgw']).status === 0) {
+    for (const key of ['remote:upload', 'remote:download', 'remote:cpuPerSave']) assert.ok(json.results[key], `missing figure ${key}`);
+    assert.ok(Number.isFinite((json.results['remote:upload'] as { ratio: number }).ratio));
+  }
   // The webgpu section (issue 11): figures where Dawn created an adapter, else the reason it did not.
   if (json.results['webgpu:unavailable']) {
     assert.ok(json.results['webgpu:unavailable']!.reason, 'the webgpu section says why it did not run');

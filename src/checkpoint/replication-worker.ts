@@ -124,7 +124,7 @@ async function run(job: Job): Promise<void> {
   }
   const t0 = Date.now();
   const commit = await withRetry(`upload ${job.file}`, () => replicateFile(objects, path.join(holdDir, job.file), { file: job.file, contentId: job.contentId, refs: job.refs, writer },
-    (sent, total) => { if (job.seq !== null) post({ type: 'progress', seq: job.seq, file: job.file, sent, total }); }));
+    config.progress ? (sent, total) => { if (job.seq !== null) post({ type: 'progress', seq: job.seq, file: job.file, sent, total }); } : undefined));
   remote.add(job.file);
   unhold(job.file);
   post({ type: 'replicated', seq: job.seq, file: job.file, bytes: commit.bytes, key: `${objects.location.url}/${job.file}~${commit.id}`, ms: Date.now() - t0 });

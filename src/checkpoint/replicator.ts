@@ -47,6 +47,8 @@ export interface WorkerConfig {
   concurrency: number;
   /** The newest local checkpoint at start: uploaded when the remote lacks it. */
   localNewest: string | null;
+  /** Post progress messages (only when someone listens: each message is a wake-up of the training thread). */
+  progress: boolean;
 }
 
 export interface WireError {
@@ -96,7 +98,7 @@ export class Replicator {
   constructor(private readonly options: RemoteOptions, dir: string, localKeepLast: number, localNewest: string | null, private readonly warn: (m: string) => void) {
     this.url = parseRemoteUrl(options.url).url;
     const config: WorkerConfig = { dir, remote: this.url, keepLast: options.keepLast ?? localKeepLast, leaseMs: options.leaseMs ?? 30_000, retryMs: options.retryMs ?? 120_000,
-      partBytes: options.partBytes ?? 16 << 20, concurrency: options.concurrency ?? 4, localNewest };
+      partBytes: options.partBytes ?? 16 << 20, concurrency: options.concurrency ?? 4, localNewest, progress: options.onProgress !== undefined };
     this.worker = new Worker(path.join(__dirname, 'replication-worker.js'), { workerData: config });
     this.worker.on('message', (m: FromWorker) => this.onMessage(m));
     // The worker keeps the process alive only while an upload this process asked for is pending (a script that
