@@ -8,6 +8,7 @@
       "native/addon/completion.cc",
       "native/addon/write.cc",
       "native/addon/read.cc",
+      "native/addon/codec.cc",
       "native/addon/lock.cc",
       "native/addon/tensor_table.cc",
       "native/io/posix_env.cc",

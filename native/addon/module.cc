@@ -16,6 +16,7 @@
 #include "args.h"
 #include "completion.h"
 #include "lock.h"
+#include "codec.h"
 #include "read.h"
 #include "state.h"
 #include "write.h"
@@ -83,6 +84,8 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("writeFile", Napi::Function::New(env, WriteFile));
   exports.Set("remove", Napi::Function::New(env, Remove));
   exports.Set("read", Napi::Function::New(env, Read));
+  exports.Set("encode", Napi::Function::New(env, Encode));
+  exports.Set("decode", Napi::Function::New(env, Decode));
   exports.Set("drain", Napi::Function::New(env, DrainBinding));
   exports.Set("waitReads", Napi::Function::New(env, WaitReadsBinding));
   exports.Set("writerState", Napi::Function::New(env, WriterStateBinding));

@@ -11,13 +11,6 @@
 #include "state.h"
 
 namespace ckptio::addon {
-namespace {
-
-struct MappingHint {
-  io::Env* env;
-  size_t len;
-};
-
 // obj[key] = value as an own data property. The key is passed with its length, so a NUL in it is kept
 // (Object::Set(std::string, ...) passes c_str() and cuts the key there, merging keys that differ after it),
 // and the property is defined, not assigned, so a key "__proto__" stays a key.
@@ -28,7 +21,7 @@ void DefineString(Napi::Env env, Napi::Object obj, const std::string& key, const
 
 // UTF-16 code units of a valid UTF-8 string (the reader rejects invalid UTF-8): JavaScript slices the joined
 // names by these.
-uint32_t Utf16Length(const std::string& s) {
+static uint32_t Utf16Length(const std::string& s) {
   uint32_t n = 0;
   for (unsigned char c : s) {
     if ((c & 0xC0) != 0x80) n += c >= 0xF0 ? 2 : 1;  // a lead byte; a 4-byte sequence is a surrogate pair
@@ -37,7 +30,7 @@ uint32_t Utf16Length(const std::string& s) {
 }
 
 template <typename T>
-Napi::Value Column(Napi::Env env, const std::vector<T>& values, napi_typedarray_type type) {
+static Napi::Value Column(Napi::Env env, const std::vector<T>& values, napi_typedarray_type type) {
   Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, values.size() * sizeof(T));
   if (!values.empty()) std::memcpy(buffer.Data(), values.data(), values.size() * sizeof(T));
   napi_value out;
@@ -76,6 +69,13 @@ Napi::Object PackedTable(Napi::Env env, const std::vector<format::TensorInfo>& i
   out.Set("buffer", buffer);
   return out;
 }
+
+namespace {
+
+struct MappingHint {
+  io::Env* env;
+  size_t len;
+};
 
 class ReadWorker final : public Napi::AsyncWorker {
  public:

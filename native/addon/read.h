@@ -4,7 +4,21 @@
 #pragma once
 #include <napi.h>
 
+#include <string>
+#include <vector>
+
+#include "../format/header.h"
+
 namespace ckptio::addon {
+
+// obj[key] = value as an own data property (a NUL in the key kept, "__proto__" a plain key).
+void DefineString(Napi::Env env, Napi::Object obj, const std::string& key, const std::string& value);
+
+// The tensors of a read as one packed table over `buffer` (offsets are data_start + each tensor's begin):
+//   { names (joined), nameLengths: Uint32Array (UTF-16 units), dtypes: Uint8Array (codes of `readDtypes`),
+//     ranks: Uint32Array, dims: Float64Array, offsets: Float64Array (into buffer), lengths: Float64Array, buffer }
+Napi::Object PackedTable(Napi::Env env, const std::vector<format::TensorInfo>& infos, uint64_t data_start,
+                         Napi::ArrayBuffer buffer);
 
 // read(path, {verify}) -> Promise<{tensors, metadata, bytes, verified, checksummed}>: typed arrays over one
 // private mapping of the file, unmapped when the last of them is collected; ckptio's own keys are not returned.
