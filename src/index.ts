@@ -1,6 +1,8 @@
 export { CheckpointError, RemoteError } from './binding/errors';
 export type { CheckpointErrorCode, CheckpointErrorInfo } from './binding/errors';
 export { readCheckpoint, writeCheckpoint } from './format/file';
+export { decodeCheckpoint, encodeCheckpoint } from './format/codec';
+export type { Encoded } from './format/codec';
 export type { Compression, CompressionReport, DType, ReadOptions, ReadResult, TensorEntry, TypedArray, WriteOptions, WriteResult } from './format/file';
 export { Checkpointer } from './checkpoint/checkpointer';
 export type { RemoteOptions, ReplicatedInfo } from './checkpoint/replicator';
@@ -38,4 +40,7 @@ export { decideRetention, deleteOlderThan, keepBest, keepEvery, keepLast, keepTa
 export type { KeepBestOptions, RetentionDecision, RetentionEntry, RetentionPolicy } from './checkpoint/retention';
 export type { Manifest, ManifestEntry, Parent } from './checkpoint/manifest';
 export { LocalStore } from './store/local';
+export { MemoryStore } from './store/memory';
+export { S3Store } from './store/remote/s3-store';
+export type { S3StoreOptions } from './store/remote/s3-store';
 export type { CheckpointStore, CommitRequest, LockHolder, StoredObject, StoreLock } from './store/store';

@@ -112,6 +112,7 @@ class DecodeWorker final : public Napi::AsyncWorker {
       }
       status_ = format::VerifyChecksums(header_, data_);
     }
+    if (status_.ok() && header_.has_checksums) content_id_ = writer::ContentId(header_.tensors, header_.tensor_hashes);
   }
   void OnOK() override {
     Napi::Env env = Env();
@@ -132,11 +133,13 @@ class DecodeWorker final : public Napi::AsyncWorker {
     out.Set("bytes", static_cast<double>(size_));
     out.Set("verified", verify_);
     out.Set("checksummed", header_.has_checksums);
+    if (!content_id_.empty()) out.Set("contentId", content_id_);
     deferred_.Resolve(out);
   }
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
  private:
+  std::string content_id_;
   Napi::Promise::Deferred deferred_;
   Napi::Reference<Napi::Uint8Array> bytes_;  // keeps the bytes alive while the pool parses them
   const unsigned char* data_;

@@ -11,7 +11,8 @@ namespace ckptio::addon {
 // is read on the pool: the caller keeps it unchanged until the promise settles (the table is referenced until then).
 Napi::Value Encode(const Napi::CallbackInfo& info);
 
-// decode(bytes, {verify}) -> Promise<{tensors, metadata, bytes, verified, checksummed}>, the shape read() returns,
+// decode(bytes, {verify}) -> Promise<{tensors, metadata, bytes, verified, checksummed, contentId?}>, the shape read()
+// returns (and the content id readHeader() reports),
 // the tensors as views over `bytes`' own buffer (the caller must not change it while they are in use).
 Napi::Value Decode(const Napi::CallbackInfo& info);
 

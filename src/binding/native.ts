@@ -150,7 +150,7 @@ export interface NativeBinding {
   /** The bytes of the file writeCheckpoint would write for these tensors and metadata, in memory. */
   encode(tensors: NativeTensorTable, metadata: Record<string, string>, options: { checksum: boolean }): Promise<{ bytes: Uint8Array; contentId?: string }>;
   /** A checkpoint file's bytes parsed (and verified): read()'s result, the tensors as views over `bytes`. */
-  decode(bytes: Uint8Array, options: { verify: boolean }): Promise<NativeReadResult>;
+  decode(bytes: Uint8Array, options: { verify: boolean }): Promise<NativeReadResult & { contentId?: string }>;
   xxh3(data: Uint8Array): string;
   /** Settles, now, on this thread, what the writer finished since the last drain (consumed notices, then
    * completions, in order). Without it they are settled at the next event-loop turn. */

@@ -58,8 +58,9 @@ export interface SavePayload {
 }
 
 export interface CheckpointerOptions {
-  dir: string;
-  /** Where checkpoints live (default: a LocalStore over `dir`). */
+  /** The run directory (required unless `store` is given). */
+  dir?: string;
+  /** Where checkpoints live (default: a LocalStore over `dir`): MemoryStore, S3Store, or your own. */
   store?: CheckpointStore;
   /** Checkpoints kept by recency (default 3, at least 1); see also `retention`. */
   keepLast?: number;
@@ -244,8 +245,9 @@ export class Checkpointer {
   private readonly counters: CheckpointerStats = { saved: 0, skipped: 0, failed: 0, inflight: 0, inflightBytes: 0, peakInflightBytes: 0, totalWaitMs: 0 };
 
   constructor(opts: CheckpointerOptions) {
-    if (!opts || typeof opts.dir !== 'string' || opts.dir === '' || opts.dir.includes('\0')) throw argumentError('dir must be a non-empty string without NUL bytes');
-    this.store = opts.store ?? new LocalStore(opts.dir);
+    if (!opts || typeof opts !== 'object') throw argumentError('Checkpointer needs options: { dir } or { store }');
+    if (opts.store === undefined && (typeof opts.dir !== 'string' || opts.dir === '' || opts.dir.includes('\0'))) throw argumentError('dir must be a non-empty string without NUL bytes (or give a store)');
+    this.store = opts.store ?? new LocalStore(opts.dir!);
     this.dir = this.store.location;
     const keep = opts.keepLast ?? 3;
     const maxInflight = opts.maxInflight ?? 1;
@@ -827,10 +829,17 @@ export class Checkpointer {
     return null;
   }
 
-  /** Loads a checkpoint by path (any file) and verifies it. */
-  /** Loads a checkpoint by path (any file) and verifies it; tensors stored by reference are read back from the
-   * checkpoints of the same directory that hold them. */
+  /** Loads a checkpoint and verifies it: a checkpoint's name (`ckpt-0000000050.safetensors`, as `manifest()`
+   * lists it) through the store, or a path to any file. Tensors stored by reference are read back from the
+   * checkpoints that hold them (of the store, or of the file's directory). */
   async load(file: string): Promise<LoadedCheckpoint> {
+    if (typeof file !== 'string' || file === '') throw argumentError('load needs a checkpoint name or path');
+    if (stepOf(file) !== null) {
+      await this.ready;
+      const where = `${this.dir}/${file}`;
+      const r = await resolveRefs(await this.store.read(file), where, (f) => this.store.read(f));
+      return Checkpointer.decode(where, r.tensors, r.metadata);
+    }
     const r = await resolveRefs(await readCheckpoint(file), file, (f) => readCheckpoint(path.join(path.dirname(file), f)));
     return Checkpointer.decode(file, r.tensors, r.metadata);
   }

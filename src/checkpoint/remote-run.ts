@@ -11,7 +11,6 @@
  * from the bucket is untrusted: names are matched against the checkpoint name rule, records are validated. */
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { CheckpointError, RemoteError } from '../binding/errors';
 import { readCheckpoint } from '../format/file';
@@ -19,7 +18,6 @@ import { S3Objects } from '../store/remote/s3';
 import { stepOf } from './names';
 import { NAME_PATTERN } from './names';
 
-export const LEASE_NAME = 'ckptio.lease';
 const COMMIT_FORMAT = 'ckptio.remote-commit';
 const RECORD_MAX = 1 << 20;
 const DATA_RE = /^(ckpt-\d{10}\.safetensors)~([0-9a-f]{16})$/;
@@ -37,14 +35,6 @@ export interface RemoteCommit {
   refs: string[];
   time: string;
   writer: string;
-}
-
-export interface Lease {
-  writer: string;
-  host: string;
-  pid: number;
-  /** ms since the epoch. */
-  expires: number;
 }
 
 export function dataName(file: string, id: string): string {
@@ -154,43 +144,6 @@ export async function pruneRemote(objects: S3Objects, keep: number, warn: (m: st
     if (!kept.has(file!)) removed.push(file!);
   }
   return removed;
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-function parseLease(bytes: Uint8Array | null): Lease | null {
-  if (!bytes) return null;
-  try {
-    const v = JSON.parse(Buffer.from(bytes).toString('utf8')) as Partial<Lease>;
-    if (typeof v.writer === 'string' && typeof v.host === 'string' && Number.isSafeInteger(v.pid) && Number.isFinite(v.expires)) return v as Lease;
-  } catch { /* an unreadable lease is no lease */ }
-  return null;
-}
-
-/** Whether the lease's holder may still be uploading: its lease has not expired and it is not a dead process on
- * this host. */
-export function leaseLive(lease: Lease | null, now = Date.now()): boolean {
-  if (!lease || lease.expires <= now) return false;
-  return !(lease.host === os.hostname() && !processAlive(lease.pid));
-}
-
-/** Takes (or renews) the prefix's lease for `me`; refuses while another writer's lease is live. Returns the
- * previous holder's lease, or null. */
-export async function takeLease(objects: S3Objects, me: Lease): Promise<Lease | null> {
-  const previous = parseLease(await objects.getSmall(LEASE_NAME, RECORD_MAX));
-  if (previous && previous.writer !== me.writer && leaseLive(previous)) {
-    throw new RemoteError(`${objects.location.url} is being written by another writer (pid ${previous.pid} on ${previous.host}) until ${new Date(previous.expires).toISOString()}; one writer per prefix`,
-      { s3Code: 'LeaseHeld', retryable: false, path: objects.location.url });
-  }
-  await objects.putSmall(LEASE_NAME, Buffer.from(JSON.stringify(me)));
-  return previous;
 }
 
 /** Removes what writers whose lease has passed left behind: multipart uploads and data objects without a commit

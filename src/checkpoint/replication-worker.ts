@@ -14,7 +14,8 @@ import { CheckpointError, RemoteError } from '../binding/errors';
 import { S3Objects } from '../store/remote/s3';
 import { parseRemoteUrl } from '../store/remote/url';
 import { stepOf } from './names';
-import { cleanOrphans, LEASE_NAME, listCommitted, pruneRemote, replicateFile, takeLease } from './remote-run';
+import { LEASE_NAME, takeLease } from '../store/remote/lease';
+import { cleanOrphans, listCommitted, pruneRemote, replicateFile } from './remote-run';
 import type { FromWorker, ToWorker, WorkerConfig, WireError } from './replicator';
 
 interface Job {

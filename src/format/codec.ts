@@ -33,12 +33,12 @@ export function encodeCheckpoint(tensors: Record<string, TensorEntry> | TensorLi
 
 /** Parses and (by default) verifies a checkpoint file's bytes; the tensors are views over `bytes`. A compressed
  * file is refused (decompression belongs to readCheckpoint). */
-export function decodeCheckpoint(bytes: Uint8Array, options: { verify?: boolean } = {}): Promise<ReadResult> {
+export function decodeCheckpoint(bytes: Uint8Array, options: { verify?: boolean } = {}): Promise<ReadResult & { contentId?: string }> {
   const rethrow = callSite(decodeCheckpoint);
   if (!(bytes instanceof Uint8Array)) return Promise.reject(argumentError('bytes must be a Uint8Array')).catch(rethrow);
-  return native.decode(bytes, { verify: options.verify ?? true }).then((r): ReadResult => {
+  return native.decode(bytes, { verify: options.verify ?? true }).then((r): ReadResult & { contentId?: string } => {
     const { [COMPRESSION_KEY]: compressed, ...metadata } = r.metadata;
     if (compressed !== undefined) throw new CheckpointError('a compressed checkpoint cannot be decoded from bytes; read it with readCheckpoint', { code: 'ECKPT_FORMAT' });
-    return { tensors: unpackRead(r.tensors), metadata, bytes: r.bytes, verified: r.verified, compression: 'none' };
+    return { tensors: unpackRead(r.tensors), metadata, bytes: r.bytes, verified: r.verified, compression: 'none', ...(r.contentId !== undefined ? { contentId: r.contentId } : {}) };
   }).catch(rethrow);
 }

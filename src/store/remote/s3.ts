@@ -222,45 +222,73 @@ export class S3Objects {
    * `concurrency` parts in memory, each with its Content-MD5. The stored size is read back. A failed multipart
    * upload is aborted (best effort; the next start cleans what an abort missed). */
   async uploadFile(file: string, name: string, onProgress?: (sent: number, total: number) => void): Promise<number> {
-    const Key = keyOf(this.location, name);
-    const Bucket = this.location.bucket;
     const fd = await fs.promises.open(file, 'r').catch((err: unknown) => { throw toCheckpointError(err); });
     try {
-      const total = (await fd.stat()).size;
-      if (total <= this.partBytes) {
-        const body = await readRange(fd, 0, total);
-        await this.send('PutObject', name, (sdk) => new sdk.PutObjectCommand({ Bucket, Key, Body: body, ContentMD5: md5(body) }));
-        onProgress?.(total, total);
-      } else {
-        const created = await this.send<S3.CreateMultipartUploadCommandOutput>('CreateMultipartUpload', name, (sdk) => new sdk.CreateMultipartUploadCommand({ Bucket, Key }));
-        const UploadId = created.UploadId!;
-        const count = Math.ceil(total / this.partBytes);
-        const etags: string[] = new Array<string>(count);
-        let sent = 0;
-        try {
-          await pool(count, this.concurrency, async (i) => {
-            const offset = i * this.partBytes;
-            const body = await readRange(fd, offset, Math.min(this.partBytes, total - offset));
-            const part = await this.send<S3.UploadPartCommandOutput>('UploadPart', name, (sdk) => new sdk.UploadPartCommand({ Bucket, Key, UploadId, PartNumber: i + 1,
-              Body: body, ContentMD5: md5(body) }));
-            etags[i] = part.ETag ?? '';
-            sent += body.length;
-            onProgress?.(sent, total);
-          });
-          await this.send('CompleteMultipartUpload', name, (sdk) => new sdk.CompleteMultipartUploadCommand({ Bucket, Key, UploadId,
-            MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) } }));
-        } catch (err) {
-          await this.abortUpload(name, UploadId).catch(() => {});
-          throw err;
-        }
-      }
-      // Some engines answer a completed multipart upload with an empty ETag: the size is what is read back.
-      const stored = await this.size(name);
-      if (stored !== total) throw new RemoteError(`${this.where(name)} holds ${stored ?? 'no'} bytes after the upload of ${total}`, { s3Code: 'SizeMismatch', retryable: true, path: this.where(name) });
-      return total;
+      return await this.upload(name, (await fd.stat()).size, (offset, length) => readRange(fd, offset, length), onProgress);
     } finally {
       await fd.close();
     }
+  }
+
+  /** uploadFile for bytes in memory. */
+  uploadBytes(name: string, data: Uint8Array, onProgress?: (sent: number, total: number) => void): Promise<number> {
+    const whole = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    return this.upload(name, whole.length, async (offset, length) => whole.subarray(offset, offset + length), onProgress);
+  }
+
+  private async upload(name: string, total: number, part: (offset: number, length: number) => Promise<Buffer>, onProgress?: (sent: number, total: number) => void): Promise<number> {
+    const Key = keyOf(this.location, name);
+    const Bucket = this.location.bucket;
+    // One PUT up to partBytes; above, a multipart upload with at most `concurrency` parts in memory.
+    if (total <= this.partBytes) {
+      const body = await part(0, total);
+      await this.send('PutObject', name, (sdk) => new sdk.PutObjectCommand({ Bucket, Key, Body: body, ContentMD5: md5(body) }));
+      onProgress?.(total, total);
+    } else {
+      const created = await this.send<S3.CreateMultipartUploadCommandOutput>('CreateMultipartUpload', name, (sdk) => new sdk.CreateMultipartUploadCommand({ Bucket, Key }));
+      const UploadId = created.UploadId!;
+      const count = Math.ceil(total / this.partBytes);
+      const etags: string[] = new Array<string>(count);
+      let sent = 0;
+      try {
+        await pool(count, this.concurrency, async (i) => {
+          const offset = i * this.partBytes;
+          const body = await part(offset, Math.min(this.partBytes, total - offset));
+          const uploaded = await this.send<S3.UploadPartCommandOutput>('UploadPart', name, (sdk) => new sdk.UploadPartCommand({ Bucket, Key, UploadId, PartNumber: i + 1,
+            Body: body, ContentMD5: md5(body) }));
+          etags[i] = uploaded.ETag ?? '';
+          sent += body.length;
+          onProgress?.(sent, total);
+        });
+        await this.send('CompleteMultipartUpload', name, (sdk) => new sdk.CompleteMultipartUploadCommand({ Bucket, Key, UploadId,
+          MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) } }));
+      } catch (err) {
+        await this.abortUpload(name, UploadId).catch(() => {});
+        throw err;
+      }
+    }
+    // Some engines answer a completed multipart upload with an empty ETag: the size is what is read back.
+    const stored = await this.size(name);
+    if (stored !== total) throw new RemoteError(`${this.where(name)} holds ${stored ?? 'no'} bytes after the upload of ${total}`, { s3Code: 'SizeMismatch', retryable: true, path: this.where(name) });
+    return total;
+  }
+
+  /** An object's bytes in memory (ranged GETs, at most `concurrency` at once), or null when there is none. */
+  async downloadBytes(name: string): Promise<Uint8Array | null> {
+    const size = await this.size(name);
+    if (size === null) return null;
+    const Key = keyOf(this.location, name);
+    const out = new Uint8Array(size);
+    await pool(Math.max(1, Math.ceil(size / this.partBytes)), this.concurrency, async (i) => {
+      const start = i * this.partBytes;
+      const end = Math.min(size, start + this.partBytes) - 1;
+      if (end < start) return;
+      const got = await this.send<S3.GetObjectCommandOutput>('GetObject', name, (sdk) => new sdk.GetObjectCommand({ Bucket: this.location.bucket, Key, Range: `bytes=${start}-${end}` }));
+      const bytes = await got.Body!.transformToByteArray();
+      if (bytes.length !== end - start + 1) throw new RemoteError(`${this.where(name)}: range ${start}-${end} returned ${bytes.length} bytes (the object changed while it was read)`, { s3Code: 'ShortRead', retryable: true, path: this.where(name) });
+      out.set(bytes, start);
+    });
+    return out;
   }
 
   /** Downloads `name` (of `size` bytes) into `file` (created, or truncated) with ranged GETs, at most
