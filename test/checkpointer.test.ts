@@ -24,7 +24,7 @@ test('save resolves at snapshot, durable after commit; latest pointer and keepLa
     assert.ok(d && d.step === step && fs.existsSync(d.path));
   }
   await ckpt.close();
-  assert.deepEqual(listDir(dir), ['ckpt-0000000030.safetensors', 'ckpt-0000000040.safetensors', 'ckptio-manifest.json', 'ckptio.lock', 'latest']);
+  assert.deepEqual(listDir(dir), ['ckpt-0000000030.safetensors', 'ckpt-0000000040.safetensors', 'ckptio-history.jsonl', 'ckptio-manifest.json', 'ckptio.lock', 'latest']);
   assert.deepEqual(JSON.parse(fs.readFileSync(path.join(dir, 'latest'), 'utf8')), { step: 40, file: 'ckpt-0000000040.safetensors' });
   const last = await new Checkpointer({ dir }).loadLatest();
   assert.equal(last?.step, 40);
@@ -69,7 +69,7 @@ test('a failed save rejects durable with the OS code, keeps the previous checkpo
   await assert.rejects(h.durable, (e: unknown) => e instanceof CheckpointError && e.code === 'ENOSPC');
   faults.disable();
   await assert.rejects(ckpt.flush(), { code: 'ENOSPC' });
-  assert.deepEqual(listDir(dir), ['ckpt-0000000001.safetensors', 'ckptio-manifest.json', 'ckptio.lock', 'latest']);
+  assert.deepEqual(listDir(dir), ['ckpt-0000000001.safetensors', 'ckptio-history.jsonl', 'ckptio-manifest.json', 'ckptio.lock', 'latest']);
   assert.equal((await ckpt.loadLatest())?.step, 1);
   assert.equal(ckpt.stats.failed, 1);
 });
@@ -109,7 +109,7 @@ test('best pointer protects the best checkpoint from pruning', async () => {
   const ckpt = new Checkpointer({ dir, keepLast: 1, best: 'max' });
   for (const [step, metric] of [[1, 0.5], [2, 0.9], [3, 0.7], [4, 0.8]] as const) await (await ckpt.save(step, { tensors: tensors(step), metric })).durable;
   await ckpt.close();
-  assert.deepEqual(listDir(dir), ['best', 'ckpt-0000000002.safetensors', 'ckpt-0000000004.safetensors', 'ckptio-manifest.json', 'ckptio.lock', 'latest']);
+  assert.deepEqual(listDir(dir), ['best', 'ckpt-0000000002.safetensors', 'ckpt-0000000004.safetensors', 'ckptio-history.jsonl', 'ckptio-manifest.json', 'ckptio.lock', 'latest']);
   assert.equal(JSON.parse(fs.readFileSync(path.join(dir, 'best'), 'utf8')).step, 2);
 });
 

@@ -8,7 +8,7 @@
  * the pointers and the manifest, then the removals retention decided, all decided here when the save is queued
  * (admission.ts: how many may be in flight; retention.ts: what stays; manifest.ts: the run's record). Nothing
  * runs on the training thread between those stages, so a save is durable while the loop computes. */
-import { CheckpointError, argumentError } from '../binding/errors';
+import { CheckpointError, argumentError, RemoteError } from '../binding/errors';
 import { CONTENT_ID_TOKEN } from '../binding/native';
 import { Compression, CompressionReport, readCheckpoint, SaveResult, TensorEntry, TensorList } from '../format/file';
 import { METADATA_KEYS } from '../format/metadata-keys';
@@ -18,10 +18,12 @@ import { CheckpointStore, StoreLock } from '../store/store';
 import * as path from 'node:path';
 import { Admission } from './admission';
 import { DedupIndex, resolveRefs } from './dedup';
-import { Pointer, POINTER_BEST, POINTER_LATEST, readPointer, renderPointer } from './directory';
-import { checkpointName, describingMetadata, entryFromHeader, Manifest, MANIFEST_NAME, ManifestEntry, Parent, parseManifest, renderManifest, stepOf, tagOfFile } from './manifest';
+import { POINTER_BEST, POINTER_LATEST, readPointer, renderPointer } from './directory';
+import { checkpointName, describingMetadata, MANIFEST_NAME, ManifestEntry, Parent, renderManifest, stepOf, tagOfFile } from './manifest';
 import { decideRetention, keepBest, keepLast, RetentionEntry, RetentionPolicy } from './retention';
-import { NAME_RE, NAME_PATTERN, NAME_RULE } from './names';
+import { NAME_RE, NAME_RULE } from './names';
+import { isPointerName, presentEntries, readRun } from './run-reader';
+import { HISTORY_NAME, HistoryEvent, renderHistoryLine } from './history';
 import { downloadCheckpoint, listCommitted, RemoteCommit } from './remote-run';
 import { RemoteOptions, ReplicatedInfo, Replicator } from './replicator';
 import { S3Objects } from '../store/remote/s3';
@@ -148,7 +150,6 @@ export interface CheckpointerStats {
 /** One lane per Checkpointer: the writer aborts a save planned before an earlier save of the same lane failed. */
 let nextLane = 1;
 
-const BEST_POINTER_RE = new RegExp(`^best-${NAME_PATTERN}$`);
 
 /** File names carry 10 digits of step. */
 const MAX_STEP = 9_999_999_999;
@@ -240,6 +241,8 @@ export class Checkpointer {
   private handedOverNow = false;
   /** The remote tier (options.remote), once the run is open with the lock. */
   private replicator: Replicator | null = null;
+  /** The remote could not be read at start: no replication this run (restoreFromRemote says why). */
+  private remoteOff = false;
   private readonly remote: RemoteOptions | null;
   private readonly keepLastCount: number;
   private readonly counters: CheckpointerStats = { saved: 0, skipped: 0, failed: 0, inflight: 0, inflightBytes: 0, peakInflightBytes: 0, totalWaitMs: 0 };
@@ -288,7 +291,7 @@ export class Checkpointer {
       if (this.remote && !(await this.store.list()).some((o) => stepOf(o.name) !== null)) await this.restoreFromRemote(this.remote);
     }
     this.entries = await this.reconcile();
-    if (lock && this.remote) {
+    if (lock && this.remote && !this.remoteOff) {
       const newest = this.entries.length ? this.entries[this.entries.length - 1]!.file : null;
       this.replicator = new Replicator(this.remote, this.dir, this.keepLastCount, newest, this.warn);
     }
@@ -307,7 +310,14 @@ export class Checkpointer {
       try {
         committed = await listCommitted(objects, this.warn);
       } catch (err) {
-        this.warn(`no checkpoint could be listed in ${objects.location.url}; starting without it (${(err as Error).message})`);
+        if (err instanceof RemoteError && err.retryable) {
+          // Unreachable now: the bucket may hold this run's checkpoints, which a run started from scratch must not
+          // replace there (remote retention keeps the newest commits).
+          this.remoteOff = true;
+          this.warn(`${objects.location.url} could not be read (${err.message}); this run starts without it and does not replicate to it`);
+        } else {
+          this.warn(`no checkpoint could be listed in ${objects.location.url}; starting without it (${(err as Error).message})`);
+        }
         return;
       }
       const byFile = new Map(committed.map((c) => [c.file, c]));
@@ -331,48 +341,22 @@ export class Checkpointer {
     }
   }
 
-  /** The manifest, checked against the checkpoint files present: entries whose file is gone are dropped, files
-   * the manifest lacks (a crash between the data file and the manifest) are adopted from their headers, and a
-   * missing or corrupt manifest is rebuilt the same way. */
+  /** The manifest, checked against the checkpoint files present (run-reader.ts): entries whose file is gone are
+   * dropped, files the manifest lacks (a crash between the data file and the manifest) are adopted from their
+   * headers, and a missing or corrupt manifest is rebuilt the same way. */
   private async reconcile(): Promise<ManifestEntry[]> {
-    const names = (await this.store.list()).map((o) => o.name);
-    const files = new Set(names.filter((n) => stepOf(n) !== null));
-    const tags = new Map<number, string[]>();
-    const pointers = new Map<string, number>();
-    for (const n of names) {
-      const tag = tagOfFile(n);
-      const isPointer = n === POINTER_LATEST || n === POINTER_BEST || BEST_POINTER_RE.test(n);
-      if (!tag && !isPointer) continue;
-      let p: Pointer | null = null;
-      try {
-        p = await readPointer(this.store, n);
-      } catch (err) {
-        this.warn(`${n} is not a readable pointer and is ignored (${(err as Error).message})`);
-      }
-      if (!p) continue;
-      if (tag) tags.set(p.step, [...(tags.get(p.step) ?? []), tag]);
-      else pointers.set(n, p.step);
-    }
-    this.diskPointers = pointers;
-    let manifest: Manifest | null = null;
-    const bytes = await this.store.readSmall(MANIFEST_NAME);
-    if (bytes) {
-      try {
-        manifest = parseManifest(bytes, `${this.dir}/${MANIFEST_NAME}`);
-      } catch (err) {
-        this.warn(`the manifest is unreadable and is rebuilt from the checkpoints' headers (${(err as Error).message})`);
+    const run = await readRun(this.store, { headers: 'missing' });
+    if (run.manifestProblem) this.warn(`the manifest is unreadable and is rebuilt from the checkpoints' headers (${run.manifestProblem.message})`);
+    for (const c of run.checkpoints) if (c.present && !c.inManifest && c.problem) this.warn(`${c.file} is not a readable checkpoint and is left out of the manifest (${c.problem.message})`);
+    this.diskPointers = new Map();
+    for (const p of run.pointers) {
+      if (p.step === null) {
+        if (p.problem?.code !== 'ENOENT') this.warn(`${p.name} is not a readable pointer and is ignored (${p.problem?.message ?? 'unreadable'})`);
+      } else if (p.tag === null) {
+        this.diskPointers.set(p.name, p.step);
       }
     }
-    const byFile = new Map((manifest?.entries ?? []).filter((e) => files.has(e.file)).map((e) => [e.file, e]));
-    for (const file of files) {
-      if (byFile.has(file)) continue;
-      try {
-        byFile.set(file, entryFromHeader(file, await this.store.readHeader(file), []));
-      } catch (err) {
-        this.warn(`${file} is not a readable checkpoint and is left out of the manifest (${(err as Error).message})`);
-      }
-    }
-    const entries = [...byFile.values()].map((e) => ({ ...e, tags: tags.get(e.step) ?? [] })).sort((a, b) => a.step - b.step);
+    const entries = presentEntries(run);
     this.committed = new Set(entries.map((e) => e.file));
     return entries;
   }
@@ -673,6 +657,7 @@ export class Checkpointer {
       onSettled(null);
       resolve(info);
       replicate?.(file, contentId, refFiles);
+      this.record({ event: 'save', step, file, time: entry.time, metrics: entry.metrics });
       // Last: the save is settled whatever onWarning does.
       try {
         if (result.leftover) this.warn(`step ${step} is durable, but the file it replaced stays at ${result.leftover.path} (${result.leftover.code} on unlink); it is removed at the next start`);
@@ -711,6 +696,24 @@ export class Checkpointer {
     for (const [name, step] of this.diskPointers) if (!maintained.has(name)) keep.set(step, `pointer ${name}`);
     return { name: 'pointers in the directory', keep: () => keep };
   }
+
+  /** Appends to the run's history (history.ts), in order, off the calling thread's critical path (the append is
+   * queued here and done on the libuv pool). A store without appends keeps no history. Only a writer records. */
+  private record(event: HistoryEvent): void {
+    const store = this.store;
+    if (!store.appendSmall || this.lockHandle === null) return;
+    const line = renderHistoryLine(event);
+    this.historyWrites = this.historyWrites.then(() => store.appendSmall!(HISTORY_NAME, line)).catch((err: unknown) => {
+      if (this.historyFailed) return;
+      this.historyFailed = true;
+      try {
+        this.warn(`the run's history (${HISTORY_NAME}) could not be appended to; checkpoints are not affected (${(err as Error).message})`);
+      } catch { /* a throwing onWarning must not break the chain */ }
+    });
+  }
+
+  private historyWrites: Promise<void> = Promise.resolve();
+  private historyFailed = false;
 
   /** Rewrites the manifest when a content id became known after the last save's manifest was rendered. */
   private async refreshManifest(): Promise<void> {
@@ -798,6 +801,7 @@ export class Checkpointer {
           if (left?.length) this.warn(`close() stopped waiting for ${left.length} upload(s) to ${this.replicator!.url} (${left.join(', ')}); they are uploaded at the next start`);
         });
         if (this.lockHandle) await this.refreshManifest();
+        await this.historyWrites;
       });
     } finally {
       this.lockHandle?.release();
@@ -809,7 +813,7 @@ export class Checkpointer {
    * (`tag.<name>`, or just the tag's name). null when there is no such pointer or it is unreadable. */
   async pointer(name: string): Promise<{ step: number; path: string; metric?: number } | null> {
     await this.ready;
-    const file = name === POINTER_LATEST || name === POINTER_BEST || BEST_POINTER_RE.test(name) || tagOfFile(name) !== null ? name
+    const file = isPointerName(name) || tagOfFile(name) !== null ? name
       : NAME_RE.test(name) ? `tag.${name}` : null;
     if (file === null) throw argumentError(`pointer "${name}" must be latest, best, best-<metric> or a tag name (${NAME_RULE})`);
     const p = await readPointer(this.store, file);
@@ -824,7 +828,10 @@ export class Checkpointer {
       .filter((e): e is { step: number; file: string } => e.step !== null).sort((a, b) => b.step - a.step);
     for (const { step, file } of files) {
       const loaded = await this.tryLoad(file, step);
-      if (loaded) return loaded;
+      if (loaded) {
+        this.record({ event: 'resume', step, file, time: new Date().toISOString() });
+        return loaded;
+      }
     }
     return null;
   }
@@ -838,7 +845,9 @@ export class Checkpointer {
       await this.ready;
       const where = `${this.dir}/${file}`;
       const r = await resolveRefs(await this.store.read(file), where, (f) => this.store.read(f));
-      return Checkpointer.decode(where, r.tensors, r.metadata);
+      const loaded = Checkpointer.decode(where, r.tensors, r.metadata);
+      this.record({ event: 'resume', step: loaded.step, file, time: new Date().toISOString() });
+      return loaded;
     }
     const r = await resolveRefs(await readCheckpoint(file), file, (f) => readCheckpoint(path.join(path.dirname(file), f)));
     return Checkpointer.decode(file, r.tensors, r.metadata);

@@ -23,6 +23,8 @@ const RECORD_MAX = 1 << 20;
 const DATA_RE = /^(ckpt-\d{10}\.safetensors)~([0-9a-f]{16})$/;
 const COMMIT_RE = /^(ckpt-\d{10}\.safetensors)~([0-9a-f]{16})\.commit$/;
 const REMOTE_TAG_RE = new RegExp(`^tag\\.(${NAME_PATTERN})$`);
+/** Times are untrusted text that reaches terminals: only the ISO form toISOString() writes. */
+const ISO_TIME_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$/;
 
 export interface RemoteCommit {
   file: string;
@@ -63,7 +65,7 @@ export function parseCommit(bytes: Uint8Array, name: string, where: string): Rem
   if (!Number.isSafeInteger(v.bytes) || (v.bytes as number) < 0) throw bad('the commit record has no valid size', where);
   if (v.contentId !== null && (typeof v.contentId !== 'string' || !/^[0-9a-f]{1,64}$/.test(v.contentId))) throw bad('the commit record has no valid content id', where);
   if (!Array.isArray(v.refs) || !v.refs.every((r) => typeof r === 'string' && stepOf(r) !== null)) throw bad('the commit record has invalid references', where);
-  if (typeof v.time !== 'string' || Number.isNaN(Date.parse(v.time)) || typeof v.writer !== 'string' || !/^[0-9a-f]{1,64}$/.test(v.writer)) throw bad('the commit record has no valid time or writer', where);
+  if (typeof v.time !== 'string' || !ISO_TIME_RE.test(v.time) || Number.isNaN(Date.parse(v.time)) || typeof v.writer !== 'string' || !/^[0-9a-f]{1,64}$/.test(v.writer)) throw bad('the commit record has no valid time or writer', where);
   return { file: m[1]!, step: stepOf(m[1]!)!, id: m[2]!, bytes: v.bytes as number, contentId: v.contentId as string | null, refs: v.refs as string[], time: v.time, writer: v.writer };
 }
 
@@ -123,14 +125,16 @@ export async function replicateFile(objects: S3Objects, localPath: string, meta:
   return commit;
 }
 
-/** Remote retention: keeps the newest `keep` committed checkpoints (the newest always), the tagged ones and what
- * the kept ones reference; removes the rest, and older uploads of kept files. Each goes record first, then data:
- * a checkpoint is never visible without its bytes. Returns the removed files. */
-export async function pruneRemote(objects: S3Objects, keep: number, warn: (m: string) => void): Promise<string[]> {
+/** Remote retention: keeps the `keep` most recently committed checkpoints (by commit time, not step: a run that
+ * went back to an earlier step keeps its new checkpoints), the tagged ones, `protect` (what the caller just
+ * committed) and what the kept ones reference; removes the rest, and older uploads of kept files. Each goes
+ * record first, then data: a checkpoint is never visible without its bytes. Returns the removed files. */
+export async function pruneRemote(objects: S3Objects, keep: number, warn: (m: string) => void, protect: ReadonlySet<string> = new Set()): Promise<string[]> {
   const committed = await listCommitted(objects, warn);
   const tagged = new Set((await listRemoteTags(objects, warn)).values());
-  const kept = new Set<string>();
-  committed.forEach((c, i) => { if (i < Math.max(1, keep) || tagged.has(c.file)) kept.add(c.file); });
+  const kept = new Set<string>(protect);
+  [...committed].sort((a, b) => Date.parse(b.time) - Date.parse(a.time))
+    .forEach((c, i) => { if (i < Math.max(1, keep) || tagged.has(c.file)) kept.add(c.file); });
   for (const c of committed) if (kept.has(c.file)) for (const r of c.refs) kept.add(r);
   const newest = new Map(committed.map((c) => [c.file, c.id]));
   const removed: string[] = [];

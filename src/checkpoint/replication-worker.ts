@@ -40,6 +40,8 @@ const leftovers = fs.existsSync(holdDir) ? fs.readdirSync(holdDir).filter((n) =>
 const remote = new Set<string>();
 let ready: Promise<void> | null = null;
 let busy = false;
+/** The file being uploaded now. */
+let current: string | null = null;
 let closing = false;
 let leaseTimer: NodeJS.Timeout | null = null;
 
@@ -85,32 +87,51 @@ function ensureReady(): Promise<void> {
     // Uploads a killed process left, and the newest local checkpoint when the remote lacks it.
     const redo = new Set(leftovers.filter((n) => !remote.has(n)));
     if (config.localNewest && !remote.has(config.localNewest)) redo.add(config.localNewest);
-    for (const n of leftovers) if (!redo.has(n)) unhold(n);
+    for (const n of leftovers) if (!redo.has(n)) fs.rmSync(path.join(holdDir, n), { force: true });
     const own = new Set(queue.map((j) => j.file));
     for (const file of [...redo].sort().reverse()) {
-      if (own.has(file) || (!leftovers.includes(file) && !hold(file))) continue;
-      queue.unshift({ seq: null, file, contentId: null, refs: [], keep: false });
+      if (own.has(file)) continue;
+      if (leftovers.includes(file)) holds.set(file, (holds.get(file) ?? 0) + 1);
+      else if (!hold(file)) continue;
+      // An upload a killed process left is never skipped as superseded: it may be a tagged checkpoint.
+      queue.unshift({ seq: null, file, contentId: null, refs: [], keep: true });
     }
   })();
   ready.catch(() => { ready = null; }); // tried again with the next job
   return ready;
 }
 
-/** Hard-links the local checkpoint into the hold directory; false when it is gone already. */
+/** Jobs holding each file's link: the link goes when the last of them is done. */
+const holds = new Map<string, number>();
+
+/** Hard-links the local checkpoint into the hold directory (or counts one more holder of the link that is
+ * there); false when the checkpoint is gone already. */
 function hold(file: string): boolean {
-  fs.mkdirSync(holdDir, { recursive: true });
   const link = path.join(holdDir, file);
+  const n = holds.get(file) ?? 0;
+  if (n > 0 && fs.existsSync(link)) {
+    holds.set(file, n + 1);
+    return true;
+  }
+  fs.mkdirSync(holdDir, { recursive: true });
   fs.rmSync(link, { force: true });
   try {
     fs.linkSync(path.join(config.dir, file), link);
-    return true;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw err;
   }
+  holds.set(file, n + 1);
+  return true;
 }
 
 function unhold(file: string): void {
+  const n = (holds.get(file) ?? 1) - 1;
+  if (n > 0) {
+    holds.set(file, n);
+    return;
+  }
+  holds.delete(file);
   fs.rmSync(path.join(holdDir, file), { force: true });
 }
 
@@ -119,9 +140,12 @@ async function run(job: Job): Promise<void> {
   for (const ref of job.refs) {
     if (remote.has(ref)) continue;
     if (!hold(ref)) throw new CheckpointError(`step ${job.file} references ${ref}, which is gone locally and not in ${objects.location.url}`, { code: 'ENOENT', path: path.join(config.dir, ref) });
-    await withRetry(`upload ${ref}`, () => replicateFile(objects, path.join(holdDir, ref), { file: ref, contentId: null, refs: [], writer }));
-    remote.add(ref);
-    unhold(ref);
+    try {
+      await withRetry(`upload ${ref}`, () => replicateFile(objects, path.join(holdDir, ref), { file: ref, contentId: null, refs: [], writer }));
+      remote.add(ref);
+    } finally {
+      unhold(ref);
+    }
   }
   const t0 = Date.now();
   const commit = await withRetry(`upload ${job.file}`, () => replicateFile(objects, path.join(holdDir, job.file), { file: job.file, contentId: job.contentId, refs: job.refs, writer },
@@ -130,7 +154,7 @@ async function run(job: Job): Promise<void> {
   unhold(job.file);
   post({ type: 'replicated', seq: job.seq, file: job.file, bytes: commit.bytes, key: `${objects.location.url}/${job.file}~${commit.id}`, ms: Date.now() - t0 });
   try {
-    for (const f of await pruneRemote(objects, config.keepLast, (m) => post({ type: 'warning', message: m }))) remote.delete(f);
+    for (const f of await pruneRemote(objects, config.keepLast, (m) => post({ type: 'warning', message: m }), new Set([job.file, ...job.refs]))) remote.delete(f);
   } catch (err) {
     post({ type: 'warning', message: `remote retention in ${objects.location.url} failed and is tried again after the next upload (${wire(err).message})` });
   }
@@ -147,11 +171,14 @@ async function pump(): Promise<void> {
       if (!queue.length) post({ type: 'warning', message: `the remote tier ${objects.location.url} is not usable now (${wire(err).message})` });
     }
     for (let job = queue.shift(); job; job = queue.shift()) {
+      current = job.file;
       try {
         await run(job);
       } catch (err) {
         unhold(job.file);
         post({ type: 'failed', seq: job.seq, file: job.file, error: wire(err) });
+      } finally {
+        current = null;
       }
     }
   } finally {
@@ -198,7 +225,7 @@ port.on('message', (m: ToWorker) => {
       try {
         await ensureReady();
         await withRetry(`tag ${m.name}`, () => objects.putSmall(`tag.${m.name}`, Buffer.from(JSON.stringify({ step: stepOf(m.file), file: m.file }))));
-        if (!remote.has(m.file) && !queue.some((j) => j.file === m.file) && hold(m.file)) {
+        if (!remote.has(m.file) && current !== m.file && !queue.some((j) => j.file === m.file) && hold(m.file)) {
           queue.push({ seq: null, file: m.file, contentId: null, refs: [], keep: true });
           void pump();
         }

@@ -265,7 +265,7 @@ async function textReporter(): Promise<(e: TrainEvent) => void> {
         break;
       case 'warning':
         if (started) bar.stop();
-        console.warn(`warning: ${e.message}`);
+        console.warn(`warning: ${safe(e.message)}`);
         break;
       case 'finetune':
         console.log(`fine-tuning from ${e.parent} (step ${e.parentStep}) at lr ${e.lr.toExponential(2)}: ${e.restored} tensors loaded` +

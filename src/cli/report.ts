@@ -13,10 +13,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CheckpointError } from '../binding/errors';
-import { Checkpointer } from '../checkpoint/checkpointer';
-import { readPointer } from '../checkpoint/directory';
-import { entryFromHeader, MANIFEST_NAME, ManifestEntry, Parent, parseManifest, stepOf, tagOfFile } from '../checkpoint/manifest';
-import { LocalStore } from '../store/local';
+import { crossRunParent, MAX_LINEAGE, walkLineage } from '../checkpoint/lineage';
+import { ManifestEntry, Parent } from '../checkpoint/manifest';
+import { presentEntries, readRun } from '../checkpoint/run-reader';
 import { requirePeer } from '../binding/peer';
 
 /** One run directory of a lineage, with its checkpoints as its manifest records them. */
@@ -27,6 +26,10 @@ export interface ReportRun {
   entries: ManifestEntry[];
   /** The manifest's pointers (latest, best-<metric>, ...), when the manifest could be read. */
   pointers?: Record<string, number>;
+  /** Files of `entries` whose checkpoint retention has removed since (known from the run's history). */
+  removed?: string[];
+  /** Steps the run was resumed from, as its history records them (without a history, long pauses are inferred). */
+  resumes?: number[];
 }
 
 export interface RenderOptions {
@@ -45,8 +48,6 @@ export interface BuiltReport {
   warnings: string[];
 }
 
-/** A lineage longer than this is cut (and said so). */
-const MAX_LINEAGE = 64;
 /** The default browser for renderPng; CKPTIO_CHROMIUM overrides it. */
 export const DEFAULT_CHROMIUM = '/usr/bin/chromium';
 /** The browser-automation package renderPng loads (optional: only the PNG needs it). */
@@ -56,115 +57,52 @@ export const REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-sr
 // ---------------------------------------------------------------------------------------------------------------
 // Reading the lineage
 
-/** The read-only view of one run: the Checkpointer's manifest (lock: false never takes the run lock); when that
- * is empty, the same reconciliation done here without writing: the manifest file, checked against the checkpoint
- * files, and files it lacks adopted from their headers. */
-async function readRun(dir: string, warnings: string[]): Promise<ReportRun> {
-  const store = new LocalStore(dir);
-  let entries: ManifestEntry[] = [];
-  try {
-    entries = await new Checkpointer({ dir, lock: false, onWarning: (m) => warnings.push(`${dir}: ${m}`) }).manifest();
-  } catch (err) {
-    warnings.push(`${dir}: ${(err as Error).message}`);
-  }
-  let pointers: Record<string, number> | undefined;
-  const bytes = await store.readSmall(MANIFEST_NAME).catch(() => null);
-  let manifestEntries: ManifestEntry[] | null = null;
-  if (bytes) {
-    try {
-      const m = parseManifest(bytes, path.join(dir, MANIFEST_NAME));
-      pointers = m.pointers;
-      manifestEntries = m.entries;
-    } catch (err) {
-      warnings.push(`${dir}: the manifest is unreadable, the checkpoints' headers are used (${(err as Error).message})`);
+/** One run as the report draws it: the checkpoints present (the run reader's reconciliation, read-only). */
+async function readReportRun(dir: string, warnings: string[]): Promise<ReportRun> {
+  const run = await readRun(dir, { headers: 'missing' });
+  if (run.manifestProblem) warnings.push(`${dir}: the manifest is unreadable, the checkpoints' headers are used (${run.manifestProblem.message})`);
+  for (const c of run.checkpoints) if (c.present && !c.inManifest && c.problem) warnings.push(`${dir}: ${c.file} is not a readable checkpoint and is left out (${c.problem.message})`);
+  const present = presentEntries(run);
+  const base = { dir: run.dir, ...(run.manifest ? { pointers: run.manifest.pointers } : {}) };
+  if (!run.history) return { ...base, entries: present };
+  if (run.historyProblem) warnings.push(`${dir}: ${run.historyProblem.message}`);
+  // The whole run: every save the history records (its checkpoint's entry while it exists), then any checkpoint
+  // the history lacks.
+  const byFile = new Map(present.map((e) => [e.file, e]));
+  const entries: ManifestEntry[] = [];
+  const removed: string[] = [];
+  for (const e of run.history) {
+    if (e.event !== 'save') continue;
+    const kept = byFile.get(e.file);
+    if (kept) {
+      byFile.delete(e.file);
+      entries.push(kept);
+    } else if (!present.some((p) => p.file === e.file)) {
+      removed.push(e.file);
+      entries.push({ step: e.step, file: e.file, time: e.time, bytes: NaN, metrics: e.metrics, contentId: null, parent: null, tags: [], keptBy: [] });
     }
   }
-  if (entries.length === 0) {
-    const names = (await store.list()).map((o) => o.name);
-    const files = new Set(names.filter((n) => stepOf(n) !== null));
-    const tags = new Map<number, string[]>();
-    for (const n of names) {
-      const tag = tagOfFile(n);
-      if (!tag) continue;
-      const p = await readPointer(store, n).catch(() => null);
-      if (p) tags.set(p.step, [...(tags.get(p.step) ?? []), tag]);
-    }
-    const byFile = new Map((manifestEntries ?? []).filter((e) => files.has(e.file)).map((e) => [e.file, e]));
-    for (const file of files) {
-      if (byFile.has(file)) continue;
-      try {
-        byFile.set(file, entryFromHeader(file, await store.readHeader(file), []));
-      } catch (err) {
-        warnings.push(`${dir}: ${file} is not a readable checkpoint and is left out (${(err as Error).message})`);
-      }
-    }
-    entries = [...byFile.values()].map((e) => ({ ...e, tags: tags.get(e.step) ?? e.tags })).sort((a, b) => a.step - b.step);
-  }
-  return { dir: store.location, entries, ...(pointers ? { pointers } : {}) };
+  entries.push(...byFile.values());
+  const resumes = run.history.filter((e) => e.event === 'resume').map((e) => e.step);
+  return { ...base, entries: entries.sort((a, b) => a.step - b.step), removed, resumes };
 }
 
-/** The link to the run this one was fine-tuned from: its earliest entry whose parent names another run, else the
- * `origin` (the same link, repeated on every checkpoint of a fine-tune where the manifest records it: it survives
- * retention removing the first checkpoint). */
-export function crossRunParent(run: ReportRun): (Parent & { run: string }) | null {
-  const entries = [...run.entries].sort((a, b) => a.step - b.step);
-  const named = (p: Parent | null | undefined): p is Parent & { run: string } => !!p && typeof p === 'object' && typeof p.run === 'string' && p.run !== '';
-  for (const e of entries) if (named(e.parent)) return e.parent;
-  for (const e of entries) {
-    const origin = (e as { origin?: Parent | null }).origin;
-    if (named(origin)) return origin;
-  }
-  return null;
-}
-
-function resolveRun(from: string, run: string): string | null {
-  const candidates = path.isAbsolute(run) ? [run] : [path.resolve(from, run), path.resolve(run)];
-  for (const c of candidates) {
-    try {
-      if (fs.statSync(c).isDirectory()) return c;
-    } catch { /* next */ }
-  }
-  return null;
-}
-
-function realKey(p: string): string {
-  try {
-    return fs.realpathSync(p);
-  } catch {
-    return path.resolve(p);
-  }
-}
-
-/** Reads DIR's manifest and follows `parent.run` to the runs it was fine-tuned from (a missing directory or a
- * cycle ends the chain with a warning). Never takes a run lock and never writes. */
+/** Reads DIR's manifest and follows `parent.run` to the runs it was fine-tuned from (checkpoint/lineage.ts: a
+ * missing directory or a cycle ends the chain with a warning). Never takes a run lock and never writes. */
 export async function readLineage(dir: string): Promise<{ runs: ReportRun[]; warnings: string[] }> {
   const warnings: string[] = [];
   const start = path.resolve(dir);
   if (!fs.existsSync(start) || !fs.statSync(start).isDirectory()) {
     throw new CheckpointError(`${start} is not a directory`, { code: 'ENOENT', path: start });
   }
-  const runs: ReportRun[] = [];
-  const seen = new Set<string>();
-  let current: string | null = start;
-  while (current !== null) {
-    seen.add(realKey(current));
-    const run = await readRun(current, warnings);
-    runs.unshift(run);
-    const link = crossRunParent(run);
-    current = null;
-    if (!link) break;
-    const next = resolveRun(run.dir, link.run);
-    if (next === null) {
-      warnings.push(`the parent run ${link.run} of ${run.dir} was not found; the lineage stops there`);
-    } else if (seen.has(realKey(next))) {
-      warnings.push(`the parent run ${link.run} of ${run.dir} is already in the lineage (a cycle); the lineage stops there`);
-    } else if (runs.length >= MAX_LINEAGE) {
-      warnings.push(`the lineage is longer than ${MAX_LINEAGE} runs; only the newest ${MAX_LINEAGE} are shown`);
-    } else {
-      current = next;
-    }
+  const chain = await walkLineage(start, (d) => readReportRun(d, warnings), (r) => r.entries);
+  for (const c of chain) {
+    if (!c.from) continue;
+    if (c.from.found === 'missing-run') warnings.push(`the parent run ${c.from.run} of ${c.dir} was not found; the lineage stops there`);
+    else if (c.from.found === 'cycle') warnings.push(`the parent run ${c.from.run} of ${c.dir} is already in the lineage (a cycle); the lineage stops there`);
+    else if (c.from.found === 'not-followed') warnings.push(`the lineage is longer than ${MAX_LINEAGE} runs; only the newest ${MAX_LINEAGE} are shown`);
   }
-  return { runs, warnings };
+  return { runs: chain.map((c) => c.run), warnings };
 }
 
 /** Reads DIR's lineage and renders the page. */
@@ -201,6 +139,8 @@ function clean(runs: ReportRun[]): ReportRun[] {
   return runs.map((r) => ({
     dir: String(r?.dir ?? ''),
     pointers: r?.pointers && typeof r.pointers === 'object' ? r.pointers : {},
+    removed: Array.isArray(r?.removed) ? r.removed.map(String) : [],
+    ...(Array.isArray(r?.resumes) ? { resumes: r.resumes.filter((x) => Number.isSafeInteger(x)) } : {}),
     entries: (Array.isArray(r?.entries) ? r.entries : [])
       .filter((e) => e && Number.isSafeInteger(e.step) && e.step >= 0)
       .map((e) => ({
@@ -221,7 +161,7 @@ function layout(runs: ReportRun[]): { offsets: number[]; boundaries: Boundary[] 
   const offsets: number[] = [];
   const boundaries: Boundary[] = [];
   runs.forEach((run, i) => {
-    const link = i > 0 ? crossRunParent(run) : null;
+    const link = i > 0 ? crossRunParent(run.entries) : null;
     if (i === 0 || !link) {
       offsets.push(i === 0 ? 0 : offsets[i - 1]!);
       return;
@@ -242,6 +182,10 @@ function layout(runs: ReportRun[]): { offsets: number[]; boundaries: Boundary[] 
 function inferResumes(runs: ReportRun[], offsets: number[]): Resume[] {
   const out: Resume[] = [];
   runs.forEach((run, i) => {
+    if (run.resumes) {
+      for (const step of run.resumes) out.push({ run: i, x: offsets[i]! + step, gapMs: -1, step });
+      return;
+    }
     const times = run.entries.map((e) => Date.parse(e.time));
     const gaps: number[] = [];
     for (let k = 1; k < times.length; k++) gaps.push(times[k]! - times[k - 1]!);
@@ -317,9 +261,10 @@ function renderPanel(metric: string, color: string, points: Point[], runs: Repor
   }
   for (const z of resumes) {
     const zx = r(X(z.x));
-    parts.push(`<g class="resume-marker" data-run="${z.run}"><title>${escapeHtml(`a ${Math.round(z.gapMs / 60000)} min pause before step ${z.step}: likely stopped and resumed`)}</title>`
+    const recorded = z.gapMs < 0;
+    parts.push(`<g class="resume-marker${recorded ? ' resume-recorded' : ''}" data-run="${z.run}"><title>${escapeHtml(recorded ? `resumed from step ${z.step}` : `a ${Math.round(z.gapMs / 60000)} min pause before step ${z.step}: likely stopped and resumed`)}</title>`
       + `<line x1="${zx}" x2="${zx}" y1="${top + M.top}" y2="${top + M.top + ih}" stroke="#888" stroke-dasharray="2 3"/>`
-      + `<text x="${r(X(z.x) + 4)}" y="${top + M.top + ih - 6}" font-size="10" fill="#666">resumed?</text></g>`);
+      + `<text x="${r(X(z.x) + 4)}" y="${top + M.top + ih - 6}" font-size="10" fill="#666">${recorded ? 'resumed' : 'resumed?'}</text></g>`);
   }
   // One line per run (a fine-tune is not joined to its parent's later checkpoints), plus a dashed connector
   // from the checkpoint a fine-tune started from to its first point.
@@ -336,8 +281,9 @@ function renderPanel(metric: string, color: string, points: Point[], runs: Repor
   }
   for (const p of points) {
     const first = boundaries.some((b) => b.run === p.run) && p.index === 0;
-    const title = `${runLabel(runs[p.run]!.dir)} step ${p.step}: ${metric} = ${fmt(p.y)}${p.entry.tags.length ? ` [${p.entry.tags.join(', ')}]` : ''}`;
-    parts.push(`<circle class="pt${first ? ' pt-finetune-start' : ''}" data-metric="${m}" data-run="${p.run}" data-step="${p.step}" cx="${r(X(p.x))}" cy="${r(Y(p.y))}" r="${first ? 6 : 4}" fill="${first ? '#fff' : color}" stroke="${color}" stroke-width="2"><title>${escapeHtml(title)}</title></circle>`);
+    const gone = runs[p.run]!.removed?.includes(p.entry.file) ?? false;
+    const title = `${runLabel(runs[p.run]!.dir)} step ${p.step}: ${metric} = ${fmt(p.y)}${p.entry.tags.length ? ` [${p.entry.tags.join(', ')}]` : ''}${gone ? ' (checkpoint removed since)' : ''}`;
+    parts.push(`<circle class="pt${first ? ' pt-finetune-start' : ''}${gone ? ' pt-removed' : ''}" data-metric="${m}" data-run="${p.run}" data-step="${p.step}" cx="${r(X(p.x))}" cy="${r(Y(p.y))}" r="${first ? 6 : gone ? 3 : 4}" fill="${first || gone ? '#fff' : color}" stroke="${color}" stroke-width="${gone ? 1 : 2}"><title>${escapeHtml(title)}</title></circle>`);
     if (p.entry.tags.length) {
       const tx = X(p.x);
       const ty = Y(p.y) - 12;
@@ -363,6 +309,7 @@ export function renderReport(runsIn: ReportRun[], options: RenderOptions = {}): 
   const xs = { lo: Math.min(...all, ...bx), hi: Math.max(...all, ...bx) };
   if (!all.length) { xs.lo = 0; xs.hi = 1; }
   const total = runs.reduce((n, r) => n + r.entries.length, 0);
+  const removedCount = runs.reduce((n, r) => n + (r.removed?.length ?? 0), 0);
 
   const panels = metrics.map((metric, k) => {
     const points: Point[] = [];
@@ -389,12 +336,13 @@ export function renderReport(runsIn: ReportRun[], options: RenderOptions = {}): 
     const ptrs = Object.entries(r.pointers ?? {}).filter(([, s]) => s === e.step).map(([n]) => n);
     const first = boundaries.some((b) => b.run === i) && index === 0;
     const parent = e.parent ? [e.parent.run !== undefined ? `run ${e.parent.run}` : '', e.parent.step !== undefined ? `step ${e.parent.step}` : '', e.parent.contentId ?? ''].filter(Boolean).join(', ') : '';
-    return `<tr class="ckpt${first ? ' finetune-start' : ''}" data-run="${i}" data-step="${e.step}">`
+    const gone = r.removed?.includes(e.file) ?? false;
+    return `<tr class="ckpt${first ? ' finetune-start' : ''}${gone ? ' removed' : ''}" data-run="${i}" data-step="${e.step}">`
       + `<td>${escapeHtml(runLabel(r.dir))}</td><td class="num">${e.step}</td><td>${escapeHtml(e.time)}</td><td class="num">${finite(e.bytes) ? e.bytes : ''}</td>`
       + metrics.map((m) => `<td class="num">${escapeHtml(fmt(e.metrics[m] as number))}</td>`).join('')
       + `<td><code>${escapeHtml(e.contentId ?? '')}</code></td><td>${escapeHtml(parent)}</td>`
       + `<td class="tags">${e.tags.map((t) => `<span class="tag">${escapeHtml(t)}</span>`).join(' ')}</td>`
-      + `<td>${escapeHtml([...ptrs.filter((n) => !e.keptBy.includes(`pointer ${n}`)), ...e.keptBy].join(', '))}</td><td><code>${escapeHtml(e.file)}</code></td></tr>`;
+      + `<td>${escapeHtml([...ptrs.filter((n) => !e.keptBy.includes(`pointer ${n}`)), ...e.keptBy].join(', '))}</td><td><code>${escapeHtml(e.file)}</code>${gone ? ' (removed)' : ''}</td></tr>`;
   })).join('\n');
 
   const data = { version: 1, runs: runs.map((r, i) => ({ dir: r.dir, offset: offsets[i], pointers: r.pointers, entries: r.entries })), warnings };
@@ -422,6 +370,7 @@ th, td { border: 1px solid #ddd; padding: 3px 6px; text-align: left; vertical-al
 th { background: #f0f0f0; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.finetune-start td { border-top: 2px solid #b8860b; }
+tr.removed td { color: #888; }
 .tag { background: #222; color: #fff; border-radius: 3px; padding: 0 4px; white-space: pre-wrap; }
 </style>
 </head>
@@ -432,7 +381,7 @@ ${lineage}
 </ol>
 ${warnings.length ? `<ul class="warnings">${warnings.map((w) => `<li>${escapeHtml(w)}</li>`).join('')}</ul>` : ''}
 <div class="legend">${legend}</div>
-<div class="marks">● a checkpoint &nbsp; ○ the first checkpoint of a fine-tune &nbsp; ▼ dashed line: a fine-tune starts from its parent's checkpoint &nbsp; ◆ a tag &nbsp; dotted line: a long pause (likely a resume)</div>
+<div class="marks">● a checkpoint &nbsp; small ○ a save whose checkpoint retention has removed since &nbsp; ○ the first checkpoint of a fine-tune &nbsp; ▼ dashed line: a fine-tune starts from its parent's checkpoint &nbsp; ◆ a tag &nbsp; dotted line: a resume (recorded, or a long pause: likely a resume)</div>
 ${plot}
 <table id="checkpoints">
 <thead><tr><th>run</th><th>step</th><th>time</th><th>bytes</th>${metrics.map((m) => `<th>${escapeHtml(m)}</th>`).join('')}<th>content id</th><th>parent</th><th>tags</th><th>pointers, kept by</th><th>file</th></tr></thead>
@@ -440,7 +389,7 @@ ${plot}
 ${rows}
 </tbody>
 </table>
-<p class="marks">${total} checkpoint${total === 1 ? '' : 's'} in ${runs.length} run${runs.length === 1 ? '' : 's'}; generated ${escapeHtml(generatedAt)} by ckptio.</p>
+<p class="marks">${total} save${total === 1 ? '' : 's'} in ${runs.length} run${runs.length === 1 ? '' : 's'}, ${removedCount} of their checkpoints removed since; generated ${escapeHtml(generatedAt)} by ckptio.</p>
 <script type="application/json" id="ckptio-report-data">${jsonForHtml(data)}</script>
 </body>
 </html>

@@ -25,6 +25,14 @@ function withContentId(data: Uint8Array, contentId: string | undefined): Uint8Ar
 
 export async function commitThroughCodec(request: CommitRequest, writes: ObjectWrites, location: string): Promise<SaveResult> {
   let settled = false;
+  let consumed = false;
+  const consume = () => {
+    if (consumed) return;
+    consumed = true;
+    try {
+      request.onConsumed?.();
+    } catch { /* must not throw, by contract */ }
+  };
   const settle = (err: unknown, result: SaveResult | undefined) => {
     if (settled) return;
     settled = true;
@@ -36,9 +44,7 @@ export async function commitThroughCodec(request: CommitRequest, writes: ObjectW
     if ((request.options.compression ?? 'none') !== 'none') throw argumentError(`compression is not available with this store (${location}): the codec writes uncompressed checkpoints`);
     const encoded = await encodeCheckpoint(request.tensors, { ...(request.options.metadata ? { metadata: request.options.metadata } : {}) });
     // The bytes are copied into the encoded file: the caller's tensors are free from here on.
-    try {
-      request.onConsumed?.();
-    } catch { /* must not throw, by contract */ }
+    consume();
     await writes.put(request.name, encoded.bytes);
     for (const f of request.files) await writes.put(f.name, withContentId(f.data, encoded.contentId));
     await writes.remove(request.remove);
@@ -47,9 +53,7 @@ export async function commitThroughCodec(request: CommitRequest, writes: ObjectW
     settle(null, result);
     return result;
   } catch (err) {
-    try {
-      request.onConsumed?.();
-    } catch { /* must not throw */ }
+    consume();
     settle(err, undefined);
     throw err;
   }

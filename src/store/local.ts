@@ -124,6 +124,25 @@ export class LocalStore implements CheckpointStore {
     await writeFileAtomic(this.at(name), data);
   }
 
+  /** Never through a symlink (O_NOFOLLOW): a link planted under the name cannot redirect the append. */
+  async appendSmall(name: string, data: Uint8Array): Promise<void> {
+    let handle: fs.promises.FileHandle;
+    try {
+      handle = await fs.promises.open(this.at(name), fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK, 0o644);
+    } catch (err) {
+      throw toCheckpointError(err);
+    }
+    try {
+      const st = await handle.stat();
+      if (!st.isFile()) throw new CheckpointError(`${name} is not a regular file`, { code: 'ECKPT_FORMAT', path: this.at(name) });
+      await handle.write(data);
+    } catch (err) {
+      throw toCheckpointError(err);
+    } finally {
+      await handle.close();
+    }
+  }
+
   /** Small objects are untrusted: never through a symlink, never a FIFO or device (O_NONBLOCK: no hang), never a
    * directory, at most SMALL_OBJECT_MAX bytes. */
   async readSmall(name: string): Promise<Uint8Array | null> {

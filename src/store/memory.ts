@@ -50,6 +50,14 @@ export class MemoryStore implements CheckpointStore {
     this.objects.set(plainName(name), new Uint8Array(data));
   }
 
+  async appendSmall(name: string, data: Uint8Array): Promise<void> {
+    const before = this.objects.get(plainName(name)) ?? new Uint8Array(0);
+    const joined = new Uint8Array(before.length + data.length);
+    joined.set(before);
+    joined.set(data, before.length);
+    this.objects.set(name, joined);
+  }
+
   async readSmall(name: string): Promise<Uint8Array | null> {
     const data = this.objects.get(plainName(name));
     return data ? new Uint8Array(data) : null;

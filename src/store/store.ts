@@ -55,6 +55,9 @@ export interface CheckpointStore {
   poll?(): void;
   /** One small object, atomically (tags, pointers outside a save). */
   writeSmall(name: string, data: Uint8Array): Promise<void>;
+  /** Appends to a small object, creating it (the run's history). Not atomic and not synced: for records a crash may
+   * shorten. A store that cannot append (an object store) leaves it out, and has no history. */
+  appendSmall?(name: string, data: Uint8Array): Promise<void>;
   /** A small object's bytes, or null when it does not exist. */
   readSmall(name: string): Promise<Uint8Array | null>;
   read(name: string, options?: ReadOptions): Promise<ReadResult>;

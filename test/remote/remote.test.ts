@@ -114,7 +114,7 @@ test('one byte flipped in the newest remote object: rejected on download, the pr
   const pull = cliJson<{ step: number; files: string[] }>('pull', url, into, '--json');
   assert.equal(pull.status, 0);
   assert.equal(pull.json.step, 1);
-  assert.deepEqual(fs.readdirSync(into), ['ckpt-0000000001.safetensors']);
+  assert.deepEqual(fs.readdirSync(into).filter((n) => n !== 'ckptio.lock'), ['ckpt-0000000001.safetensors']);
 });
 
 function cliJson<T>(...args: string[]): { status: number | null; json: T } {
@@ -230,3 +230,26 @@ test('remote keys are untrusted: a commit record naming another object or a path
   assert.deepEqual(fs.readdirSync(path.dirname(dir)).filter((n) => n === 'escape'), []);
 });
 
+
+test('a tag right after the last save (train --tag) uploads once, with no failure; remote retention ranks by commit time, so going back to an earlier step keeps the new checkpoints', { skip, timeout: 120_000 }, async () => {
+  const url = gw.url('tagtime');
+  const w = warnings();
+  const ckpt = new Checkpointer({ dir: tempDir(), onWarning: w.warn, remote: { url, keepLast: 2 } });
+  for (const step of [10, 11, 12]) await (await ckpt.save(step, { tensors: tensors(step) })).durable;
+  await ckpt.tag(12, 'release'); // while step 12 may still be uploading
+  await ckpt.close();
+  assert.ok(!w.seen.some((m) => /failed/.test(m)), w.seen.join(' | '));
+  const objects = gw.objects(url);
+  assert.equal(dec(await objects.getSmall('tag.release', 1 << 16)), JSON.stringify({ step: 12, file: 'ckpt-0000000012.safetensors' }));
+  assert.ok((await listCommitted(objects, () => {})).some((c) => c.step === 12));
+
+  // Back to earlier steps in the same run (a rollback): the two newest commits are what stays, and the tagged one.
+  const back = new Checkpointer({ dir: tempDir(), onWarning: () => {}, remote: { url, keepLast: 2 } });
+  for (const step of [5, 6, 7]) await (await back.save(step, { tensors: tensors(step) })).replicated;
+  await back.close();
+  assert.deepEqual((await listCommitted(objects, () => {})).map((c) => c.step), [12, 7, 6]);
+});
+
+function dec(b: Uint8Array | null): string | null {
+  return b === null ? null : Buffer.from(b).toString('utf8');
+}

@@ -1,35 +1,23 @@
 /** `ckptio log DIR`: the lineage of a run, root first. A run whose first checkpoint was started from another
  * run's (`parent.run`, recorded by a fine-tune) is preceded by that run when its directory exists, so the chain
  * reads baseline -> fine-tune -> fine-tune. The link is checked: the parent's content id must match the
- * checkpoint it names (it may have been pruned or overwritten since). Read-only, no lock. */
+ * checkpoint it names (it may have been pruned or overwritten since). Read-only, no lock. The walk and its path
+ * rule are checkpoint/lineage.ts's. */
 import * as path from 'node:path';
+import { LinkFound, walkLineage } from '../../checkpoint/lineage';
 import type { ManifestEntry, Parent } from '../../checkpoint/manifest';
+import { readRun } from '../../checkpoint/run-reader';
+import type { HistoryEvent } from '../../checkpoint/history';
 import { formatMetrics, out, printJson, safe, table } from './output';
-import { isRunDir, readRun } from './run-view';
-
-/** Deep enough for any real lineage; stops a cycle (a run recorded as its own ancestor). */
-const MAX_RUNS = 64;
 
 interface RunLog {
   dir: string;
   /** The link to the run this one continues, when it has one. */
-  from: (Parent & { found: 'ok' | 'missing-run' | 'missing-checkpoint' | 'content-differs' | 'cycle' | 'not-followed'; resolved: string | null }) | null;
+  from: (Parent & { found: LinkFound; resolved: string | null }) | null;
   checkpoints: { step: number; file: string; time: string; metrics: Record<string, number>; tags: string[]; pointers: string[]; contentId: string | null; parent: Parent | null; origin: Parent | null; valid: boolean }[];
-}
-
-async function runExists(dir: string): Promise<boolean> {
-  try {
-    return await isRunDir(dir);
-  } catch {
-    return false;
-  }
-}
-
-/** A recorded parent run path: absolute as written, else relative to the working directory, else to the child run's parent directory. */
-async function resolveRun(run: string, childDir: string): Promise<string | null> {
-  const candidates = path.isAbsolute(run) ? [run] : [path.resolve(run), path.resolve(path.dirname(childDir), run)];
-  for (const c of candidates) if (await runExists(c)) return path.resolve(c);
-  return null;
+  /** Every save and resume of the run (history.ts), each save marked by whether its checkpoint still exists;
+   * null for a run without a history. */
+  history: ((HistoryEvent & { exists: boolean }))[] | null;
 }
 
 async function readLog(dir: string): Promise<RunLog> {
@@ -38,31 +26,14 @@ async function readLog(dir: string): Promise<RunLog> {
     const e = c.entry as ManifestEntry;
     return { step: e.step, file: e.file, time: e.time, metrics: e.metrics, tags: c.tags, pointers: c.pointers, contentId: e.contentId, parent: e.parent, origin: e.origin ?? null, valid: c.present && c.problem === null };
   });
-  return { dir: run.dir, from: null, checkpoints };
+  const present = new Set(run.checkpoints.filter((c) => c.present).map((c) => c.file));
+  const history = run.history?.map((e) => ({ ...e, exists: e.event === 'save' && present.has(e.file) })) ?? null;
+  return { dir: run.dir, from: null, checkpoints, history };
 }
 
 export async function lineage(dir: string): Promise<RunLog[]> {
-  const chain: RunLog[] = [await readLog(dir)];
-  const seen = new Set([chain[0]!.dir]);
-  for (;;) {
-    const child = chain[0]!;
-    // The link to another run is on the oldest checkpoint that names one (the run's first save).
-    const link = child.checkpoints.find((c) => c.parent?.run !== undefined)?.parent ?? child.checkpoints.find((c) => c.origin?.run !== undefined)?.origin;
-    if (!link || link.run === undefined) break;
-    const resolved = await resolveRun(link.run, child.dir);
-    if (resolved === null) { child.from = { ...link, found: 'missing-run', resolved: null }; break; }
-    if (seen.has(resolved)) { child.from = { ...link, found: 'cycle', resolved }; break; }
-    if (chain.length >= MAX_RUNS) { child.from = { ...link, found: 'not-followed', resolved }; break; }
-    const parent = await readLog(resolved);
-    const target = link.step !== undefined ? parent.checkpoints.find((c) => c.step === link.step)
-      : link.contentId !== undefined ? parent.checkpoints.find((c) => c.contentId === link.contentId) : undefined;
-    const found = !target ? 'missing-checkpoint'
-      : link.contentId !== undefined && target.contentId !== null && target.contentId !== link.contentId ? 'content-differs' : 'ok';
-    child.from = { ...link, found, resolved };
-    seen.add(resolved);
-    chain.unshift(parent);
-  }
-  return chain;
+  const chain = await walkLineage(dir, readLog, (r) => r.checkpoints);
+  return chain.map((c) => ({ ...c.run, from: c.from }));
 }
 
 const FOUND_TEXT: Record<string, string> = {
@@ -87,13 +58,31 @@ export async function log(dir: string, o: { json?: boolean }): Promise<void> {
       const id = r.from.contentId ? `, content ${safe(r.from.contentId)}` : '';
       out(`   from ${safe(r.from.resolved ?? r.from.run)} step ${r.from.step ?? '?'}${id}${FOUND_TEXT[r.from.found]}`);
     }
-    if (!r.checkpoints.length) { out('   (no checkpoints)'); return; }
-    const rows = r.checkpoints.map((c) => [
-      `   ${c.step}`, safe(c.time.replace(/\.\d+Z$/, 'Z')), formatMetrics(c.metrics),
+    if (!r.checkpoints.length && !r.history?.length) { out('   (no checkpoints)'); return; }
+    const date = (t: string) => safe(t.replace(/\.\d+Z$/, 'Z'));
+    const row = (c: RunLog['checkpoints'][number], state: string) => [
+      `   ${c.step}`, date(c.time), formatMetrics(c.metrics),
       c.tags.map(safe).join(',') || '-', c.pointers.map(safe).join(',') || '-',
       c.parent?.run !== undefined ? `<- ${safe(path.basename(c.parent.run))}@${c.parent.step ?? '?'}` : c.parent?.step !== undefined ? `<- ${c.parent.step}` : '-',
-      c.contentId ? safe(c.contentId) : '-',
-    ]);
-    for (const l of table(['   STEP', 'DATE', 'METRICS', 'TAGS', 'POINTERS', 'PARENT', 'CONTENT'], rows)) out(l);
+      c.contentId ? safe(c.contentId) : '-', state,
+    ];
+    // With a history, the whole run: every save (its checkpoint kept or removed since) and every resume.
+    const rows: string[][] = [];
+    if (r.history) {
+      const listed = new Set<string>();
+      for (const e of r.history) {
+        if (e.event === 'resume') { rows.push([`   ${e.step}`, date(e.time), `resumed from step ${e.step}`, '-', '-', '-', '-', 'resume']); continue; }
+        const c = r.checkpoints.find((k) => k.file === e.file);
+        if (e.exists && c && !listed.has(e.file)) { listed.add(e.file); rows.push(row(c, c.valid ? 'kept' : 'INVALID')); }
+        else rows.push([`   ${e.step}`, date(e.time), formatMetrics(e.metrics), '-', '-', '-', '-', e.exists ? 'replaced' : 'removed']);
+      }
+      for (const c of r.checkpoints) if (!listed.has(c.file)) rows.push(row(c, c.valid ? 'kept' : 'INVALID'));
+      const saves = r.history.filter((e) => e.event === 'save').length;
+      const resumes = r.history.length - saves;
+      out(`   ${saves} save${saves === 1 ? '' : 's'}, ${resumes} resume${resumes === 1 ? '' : 's'}, ${r.checkpoints.filter((c) => c.valid).length} checkpoint(s) kept`);
+    } else {
+      for (const c of r.checkpoints) rows.push(row(c, c.valid ? 'kept' : 'INVALID'));
+    }
+    for (const l of table(['   STEP', 'DATE', 'METRICS', 'TAGS', 'POINTERS', 'PARENT', 'CONTENT', 'STATE'], rows)) out(l);
   });
 }

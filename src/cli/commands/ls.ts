@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { formatBytes, formatMetrics, out, printJson, safe, table } from './output';
-import { readRun } from './run-view';
+import { readRun } from '../../checkpoint/run-reader';
 
 /** The file's real size (a truncated file shows its truncated size), or null when it cannot be read. */
 async function sizeOnDisk(dir: string, file: string): Promise<number | null> {

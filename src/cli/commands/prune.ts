@@ -6,7 +6,7 @@ import { InvalidArgumentError } from 'commander';
 import { Checkpointer } from '../../checkpoint/checkpointer';
 import { deleteOlderThan, keepBest, keepEvery, keepLast, keepTagged, keepWithin, RetentionPolicy } from '../../checkpoint/retention';
 import { out, printJson, safe, usageError } from './output';
-import { isRunDir, readRun } from './run-view';
+import { isRunDir, readRun } from '../../checkpoint/run-reader';
 import { NAME_PATTERN } from '../../checkpoint/names';
 
 export interface PruneOptions {

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { CheckpointError, toCheckpointError } from '../../binding/errors';
-import { ensureDirectory } from '../../store/local';
+import { ensureDirectory, LocalStore } from '../../store/local';
 import { S3Objects } from '../../store/remote/s3';
 import { parseRemoteUrl } from '../../store/remote/url';
 import { downloadCheckpoint, listCommitted, listRemoteTags, RemoteCommit } from '../../checkpoint/remote-run';
@@ -65,8 +65,11 @@ export async function remoteVerify(url: string, o: { json?: boolean }): Promise<
 /** The newest committed checkpoint that verifies (or the one of --step), with the checkpoints it references. */
 export async function remotePull(url: string, dir: string, o: { step?: number; json?: boolean }): Promise<void> {
   const objects = open(url);
+  let lock: { release(): void } | null = null;
   try {
     await ensureDirectory(dir);
+    // The directory's writer lock: a trainer using it is not raced (ECKPT_LOCKED names it).
+    lock = await new LocalStore(dir).lock();
     const warnings: string[] = [];
     const committed = await listCommitted(objects, (m) => warnings.push(m));
     const byFile = new Map(committed.map((c) => [c.file, c]));
@@ -97,6 +100,7 @@ export async function remotePull(url: string, dir: string, o: { step?: number; j
     }
     if (!pulled) process.exitCode = EXIT.bad;
   } finally {
+    lock?.release();
     objects.destroy();
   }
 }

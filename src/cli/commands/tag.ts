@@ -2,7 +2,7 @@
  * never removed by retention. Takes the run lock (refused while a trainer runs). */
 import { Checkpointer } from '../../checkpoint/checkpointer';
 import { out, safe, usageError } from './output';
-import { isRunDir } from './run-view';
+import { isRunDir } from '../../checkpoint/run-reader';
 
 export async function tag(dir: string, stepText: string, name: string): Promise<void> {
   const step = Number(stepText);

@@ -5,7 +5,7 @@
 import { toCheckpointError } from '../../binding/errors';
 import { readCheckpoint } from '../../format/file';
 import { EXIT, out, printJson, safe } from './output';
-import { isRunDir, readRun } from './run-view';
+import { isRunDir, readRun } from '../../checkpoint/run-reader';
 
 interface Check {
   name: string;

@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import type * as S3 from '@aws-sdk/client-s3';
-import { RemoteError, toCheckpointError } from '../../binding/errors';
+import { argumentError, RemoteError, toCheckpointError } from '../../binding/errors';
 import { requirePeer } from '../../binding/peer';
 import { keyOf, listPrefix, nameOfKey, RemoteLocation } from './url';
 
@@ -31,6 +31,8 @@ export interface ListedUpload {
 }
 
 const MiB = 1 << 20;
+/** S3's limit on the parts of one multipart upload. */
+const MAX_PARTS = 10_000;
 /** Error codes that say the request was fine but the store could not serve it now. */
 const RETRYABLE_CODES = new Set(['RequestTimeout', 'SlowDown', 'ServiceUnavailable', 'InternalError', 'Throttling', 'TimeoutError']);
 /** Failures to reach the store, which may pass. */
@@ -100,8 +102,12 @@ export class S3Objects {
 
   constructor(location: RemoteLocation, options: S3ObjectsOptions = {}) {
     this.location = location;
-    this.partBytes = Math.max(5 * MiB, options.partBytes ?? 16 * MiB);
-    this.concurrency = Math.max(1, options.concurrency ?? 4);
+    const partBytes = options.partBytes ?? 16 * MiB;
+    const concurrency = options.concurrency ?? 4;
+    if (!Number.isSafeInteger(partBytes) || partBytes < 5 * MiB || partBytes > 5 * 1024 * MiB) throw argumentError('partBytes must be an integer from 5 MiB to 5 GiB (the S3 part limits)');
+    if (!Number.isSafeInteger(concurrency) || concurrency < 1 || concurrency > 64) throw argumentError('concurrency must be an integer from 1 to 64');
+    this.partBytes = partBytes;
+    this.concurrency = concurrency;
   }
 
   private connect(): { sdk: typeof S3; client: S3.S3Client } {
@@ -123,8 +129,9 @@ export class S3Objects {
     return { sdk, client: this.client };
   }
 
+  /** The object's URL for messages; '' is the bucket prefix itself (listings, bucket-wide requests). */
   private where(name: string): string {
-    return `s3://${this.location.bucket}/${keyOf(this.location, name)}`;
+    return name === '' ? this.location.url : `s3://${this.location.bucket}/${keyOf(this.location, name)}`;
   }
 
   private async send<T>(op: string, name: string, make: (sdk: typeof S3) => object): Promise<T> {
@@ -239,21 +246,23 @@ export class S3Objects {
   private async upload(name: string, total: number, part: (offset: number, length: number) => Promise<Buffer>, onProgress?: (sent: number, total: number) => void): Promise<number> {
     const Key = keyOf(this.location, name);
     const Bucket = this.location.bucket;
-    // One PUT up to partBytes; above, a multipart upload with at most `concurrency` parts in memory.
-    if (total <= this.partBytes) {
+    // One PUT up to partBytes; above, a multipart upload with at most `concurrency` parts in memory, the parts
+    // made larger where partBytes would need more than S3's 10,000.
+    const partBytes = Math.max(this.partBytes, Math.ceil(total / MAX_PARTS));
+    if (total <= partBytes) {
       const body = await part(0, total);
       await this.send('PutObject', name, (sdk) => new sdk.PutObjectCommand({ Bucket, Key, Body: body, ContentMD5: md5(body) }));
       onProgress?.(total, total);
     } else {
       const created = await this.send<S3.CreateMultipartUploadCommandOutput>('CreateMultipartUpload', name, (sdk) => new sdk.CreateMultipartUploadCommand({ Bucket, Key }));
       const UploadId = created.UploadId!;
-      const count = Math.ceil(total / this.partBytes);
+      const count = Math.ceil(total / partBytes);
       const etags: string[] = new Array<string>(count);
       let sent = 0;
       try {
         await pool(count, this.concurrency, async (i) => {
-          const offset = i * this.partBytes;
-          const body = await part(offset, Math.min(this.partBytes, total - offset));
+          const offset = i * partBytes;
+          const body = await part(offset, Math.min(partBytes, total - offset));
           const uploaded = await this.send<S3.UploadPartCommandOutput>('UploadPart', name, (sdk) => new sdk.UploadPartCommand({ Bucket, Key, UploadId, PartNumber: i + 1,
             Body: body, ContentMD5: md5(body) }));
           etags[i] = uploaded.ETag ?? '';
