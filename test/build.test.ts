@@ -27,15 +27,15 @@ const testingAddon = path.join(root, 'build-cmake-testing', 'Release', 'ckptio.n
 test('the release addon exports no testing hooks; the testing build is the release exports plus exactly them', () => {
   // Both are what `npm install` (scripts/prepare.js) builds; a missing one is a failure, not a skip.
   for (const f of [cmakeAddon, testingAddon]) assert.ok(fs.existsSync(f), `${f} is missing: npm run build:native && npm run build:native:testing`);
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
+   
   const release = Object.keys(require(cmakeAddon) as object).sort();
   for (const hook of TESTING_HOOKS) assert.ok(!release.includes(hook), `the release addon exports ${hook}`);
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
+   
   const testingExports = Object.keys(require(testingAddon) as object).sort();
   assert.deepEqual(testingExports, [...release, ...TESTING_HOOKS].sort());
   // The node-gyp build (release only), when present and fresh.
   if (!gypSkip()) {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
+     
     assert.deepEqual(Object.keys(require(gypAddon) as object).sort(), release, 'the node-gyp build exports what the cmake release build does');
   }
 });

@@ -226,7 +226,7 @@ function addonPath(): string {
   const cmakeBuild = path.join(root, 'build-cmake', 'Release', 'ckptio.node');
   if (fs.existsSync(cmakeBuild)) return cmakeBuild;
   try {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
+     
     const nodeGypBuild = require('node-gyp-build') as { resolve(dir: string): string };
     return nodeGypBuild.resolve(root);
   } catch (err) {
@@ -243,7 +243,7 @@ function addonPath(): string {
 }
 
 export const addonFile = addonPath();
-// eslint-disable-next-line @typescript-eslint/no-var-requires
+ 
 export const native: NativeBinding = require(addonFile) as NativeBinding;
 if (typeof native.tempNamePattern !== 'string') {
   // An addon built from older sources: without the pattern, start-up's sweep of stale temporaries cannot tell a

@@ -873,7 +873,7 @@ export class Checkpointer {
         ? 'this is a model file written by ioHandler, not a training checkpoint: load it with tf.loadLayersModel(ioHandler(path))'
         : `not a training checkpoint: metadata ${STEP_KEY} is missing (readCheckpoint reads any ckptio file)`, { code: 'ECKPT_FORMAT', path: file });
     }
-    let state: unknown = null;
+    let state: unknown;
     try {
       state = JSON.parse(metadata[STATE_KEY] ?? 'null');
     } catch {

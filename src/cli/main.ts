@@ -85,6 +85,8 @@ function classList(v: string): number[] {
   return [...out].sort((a, b) => a - b);
 }
 
+// Commander's parsed options are untyped; each one was checked by its own parser above.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
 async function runTrain(o: Record<string, any>, finetune: FinetuneConfig | undefined): Promise<void> {
   requireDemoPackages(o.backend, o.log);
   const { train } = await import('../train/trainer');

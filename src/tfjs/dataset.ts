@@ -44,6 +44,8 @@ export class SeededDataset {
     if (!Number.isSafeInteger(opts.seed)) throw argumentError('seededDataset: seed must be an integer');
     this.batchesPerEpoch = opts.dropRemainder ? Math.floor(this.n / opts.batchSize) : Math.ceil(this.n / opts.batchSize);
     if (this.batchesPerEpoch < 1) throw argumentError('seededDataset: batchSize is larger than the data with dropRemainder');
+    // tf.data calls the generator with its own `this`: the dataset is reached through a name.
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
     const self = this;
     // tf.data calls this once per iterator; fitDataset asks for one iterator per epoch (and one more up front,
     // never read). The body runs at the first next(), so only iterators that are read take an epoch.

@@ -78,7 +78,7 @@ export function currentWebGpuAdapter(): WebGpuAdapterReport | null {
 
 // `webgpu` is an ES module. Node >= 20.19 and 22.12 load it with require(); older ones need a real import(),
 // which TypeScript's CommonJS output would turn back into require().
-// eslint-disable-next-line @typescript-eslint/no-implied-eval
+ 
 const nativeImport = new Function('specifier', 'return import(specifier)') as (s: string) => Promise<unknown>;
 
 async function loadDawn(): Promise<DawnModule> {
@@ -173,7 +173,7 @@ export async function setupWebGpu(tf: Tf, opts: WebGpuOptions = {}): Promise<Web
   for (const b of opts.dawnBackends ?? defaultBackends()) {
     const gpu = dawn.create([`backend=${b}`]);
     const featureLevel = b === 'vulkan' ? 'core' : 'compatibility';
-    let adapter: GpuAdapterLike | null = null;
+    let adapter: GpuAdapterLike | null;
     try {
       adapter = await gpu.requestAdapter(featureLevel === 'core' ? { powerPreference: 'high-performance' } : { featureLevel, powerPreference: 'high-performance' });
     } catch (err) {

@@ -25,7 +25,7 @@ function version(pkg: string): string {
 }
 
 export function provenance(backend: string, cwd = process.cwd()): Provenance {
-  let git: Provenance['git'] = null;
+  let git: Provenance['git'];
   try {
     const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
     const dirty = execFileSync('git', ['status', '--porcelain'], { cwd, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim() !== '';

@@ -6,7 +6,7 @@ import { withoutTestContext } from '../helpers';
 
 // A crash test that cannot fail proves nothing: build the addon without the directory fsync, and without
 // the data fsync, and check that the crash-enumeration test reports the loss for each.
-// eslint-disable-next-line @typescript-eslint/no-var-requires
+ 
 const { buildVariant } = require(path.resolve(__dirname, '..', '..', '..', 'scripts', 'build-variant.js')) as {
   buildVariant(name: string, opts?: { quiet?: boolean }): string;
 };

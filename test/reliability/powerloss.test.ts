@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { powerLossLoop, powerLossUnavailable, FsKind } from './powerloss';
 
-// eslint-disable-next-line @typescript-eslint/no-var-requires
+ 
 const { buildVariant } = require(path.resolve(__dirname, '..', '..', '..', 'scripts', 'build-variant.js')) as {
   buildVariant(name: string, opts?: { quiet?: boolean }): string;
 };
