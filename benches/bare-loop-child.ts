@@ -8,7 +8,13 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 
-interface Config { backend: 'cpu' | 'wasm'; tensors: number; steps: number; spin: number; yields: boolean }
+interface Config {
+  backend: 'cpu' | 'wasm';
+  tensors: number;
+  steps: number;
+  spin: number;
+  yields: boolean;
+}
 
 async function main(): Promise<void> {
   const cfg = JSON.parse(process.argv[2]!) as Config;

@@ -15,7 +15,12 @@ export interface BenchContext {
   results: Record<string, unknown>;
 }
 
-export interface Stat { median: number; min: number; max: number; n: number }
+export interface Stat {
+  median: number;
+  min: number;
+  max: number;
+  n: number;
+}
 
 export const stat = (xs: number[]): Stat => {
   const s = [...xs].sort((a, b) => a - b);
@@ -28,7 +33,11 @@ export function state(bytes: number): Record<string, TensorEntry> {
   const d = bytes >= 512 * MiB ? 2048 : bytes >= 128 * MiB ? 1024 : 512;
   let left = bytes / 4;
   for (let l = 0; left > 0; l++) {
-    for (const [name, rows, cols] of [[`l${l}.attn`, d, d], [`l${l}.mlp_in`, d, 4 * d], [`l${l}.mlp_out`, 4 * d, d]] as const) {
+    for (const [name, rows, cols] of [
+      [`l${l}.attn`, d, d],
+      [`l${l}.mlp_in`, d, 4 * d],
+      [`l${l}.mlp_out`, 4 * d, d],
+    ] as const) {
       const n = Math.min(rows * cols, left);
       if (n <= 0) break;
       const data = new Float32Array(n);

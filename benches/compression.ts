@@ -15,10 +15,27 @@ import { BenchContext, MiB, stat } from './common';
 async function trainedState(ctx: BenchContext): Promise<{ tensors: Record<string, TensorEntry>; label: string }> {
   const dir = path.join(ctx.workDir, 'compression-train');
   const steps = ctx.quick ? 60 : 280;
-  await train({
-    dir, steps, epochs: 2, batch: 64, layers: [1024, 512], lr: 2e-3, warmup: 50, startLr: 0, minLr: 1e-5,
-    schedule: 'cosine', seed: 1, saveEvery: steps, keepLast: 1, resume: 'never', backend: 'wasm', evalEvery: 1e9,
-  }, () => {});
+  await train(
+    {
+      dir,
+      steps,
+      epochs: 2,
+      batch: 64,
+      layers: [1024, 512],
+      lr: 2e-3,
+      warmup: 50,
+      startLr: 0,
+      minLr: 1e-5,
+      schedule: 'cosine',
+      seed: 1,
+      saveEvery: steps,
+      keepLast: 1,
+      resume: 'never',
+      backend: 'wasm',
+      evalEvery: 1e9,
+    },
+    () => {},
+  );
   const file = fs.readdirSync(dir).find((f) => f.endsWith('.safetensors'))!;
   const r = await readCheckpoint(path.join(dir, file));
   const bytes = Object.values(r.tensors).reduce((n, t) => n + t.data.byteLength, 0);
@@ -27,8 +44,8 @@ async function trainedState(ctx: BenchContext): Promise<{ tensors: Record<string
 
 function randomState(mib: number): Record<string, TensorEntry> {
   const out: Record<string, TensorEntry> = {};
-  const perTensor = 4 * MiB / 4;
-  for (let i = 0; (i * perTensor * 4) < mib * MiB; i++) {
+  const perTensor = (4 * MiB) / 4;
+  for (let i = 0; i * perTensor * 4 < mib * MiB; i++) {
     const data = new Float32Array(perTensor);
     for (let j = 0; j < data.length; j++) data[j] = (Math.random() * 2 - 1) * 0.05;
     out[`w${i}`] = { dtype: 'float32', shape: [data.length], data };
@@ -51,9 +68,12 @@ async function busy<T>(run: () => Promise<T>): Promise<{ value: T; activeMs: num
 }
 
 export async function compressionBench(ctx: BenchContext): Promise<void> {
-  ctx.rows.push('## Compression (opt-in `compression: \'lz4\'`)', '',
+  ctx.rows.push(
+    "## Compression (opt-in `compression: 'lz4'`)",
+    '',
     '| state | raw / stored | lz4 alone GB/s (thread pool) | durable save ms, none → lz4 (median) | save time lz4 / none | main-thread CPU ms per save, none → lz4 | load + verify GB/s, none → lz4 | pays? |',
-    '|---|---|---|---|---|---|---|---|');
+    '|---|---|---|---|---|---|---|---|',
+  );
   const trained = await trainedState(ctx);
   const sets: [string, string, Record<string, TensorEntry>][] = [['trained', trained.label, trained.tensors]];
   for (const mib of ctx.quick ? [16] : [16, 128]) sets.push([`random-${mib}MiB`, `random fp32 (uniform ±0.05), ${mib} MiB`, randomState(mib)]);
@@ -68,7 +88,8 @@ export async function compressionBench(ctx: BenchContext): Promise<void> {
     let report: WriteResult['compression'];
     // Saves first, then loads: a load leaves large buffers for the collector, which would otherwise run inside
     // the next save's window and be counted as that save's main-thread time.
-    for (let r = -1; r < ctx.reps; r++) { // interleaved: none, lz4, none, lz4, ...; round -1 warms up, not counted
+    for (let r = -1; r < ctx.reps; r++) {
+      // interleaved: none, lz4, none, lz4, ...; round -1 warms up, not counted
       for (const mode of ['none', 'lz4'] as const) {
         const w = await busy(() => writeCheckpoint(mode === 'none' ? file : fileLz4, tensors, { compression: mode }));
         if (r < 0) continue;
@@ -81,7 +102,8 @@ export async function compressionBench(ctx: BenchContext): Promise<void> {
       await compressTensors(TensorList.fromRecord(tensors), false);
       alone.push(rawBytes / 1e9 / ((performance.now() - t0) / 1000));
     }
-    for (let r = -1; r < ctx.reps; r++) { // round -1 reads the O_DIRECT-written files into the page cache
+    for (let r = -1; r < ctx.reps; r++) {
+      // round -1 reads the O_DIRECT-written files into the page cache
       for (const mode of ['none', 'lz4'] as const) {
         const l = await busy(() => readCheckpoint(mode === 'none' ? file : fileLz4));
         if (r >= 0) load[mode].push(rawBytes / 1e9 / (l.wallMs / 1000));
@@ -90,18 +112,33 @@ export async function compressionBench(ctx: BenchContext): Promise<void> {
     const ratio = report!.rawBytes / report!.storedBytes;
     const saveRatio = stat(times.lz4).median / stat(times.none).median;
     const saved = `${((1 - 1 / ratio) * 100).toFixed(1)}% less disk`;
-    const pays = ratio < 1.02
-      ? `no: nothing compresses (${ratio.toFixed(3)}x); lz4 only spends CPU`
-      : saveRatio < 0.97
-        ? `yes: ${saved} and ${((1 - saveRatio) * 100).toFixed(0)}% faster saves`
-        : `not for speed (saves ${saveRatio.toFixed(2)}x as long); ${saved}`;
-    ctx.rows.push(`| ${label} | ${ratio.toFixed(3)}x (${report!.compressedTensors} tensors compressed, ${report!.rawTensors} stored raw) | ${stat(alone).median.toFixed(2)} | ${stat(times.none).median.toFixed(1)} → ${stat(times.lz4).median.toFixed(1)} | ${saveRatio.toFixed(2)}x | ${stat(active.none).median.toFixed(2)} → ${stat(active.lz4).median.toFixed(2)} | ${stat(load.none).median.toFixed(2)} → ${stat(load.lz4).median.toFixed(2)} | ${pays} |`);
+    const pays =
+      ratio < 1.02
+        ? `no: nothing compresses (${ratio.toFixed(3)}x); lz4 only spends CPU`
+        : saveRatio < 0.97
+          ? `yes: ${saved} and ${((1 - saveRatio) * 100).toFixed(0)}% faster saves`
+          : `not for speed (saves ${saveRatio.toFixed(2)}x as long); ${saved}`;
+    ctx.rows.push(
+      `| ${label} | ${ratio.toFixed(3)}x (${report!.compressedTensors} tensors compressed, ${report!.rawTensors} stored raw) | ${stat(alone).median.toFixed(2)} | ${stat(times.none).median.toFixed(1)} → ${stat(times.lz4).median.toFixed(1)} | ${saveRatio.toFixed(2)}x | ${stat(active.none).median.toFixed(2)} → ${stat(active.lz4).median.toFixed(2)} | ${stat(load.none).median.toFixed(2)} → ${stat(load.lz4).median.toFixed(2)} | ${pays} |`,
+    );
     ctx.results[`compression:${key}`] = {
-      label, rawBytes, storedBytes: report!.storedBytes, ratio, lz4AloneGBps: stat(alone), saveMs: { none: stat(times.none), lz4: stat(times.lz4) },
-      saveRatio, mainThreadMs: { none: stat(active.none), lz4: stat(active.lz4) }, loadGBps: { none: stat(load.none), lz4: stat(load.lz4) }, pays,
+      label,
+      rawBytes,
+      storedBytes: report!.storedBytes,
+      ratio,
+      lz4AloneGBps: stat(alone),
+      saveMs: { none: stat(times.none), lz4: stat(times.lz4) },
+      saveRatio,
+      mainThreadMs: { none: stat(active.none), lz4: stat(active.lz4) },
+      loadGBps: { none: stat(load.none), lz4: stat(load.lz4) },
+      pays,
     };
     fs.rmSync(file, { force: true });
     fs.rmSync(fileLz4, { force: true });
   }
-  ctx.rows.push('', 'lz4 is lz4-napi (lz4_flex, prebuilt for npm) on the libuv thread pool, 4 MiB chunks so both cores work; the writer then writes the compressed chunks with the same commit protocol and checksums. Main-thread CPU ms here is the main thread’s own CPU time during the save as the kernel counts it (/proc/self/task/<pid>/schedstat): every callback the save causes, the lz4 promises included, and any garbage collection that falls in the window; it is not the same measure as the stall table above. Load GB/s counts the uncompressed bytes delivered. A tensor whose chunks do not shrink is stored raw.', '');
+  ctx.rows.push(
+    '',
+    'lz4 is lz4-napi (lz4_flex, prebuilt for npm) on the libuv thread pool, 4 MiB chunks so both cores work; the writer then writes the compressed chunks with the same commit protocol and checksums. Main-thread CPU ms here is the main thread’s own CPU time during the save as the kernel counts it (/proc/self/task/<pid>/schedstat): every callback the save causes, the lz4 promises included, and any garbage collection that falls in the window; it is not the same measure as the stall table above. Load GB/s counts the uncompressed bytes delivered. A tensor whose chunks do not shrink is stored raw.',
+    '',
+  );
 }

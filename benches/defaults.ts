@@ -18,7 +18,9 @@ import { BenchContext, MiB, settledMainThreadSched, stat } from './common';
 type Tf = typeof tfType;
 
 function model(tf: Tf, units: number): tfType.LayersModel {
-  const m = tf.sequential({ layers: [tf.layers.dense({ inputShape: [1024], units, activation: 'relu' }), tf.layers.dense({ units: 10, activation: 'softmax' })] });
+  const m = tf.sequential({
+    layers: [tf.layers.dense({ inputShape: [1024], units, activation: 'relu' }), tf.layers.dense({ units: 10, activation: 'softmax' })],
+  });
   m.compile({ optimizer: tf.train.adam(0.001), loss: 'categoricalCrossentropy' });
   return m;
 }
@@ -29,8 +31,17 @@ async function syncLoop(tf: Tf, units: number, saves: number, dir: string) {
   const m = model(tf, units);
   const opt = m.optimizer;
   const x = tf.randomNormal([32, 1024]);
-  const y = tf.oneHot(tf.tensor1d(Array.from({ length: 32 }, (_, i) => i % 10), 'int32'), 10);
-  const step = () => tf.tidy(() => { opt.minimize(() => tf.losses.softmaxCrossEntropy(y, m.predict(x) as tfType.Tensor) as tfType.Scalar); });
+  const y = tf.oneHot(
+    tf.tensor1d(
+      Array.from({ length: 32 }, (_, i) => i % 10),
+      'int32',
+    ),
+    10,
+  );
+  const step = () =>
+    tf.tidy(() => {
+      opt.minimize(() => tf.losses.softmaxCrossEntropy(y, m.predict(x) as tfType.Tensor) as tfType.Scalar);
+    });
   const ckpt = new Checkpointer({ dir, onWarning: () => {} });
   step();
   const first = await ckpt.save(0, { tensors: modelState(m, opt, { tf }) });
@@ -65,12 +76,21 @@ async function syncLoop(tf: Tf, units: number, saves: number, dir: string) {
 async function fitHold(tf: Tf, units: number, batches: number, dir: string) {
   const m = model(tf, units);
   const x = tf.randomNormal([batches * 32, 1024]);
-  const y = tf.oneHot(tf.tensor1d(Array.from({ length: batches * 32 }, (_, i) => i % 10), 'int32'), 10);
+  const y = tf.oneHot(
+    tf.tensor1d(
+      Array.from({ length: batches * 32 }, (_, i) => i % 10),
+      'int32',
+    ),
+    10,
+  );
   const cb = await fitCheckpoint(m, { tf, dir, everyBatches: 3, everyEpoch: false, onWarning: () => {} });
   const holds: number[] = [];
   const save = cb.checkpointer.save.bind(cb.checkpointer);
   let saving = false;
-  cb.checkpointer.save = (step, payload) => { saving = true; return save(step, payload); };
+  cb.checkpointer.save = (step, payload) => {
+    saving = true;
+    return save(step, payload);
+  };
   const onBatchEnd = cb.onBatchEnd.bind(cb);
   cb.onBatchEnd = async (batch, logs) => {
     saving = false;
@@ -89,12 +109,17 @@ async function fitHold(tf: Tf, units: number, batches: number, dir: string) {
 export async function defaultsBench(ctx: BenchContext): Promise<void> {
   const units = ctx.quick ? 512 : 4096; // weights 2 MiB / 16 MiB; with Adam's two slots 6 / 48 MiB per save
   const saves = ctx.quick ? 4 : 12;
-  ctx.rows.push('## Default options, the loops users write', '',
+  ctx.rows.push(
+    '## Default options, the loops users write',
+    '',
     `A dense 1024-${units}-10 model with Adam (each save about ${((units * 1034 * 4 * 3) / MiB).toFixed(0)} MiB: weights and both slots), \`new Checkpointer({ dir })\` / \`fitCheckpoint(model, { dir, everyBatches: 3 })\` with nothing else set. ` +
-    'Synchronous loop: `optimizer.minimize` each step and `await ckpt.save(step, { tensors: modelState(model, optimizer) })` every 5 steps as its only await. ' +
-    'CPU per save: the main thread\'s CPU time from the call until `durable` resolved, the loop idle meanwhile (so it is the save\'s, deferred work included). ' +
-    'fitCheckpoint hold: the time `model.fit` waits in onBatchEnd on a saving batch. Goals: <= 2 ms median and <= 10 ms worst for the call and the hold, <= 2 ms for the CPU.', '',
-    '| backend | bytes per save | save call in a synchronous loop, median / worst ms | durable by the next save | main-thread CPU per save until durable, median / worst ms | fitCheckpoint hold per saving batch, median / worst ms | goals |', '|---|---|---|---|---|---|---|');
+      'Synchronous loop: `optimizer.minimize` each step and `await ckpt.save(step, { tensors: modelState(model, optimizer) })` every 5 steps as its only await. ' +
+      "CPU per save: the main thread's CPU time from the call until `durable` resolved, the loop idle meanwhile (so it is the save's, deferred work included). " +
+      'fitCheckpoint hold: the time `model.fit` waits in onBatchEnd on a saving batch. Goals: <= 2 ms median and <= 10 ms worst for the call and the hold, <= 2 ms for the CPU.',
+    '',
+    '| backend | bytes per save | save call in a synchronous loop, median / worst ms | durable by the next save | main-thread CPU per save until durable, median / worst ms | fitCheckpoint hold per saving batch, median / worst ms | goals |',
+    '|---|---|---|---|---|---|---|',
+  );
   for (const backend of ['cpu', 'wasm', 'webgpu'] as BackendName[]) {
     let tf: Tf;
     try {
@@ -106,8 +131,18 @@ export async function defaultsBench(ctx: BenchContext): Promise<void> {
     const loop = await syncLoop(tf, units, saves, path.join(ctx.workDir, `defaults-${backend}-loop`));
     const hold = await fitHold(tf, units, ctx.quick ? 10 : 31, path.join(ctx.workDir, `defaults-${backend}-fit`));
     const met = loop.call.median <= 2 && loop.call.max <= 10 && hold.median <= 2 && hold.max <= 10 && loop.cpu.median <= 2;
-    ctx.rows.push(`| ${backend} | ${(loop.bytes / MiB).toFixed(1)} MiB | ${fmt(loop.call)} | ${loop.durableByNext} of ${loop.saves} | ${fmt(loop.cpu)} | ${fmt(hold)} | ${met ? 'met' : 'NOT met'} |`);
-    ctx.results[`defaults:${backend}`] = { bytes: loop.bytes, callMs: loop.call, durableByNext: loop.durableByNext, saves: loop.saves, cpuMs: loop.cpu, fitHoldMs: hold, met };
+    ctx.rows.push(
+      `| ${backend} | ${(loop.bytes / MiB).toFixed(1)} MiB | ${fmt(loop.call)} | ${loop.durableByNext} of ${loop.saves} | ${fmt(loop.cpu)} | ${fmt(hold)} | ${met ? 'met' : 'NOT met'} |`,
+    );
+    ctx.results[`defaults:${backend}`] = {
+      bytes: loop.bytes,
+      callMs: loop.call,
+      durableByNext: loop.durableByNext,
+      saves: loop.saves,
+      cpuMs: loop.cpu,
+      fitHoldMs: hold,
+      met,
+    };
   }
   ctx.rows.push('');
 }

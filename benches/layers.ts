@@ -71,8 +71,13 @@ async function ckptioSave(tf: Tf, model: tfType.LayersModel, ckpt: Checkpointer,
   const doneMs = performance.now() - t0;
   const cpuMs = (await settledMainThreadSched()).cpuMs - s0.cpuMs;
   return {
-    callMs, stallMs, mainMs: callMs + copyMs + testing().writerStats(true).completionMsTotal, cpuMs, doneMs,
-    stallCpuMs: s1.cpuMs - s0.cpuMs, stallWaitMs: s1.waitMs - s0.waitMs,
+    callMs,
+    stallMs,
+    mainMs: callMs + copyMs + testing().writerStats(true).completionMsTotal,
+    cpuMs,
+    doneMs,
+    stallCpuMs: s1.cpuMs - s0.cpuMs,
+    stallWaitMs: s1.waitMs - s0.waitMs,
   };
 }
 
@@ -107,8 +112,13 @@ const fmt = (s: Stat, digits = 2) => `${s.median.toFixed(digits)} (${s.min.toFix
 function stats(xs: Sample[]): Record<keyof Sample, Stat> {
   const pick = (k: keyof Sample) => stat(xs.map((x) => x[k]));
   return {
-    callMs: pick('callMs'), stallMs: pick('stallMs'), mainMs: pick('mainMs'), cpuMs: pick('cpuMs'), doneMs: pick('doneMs'),
-    stallCpuMs: pick('stallCpuMs'), stallWaitMs: pick('stallWaitMs'),
+    callMs: pick('callMs'),
+    stallMs: pick('stallMs'),
+    mainMs: pick('mainMs'),
+    cpuMs: pick('cpuMs'),
+    doneMs: pick('doneMs'),
+    stallCpuMs: pick('stallCpuMs'),
+    stallWaitMs: pick('stallWaitMs'),
   };
 }
 
@@ -122,10 +132,14 @@ export async function layersBench(ctx: BenchContext): Promise<void> {
   const reps = ctx.quick ? 2 : 5;
   const mib = ctx.quick ? 16 : 128;
   const floor: number[] = [];
-  ctx.rows.push(LAYERS_HEADING, '',
-    `A tf.sequential of dense layers compiled with tf.train.adam and trained one step (so every slot exists); state = weights + Adam m and v + scalars. ${reps} interleaved repetitions (a b c, a b c, ...) after one warm-up of each.`, '',
+  ctx.rows.push(
+    LAYERS_HEADING,
+    '',
+    `A tf.sequential of dense layers compiled with tf.train.adam and trained one step (so every slot exists); state = weights + Adam m and v + scalars. ${reps} interleaved repetitions (a b c, a b c, ...) after one warm-up of each.`,
+    '',
     '| state | backend | path | stall ms: until the caller continues (median, min..max) | main-thread CPU ms, call → durable (median, min..max) | ms to durable (median) | model.save / ckptio: stall, CPU |',
-    '|---|---|---|---|---|---|---|');
+    '|---|---|---|---|---|---|---|',
+  );
   const restoreRows: string[] = [];
   const manyRows: string[] = [];
   const anchors: string[] = [];
@@ -152,7 +166,8 @@ export async function layersBench(ctx: BenchContext): Promise<void> {
         const s = await run();
         if (r >= 0) samples[k]!.push(s);
       }
-      if (backend === 'cpu' && r >= 0) { // the measurement's own floor: an empty window read the same way
+      if (backend === 'cpu' && r >= 0) {
+        // the measurement's own floor: an empty window read the same way
         const c0 = (await settledMainThreadSched()).cpuMs;
         floor.push((await settledMainThreadSched()).cpuMs - c0);
       }
@@ -162,29 +177,49 @@ export async function layersBench(ctx: BenchContext): Promise<void> {
     for (let r = -1; r < reps; r++) {
       const a = await awaited(async () => restoreModelState(model, undefined, (await ckpt.loadLatest())!, { tf }));
       let loaded: tfType.LayersModel | null = null;
-      const b = await awaited(async () => { loaded = await tf.loadLayersModel(ioHandler(ioFile)); });
+      const b = await awaited(async () => {
+        loaded = await tf.loadLayersModel(ioHandler(ioFile));
+      });
       (loaded as tfType.LayersModel | null)?.dispose();
-      if (r >= 0) { restore.ckptio!.push(a); restore.loadLayersModel!.push(b); }
+      if (r >= 0) {
+        restore.ckptio!.push(a);
+        restore.loadLayersModel!.push(b);
+      }
     }
     await ckpt.close();
     model.dispose();
     fs.rmSync(dir, { recursive: true, force: true });
     for (const f of [fsFile + '.weights.bin', fsFile + '.model.json', ioFile]) fs.rmSync(f, { force: true });
 
-    const a = stats(samples.a!), b = stats(samples.b!), c = stats(samples.c!);
+    const a = stats(samples.a!),
+      b = stats(samples.b!),
+      c = stats(samples.c!);
     const label = `${(bytes / MiB).toFixed(0)} MiB (${nTensors} tensors)`;
     const w = worst(samples.a!);
     const memcpy = await memcpyMs(bytes, reps);
-    anchors.push(`${backend}: the worst ckptio stall (${w.stallMs.toFixed(2)} ms) was ${w.stallCpuMs.toFixed(2)} ms on a CPU and ${w.stallWaitMs.toFixed(2)} ms runnable but waiting for a core; synchronous call median ${a.callMs.median.toFixed(2)} ms; main-thread ms as benches/tfjs.ts counts them (call + wasm heap copies + completions) ${fmt(a.mainMs)}; a warm memcpy of the same ${(bytes / MiB).toFixed(0)} MiB takes ${memcpy.toFixed(2)} ms in this run.`);
+    anchors.push(
+      `${backend}: the worst ckptio stall (${w.stallMs.toFixed(2)} ms) was ${w.stallCpuMs.toFixed(2)} ms on a CPU and ${w.stallWaitMs.toFixed(2)} ms runnable but waiting for a core; synchronous call median ${a.callMs.median.toFixed(2)} ms; main-thread ms as benches/tfjs.ts counts them (call + wasm heap copies + completions) ${fmt(a.mainMs)}; a warm memcpy of the same ${(bytes / MiB).toFixed(0)} MiB takes ${memcpy.toFixed(2)} ms in this run.`,
+    );
     const ratio = (x: ReturnType<typeof stats>) => `${(x.stallMs.median / a.stallMs.median).toFixed(0)}x, ${(x.cpuMs.median / a.cpuMs.median).toFixed(1)}x`;
-    ctx.rows.push(`| ${label} | ${backend} | ckptio modelState(model) + Checkpointer.save | ${fmt(a.stallMs)} | ${fmt(a.cpuMs)} | ${a.doneMs.median.toFixed(1)} | |`);
-    ctx.rows.push(`| ${label} | ${backend} | model.save(tf.io.withSaveHandler(fs.promises writes), { includeOptimizer: true }) | ${fmt(b.stallMs)} | ${fmt(b.cpuMs)} | ${b.doneMs.median.toFixed(1)} (written, not durable) | ${ratio(b)} |`);
-    ctx.rows.push(`| ${label} | ${backend} | model.save(ioHandler(p), { includeOptimizer: true }) | ${fmt(c.stallMs)} | ${fmt(c.cpuMs)} | ${c.doneMs.median.toFixed(1)} | ${ratio(c)} |`);
-    const ra = stats(restore.ckptio!), rb = stats(restore.loadLayersModel!);
-    restoreRows.push(`| ${label} | ${backend} | ${fmt(ra.doneMs, 1)} | ${fmt(ra.cpuMs, 1)} | ${fmt(rb.doneMs, 1)} | ${fmt(rb.cpuMs, 1)} | ${(rb.doneMs.median / ra.doneMs.median).toFixed(2)}x |`);
+    ctx.rows.push(
+      `| ${label} | ${backend} | ckptio modelState(model) + Checkpointer.save | ${fmt(a.stallMs)} | ${fmt(a.cpuMs)} | ${a.doneMs.median.toFixed(1)} | |`,
+    );
+    ctx.rows.push(
+      `| ${label} | ${backend} | model.save(tf.io.withSaveHandler(fs.promises writes), { includeOptimizer: true }) | ${fmt(b.stallMs)} | ${fmt(b.cpuMs)} | ${b.doneMs.median.toFixed(1)} (written, not durable) | ${ratio(b)} |`,
+    );
+    ctx.rows.push(
+      `| ${label} | ${backend} | model.save(ioHandler(p), { includeOptimizer: true }) | ${fmt(c.stallMs)} | ${fmt(c.cpuMs)} | ${c.doneMs.median.toFixed(1)} | ${ratio(c)} |`,
+    );
+    const ra = stats(restore.ckptio!),
+      rb = stats(restore.loadLayersModel!);
+    restoreRows.push(
+      `| ${label} | ${backend} | ${fmt(ra.doneMs, 1)} | ${fmt(ra.cpuMs, 1)} | ${fmt(rb.doneMs, 1)} | ${fmt(rb.cpuMs, 1)} | ${(rb.doneMs.median / ra.doneMs.median).toFixed(2)}x |`,
+    );
     ctx.results[`layers:${mib}MiB:${backend}`] = {
-      bytes, tensors: nTensors,
-      ckptio: { ...a, worst: w }, warmMemcpyMs: memcpy,
+      bytes,
+      tensors: nTensors,
+      ckptio: { ...a, worst: w },
+      warmMemcpyMs: memcpy,
       modelSaveFsPromises: { stallMs: b.stallMs, cpuMs: b.cpuMs, doneMs: b.doneMs },
       modelSaveIoHandler: { stallMs: c.stallMs, cpuMs: c.cpuMs, doneMs: c.doneMs },
       stallRatio: { fsPromises: b.stallMs.median / a.stallMs.median, ioHandler: c.stallMs.median / a.stallMs.median },
@@ -210,17 +245,36 @@ export async function layersBench(ctx: BenchContext): Promise<void> {
     many.dispose();
     fs.rmSync(manyDir, { recursive: true, force: true });
     const m = stats(manySamples);
-    manyRows.push(`| 100 dense layers of 32 units, ${(manyBytes / MiB).toFixed(2)} MiB (${nMany} tensors) | ${backend} | ${fmt(m.stallMs)} | ${fmt(m.callMs)} | ${fmt(m.mainMs)} | ${fmt(m.cpuMs)} | ${(m.stallMs.median / nMany * 1000).toFixed(1)} | ${m.doneMs.median.toFixed(1)} |`);
-    ctx.results[`layers:many:${backend}`] = { bytes: manyBytes, tensors: nMany, ...m, stallUsPerTensor: m.stallMs.median / nMany * 1000 };
+    manyRows.push(
+      `| 100 dense layers of 32 units, ${(manyBytes / MiB).toFixed(2)} MiB (${nMany} tensors) | ${backend} | ${fmt(m.stallMs)} | ${fmt(m.callMs)} | ${fmt(m.mainMs)} | ${fmt(m.cpuMs)} | ${((m.stallMs.median / nMany) * 1000).toFixed(1)} | ${m.doneMs.median.toFixed(1)} |`,
+    );
+    ctx.results[`layers:many:${backend}`] = { bytes: manyBytes, tensors: nMany, ...m, stallUsPerTensor: (m.stallMs.median / nMany) * 1000 };
   }
   const fl = stat(floor);
   ctx.results['layers:cpuFloorMs'] = fl;
-  ctx.rows.push('', ...anchors.map((l) => `- ${l}`), '', `Stall = wall time from the call until the caller's \`await\` returns: for ckptio, \`await ckpt.save(step, { tensors: modelState(model) })\` (the write continues on the writer thread; on wasm the heap copy continues in ≤ 1 ms turns after it); for model.save, the whole awaited save (tfjs gathers every weight and optimizer weight into one ArrayBuffer on the main thread first). Main-thread CPU = the main thread's own CPU time from the call until \`durable\` settles (model.save: until it resolves), from /proc/self/task/<pid>/schedstat read after a 1 ms sleep at both ends (the kernel only adds a running thread's time at a switch or tick); it counts every callback and any garbage collection in the window. An empty window read the same way measures ${fmt(fl)} ms (the floor, not subtracted). The fs.promises handler writes model.json + weights.bin with no fsync and no rename, so its "ms to durable" is only "written".`, '');
-  ctx.rows.push('### Restore: Checkpointer.loadLatest + restoreModelState vs tf.loadLayersModel(ioHandler(p))', '',
-    '| state | backend | ckptio ms (median, min..max) | ckptio main-thread CPU ms | tf.loadLayersModel ms | tf.loadLayersModel CPU ms | loadLayersModel / ckptio |', '|---|---|---|---|---|---|---|',
-    ...restoreRows, '',
-    'ckptio restores in place into the live model (file read + checksum verify, then assign); tf.loadLayersModel builds a new model from the topology (initializing every weight), then sets weights and the optimizer weights (includeOptimizer). Files are in the page cache (just written).', '');
-  ctx.rows.push('### Many layers: per-save cost that scales with tensors, not bytes', '',
-    '| model | backend | stall ms (median, min..max) | synchronous call ms | main-thread ms as benches/tfjs.ts counts | main-thread CPU ms → durable | stall µs per tensor | ms to durable |', '|---|---|---|---|---|---|---|---|',
-    ...manyRows, '');
+  ctx.rows.push(
+    '',
+    ...anchors.map((l) => `- ${l}`),
+    '',
+    `Stall = wall time from the call until the caller's \`await\` returns: for ckptio, \`await ckpt.save(step, { tensors: modelState(model) })\` (the write continues on the writer thread; on wasm the heap copy continues in ≤ 1 ms turns after it); for model.save, the whole awaited save (tfjs gathers every weight and optimizer weight into one ArrayBuffer on the main thread first). Main-thread CPU = the main thread's own CPU time from the call until \`durable\` settles (model.save: until it resolves), from /proc/self/task/<pid>/schedstat read after a 1 ms sleep at both ends (the kernel only adds a running thread's time at a switch or tick); it counts every callback and any garbage collection in the window. An empty window read the same way measures ${fmt(fl)} ms (the floor, not subtracted). The fs.promises handler writes model.json + weights.bin with no fsync and no rename, so its "ms to durable" is only "written".`,
+    '',
+  );
+  ctx.rows.push(
+    '### Restore: Checkpointer.loadLatest + restoreModelState vs tf.loadLayersModel(ioHandler(p))',
+    '',
+    '| state | backend | ckptio ms (median, min..max) | ckptio main-thread CPU ms | tf.loadLayersModel ms | tf.loadLayersModel CPU ms | loadLayersModel / ckptio |',
+    '|---|---|---|---|---|---|---|',
+    ...restoreRows,
+    '',
+    'ckptio restores in place into the live model (file read + checksum verify, then assign); tf.loadLayersModel builds a new model from the topology (initializing every weight), then sets weights and the optimizer weights (includeOptimizer). Files are in the page cache (just written).',
+    '',
+  );
+  ctx.rows.push(
+    '### Many layers: per-save cost that scales with tensors, not bytes',
+    '',
+    '| model | backend | stall ms (median, min..max) | synchronous call ms | main-thread ms as benches/tfjs.ts counts | main-thread CPU ms → durable | stall µs per tensor | ms to durable |',
+    '|---|---|---|---|---|---|---|---|',
+    ...manyRows,
+    '',
+  );
 }

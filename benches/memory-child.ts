@@ -30,7 +30,9 @@ async function main(): Promise<void> {
     const named = () => Object.fromEntries(vars.map((v, i) => [`v${i}`, v as unknown as import('@tensorflow/tfjs').Tensor]));
     const ckpt = new Checkpointer({ dir, keepLast: 4, maxInflight: inflight, onWarning: () => {} });
     const arenas = Array.from({ length: inflight }, () => new StagingArena());
-    await (await ckpt.save(0, { tensors: snapshot(tf, named(), { arena: arenas[0] }) })).durable;
+    await (
+      await ckpt.save(0, { tensors: snapshot(tf, named(), { arena: arenas[0] }) })
+    ).durable;
     let step = 1;
     run = async () => {
       const handles = [];

@@ -55,7 +55,12 @@ export async function remoteBench(ctx: BenchContext): Promise<void> {
     const url = `s3://${bucket}/bench-${process.pid}`;
     const objects = new S3Objects(parseRemoteUrl(url), { partBytes: PART, concurrency: CONCURRENCY });
     await objects.createBucket();
-    const client = new S3.S3Client({ forcePathStyle: true, region: process.env.AWS_REGION ?? 'us-east-1', requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' });
+    const client = new S3.S3Client({
+      forcePathStyle: true,
+      region: process.env.AWS_REGION ?? 'us-east-1',
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+    });
     const mib = ctx.quick ? 64 : 256;
     const file = path.join(ctx.workDir, 'remote-ckpt.safetensors');
     await writeCheckpoint(file, state(mib * MiB), {});
@@ -67,7 +72,12 @@ export async function remoteBench(ctx: BenchContext): Promise<void> {
       const commit = await replicateFile(objects, file, { file: 'ckpt-0000000001.safetensors', contentId: null, refs: [], writer: 'b0' });
       up.ckptio.push(mibps(bytes, performance.now() - t0));
       t0 = performance.now();
-      await new Upload({ client, params: { Bucket: bucket, Key: `bench-${process.pid}/plain`, Body: fs.createReadStream(file) }, partSize: PART, queueSize: CONCURRENCY }).done();
+      await new Upload({
+        client,
+        params: { Bucket: bucket, Key: `bench-${process.pid}/plain`, Body: fs.createReadStream(file) },
+        partSize: PART,
+        queueSize: CONCURRENCY,
+      }).done();
       up['lib-storage'].push(mibps(bytes, performance.now() - t0));
       const into = fs.mkdtempSync(path.join(ctx.workDir, 'down-'));
       t0 = performance.now();
@@ -93,7 +103,10 @@ export async function remoteBench(ctx: BenchContext): Promise<void> {
     const ckptOff = new Checkpointer({ dir: path.join(ctx.workDir, 'remote-off'), keepLast: 2, onWarning: () => {} });
     const ckptOn = new Checkpointer({ dir: path.join(ctx.workDir, 'remote-on'), keepLast: 2, onWarning: () => {}, remote: { url: `${url}-cpu`, keepLast: 1 } });
     for (let i = 1; i <= ctx.reps + 1; i++) {
-      for (const [mode, ckpt] of [['off', ckptOff], ['on', ckptOn]] as const) {
+      for (const [mode, ckpt] of [
+        ['off', ckptOff],
+        ['on', ckptOn],
+      ] as const) {
         const c0 = (await settledMainThreadSched()).cpuMs;
         const h = await ckpt.save(i, { tensors });
         await h.durable;
@@ -109,15 +122,21 @@ export async function remoteBench(ctx: BenchContext): Promise<void> {
     client.destroy();
     objects.destroy();
 
-    ctx.rows.push(`One ${(bytes / MiB).toFixed(0)} MiB checkpoint file, ${ctx.reps} interleaved repetitions, parts of ${PART / MiB} MiB, ${CONCURRENCY} in flight, MiB/s median (min..max). ` +
-      'ckptio upload: data object with Content-MD5 per part, size read back, commit record (If-None-Match). lib-storage: `new Upload({ partSize, queueSize }).done()` of the same file, no integrity check. ' +
-      'ckptio download: ranged GETs to a temporary file, every tensor\'s XXH3 verified, fsync, rename. GetObject: one streamed GET to a file, nothing verified. Goal: ckptio >= 0.8x.', '',
-      '| direction | ckptio MiB/s | baseline | baseline MiB/s | ckptio vs baseline | goal |', '|---|---|---|---|---|---|',
+    ctx.rows.push(
+      `One ${(bytes / MiB).toFixed(0)} MiB checkpoint file, ${ctx.reps} interleaved repetitions, parts of ${PART / MiB} MiB, ${CONCURRENCY} in flight, MiB/s median (min..max). ` +
+        'ckptio upload: data object with Content-MD5 per part, size read back, commit record (If-None-Match). lib-storage: `new Upload({ partSize, queueSize }).done()` of the same file, no integrity check. ' +
+        "ckptio download: ranged GETs to a temporary file, every tensor's XXH3 verified, fsync, rename. GetObject: one streamed GET to a file, nothing verified. Goal: ckptio >= 0.8x.",
+      '',
+      '| direction | ckptio MiB/s | baseline | baseline MiB/s | ckptio vs baseline | goal |',
+      '|---|---|---|---|---|---|',
       `| upload | ${fmtRate(upS.ckptio)} | lib-storage Upload | ${fmtRate(upS.lib)} | ${(upS.ckptio.median / upS.lib.median).toFixed(2)}x | ${upS.ckptio.median / upS.lib.median >= 0.8 ? 'met' : 'NOT met'} |`,
-      `| download + verify | ${fmtRate(downS.ckptio)} | GetObject to a file | ${fmtRate(downS.get)} | ${(downS.ckptio.median / downS.get.median).toFixed(2)}x | ${downS.ckptio.median / downS.get.median >= 0.8 ? 'met' : 'NOT met'} |`, '',
+      `| download + verify | ${fmtRate(downS.ckptio)} | GetObject to a file | ${fmtRate(downS.get)} | ${(downS.ckptio.median / downS.get.median).toFixed(2)}x | ${downS.ckptio.median / downS.get.median >= 0.8 ? 'met' : 'NOT met'} |`,
+      '',
       `Main-thread CPU per save of ${saveMiB} MiB of plain typed arrays (default options), from the call until \`durable\` (off) or until \`replicated\` too (on), the thread idle meanwhile, ${ctx.reps} interleaved pairs: ` +
-      `off ${cpuS.off.median.toFixed(2)} ms (${cpuS.off.min.toFixed(2)}..${cpuS.off.max.toFixed(2)}), on ${cpuS.on.median.toFixed(2)} ms (${cpuS.on.min.toFixed(2)}..${cpuS.on.max.toFixed(2)}): ` +
-      `${(cpuS.on.median - cpuS.off.median).toFixed(2)} ms more with replication (goal: <= 0.2 ms more, ${cpuS.on.median - cpuS.off.median <= 0.2 ? 'met' : 'NOT met'}). ${committed.length} checkpoint(s) committed remotely at the end (remote keepLast 1).`, '');
+        `off ${cpuS.off.median.toFixed(2)} ms (${cpuS.off.min.toFixed(2)}..${cpuS.off.max.toFixed(2)}), on ${cpuS.on.median.toFixed(2)} ms (${cpuS.on.min.toFixed(2)}..${cpuS.on.max.toFixed(2)}): ` +
+        `${(cpuS.on.median - cpuS.off.median).toFixed(2)} ms more with replication (goal: <= 0.2 ms more, ${cpuS.on.median - cpuS.off.median <= 0.2 ? 'met' : 'NOT met'}). ${committed.length} checkpoint(s) committed remotely at the end (remote keepLast 1).`,
+      '',
+    );
     ctx.results['remote:upload'] = { bytes, ckptioMiBps: upS.ckptio, libStorageMiBps: upS.lib, ratio: upS.ckptio.median / upS.lib.median };
     ctx.results['remote:download'] = { bytes, ckptioMiBps: downS.ckptio, getObjectMiBps: downS.get, ratio: downS.ckptio.median / downS.get.median };
     ctx.results['remote:cpuPerSave'] = { saveMiB, offMs: cpuS.off, onMs: cpuS.on, extraMs: cpuS.on.median - cpuS.off.median };

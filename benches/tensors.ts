@@ -43,7 +43,8 @@ export async function tensorsBench(ctx: BenchContext): Promise<void> {
     const dir = fs.mkdtempSync(path.join(ctx.workDir, `tensors-${count}-`));
     configs.push({ count, vars, dir, ckpt: new Checkpointer({ dir, keepLast: 1 }), cpuMs: [], gbps: [], loadMs: [] });
   }
-  for (let r = -1; r < reps; r++) { // interleaved by count; round -1 warms up and is not counted
+  for (let r = -1; r < reps; r++) {
+    // interleaved by count; round -1 warms up and is not counted
     for (const c of configs) {
       const s0 = await settledMainThreadSched();
       const t0 = performance.now();
@@ -60,7 +61,8 @@ export async function tensorsBench(ctx: BenchContext): Promise<void> {
       const t0 = performance.now();
       const loaded = await reader.loadLatest();
       const ms = performance.now() - t0;
-      if (Object.keys(loaded!.tensors).length !== c.count) throw new Error(`loadLatest returned ${Object.keys(loaded!.tensors).length} tensors, not ${c.count}`);
+      if (Object.keys(loaded!.tensors).length !== c.count)
+        throw new Error(`loadLatest returned ${Object.keys(loaded!.tensors).length} tensors, not ${c.count}`);
       if (r >= 0) c.loadMs.push(ms);
     }
   }
@@ -77,21 +79,32 @@ export async function tensorsBench(ctx: BenchContext): Promise<void> {
     fs.rmSync(c.dir, { recursive: true, force: true });
   }
 
-  const fmt = (xs: number[], digits = 2) => { const s = stat(xs); return `${s.median.toFixed(digits)} (${s.min.toFixed(digits)}..${s.max.toFixed(digits)})`; };
+  const fmt = (xs: number[], digits = 2) => {
+    const s = stat(xs);
+    return `${s.median.toFixed(digits)} (${s.min.toFixed(digits)}..${s.max.toFixed(digits)})`;
+  };
   const base = configs[0]!;
   const rows = ctx.rows;
   rows.push(TENSORS_HEADING, '');
-  rows.push(`${(totalBytes / MiB).toFixed(0)} MiB of fp32 state as N tf.variables on the cpu backend; \`snapshot(tf, vars)\` + \`Checkpointer.save\` (keepLast 1), ${reps} interleaved repetitions, median (min..max).`, '');
+  rows.push(
+    `${(totalBytes / MiB).toFixed(0)} MiB of fp32 state as N tf.variables on the cpu backend; \`snapshot(tf, vars)\` + \`Checkpointer.save\` (keepLast 1), ${reps} interleaved repetitions, median (min..max).`,
+    '',
+  );
   rows.push('| tensors | bytes each | main-thread CPU per save, ms | durable GB/s | vs 100 tensors | loadLatest ms | vs 100 tensors |');
   rows.push('|---|---|---|---|---|---|---|');
   for (const c of configs) {
     const tput = stat(c.gbps).median / stat(base.gbps).median;
     const load = stat(c.loadMs).median / stat(base.loadMs).median;
-    rows.push(`| ${c.count.toLocaleString('en-US')} | ${((totalBytes / c.count) / 1024).toFixed(1)} KiB | ${fmt(c.cpuMs)} | ${fmt(c.gbps)} | ${tput.toFixed(2)}x | ${fmt(c.loadMs, 1)} | ${load.toFixed(2)}x |`);
+    rows.push(
+      `| ${c.count.toLocaleString('en-US')} | ${(totalBytes / c.count / 1024).toFixed(1)} KiB | ${fmt(c.cpuMs)} | ${fmt(c.gbps)} | ${tput.toFixed(2)}x | ${fmt(c.loadMs, 1)} | ${load.toFixed(2)}x |`,
+    );
     ctx.results[`tensors:${c.count}`] = { cpuMs: stat(c.cpuMs), gbps: stat(c.gbps), loadMs: stat(c.loadMs), throughputVs100: tput, loadVs100: load };
   }
   rows.push('', `An empty window read the same way costs ${fmt(floor)} ms of main-thread CPU (the floor, not subtracted).`, '');
-  rows.push(`modelState on a tf.sequential of ${ms.layers} dense(16) layers with Adam (${ms.tensors} tensors): ${ms.collectUs.toFixed(2)} µs per tensor for modelState() itself, ${ms.saveUs.toFixed(2)} µs per tensor of main-thread CPU for the whole save (modelState + save until durable).`, '');
+  rows.push(
+    `modelState on a tf.sequential of ${ms.layers} dense(16) layers with Adam (${ms.tensors} tensors): ${ms.collectUs.toFixed(2)} µs per tensor for modelState() itself, ${ms.saveUs.toFixed(2)} µs per tensor of main-thread CPU for the whole save (modelState + save until durable).`,
+    '',
+  );
   const at10k = configs.find((c) => c.count === 10_000);
   if (at10k) {
     const cpu = stat(at10k.cpuMs).median;
@@ -106,7 +119,12 @@ export async function tensorsBench(ctx: BenchContext): Promise<void> {
 }
 
 /** modelState() alone, and modelState + save until durable, per tensor, on a model of many small layers. */
-async function modelStateCost(tf: Tf, workDir: string, layers: number, reps: number): Promise<{ layers: number; tensors: number; collectUs: number; saveUs: number }> {
+async function modelStateCost(
+  tf: Tf,
+  workDir: string,
+  layers: number,
+  reps: number,
+): Promise<{ layers: number; tensors: number; collectUs: number; saveUs: number }> {
   const model = tf.sequential();
   for (let i = 0; i < layers; i++) model.add(tf.layers.dense({ units: 16, inputShape: i === 0 ? [16] : undefined }));
   model.compile({ optimizer: tf.train.adam(1e-3), loss: 'meanSquaredError' });

@@ -32,15 +32,28 @@ type Tf = typeof tfType;
 
 export const WEBGPU_HEADING = '## webgpu (Dawn): main-thread time per save vs model.save, step time with saves';
 
-interface SizeConfig { label: 'small' | 'large'; layers: number[]; batch: number }
+interface SizeConfig {
+  label: 'small' | 'large';
+  layers: number[];
+  batch: number;
+}
 
 function sizeConfigs(quick: boolean): SizeConfig[] {
   return quick
-    ? [{ label: 'small', layers: [64, 32, 4], batch: 32 }, { label: 'large', layers: [784, 256, 10], batch: 32 }]
-    : [{ label: 'small', layers: [784, 256, 10], batch: 128 }, { label: 'large', layers: [784, 1024, 1024, 10], batch: 32 }];
+    ? [
+        { label: 'small', layers: [64, 32, 4], batch: 32 },
+        { label: 'large', layers: [784, 256, 10], batch: 32 },
+      ]
+    : [
+        { label: 'small', layers: [784, 256, 10], batch: 128 },
+        { label: 'large', layers: [784, 1024, 1024, 10], batch: 32 },
+      ];
 }
 
-interface ChildConfig { quick: boolean; dir: string }
+interface ChildConfig {
+  quick: boolean;
+  dir: string;
+}
 
 /** Main-thread time of one save, ms. */
 interface SaveSample {
@@ -81,14 +94,24 @@ interface SizeResult {
   steps: { none: number[][]; every10: number[][]; durableInBlock: boolean[] };
 }
 
-export interface WebGpuChildResult { adapter: WebGpuAdapterReport; floorCpuMs: number; sizes: SizeResult[] }
+export interface WebGpuChildResult {
+  adapter: WebGpuAdapterReport;
+  floorCpuMs: number;
+  sizes: SizeResult[];
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Child: the measurements.
 
 /** Counters the instrumentation below fills in. */
 const probe = { tickMs: 0, ticks: 0, mappedMs: 0, mapStart: 0, submitMs: 0, submits: 0 };
-const resetProbe = () => { probe.tickMs = 0; probe.ticks = 0; probe.mappedMs = 0; probe.submitMs = 0; probe.submits = 0; };
+const resetProbe = () => {
+  probe.tickMs = 0;
+  probe.ticks = 0;
+  probe.mappedMs = 0;
+  probe.submitMs = 0;
+  probe.submits = 0;
+};
 const gcPauses: { start: number; ms: number }[] = [];
 const gcMsBetween = (from: number, to: number) => gcPauses.filter((g) => g.start >= from && g.start <= to).reduce((n, g) => n + g.ms, 0);
 
@@ -100,15 +123,18 @@ function timeDawnTicks(): void {
   const isNative = (fn: unknown) => typeof fn === 'function' && Function.prototype.toString.call(fn).includes('[native code]');
   const wrapped = ((fn: (...a: unknown[]) => void, ...args: unknown[]) => {
     if (!isNative(fn)) return real(fn, ...args);
-    return real((...a: unknown[]) => {
-      const t0 = performance.now();
-      try {
-        fn(...a);
-      } finally {
-        probe.tickMs += performance.now() - t0;
-        probe.ticks++;
-      }
-    }, ...args);
+    return real(
+      (...a: unknown[]) => {
+        const t0 = performance.now();
+        try {
+          fn(...a);
+        } finally {
+          probe.tickMs += performance.now() - t0;
+          probe.ticks++;
+        }
+      },
+      ...args,
+    );
   }) as unknown as typeof setImmediate;
   globalThis.setImmediate = Object.assign(wrapped, real);
 }
@@ -122,24 +148,56 @@ function timeMappedCopies(tf: Tf): void {
   const timed = new WeakSet<object>();
   bm.acquireBuffer = (size, usage, ...rest) => {
     const b = acquire(size, usage, ...rest);
-    if ((usage & MAP_READ) && !timed.has(b)) {
+    if (usage & MAP_READ && !timed.has(b)) {
       timed.add(b);
       const getMappedRange = b.getMappedRange;
       const unmap = b.unmap;
       // Native methods on the prototype are read-only: shadow them on the instance.
-      Object.defineProperty(b, 'getMappedRange', { configurable: true, value(this: GpuBufferLike, ...a: unknown[]) { probe.mapStart = performance.now(); return getMappedRange.apply(this, a); } });
-      Object.defineProperty(b, 'unmap', { configurable: true, value(this: GpuBufferLike) { try { unmap.apply(this); } finally { probe.mappedMs += performance.now() - probe.mapStart; } } });
+      Object.defineProperty(b, 'getMappedRange', {
+        configurable: true,
+        value(this: GpuBufferLike, ...a: unknown[]) {
+          probe.mapStart = performance.now();
+          return getMappedRange.apply(this, a);
+        },
+      });
+      Object.defineProperty(b, 'unmap', {
+        configurable: true,
+        value(this: GpuBufferLike) {
+          try {
+            unmap.apply(this);
+          } finally {
+            probe.mappedMs += performance.now() - probe.mapStart;
+          }
+        },
+      });
     }
     return b;
   };
 }
-interface GpuBufferLike { size: number; getMappedRange(...a: unknown[]): ArrayBuffer; unmap(): void; mapAsync(mode: number, offset?: number, size?: number): Promise<void>; destroy(): void }
+interface GpuBufferLike {
+  size: number;
+  getMappedRange(...a: unknown[]): ArrayBuffer;
+  unmap(): void;
+  mapAsync(mode: number, offset?: number, size?: number): Promise<void>;
+  destroy(): void;
+}
 
 /** Times GPUQueue.submit (on Dawn's OpenGL ES backend the GL commands are issued there, on the main thread). */
 function timeSubmits(tf: Tf): void {
   const queue = (tf.backend() as unknown as { queue: { submit(b: unknown[]): void } }).queue;
   const submit = queue.submit;
-  Object.defineProperty(queue, 'submit', { configurable: true, value(this: unknown, b: unknown[]) { const t0 = performance.now(); try { submit.call(this, b); } finally { probe.submitMs += performance.now() - t0; probe.submits++; } } });
+  Object.defineProperty(queue, 'submit', {
+    configurable: true,
+    value(this: unknown, b: unknown[]) {
+      const t0 = performance.now();
+      try {
+        submit.call(this, b);
+      } finally {
+        probe.submitMs += performance.now() - t0;
+        probe.submits++;
+      }
+    },
+  });
 }
 
 /** The webgpu backend's internals the batched-read prototype uses (not ckptio's path: docs/gpu.md). */
@@ -210,14 +268,16 @@ class BatchedReader {
   }
 }
 
-
 const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 async function measureSize(tf: Tf, cfg: SizeConfig, quick: boolean, dir: string): Promise<SizeResult> {
   const { layers, batch } = cfg;
   const model = tf.sequential();
-  model.add(tf.layers.dense({ inputShape: [layers[0]!], units: layers[1]!, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }));
-  for (const u of layers.slice(2, -1)) model.add(tf.layers.dense({ units: u, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) }));
+  model.add(
+    tf.layers.dense({ inputShape: [layers[0]!], units: layers[1]!, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }),
+  );
+  for (const u of layers.slice(2, -1))
+    model.add(tf.layers.dense({ units: u, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) }));
   model.add(tf.layers.dense({ units: layers[layers.length - 1]!, activation: 'softmax', kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }) }));
   model.compile({ optimizer: tf.train.adam(1e-3), loss: 'categoricalCrossentropy' });
   const optimizer = model.optimizer;
@@ -255,51 +315,93 @@ async function measureSize(tf: Tf, cfg: SizeConfig, quick: boolean, dir: string)
     const mappedMs = probe.mappedMs + (r.mappedMs ?? 0);
     const cpuMs = (await settledMainThreadSched()).cpuMs - s0.cpuMs; // its 1 ms sleep also lets the gc entries arrive
     const gcMs = gcMsBetween(t0, t1);
-    return { stallMs: r.stallMs, cpuMs, eluMs, wallMs, snapshotMs: r.snapshotMs, issueMs: r.issueMs, tickMs, ticks, mappedMs, submitMs, submits, gcMs, restMs: cpuMs - r.snapshotMs - r.issueMs - tickMs - mappedMs - gcMs };
+    return {
+      stallMs: r.stallMs,
+      cpuMs,
+      eluMs,
+      wallMs,
+      snapshotMs: r.snapshotMs,
+      issueMs: r.issueMs,
+      tickMs,
+      ticks,
+      mappedMs,
+      submitMs,
+      submits,
+      gcMs,
+      restMs: cpuMs - r.snapshotMs - r.issueMs - tickMs - mappedMs - gcMs,
+    };
   };
-  const ckptioSave = () => window(async () => {
-    const t0 = performance.now();
-    let issueMs = 0;
-    const source = modelState(model, undefined, { tf, onCopyStats: (s) => { issueMs = s.totalMs; } });
-    const snapshotMs = performance.now() - t0;
-    const h = await ckpt.save(++savedStep, { tensors: source });
-    const stallMs = performance.now() - t0;
-    await h.durable;
-    return { snapshotMs, issueMs, stallMs };
-  });
-  const modelSave = () => window(async () => {
-    const t0 = performance.now();
-    await model.save(fsPromisesHandler(tf, fsFile), { includeOptimizer: true });
-    return { snapshotMs: 0, issueMs: 0, stallMs: performance.now() - t0 };
-  });
+  const ckptioSave = () =>
+    window(async () => {
+      const t0 = performance.now();
+      let issueMs = 0;
+      const source = modelState(model, undefined, {
+        tf,
+        onCopyStats: (s) => {
+          issueMs = s.totalMs;
+        },
+      });
+      const snapshotMs = performance.now() - t0;
+      const h = await ckpt.save(++savedStep, { tensors: source });
+      const stallMs = performance.now() - t0;
+      await h.durable;
+      return { snapshotMs, issueMs, stallMs };
+    });
+  const modelSave = () =>
+    window(async () => {
+      const t0 = performance.now();
+      await model.save(fsPromisesHandler(tf, fsFile), { includeOptimizer: true });
+      return { snapshotMs: 0, issueMs: 0, stallMs: performance.now() - t0 };
+    });
 
-  const readOnly = () => window(async () => {
-    const t0 = performance.now();
-    let issueMs = 0;
-    const source = modelState(model, undefined, { tf, onCopyStats: (s) => { issueMs = s.totalMs; } });
-    const snapshotMs = performance.now() - t0;
-    await source.materialize();
-    source.release();
-    return { snapshotMs, issueMs, stallMs: NaN };
-  });
+  const readOnly = () =>
+    window(async () => {
+      const t0 = performance.now();
+      let issueMs = 0;
+      const source = modelState(model, undefined, {
+        tf,
+        onCopyStats: (s) => {
+          issueMs = s.totalMs;
+        },
+      });
+      const snapshotMs = performance.now() - t0;
+      await source.materialize();
+      source.release();
+      return { snapshotMs, issueMs, stallMs: NaN };
+    });
   const reader = new BatchedReader();
   await reader.verify(tf, Object.values(collectModelState(model, undefined).tensors));
-  const batched = () => window(async () => {
-    const r = await reader.read(tf, Object.values(collectModelState(model, undefined).tensors));
-    return { snapshotMs: 0, issueMs: r.issueMs, stallMs: NaN, mappedMs: r.mappedMs };
-  });
+  const batched = () =>
+    window(async () => {
+      const r = await reader.read(tf, Object.values(collectModelState(model, undefined).tensors));
+      return { snapshotMs: 0, issueMs: r.issueMs, stallMs: NaN, mappedMs: r.mappedMs };
+    });
 
   const reps = quick ? 2 : 5;
   const result: SizeResult = {
-    label: cfg.label, layers, batch, stateBytes, tensors: Object.keys(collected).length,
-    ckptio: [], modelSave: [], readOnly: [], batched: [], steps: { none: [], every10: [], durableInBlock: [] },
+    label: cfg.label,
+    layers,
+    batch,
+    stateBytes,
+    tensors: Object.keys(collected).length,
+    ckptio: [],
+    modelSave: [],
+    readOnly: [],
+    batched: [],
+    steps: { none: [], every10: [], durableInBlock: [] },
   };
-  for (let r = -1; r < reps; r++) { // r = -1: warm-up of every path
+  for (let r = -1; r < reps; r++) {
+    // r = -1: warm-up of every path
     const a = await ckptioSave();
     const b = await modelSave();
     const c = await readOnly();
     const d = await batched();
-    if (r >= 0) { result.ckptio.push(a); result.modelSave.push(b); result.readOnly.push(c); result.batched.push(d); }
+    if (r >= 0) {
+      result.ckptio.push(a);
+      result.modelSave.push(b);
+      result.readOnly.push(c);
+      result.batched.push(d);
+    }
   }
   reader.dispose();
 
@@ -307,7 +409,7 @@ async function measureSize(tf: Tf, cfg: SizeConfig, quick: boolean, dir: string)
   // read-back and write overlap the block's other 9 steps; it is awaited (untimed) before the next block.
   const pairs = quick ? 1 : 6;
   for (let p = 0; p < pairs; p++) {
-    for (const kind of p % 2 === 0 ? ['none', 'every10'] as const : ['every10', 'none'] as const) {
+    for (const kind of p % 2 === 0 ? (['none', 'every10'] as const) : (['every10', 'none'] as const)) {
       const times: number[] = [];
       let durable: Promise<unknown> | null = null;
       let settled = false;
@@ -316,7 +418,9 @@ async function measureSize(tf: Tf, cfg: SizeConfig, quick: boolean, dir: string)
         await step();
         if (kind === 'every10' && k === 0) {
           const h = await ckpt.save(++savedStep, { tensors: modelState(model, undefined, { tf }) });
-          durable = h.durable.then(() => { settled = true; });
+          durable = h.durable.then(() => {
+            settled = true;
+          });
         }
         await tick(); // a loop lets completions run between steps
         times.push(performance.now() - t0);
@@ -352,7 +456,9 @@ async function child(cfg: ChildConfig): Promise<void> {
     timeDawnTicks();
     timeMappedCopies(tf);
     timeSubmits(tf);
-    const gcObserver = new PerformanceObserver((list) => { for (const e of list.getEntries()) gcPauses.push({ start: e.startTime, ms: e.duration }); });
+    const gcObserver = new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) gcPauses.push({ start: e.startTime, ms: e.duration });
+    });
     gcObserver.observe({ entryTypes: ['gc'] });
     // The measurement's own floor: an empty window read the same way (two settled reads).
     const floors: number[] = [];
@@ -389,10 +495,15 @@ function pieces(xs: SaveSample[]): Record<keyof SaveSample, Stat> {
 export async function webgpuBench(ctx: BenchContext): Promise<void> {
   const cfg: ChildConfig = { quick: ctx.quick, dir: ctx.workDir };
   const r = spawnSync(process.execPath, [__filename, '--child', JSON.stringify(cfg)], {
-    encoding: 'utf8', maxBuffer: 64 * MiB, timeout: ctx.quick ? 240_000 : 1_800_000,
+    encoding: 'utf8',
+    maxBuffer: 64 * MiB,
+    timeout: ctx.quick ? 240_000 : 1_800_000,
     env: { ...process.env, EGL_PLATFORM: process.env.EGL_PLATFORM ?? 'surfaceless' },
   });
-  const lines = (r.stdout ?? '').split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Partial<WebGpuChildResult> & { error?: string; message?: string });
+  const lines = (r.stdout ?? '')
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Partial<WebGpuChildResult> & { error?: string; message?: string });
   const res = lines.find((l) => l.sizes) as WebGpuChildResult | undefined;
   ctx.rows.push(WEBGPU_HEADING, '');
   if (!res) {
@@ -410,55 +521,102 @@ export async function webgpuBench(ctx: BenchContext): Promise<void> {
   const cpus = os.cpus();
   const n = res.sizes[0]!.ckptio.length;
   ctx.rows.push(
-    `Adapter for every figure in this section: **${who}** (Dawn ${res.adapter.dawnBackend}, feature level ${res.adapter.featureLevel}${res.adapter.software ? '; a CPU implementation: the copies, the maps and the kernels all run on the CPU' : ''}). Machine: ${cpus[0]?.model ?? 'cpu'}, ${cpus.length} cores, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}.`, '',
-    `A tf.sequential of dense layers compiled with tf.train.adam; state = weights + Adam m and v. Every save follows a training step, so all its tensors are read back from the GPU. ${n} interleaved repetitions (a b c d, a b c d, ...) after one warm-up of each; median (min..max). Main-thread CPU is the kernel's per-thread figure (schedstat) from the call until durable / written / read; an empty window read the same way costs ${res.floorCpuMs.toFixed(2)} ms. Event-loop active time counts all the time a map is pending (dawn.node then polls the device with setImmediate, so the loop does not idle, though it runs the loop's other callbacks between polls): it is not a measure of work; the CPU figure is.`, '',
+    `Adapter for every figure in this section: **${who}** (Dawn ${res.adapter.dawnBackend}, feature level ${res.adapter.featureLevel}${res.adapter.software ? '; a CPU implementation: the copies, the maps and the kernels all run on the CPU' : ''}). Machine: ${cpus[0]?.model ?? 'cpu'}, ${cpus.length} cores, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}.`,
+    '',
+    `A tf.sequential of dense layers compiled with tf.train.adam; state = weights + Adam m and v. Every save follows a training step, so all its tensors are read back from the GPU. ${n} interleaved repetitions (a b c d, a b c d, ...) after one warm-up of each; median (min..max). Main-thread CPU is the kernel's per-thread figure (schedstat) from the call until durable / written / read; an empty window read the same way costs ${res.floorCpuMs.toFixed(2)} ms. Event-loop active time counts all the time a map is pending (dawn.node then polls the device with setImmediate, so the loop does not idle, though it runs the loop's other callbacks between polls): it is not a measure of work; the CPU figure is.`,
+    '',
     '| state | adapter | path | until the caller continues ms | main-thread CPU ms, call → durable | event-loop active ms | wall ms | model.save / ckptio (CPU) |',
-    '|---|---|---|---|---|---|---|---|');
+    '|---|---|---|---|---|---|---|---|',
+  );
   const breakdown: string[] = [
-    '', '### Where the main thread\'s CPU time goes (median ms per save)', '',
-    'Timed inside the child: the snapshot call; data()\'s synchronous part for every tensor (tfjs-backend-webgpu getBufferData: a MAP_READ staging buffer from its pool, copyBufferToBuffer, queue.submit — one submit per tensor), of which queue.submit alone (on Dawn\'s OpenGL ES backend the GL commands are issued there); Dawn\'s event ticks (the native setImmediate callbacks); the copy out of each mapped staging buffer into a fresh ArrayBuffer (getMappedRange().slice(0) + unmap); garbage-collection pauses that started in the window (perf_hooks gc entries); the rest is the CPU figure minus those (tfjs\'s read continuations, the Checkpointer, the writer hand-off and completion, the measurement floor; model.save: encodeWeights\' concatenation and the fs.promises writes). The pieces are wall-clock intervals the main thread spends inside those calls, on a CPU or not (blocked in the GL driver, or waiting for one of the shared cores), so the rest can come out negative.', '',
+    '',
+    "### Where the main thread's CPU time goes (median ms per save)",
+    '',
+    "Timed inside the child: the snapshot call; data()'s synchronous part for every tensor (tfjs-backend-webgpu getBufferData: a MAP_READ staging buffer from its pool, copyBufferToBuffer, queue.submit — one submit per tensor), of which queue.submit alone (on Dawn's OpenGL ES backend the GL commands are issued there); Dawn's event ticks (the native setImmediate callbacks); the copy out of each mapped staging buffer into a fresh ArrayBuffer (getMappedRange().slice(0) + unmap); garbage-collection pauses that started in the window (perf_hooks gc entries); the rest is the CPU figure minus those (tfjs's read continuations, the Checkpointer, the writer hand-off and completion, the measurement floor; model.save: encodeWeights' concatenation and the fs.promises writes). The pieces are wall-clock intervals the main thread spends inside those calls, on a CPU or not (blocked in the GL driver, or waiting for one of the shared cores), so the rest can come out negative.",
+    '',
     '| state | adapter | path | snapshot | issuing the copies (of which queue.submit, submits) | Dawn event ticks (count) | mapped range → host memory | GC pauses | rest |',
-    '|---|---|---|---|---|---|---|---|---|'];
+    '|---|---|---|---|---|---|---|---|---|',
+  ];
   const stepRows: string[] = [
-    '', '### Step time, a save every 10 steps vs none (interleaved blocks of 10 steps)', '',
-    'Blocks a b b a a b ...; a save block saves after its first step, so the save\'s read-back and write overlap its other 9 steps; it is awaited, untimed, before the next block. A step = minimize + `await loss.data()` + one setImmediate turn.', '',
+    '',
+    '### Step time, a save every 10 steps vs none (interleaved blocks of 10 steps)',
+    '',
+    "Blocks a b b a a b ...; a save block saves after its first step, so the save's read-back and write overlap its other 9 steps; it is awaited, untimed, before the next block. A step = minimize + `await loss.data()` + one setImmediate turn.",
+    '',
     '| state | adapter | model, batch | mean ms/step, no saves (block means min..max) | mean ms/step, a save every 10 (block means min..max) | ratio | saves durable within their block |',
-    '|---|---|---|---|---|---|---|'];
+    '|---|---|---|---|---|---|---|',
+  ];
   const goals: string[] = [
-    '', '### Goals (issue 11)', '',
-    '| goal | state | adapter | figure | met? | measured cause of a miss |', '|---|---|---|---|---|---|'];
+    '',
+    '### Goals (issue 11)',
+    '',
+    '| goal | state | adapter | figure | met? | measured cause of a miss |',
+    '|---|---|---|---|---|---|',
+  ];
   ctx.results['webgpu:adapter'] = res.adapter;
   for (const s of res.sizes) {
     const state = `${s.label}: ${(s.stateBytes / MiB).toFixed(2)} MiB (${s.tensors} tensors)`;
-    const a = pieces(s.ckptio), b = pieces(s.modelSave), c = pieces(s.readOnly), d = pieces(s.batched);
-    ctx.rows.push(`| ${state} | ${who} | a. ckptio modelState + Checkpointer.save | ${fmt(a.stallMs)} | ${fmt(a.cpuMs)} | ${fmt(a.eluMs)} | ${a.wallMs.median.toFixed(1)} to durable | |`);
-    ctx.rows.push(`| ${state} | ${who} | b. model.save(tf.io.withSaveHandler(fs.promises writes), { includeOptimizer: true }) | ${fmt(b.stallMs)} | ${fmt(b.cpuMs)} | ${fmt(b.eluMs)} | ${b.wallMs.median.toFixed(1)} (written, not durable) | ${(b.cpuMs.median / a.cpuMs.median).toFixed(2)}x |`);
-    ctx.rows.push(`| ${state} | ${who} | c. read-back alone: snapshot + materialize (data() per tensor) + release, no file | - | ${fmt(c.cpuMs)} | ${fmt(c.eluMs)} | ${c.wallMs.median.toFixed(1)} | |`);
-    ctx.rows.push(`| ${state} | ${who} | d. prototype, not ckptio's path: all tensors in one command buffer into one reused MAP_READ buffer, one submit, one map, copied into reused pre-faulted staging | - | ${fmt(d.cpuMs)} | ${fmt(d.eluMs)} | ${d.wallMs.median.toFixed(1)} | |`);
+    const a = pieces(s.ckptio),
+      b = pieces(s.modelSave),
+      c = pieces(s.readOnly),
+      d = pieces(s.batched);
+    ctx.rows.push(
+      `| ${state} | ${who} | a. ckptio modelState + Checkpointer.save | ${fmt(a.stallMs)} | ${fmt(a.cpuMs)} | ${fmt(a.eluMs)} | ${a.wallMs.median.toFixed(1)} to durable | |`,
+    );
+    ctx.rows.push(
+      `| ${state} | ${who} | b. model.save(tf.io.withSaveHandler(fs.promises writes), { includeOptimizer: true }) | ${fmt(b.stallMs)} | ${fmt(b.cpuMs)} | ${fmt(b.eluMs)} | ${b.wallMs.median.toFixed(1)} (written, not durable) | ${(b.cpuMs.median / a.cpuMs.median).toFixed(2)}x |`,
+    );
+    ctx.rows.push(
+      `| ${state} | ${who} | c. read-back alone: snapshot + materialize (data() per tensor) + release, no file | - | ${fmt(c.cpuMs)} | ${fmt(c.eluMs)} | ${c.wallMs.median.toFixed(1)} | |`,
+    );
+    ctx.rows.push(
+      `| ${state} | ${who} | d. prototype, not ckptio's path: all tensors in one command buffer into one reused MAP_READ buffer, one submit, one map, copied into reused pre-faulted staging | - | ${fmt(d.cpuMs)} | ${fmt(d.eluMs)} | ${d.wallMs.median.toFixed(1)} | |`,
+    );
     const issue = (x: ReturnType<typeof pieces>) => `${x.issueMs.median.toFixed(2)} (${x.submitMs.median.toFixed(2)}, ${x.submits.median})`;
     const gc = (x: ReturnType<typeof pieces>) => `${x.gcMs.median.toFixed(2)} (max ${x.gcMs.max.toFixed(2)})`;
-    breakdown.push(`| ${state} | ${who} | a. ckptio save | ${a.snapshotMs.median.toFixed(2)} | ${issue(a)} | ${a.tickMs.median.toFixed(2)} (${a.ticks.median}) | ${a.mappedMs.median.toFixed(2)} | ${gc(a)} | ${a.restMs.median.toFixed(2)} |`);
-    breakdown.push(`| ${state} | ${who} | b. model.save | - | in the rest (queue.submit ${b.submitMs.median.toFixed(2)}, ${b.submits.median}) | ${b.tickMs.median.toFixed(2)} (${b.ticks.median}) | ${b.mappedMs.median.toFixed(2)} | ${gc(b)} | ${b.restMs.median.toFixed(2)} |`);
-    breakdown.push(`| ${state} | ${who} | c. read-back alone | ${c.snapshotMs.median.toFixed(2)} | ${issue(c)} | ${c.tickMs.median.toFixed(2)} (${c.ticks.median}) | ${c.mappedMs.median.toFixed(2)} | ${gc(c)} | ${c.restMs.median.toFixed(2)} |`);
-    breakdown.push(`| ${state} | ${who} | d. batched prototype | - | ${issue(d)} | ${d.tickMs.median.toFixed(2)} (${d.ticks.median}) | ${d.mappedMs.median.toFixed(2)} | ${gc(d)} | ${d.restMs.median.toFixed(2)} |`);
-    const none = s.steps.none.flat(), every = s.steps.every10.flat();
-    const noneBlocks = stat(s.steps.none.map(mean)), everyBlocks = stat(s.steps.every10.map(mean));
+    breakdown.push(
+      `| ${state} | ${who} | a. ckptio save | ${a.snapshotMs.median.toFixed(2)} | ${issue(a)} | ${a.tickMs.median.toFixed(2)} (${a.ticks.median}) | ${a.mappedMs.median.toFixed(2)} | ${gc(a)} | ${a.restMs.median.toFixed(2)} |`,
+    );
+    breakdown.push(
+      `| ${state} | ${who} | b. model.save | - | in the rest (queue.submit ${b.submitMs.median.toFixed(2)}, ${b.submits.median}) | ${b.tickMs.median.toFixed(2)} (${b.ticks.median}) | ${b.mappedMs.median.toFixed(2)} | ${gc(b)} | ${b.restMs.median.toFixed(2)} |`,
+    );
+    breakdown.push(
+      `| ${state} | ${who} | c. read-back alone | ${c.snapshotMs.median.toFixed(2)} | ${issue(c)} | ${c.tickMs.median.toFixed(2)} (${c.ticks.median}) | ${c.mappedMs.median.toFixed(2)} | ${gc(c)} | ${c.restMs.median.toFixed(2)} |`,
+    );
+    breakdown.push(
+      `| ${state} | ${who} | d. batched prototype | - | ${issue(d)} | ${d.tickMs.median.toFixed(2)} (${d.ticks.median}) | ${d.mappedMs.median.toFixed(2)} | ${gc(d)} | ${d.restMs.median.toFixed(2)} |`,
+    );
+    const none = s.steps.none.flat(),
+      every = s.steps.every10.flat();
+    const noneBlocks = stat(s.steps.none.map(mean)),
+      everyBlocks = stat(s.steps.every10.map(mean));
     const ratio = mean(every) / mean(none);
     const durableIn = s.steps.durableInBlock.filter(Boolean).length;
-    stepRows.push(`| ${state} | ${who} | ${s.layers.join('-')}, batch ${s.batch} | ${mean(none).toFixed(1)} (${noneBlocks.min.toFixed(1)}..${noneBlocks.max.toFixed(1)}) | ${mean(every).toFixed(1)} (${everyBlocks.min.toFixed(1)}..${everyBlocks.max.toFixed(1)}) | ${ratio.toFixed(3)}x | ${durableIn} of ${s.steps.durableInBlock.length} |`);
+    stepRows.push(
+      `| ${state} | ${who} | ${s.layers.join('-')}, batch ${s.batch} | ${mean(none).toFixed(1)} (${noneBlocks.min.toFixed(1)}..${noneBlocks.max.toFixed(1)}) | ${mean(every).toFixed(1)} (${everyBlocks.min.toFixed(1)}..${everyBlocks.max.toFixed(1)}) | ${ratio.toFixed(3)}x | ${durableIn} of ${s.steps.durableInBlock.length} |`,
+    );
 
     // Goals, each miss with what the breakdown measured.
     const perTensorSubmit = a.submitMs.median / Math.max(1, a.submits.median);
-    const parts = ([
-      [`issuing the copies (one queue.submit per tensor: ${a.submits.median} submits, ${perTensorSubmit.toFixed(2)} ms each)`, a.issueMs.median],
-      ['the mapped ranges copied into fresh ArrayBuffers', a.mappedMs.median], ['Dawn event ticks', a.tickMs.median], ['the snapshot', a.snapshotMs.median], ['GC pauses', a.gcMs.median],
-      ['the rest (tfjs read continuations, Checkpointer, writer hand-off, completion; pieces timed off-CPU make it smaller)', a.restMs.median],
-    ] as [string, number][]).sort((p, q) => q[1] - p[1]);
+    const parts = (
+      [
+        [`issuing the copies (one queue.submit per tensor: ${a.submits.median} submits, ${perTensorSubmit.toFixed(2)} ms each)`, a.issueMs.median],
+        ['the mapped ranges copied into fresh ArrayBuffers', a.mappedMs.median],
+        ['Dawn event ticks', a.tickMs.median],
+        ['the snapshot', a.snapshotMs.median],
+        ['GC pauses', a.gcMs.median],
+        ['the rest (tfjs read continuations, Checkpointer, writer hand-off, completion; pieces timed off-CPU make it smaller)', a.restMs.median],
+      ] as [string, number][]
+    ).sort((p, q) => q[1] - p[1]);
     const split = parts.map(([name, v]) => `${name} ${v.toFixed(2)}`).join('; ');
     const stallMet = a.stallMs.max <= 2;
-    goals.push(`| main-thread ms per save ≤ 2: until the caller continues (save() returns), worst repetition | ${state} | ${who} | ${a.stallMs.max.toFixed(2)} ms (median ${a.stallMs.median.toFixed(2)}) | ${stallMet ? 'met' : 'NOT met'} | ${stallMet ? '' : `save() returns after the Checkpointer has started materialize(), which issues every tensor's read first: issuing ${a.issueMs.median.toFixed(2)} ms + snapshot ${a.snapshotMs.median.toFixed(2)} ms of the median ${a.stallMs.median.toFixed(2)}`} |`);
+    goals.push(
+      `| main-thread ms per save ≤ 2: until the caller continues (save() returns), worst repetition | ${state} | ${who} | ${a.stallMs.max.toFixed(2)} ms (median ${a.stallMs.median.toFixed(2)}) | ${stallMet ? 'met' : 'NOT met'} | ${stallMet ? '' : `save() returns after the Checkpointer has started materialize(), which issues every tensor's read first: issuing ${a.issueMs.median.toFixed(2)} ms + snapshot ${a.snapshotMs.median.toFixed(2)} ms of the median ${a.stallMs.median.toFixed(2)}`} |`,
+    );
     const cpuMet = a.cpuMs.median <= 2;
-    goals.push(`| main-thread ms per save ≤ 2: main-thread CPU from the call until durable, median | ${state} | ${who} | ${a.cpuMs.median.toFixed(2)} ms (model.save ${b.cpuMs.median.toFixed(2)}; batched prototype read ${d.cpuMs.median.toFixed(2)}) | ${cpuMet ? 'met' : 'NOT met'} | ${cpuMet ? '' : `median ms: ${split}`} |`);
+    goals.push(
+      `| main-thread ms per save ≤ 2: main-thread CPU from the call until durable, median | ${state} | ${who} | ${a.cpuMs.median.toFixed(2)} ms (model.save ${b.cpuMs.median.toFixed(2)}; batched prototype read ${d.cpuMs.median.toFixed(2)}) | ${cpuMet ? 'met' : 'NOT met'} | ${cpuMet ? '' : `median ms: ${split}`} |`,
+    );
     // Paired blocks (each pair ran back to back): the ratio's spread says whether 1% is resolvable at all here.
     const pairRatios = s.steps.every10.map((blk, i) => mean(blk) / mean(s.steps.none[i]!));
     const pr = mean(pairRatios);
@@ -467,23 +625,62 @@ export async function webgpuBench(ctx: BenchContext): Promise<void> {
     const expected = 1 + perStep / mean(none);
     const verdict = ratio <= 1.01 && pr + 2 * se <= 1.01 ? 'met' : pr - 2 * se > 1.01 ? 'NOT met' : 'not resolved';
     const noise = (noneBlocks.max - noneBlocks.min) / mean(none);
-    const spread = pairRatios.length > 1
-      ? `per-pair ratio ${pr.toFixed(3)} ± ${(2 * se).toFixed(3)} (2 standard errors, ${pairRatios.length} pairs of blocks); the no-save blocks' means alone spread by ${(100 * noise).toFixed(0)}% on this shared machine`
-      : 'one pair of blocks (quick mode): no spread to judge 1% by';
+    const spread =
+      pairRatios.length > 1
+        ? `per-pair ratio ${pr.toFixed(3)} ± ${(2 * se).toFixed(3)} (2 standard errors, ${pairRatios.length} pairs of blocks); the no-save blocks' means alone spread by ${(100 * noise).toFixed(0)}% on this shared machine`
+        : 'one pair of blocks (quick mode): no spread to judge 1% by';
     const why = `${spread}. From the CPU figure, a save's ${a.cpuMs.median.toFixed(2)} ms of main-thread CPU over 10 steps is ${perStep.toFixed(2)} ms/step, an expected ${expected.toFixed(4)}x`;
     const pairs = pairRatios.length > 1 ? `; per pair of blocks ${pr.toFixed(3)} ± ${(2 * se).toFixed(3)}` : '';
     const below = ratio < 0.99 ? 'a ratio below 1 is run-to-run noise, not a speed-up; ' : '';
-    goals.push(`| mean step time with a save every 10 steps ≤ 1.01x | ${state} | ${who} | ${ratio.toFixed(3)}x (${mean(none).toFixed(1)} → ${mean(every).toFixed(1)} ms${pairs}) | ${verdict} | ${verdict === 'met' ? `${below}expected from the CPU figure: ${expected.toFixed(4)}x` : below + why} |`);
+    goals.push(
+      `| mean step time with a save every 10 steps ≤ 1.01x | ${state} | ${who} | ${ratio.toFixed(3)}x (${mean(none).toFixed(1)} → ${mean(every).toFixed(1)} ms${pairs}) | ${verdict} | ${verdict === 'met' ? `${below}expected from the CPU figure: ${expected.toFixed(4)}x` : below + why} |`,
+    );
 
-    const keep = (x: ReturnType<typeof pieces>) => ({ stallMs: x.stallMs, cpuMs: x.cpuMs, eluMs: x.eluMs, wallMs: x.wallMs, snapshotMs: x.snapshotMs, issueMs: x.issueMs, submitMs: x.submitMs, submits: x.submits, tickMs: x.tickMs, ticks: x.ticks, mappedMs: x.mappedMs, gcMs: x.gcMs, restMs: x.restMs });
-    ctx.results[`webgpu:${s.label}:save`] = { stateBytes: s.stateBytes, tensors: s.tensors, adapter: who, ckptio: keep(a), modelSave: keep(b), readOnly: keep(c), batchedPrototype: keep(d) };
-    ctx.results[`webgpu:${s.label}:steps`] = {
-      stateBytes: s.stateBytes, layers: s.layers.join('-'), batch: s.batch, adapter: who,
-      noSavesMeanMs: mean(none), every10MeanMs: mean(every), meanRatio: ratio, noSavesBlocks: noneBlocks, every10Blocks: everyBlocks,
-      pairRatios, pairRatioMean: pr, pairRatioStdErr: Number.isFinite(se) ? se : -1, expectedRatioFromCpu: expected, verdict,
-      durableInBlock: durableIn, blocks: s.steps.durableInBlock.length,
+    const keep = (x: ReturnType<typeof pieces>) => ({
+      stallMs: x.stallMs,
+      cpuMs: x.cpuMs,
+      eluMs: x.eluMs,
+      wallMs: x.wallMs,
+      snapshotMs: x.snapshotMs,
+      issueMs: x.issueMs,
+      submitMs: x.submitMs,
+      submits: x.submits,
+      tickMs: x.tickMs,
+      ticks: x.ticks,
+      mappedMs: x.mappedMs,
+      gcMs: x.gcMs,
+      restMs: x.restMs,
+    });
+    ctx.results[`webgpu:${s.label}:save`] = {
+      stateBytes: s.stateBytes,
+      tensors: s.tensors,
+      adapter: who,
+      ckptio: keep(a),
+      modelSave: keep(b),
+      readOnly: keep(c),
+      batchedPrototype: keep(d),
     };
-    console.log(`[${who}] ${state}: ckptio main-thread CPU per save ${a.cpuMs.median.toFixed(2)} ms (until save() returns ${a.stallMs.median.toFixed(2)} ms), model.save ${b.cpuMs.median.toFixed(2)} ms, batched prototype read ${d.cpuMs.median.toFixed(2)} ms; step time ${mean(none).toFixed(1)} -> ${mean(every).toFixed(1)} ms with a save every 10 (${ratio.toFixed(3)}x)`);
+    ctx.results[`webgpu:${s.label}:steps`] = {
+      stateBytes: s.stateBytes,
+      layers: s.layers.join('-'),
+      batch: s.batch,
+      adapter: who,
+      noSavesMeanMs: mean(none),
+      every10MeanMs: mean(every),
+      meanRatio: ratio,
+      noSavesBlocks: noneBlocks,
+      every10Blocks: everyBlocks,
+      pairRatios,
+      pairRatioMean: pr,
+      pairRatioStdErr: Number.isFinite(se) ? se : -1,
+      expectedRatioFromCpu: expected,
+      verdict,
+      durableInBlock: durableIn,
+      blocks: s.steps.durableInBlock.length,
+    };
+    console.log(
+      `[${who}] ${state}: ckptio main-thread CPU per save ${a.cpuMs.median.toFixed(2)} ms (until save() returns ${a.stallMs.median.toFixed(2)} ms), model.save ${b.cpuMs.median.toFixed(2)} ms, batched prototype read ${d.cpuMs.median.toFixed(2)} ms; step time ${mean(none).toFixed(1)} -> ${mean(every).toFixed(1)} ms with a save every 10 (${ratio.toFixed(3)}x)`,
+    );
   }
   ctx.rows.push(...breakdown, ...stepRows, ...goals, '');
 }

@@ -14,15 +14,18 @@ async function main(): Promise<void> {
 
   const ckpt = new Checkpointer({ dir, keepLast: 2 });
   const resumed = await ckpt.loadLatest();
-  if (resumed) restoreModelState(model, optimizer, resumed);               // strict: throws ECKPT_MISMATCH if it does not fit
+  if (resumed) restoreModelState(model, optimizer, resumed); // strict: throws ECKPT_MISMATCH if it does not fit
   let step = resumed?.step ?? 0;
   for (; step < Number(steps); step++) {
     optimizer.minimize(() => tf.losses.meanSquaredError(y, model.predict(x) as tf.Tensor) as tf.Scalar);
     if ((step + 1) % 10 === 0) await ckpt.save(step + 1, { tensors: modelState(model, optimizer) }); // O(1) per tensor
   }
-  await ckpt.close();                                                       // waits until every save is durable
+  await ckpt.close(); // waits until every save is durable
   const kernel = Buffer.from((model.getWeights()[0]!.dataSync() as Float32Array).buffer).toString('hex');
   console.log(JSON.stringify({ resumedFrom: resumed?.step ?? null, step, kernel }));
 }
 
-main().catch((err) => { console.error(err); process.exit(1); });
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -12,14 +12,16 @@ async function main(): Promise<void> {
   model.compile({ optimizer: 'adam', loss: 'categoricalCrossentropy' });
   const file = path.join(dir, 'model.safetensors');
 
-  await model.save(ioHandler(file), { includeOptimizer: true });           // tmp + fdatasync + rename + dir fsync
-  const loaded = await tf.loadLayersModel(ioHandler(file));                // checksums verified
-  await exportTfjsModel(file, path.join(dir, 'web'));                      // model.json + weights-<xxh3>.bin, atomically
+  await model.save(ioHandler(file), { includeOptimizer: true }); // tmp + fdatasync + rename + dir fsync
+  const loaded = await tf.loadLayersModel(ioHandler(file)); // checksums verified
+  await exportTfjsModel(file, path.join(dir, 'web')); // model.json + weights-<xxh3>.bin, atomically
 
   const input = tf.ones([1, 4]);
-  const same = Buffer.from((model.predict(input) as tf.Tensor).dataSync().buffer)
-    .equals(Buffer.from((loaded.predict(input) as tf.Tensor).dataSync().buffer));
+  const same = Buffer.from((model.predict(input) as tf.Tensor).dataSync().buffer).equals(Buffer.from((loaded.predict(input) as tf.Tensor).dataSync().buffer));
   console.log(JSON.stringify({ file, samePredictions: same, exported: path.join(dir, 'web', 'model.json') }));
 }
 
-main().catch((err) => { console.error(err); process.exit(1); });
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

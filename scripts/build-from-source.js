@@ -42,14 +42,18 @@ function main() {
     const want = ['cmake-js', 'node-addon-api', 'node-api-headers'].map((n) => `${n}@${pkg.devDependencies[n]}`);
     process.stderr.write(`ckptio: fetching ${want.join(' ')} into ${tmp}\n`);
     execFileSync('npm', ['install', '--no-audit', '--no-fund', '--no-package-lock', '--ignore-scripts', ...want], {
-      cwd: tmp, stdio: ['ignore', 'inherit', 'inherit'],
+      cwd: tmp,
+      stdio: ['ignore', 'inherit', 'inherit'],
     });
     cmakeJs = require.resolve('cmake-js/bin/cmake-js', { paths: [tmp] });
     addonApi = require.resolve('node-addon-api/package.json', { paths: [tmp] });
   }
   const out = path.join(root, 'build-cmake');
-  execFileSync(process.execPath, [cmakeJs, 'compile', '--directory', path.join(root, 'native'), '--out', out,
-    `--CDNODE_ADDON_API_DIR=${path.dirname(addonApi)}`], { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
+  execFileSync(
+    process.execPath,
+    [cmakeJs, 'compile', '--directory', path.join(root, 'native'), '--out', out, `--CDNODE_ADDON_API_DIR=${path.dirname(addonApi)}`],
+    { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] },
+  );
   const addon = path.join(out, 'Release', 'ckptio.node');
   execFileSync(process.execPath, ['-e', `require(${JSON.stringify(addon)})`], { stdio: 'inherit' });
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });

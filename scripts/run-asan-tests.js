@@ -9,9 +9,9 @@ const { buildVariant } = require('./build-variant');
 
 const addon = buildVariant('asan');
 const libasan = execFileSync('g++', ['-print-file-name=libasan.so']).toString().trim();
-const tests = ['roundtrip', 'malformed', 'args', 'faults', 'eventloop', 'checkpointer', 'lifecycle'].map((t) =>
-  path.join(__dirname, '..', 'dist', 'test', `${t}.test.js`),
-).filter((f) => require('node:fs').existsSync(f));
+const tests = ['roundtrip', 'malformed', 'args', 'faults', 'eventloop', 'checkpointer', 'lifecycle']
+  .map((t) => path.join(__dirname, '..', 'dist', 'test', `${t}.test.js`))
+  .filter((f) => require('node:fs').existsSync(f));
 const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', ...tests], {
   stdio: 'inherit',
   env: {

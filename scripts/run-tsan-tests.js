@@ -15,9 +15,35 @@ fs.mkdirSync(out, { recursive: true });
 const exe = path.join(out, 'writer_concurrency');
 const xxhash = path.join('native', 'third_party', 'xxhash'); // vendored xxhash.h (BSD-2)
 const sources = ['io', 'format', 'writer'].flatMap((d) =>
-  fs.readdirSync(path.join(root, 'native', d)).filter((f) => f.endsWith('.cc')).map((f) => path.join('native', d, f)));
-execFileSync('g++', ['-std=c++17', '-g', '-O1', '-fsanitize=thread', '-fno-omit-frame-pointer', '-Wall', '-Wextra', '-Werror',
-  '-Wno-unused-parameter', '-DCKPTIO_TESTING', '-I', 'native', '-isystem', xxhash, 'test/native/writer_concurrency.cc', ...sources, '-o', exe, '-pthread'],
-{ cwd: root, stdio: 'inherit' });
+  fs
+    .readdirSync(path.join(root, 'native', d))
+    .filter((f) => f.endsWith('.cc'))
+    .map((f) => path.join('native', d, f)),
+);
+execFileSync(
+  'g++',
+  [
+    '-std=c++17',
+    '-g',
+    '-O1',
+    '-fsanitize=thread',
+    '-fno-omit-frame-pointer',
+    '-Wall',
+    '-Wextra',
+    '-Werror',
+    '-Wno-unused-parameter',
+    '-DCKPTIO_TESTING',
+    '-I',
+    'native',
+    '-isystem',
+    xxhash,
+    'test/native/writer_concurrency.cc',
+    ...sources,
+    '-o',
+    exe,
+    '-pthread',
+  ],
+  { cwd: root, stdio: 'inherit' },
+);
 const r = spawnSync(exe, [], { stdio: 'inherit', env: { ...process.env, TSAN_OPTIONS: 'halt_on_error=1:exitcode=66:second_deadlock_stack=1' } });
 process.exit(r.status ?? 1);

@@ -6,9 +6,7 @@ export type { Encoded } from './format/codec';
 export type { Compression, CompressionReport, DType, ReadOptions, ReadResult, TensorEntry, TypedArray, WriteOptions, WriteResult } from './format/file';
 export { Checkpointer } from './checkpoint/checkpointer';
 export type { RemoteOptions, ReplicatedInfo } from './checkpoint/replicator';
-export type {
-  CheckpointerOptions, CheckpointerStats, DurableInfo, LoadedCheckpoint, SaveHandle, SavePayload, TensorSource,
-} from './checkpoint/checkpointer';
+export type { CheckpointerOptions, CheckpointerStats, DurableInfo, LoadedCheckpoint, SaveHandle, SavePayload, TensorSource } from './checkpoint/checkpointer';
 // tfjs is loaded only when these are called, so importing ckptio never pulls tfjs in.
 export { snapshot, StagingArena } from './tfjs/snapshot';
 export type { SnapshotOptions } from './tfjs/snapshot';
@@ -26,8 +24,16 @@ export { seededDataset, SeededDataset } from './tfjs/dataset';
 export type { DatasetPosition, SeededDatasetOptions } from './tfjs/dataset';
 export { applySchedule, learningRateAt, LrScheduler, schedules, SCHEDULE_LIMITS, validateSchedule } from './tfjs/schedules';
 export type {
-  ChainPart, ChainSchedule, ConstantSchedule, CosineSchedule, ExponentialSchedule, LrSchedulerState, PolynomialSchedule,
-  Schedule, StepSchedule, WarmupSchedule,
+  ChainPart,
+  ChainSchedule,
+  ConstantSchedule,
+  CosineSchedule,
+  ExponentialSchedule,
+  LrSchedulerState,
+  PolynomialSchedule,
+  Schedule,
+  StepSchedule,
+  WarmupSchedule,
 } from './tfjs/schedules';
 export { ioHandler } from './tfjs/io-handler';
 export type { IoHandler, IoHandlerOptions, IoSaveResult } from './tfjs/io-handler';

@@ -16,7 +16,16 @@ function exportedNames(): { values: string[]; types: string[] } {
   const values: string[] = [];
   const types: string[] = [];
   for (const m of source.matchAll(/export\s+(type\s+)?\{([^}]*)\}\s*from\s*['"][^'"]+['"]/g)) {
-    const names = m[2]!.split(',').map((s) => s.trim()).filter(Boolean).map((s) => s.split(/\s+as\s+/).pop()!.trim());
+    const names = m[2]!
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)
+      .map((s) =>
+        s
+          .split(/\s+as\s+/)
+          .pop()!
+          .trim(),
+      );
     (m[1] ? types : values).push(...names);
   }
   return { values, types };

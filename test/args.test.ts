@@ -98,17 +98,42 @@ test('the packed table is untrusted: shared-memory columns, a getter that detach
   const shared = new Uint32Array(new SharedArrayBuffer(4));
   shared[0] = 1;
   // A column over a SharedArrayBuffer is read through its view, not rejected by a null pointer (it used to crash).
-  const table = { names: 'a', nameLengths: shared, dtypes: Uint8Array.of(native.dtypes.findIndex((d) => d.name === 'uint8')), ranks: Uint8Array.of(1), dims: Float64Array.of(1), data: [new Uint8Array(1)] };
+  const table = {
+    names: 'a',
+    nameLengths: shared,
+    dtypes: Uint8Array.of(native.dtypes.findIndex((d) => d.name === 'uint8')),
+    ranks: Uint8Array.of(1),
+    dims: Float64Array.of(1),
+    data: [new Uint8Array(1)],
+  };
   await native.write(file, table, {}, {});
   assert.equal((await readCheckpoint(file)).tensors.a!.data.length, 1);
   // An index getter that transfers an earlier view's buffer: every element is read before any memory is located,
   // so the earlier view is seen detached (0 bytes) and the write is refused instead of reading freed memory.
   const first = new Uint8Array(4096);
   const data: ArrayBufferView[] = [first];
-  Object.defineProperty(data, 1, { get: () => { structuredClone(first.buffer, { transfer: [first.buffer] }); return new Uint8Array(1); }, enumerable: true });
+  Object.defineProperty(data, 1, {
+    get: () => {
+      structuredClone(first.buffer, { transfer: [first.buffer] });
+      return new Uint8Array(1);
+    },
+    enumerable: true,
+  });
   const u8 = native.dtypes.findIndex((d) => d.name === 'uint8');
-  await argError(native.write(path.join(dir, 'y'), { names: 'ab', nameLengths: Uint32Array.of(1, 1), dtypes: Uint8Array.of(u8, u8), ranks: Uint8Array.of(1, 1), dims: Float64Array.of(4096, 1), data }, {}, {}), /detached/);
-  assert.deepEqual(listDir(dir).filter((f) => f.startsWith('y')), [], 'nothing written');
+  await argError(
+    native.write(
+      path.join(dir, 'y'),
+      { names: 'ab', nameLengths: Uint32Array.of(1, 1), dtypes: Uint8Array.of(u8, u8), ranks: Uint8Array.of(1, 1), dims: Float64Array.of(4096, 1), data },
+      {},
+      {},
+    ),
+    /detached/,
+  );
+  assert.deepEqual(
+    listDir(dir).filter((f) => f.startsWith('y')),
+    [],
+    'nothing written',
+  );
   // A lone surrogate has no UTF-8 form: refused, not silently renamed (lz4 would then lose the tensor's chunks).
   await argError(writeCheckpoint(path.join(dir, 'z'), { 'w\uD800': { dtype: 'uint8', shape: [1], data: new Uint8Array(1) } }), /lone UTF-16 surrogate/);
 });
@@ -126,18 +151,45 @@ test('a tensor named "__proto__" round-trips, compressed or not', async () => {
   }
 });
 
-test('save\'s after.onConsumed must be a function; when it is, it runs once, before the save resolves, and a throw in it does not escape', async () => {
+test("save's after.onConsumed must be a function; when it is, it runs once, before the save resolves, and a throw in it does not escape", async () => {
   const dir = tempDir();
   const u8 = native.dtypes.findIndex((d) => d.name === 'uint8');
-  const table = () => ({ names: 'a', nameLengths: Uint32Array.of(1), dtypes: Uint8Array.of(u8), ranks: Uint8Array.of(1), dims: Float64Array.of(8), data: [new Uint8Array(8)] });
+  const table = () => ({
+    names: 'a',
+    nameLengths: Uint32Array.of(1),
+    dtypes: Uint8Array.of(u8),
+    ranks: Uint8Array.of(1),
+    dims: Float64Array.of(8),
+    data: [new Uint8Array(8)],
+  });
   await argError(native.save(path.join(dir, 'x'), table(), {}, {}, { onConsumed: 42 as unknown as () => void }), /after\.onConsumed must be a function/);
   assert.deepEqual(listDir(dir), [], 'nothing written');
   const calls: string[] = [];
-  const p = native.save(path.join(dir, 'y'), table(), {}, {}, { onConsumed: () => { calls.push('consumed'); } });
+  const p = native.save(
+    path.join(dir, 'y'),
+    table(),
+    {},
+    {},
+    {
+      onConsumed: () => {
+        calls.push('consumed');
+      },
+    },
+  );
   calls.push('called');
   await p;
   calls.push('resolved');
   assert.deepEqual(calls, ['called', 'consumed', 'resolved']);
-  await native.save(path.join(dir, 'z'), table(), {}, {}, { onConsumed: () => { throw new Error('thrown by the callback'); } });
+  await native.save(
+    path.join(dir, 'z'),
+    table(),
+    {},
+    {},
+    {
+      onConsumed: () => {
+        throw new Error('thrown by the callback');
+      },
+    },
+  );
   assert.equal((await readCheckpoint(path.join(dir, 'z'))).tensors.a!.data.length, 8, 'the save completed');
 });

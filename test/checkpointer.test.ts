@@ -24,7 +24,14 @@ test('save resolves at snapshot, durable after commit; latest pointer and keepLa
     assert.ok(d && d.step === step && fs.existsSync(d.path));
   }
   await ckpt.close();
-  assert.deepEqual(listDir(dir), ['ckpt-0000000030.safetensors', 'ckpt-0000000040.safetensors', 'ckptio-history.jsonl', 'ckptio-manifest.json', 'ckptio.lock', 'latest']);
+  assert.deepEqual(listDir(dir), [
+    'ckpt-0000000030.safetensors',
+    'ckpt-0000000040.safetensors',
+    'ckptio-history.jsonl',
+    'ckptio-manifest.json',
+    'ckptio.lock',
+    'latest',
+  ]);
   assert.deepEqual(JSON.parse(fs.readFileSync(path.join(dir, 'latest'), 'utf8')), { step: 40, file: 'ckpt-0000000040.safetensors' });
   const last = await new Checkpointer({ dir }).loadLatest();
   assert.equal(last?.step, 40);
@@ -63,7 +70,9 @@ test('stale temporary files of dead writers are removed at open; empty directory
 test('a failed save rejects durable with the OS code, keeps the previous checkpoint, and flush reports it', async () => {
   const dir = tempDir();
   const ckpt = new Checkpointer({ dir, keepLast: 1 });
-  await (await ckpt.save(1, { tensors: tensors(1) })).durable;
+  await (
+    await ckpt.save(1, { tensors: tensors(1) })
+  ).durable;
   faults.configure({ failures: [{ op: 'fdatasync', nth: 1, errno: 28 }] });
   const h = await ckpt.save(2, { tensors: tensors(2) });
   await assert.rejects(h.durable, (e: unknown) => e instanceof CheckpointError && e.code === 'ENOSPC');
@@ -82,7 +91,10 @@ test("backpressure 'wait': a slow disk blocks the next save, reports the wait, a
   const handles = [];
   for (let step = 1; step <= 5; step++) handles.push(await ckpt.save(step, { tensors: tensors(step, 50_000) }));
   await ckpt.flush();
-  assert.ok(handles.slice(2).some((h) => h.waitedMs > 20), `later saves waited: ${handles.map((h) => h.waitedMs.toFixed(0))}`);
+  assert.ok(
+    handles.slice(2).some((h) => h.waitedMs > 20),
+    `later saves waited: ${handles.map((h) => h.waitedMs.toFixed(0))}`,
+  );
   assert.ok(ckpt.stats.peakInflightBytes <= 2 * bytes, `peak ${ckpt.stats.peakInflightBytes}`);
   assert.equal(ckpt.stats.saved, 5);
   assert.equal(ckpt.stats.skipped, 0);
@@ -101,15 +113,34 @@ test("backpressure 'skip': saves beyond the limit are dropped, counted and repor
   await ckpt.flush();
   assert.equal(ckpt.stats.skipped, 1);
   assert.match(warnings.join('\n'), /step 2 skipped/);
-  assert.deepEqual(listDir(dir).filter((f) => f.startsWith('ckpt-')), ['ckpt-0000000001.safetensors']);
+  assert.deepEqual(
+    listDir(dir).filter((f) => f.startsWith('ckpt-')),
+    ['ckpt-0000000001.safetensors'],
+  );
 });
 
 test('best pointer protects the best checkpoint from pruning', async () => {
   const dir = tempDir();
   const ckpt = new Checkpointer({ dir, keepLast: 1, best: 'max' });
-  for (const [step, metric] of [[1, 0.5], [2, 0.9], [3, 0.7], [4, 0.8]] as const) await (await ckpt.save(step, { tensors: tensors(step), metric })).durable;
+  for (const [step, metric] of [
+    [1, 0.5],
+    [2, 0.9],
+    [3, 0.7],
+    [4, 0.8],
+  ] as const)
+    await (
+      await ckpt.save(step, { tensors: tensors(step), metric })
+    ).durable;
   await ckpt.close();
-  assert.deepEqual(listDir(dir), ['best', 'ckpt-0000000002.safetensors', 'ckpt-0000000004.safetensors', 'ckptio-history.jsonl', 'ckptio-manifest.json', 'ckptio.lock', 'latest']);
+  assert.deepEqual(listDir(dir), [
+    'best',
+    'ckpt-0000000002.safetensors',
+    'ckpt-0000000004.safetensors',
+    'ckptio-history.jsonl',
+    'ckptio-manifest.json',
+    'ckptio.lock',
+    'latest',
+  ]);
   assert.equal(JSON.parse(fs.readFileSync(path.join(dir, 'best'), 'utf8')).step, 2);
 });
 

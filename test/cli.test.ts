@@ -17,14 +17,19 @@ const CLI = path.resolve(__dirname, '..', '..', 'bin', 'ckptio.js');
 const ESC = String.fromCharCode(0x1b);
 const CSI = String.fromCharCode(0x9b);
 
-interface Run { status: number | null; stdout: string; stderr: string }
+interface Run {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
 
 function cli(...args: string[]): Run {
   const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-function cliJson<T = any>(...args: string[]): T { // eslint-disable-line @typescript-eslint/no-explicit-any
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the tests read many JSON shapes
+function cliJson<T = any>(...args: string[]): T {
   const r = cli(...args, '--json');
   assert.equal(r.status, 0, r.stderr);
   return JSON.parse(r.stdout) as T;
@@ -35,8 +40,16 @@ const ckptFile = (step: number) => `ckpt-${String(step).padStart(10, '0')}.safet
 const ACC: Record<number, number> = { 10: 0.5, 20: 0.9, 30: 0.7, 40: 0.6 };
 
 /** Four saves with metrics (acc best at step 20), step 10 tagged v1_baseline. */
-async function makeRun(dir = tempDir('ckptio-cli-'), opts: { retention?: ReturnType<typeof keepBest>[]; loss?: Record<number, number>; parent?: { run: string; step: number; contentId: string } } = {}): Promise<string> {
-  const ckpt = new Checkpointer({ dir, keepLast: 10, ...(opts.retention ? { retention: opts.retention } : {}), ...(opts.parent ? { parent: opts.parent } : {}) });
+async function makeRun(
+  dir = tempDir('ckptio-cli-'),
+  opts: { retention?: ReturnType<typeof keepBest>[]; loss?: Record<number, number>; parent?: { run: string; step: number; contentId: string } } = {},
+): Promise<string> {
+  const ckpt = new Checkpointer({
+    dir,
+    keepLast: 10,
+    ...(opts.retention ? { retention: opts.retention } : {}),
+    ...(opts.parent ? { parent: opts.parent } : {}),
+  });
   for (const step of [10, 20, 30, 40]) {
     const h = await ckpt.save(step, {
       tensors: { w: { dtype: 'float32', shape: [64], data: pattern(64, step) }, b: { dtype: 'int32', shape: [2], data: new Int32Array([step, 1]) } },
@@ -53,7 +66,12 @@ async function makeRun(dir = tempDir('ckptio-cli-'), opts: { retention?: ReturnT
 /** Every file's name and bytes (to show that nothing changed); the lock file's holder line excepted (whoever
  * takes the lock writes its name there). */
 function snapshotDir(dir: string): Record<string, string> {
-  return Object.fromEntries(fs.readdirSync(dir).sort().map((n) => [n, n === 'ckptio.lock' ? 'lock' : fs.readFileSync(path.join(dir, n)).toString('base64')]));
+  return Object.fromEntries(
+    fs
+      .readdirSync(dir)
+      .sort()
+      .map((n) => [n, n === 'ckptio.lock' ? 'lock' : fs.readFileSync(path.join(dir, n)).toString('base64')]),
+  );
 }
 
 test('ls: one row per checkpoint with step, time, size, metrics, valid, pointers, tags and why kept; --json', async () => {
@@ -69,9 +87,30 @@ test('ls: one row per checkpoint with step, time, size, metrics, valid, pointers
   const j = cliJson('ls', dir);
   assert.equal(j.dir, dir);
   assert.equal(j.manifest, 'ok');
-  assert.deepEqual(j.checkpoints.map((c: { step: number }) => c.step), [10, 20, 30, 40]);
+  assert.deepEqual(
+    j.checkpoints.map((c: { step: number }) => c.step),
+    [10, 20, 30, 40],
+  );
   const c10 = j.checkpoints[0];
-  assert.deepEqual(Object.keys(c10).sort(), ['bytes', 'checked', 'contentId', 'file', 'fileBytes', 'inManifest', 'keptBy', 'metrics', 'parent', 'pointers', 'present', 'problem', 'step', 'tags', 'time', 'valid', 'verified']);
+  assert.deepEqual(Object.keys(c10).sort(), [
+    'bytes',
+    'checked',
+    'contentId',
+    'file',
+    'fileBytes',
+    'inManifest',
+    'keptBy',
+    'metrics',
+    'parent',
+    'pointers',
+    'present',
+    'problem',
+    'step',
+    'tags',
+    'time',
+    'valid',
+    'verified',
+  ]);
   assert.equal(c10.file, ckptFile(10));
   assert.deepEqual(c10.metrics, { acc: 0.5, loss: 0.5 });
   assert.equal(c10.valid, true);
@@ -83,7 +122,10 @@ test('ls: one row per checkpoint with step, time, size, metrics, valid, pointers
   assert.deepEqual(j.checkpoints[3].pointers, ['latest']);
   assert.deepEqual(j.checkpoints[3].keptBy, ['last 10', 'newest', 'pointer latest']);
   assert.deepEqual(j.checkpoints[1].parent, { step: 10, contentId: c10.contentId });
-  assert.deepEqual(j.pointers.map((p: { name: string }) => p.name), ['latest', 'tag.v1_baseline']);
+  assert.deepEqual(
+    j.pointers.map((p: { name: string }) => p.name),
+    ['latest', 'tag.v1_baseline'],
+  );
   const verified = cliJson('ls', dir, '--verify');
   assert.ok(verified.checkpoints.every((c: { verified: boolean }) => c.verified === true));
 });
@@ -117,7 +159,10 @@ test('verify: a flipped byte in a tensor is ECKPT_CHECKSUM, exit 1, naming the f
   assert.match(one.stdout, /ECKPT_CHECKSUM/);
   const j = JSON.parse(cli('verify', dir, '--json').stdout);
   assert.equal(j.ok, false);
-  assert.deepEqual(j.checks.filter((c: { ok: boolean }) => !c.ok).map((c: { name: string; code: string }) => [c.name, c.code]), [[ckptFile(30), 'ECKPT_CHECKSUM']]);
+  assert.deepEqual(
+    j.checks.filter((c: { ok: boolean }) => !c.ok).map((c: { name: string; code: string }) => [c.name, c.code]),
+    [[ckptFile(30), 'ECKPT_CHECKSUM']],
+  );
   // ls shows it valid (its header parses) until --verify reads the data.
   const ls = cliJson('ls', dir, '--verify');
   assert.equal(ls.checkpoints[2].valid, false);
@@ -149,7 +194,10 @@ test('verify: a file the manifest lists but that is missing is named (ENOENT), e
   assert.match(cli('ls', dir).stdout, /^20 .*MISSING/m);
   // A tag whose checkpoint is gone.
   fs.unlinkSync(path.join(dir, ckptFile(10)));
-  assert.match(cli('verify', dir).stdout, new RegExp(`^FAIL tag\\.v1_baseline: ENOENT: tag\\.v1_baseline points at ${ckptFile(10)} \\(step 10\\), which is missing$`, 'm'));
+  assert.match(
+    cli('verify', dir).stdout,
+    new RegExp(`^FAIL tag\\.v1_baseline: ENOENT: tag\\.v1_baseline points at ${ckptFile(10)} \\(step 10\\), which is missing$`, 'm'),
+  );
   // A path given on the command line that is not there is an I/O error: exit 4.
   const gone = cli('verify', path.join(dir, ckptFile(20)));
   assert.equal(gone.status, 4);
@@ -186,7 +234,13 @@ test('prune --keep-last 1 --keep-best acc:max keeps the newest, the best and the
   assert.ok(why[40].includes('newest') && why[40].includes('last 1'), why[40]);
   assert.ok(why[20].includes('best acc #1') && why[20].includes('pointer best-acc'), why[20]);
   assert.ok(why[10].includes('tag v1_baseline'), why[10]);
-  assert.deepEqual(fs.readdirSync(dir).filter((n) => n.startsWith('ckpt-')).sort(), [ckptFile(10), ckptFile(20), ckptFile(40)]);
+  assert.deepEqual(
+    fs
+      .readdirSync(dir)
+      .filter((n) => n.startsWith('ckpt-'))
+      .sort(),
+    [ckptFile(10), ckptFile(20), ckptFile(40)],
+  );
   assert.equal((await readPointer(dir, 'latest'))?.step, 40);
   assert.equal((await readPointer(dir, 'best-acc'))?.step, 20);
   assert.equal(cli('verify', dir).status, 0, 'every pointer and tag resolves');
@@ -205,14 +259,23 @@ test('prune keeps what an existing pointer names even when the given policies do
 
 test('usage errors exit 2 as "ckptio: ECKPT_ARGS: ..."; --help documents the exit codes', async () => {
   const dir = await makeRun();
-  for (const args of [['prune', dir], ['prune', dir, '--keep-best', 'acc'], ['prune', dir, '--keep-last', '0'], ['tag', dir, 'x', 'y'], ['nosuch'], ['ls'], ['ls', dir, '--bogus']]) {
+  for (const args of [
+    ['prune', dir],
+    ['prune', dir, '--keep-best', 'acc'],
+    ['prune', dir, '--keep-last', '0'],
+    ['tag', dir, 'x', 'y'],
+    ['nosuch'],
+    ['ls'],
+    ['ls', dir, '--bogus'],
+  ]) {
     const r = cli(...args);
     assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, /^ckptio: ECKPT_ARGS: /, args.join(' '));
   }
   const help = cli('--help');
   assert.equal(help.status, 0);
-  for (const cmd of ['ls', 'inspect', 'verify', 'log', 'prune', 'diff', 'tag', 'export', 'import', 'train']) assert.match(help.stdout, new RegExp(`^  ${cmd} `, 'm'), cmd);
+  for (const cmd of ['ls', 'inspect', 'verify', 'log', 'prune', 'diff', 'tag', 'export', 'import', 'train'])
+    assert.match(help.stdout, new RegExp(`^  ${cmd} `, 'm'), cmd);
   assert.match(help.stdout, /Exit codes:\n\s+0\s+ok\n\s+1\s+.*\n\s+2\s+usage error.*\n\s+3\s+.*locked.*\n\s+4\s+I\/O error/);
   assert.equal(cli('prune', '--help').status, 0);
 });
@@ -220,18 +283,33 @@ test('usage errors exit 2 as "ckptio: ECKPT_ARGS: ..."; --help documents the exi
 test('a trainer holding the lock: prune and tag exit 3 naming the holder; ls, verify and log still work', async (t) => {
   const dir = await makeRun();
   const src = path.resolve(__dirname, '..', 'src', 'checkpoint', 'checkpointer');
-  const child = spawn(process.execPath, ['-e', `
+  const child = spawn(
+    process.execPath,
+    [
+      '-e',
+      `
     const { Checkpointer } = require(${JSON.stringify(src)});
     const c = new Checkpointer({ dir: ${JSON.stringify(dir)} });
     c.manifest().then(() => { process.stdout.write('locked\\n'); setInterval(() => {}, 1000); }, (e) => { console.error(e); process.exit(1); });
-  `], { stdio: ['ignore', 'pipe', 'inherit'] });
-  t.after(() => { child.kill('SIGKILL'); });
+  `,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  t.after(() => {
+    child.kill('SIGKILL');
+  });
   await new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('locked')) resolve(); });
+    child.stdout!.on('data', (d: Buffer) => {
+      if (d.toString().includes('locked')) resolve();
+    });
     child.on('exit', (code) => reject(new Error(`lock holder exited ${code}`)));
   });
   const before = snapshotDir(dir);
-  for (const args of [['prune', dir, '--keep-last', '1'], ['prune', dir, '--keep-last', '1', '--dry-run'], ['tag', dir, '20', 'x']]) {
+  for (const args of [
+    ['prune', dir, '--keep-last', '1'],
+    ['prune', dir, '--keep-last', '1', '--dry-run'],
+    ['tag', dir, '20', 'x'],
+  ]) {
     const r = cli(...args);
     assert.equal(r.status, 3, `${args.join(' ')}: ${r.stdout} ${r.stderr}`);
     assert.match(r.stderr, new RegExp(`^ckptio: ECKPT_LOCKED: .*in use by another writer \\(pid ${child.pid} on [^,]+, since \\d{4}-`));
@@ -273,8 +351,14 @@ test('diff: only in A, only in B, dtype/shape changed, equal bytes and max abs d
     added: { dtype: 'float16', shape: [1], data: new Uint16Array(1) },
   });
   const j = cliJson('diff', a, b);
-  assert.deepEqual(j.onlyInA.map((t: { name: string }) => t.name), ['gone']);
-  assert.deepEqual(j.onlyInB.map((t: { name: string }) => t.name), ['added']);
+  assert.deepEqual(
+    j.onlyInA.map((t: { name: string }) => t.name),
+    ['gone'],
+  );
+  assert.deepEqual(
+    j.onlyInB.map((t: { name: string }) => t.name),
+    ['added'],
+  );
   assert.deepEqual(j.changed, [{ name: 'grows', a: { dtype: 'float32', shape: [2] }, b: { dtype: 'float32', shape: [3] } }]);
   const by = Object.fromEntries(j.common.map((c: { name: string }) => [c.name, c]));
   assert.equal(by.same.bytesEqual, true);
@@ -295,7 +379,13 @@ test('diff: only in A, only in B, dtype/shape changed, equal bytes and max abs d
   // Two checkpoints of a run.
   const run = await makeRun();
   const r = cliJson('diff', path.join(run, ckptFile(10)), path.join(run, ckptFile(20)));
-  assert.deepEqual(r.common.map((c: { name: string; bytesEqual: boolean }) => [c.name, c.bytesEqual]), [['b', false], ['w', false]]);
+  assert.deepEqual(
+    r.common.map((c: { name: string; bytesEqual: boolean }) => [c.name, c.bytesEqual]),
+    [
+      ['b', false],
+      ['w', false],
+    ],
+  );
 });
 
 test('tag DIR STEP NAME, then ls shows it and why it is kept', async () => {
@@ -320,7 +410,10 @@ test('log: the lineage baseline -> fine-tune, following parent.run, with steps, 
   const from = manifest.checkpoints[3];
   const tune = await makeRun(tempDir('ckptio-cli-tune-'), { parent: { run: base, step: 40, contentId: from.contentId } });
   const j = cliJson('log', tune);
-  assert.deepEqual(j.runs.map((r: { dir: string }) => r.dir), [base, tune]);
+  assert.deepEqual(
+    j.runs.map((r: { dir: string }) => r.dir),
+    [base, tune],
+  );
   assert.equal(j.runs[0].from, null);
   assert.deepEqual(j.runs[1].from, { run: base, step: 40, contentId: from.contentId, found: 'ok', resolved: base });
   assert.deepEqual(j.runs[0].checkpoints[0].tags, ['v1_baseline']);
@@ -372,7 +465,11 @@ test('inspect: text by default, --json on request; control characters from the f
   const dir = tempDir('ckptio-cli-');
   const file = path.join(dir, 'evil.safetensors');
   const evil = `w${ESC}[2J${ESC}]0;pwned${String.fromCharCode(7)}${CSI}31m\u202e`;
-  await writeCheckpoint(file, { [evil]: { dtype: 'float32', shape: [2], data: new Float32Array([1, 2]) } }, { metadata: { [`note${ESC}[31m`]: `red${ESC}[0m` } });
+  await writeCheckpoint(
+    file,
+    { [evil]: { dtype: 'float32', shape: [2], data: new Float32Array([1, 2]) } },
+    { metadata: { [`note${ESC}[31m`]: `red${ESC}[0m` } },
+  );
   const r = cli('inspect', file);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /^verified\s+yes/m);

@@ -22,7 +22,7 @@ function compressible(): Record<string, TensorEntry> {
     f64: new Float64Array(5000).map((_, i) => i % 13),
     i64: new BigInt64Array(4000).map((_, i) => BigInt(i % 5) - 2n),
     u16: new Uint16Array(9000).map((_, i) => i % 7),
-    bool: new Uint8Array(4096).map((_, i) => i % 3 === 0 ? 1 : 0),
+    bool: new Uint8Array(4096).map((_, i) => (i % 3 === 0 ? 1 : 0)),
   } as unknown as Record<string, TensorEntry>;
 }
 
@@ -74,7 +74,12 @@ test('lz4: the file is plain safetensors of uint8 chunks, each an lz4-napi block
   assert.equal(map.codec, 'lz4');
   assert.equal(map.chunkBytes, CHUNK);
   assert.deepEqual(map.tensors, { w: { dtype: 'float32', shape: [big.length], chunks: 3 } });
-  assert.deepEqual(Object.keys(header).filter((k) => k !== '__metadata__').sort(), ['w@lz4/0', 'w@lz4/1', 'w@lz4/2']);
+  assert.deepEqual(
+    Object.keys(header)
+      .filter((k) => k !== '__metadata__')
+      .sort(),
+    ['w@lz4/0', 'w@lz4/1', 'w@lz4/2'],
+  );
 
   const stored = unpackRead((await native.read(file, { verify: true })).tensors);
   const pieces: Buffer[] = [];
@@ -95,10 +100,14 @@ test('lz4 with copy: the caller may overwrite its buffers as soon as the call re
   const data = new Float32Array(CHUNK / 4 + 100).fill(3);
   const noise = pattern(50_000, 3); // does not compress: stored raw from the copy
   const expected = [data.slice(), noise.slice()];
-  const p = writeCheckpoint(path.join(dir, 'c.safetensors'), {
-    w: { dtype: 'float32', shape: [data.length], data },
-    noise: { dtype: 'float32', shape: [noise.length], data: noise },
-  }, { compression: 'lz4', copy: true });
+  const p = writeCheckpoint(
+    path.join(dir, 'c.safetensors'),
+    {
+      w: { dtype: 'float32', shape: [data.length], data },
+      noise: { dtype: 'float32', shape: [noise.length], data: noise },
+    },
+    { compression: 'lz4', copy: true },
+  );
   data.fill(-1);
   noise.fill(-1);
   const r = await p;
@@ -124,7 +133,10 @@ test('lz4: bad arguments are ECKPT_ARGS before anything is written', async () =>
     await assert.rejects(p, (e: unknown) => e instanceof CheckpointError && e.code === 'ECKPT_ARGS', what);
   }
   assert.deepEqual(fs.readdirSync(dir), []);
-  assert.throws(() => new Checkpointer({ dir, compression: 'gzip' as 'lz4' }), (e: unknown) => e instanceof CheckpointError && e.code === 'ECKPT_ARGS');
+  assert.throws(
+    () => new Checkpointer({ dir, compression: 'gzip' as 'lz4' }),
+    (e: unknown) => e instanceof CheckpointError && e.code === 'ECKPT_ARGS',
+  );
 });
 
 test('lz4: a malformed compression map or chunk is ECKPT_FORMAT, even when every checksum is right', async () => {

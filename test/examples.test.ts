@@ -10,7 +10,11 @@ const examples = path.join(__dirname, '..', 'examples');
 
 function run(name: string, ...args: string[]): Record<string, unknown> {
   const out = execFileSync(process.execPath, [path.join(examples, `${name}.js`), ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  const line = out.trim().split('\n').filter((l) => l.startsWith('{')).pop();
+  const line = out
+    .trim()
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .pop();
   assert.ok(line, `${name} printed its result`);
   return JSON.parse(line) as Record<string, unknown>;
 }

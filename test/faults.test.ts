@@ -120,9 +120,9 @@ test('slow disk: the fault twin delays a chosen operation', async () => {
   assert.ok(Number(process.hrtime.bigint() - t0) / 1e6 >= 140);
 });
 
-test('the temporary name a save writes under matches the addon\'s tempNamePattern (the one start-up\'s sweep uses)', async () => {
+test("the temporary name a save writes under matches the addon's tempNamePattern (the one start-up's sweep uses)", async () => {
   const dir = tempDir();
-  faults.configure({ delayMs: { fdatasync: 200 } });  // hold the save between its writes and its rename
+  faults.configure({ delayMs: { fdatasync: 200 } }); // hold the save between its writes and its rename
   const saving = writeCheckpoint(path.join(dir, 'ckpt-3.safetensors'), checkpoint('t', 10));
   let seen: string[] = [];
   for (let i = 0; i < 200 && seen.length === 0; i++) {
@@ -158,10 +158,12 @@ test('reads map the file read-only while it is checked; a failing mmap or mprote
   const dir = tempDir();
   const file = path.join(dir, 'a.safetensors');
   await writeCheckpoint(file, checkpoint('r', 1000));
-  for (const [op, name] of [['mmap', 'ENOMEM'], ['mprotect', 'EACCES']] as [FaultOp, keyof typeof constants.errno][]) {
+  for (const [op, name] of [
+    ['mmap', 'ENOMEM'],
+    ['mprotect', 'EACCES'],
+  ] as [FaultOp, keyof typeof constants.errno][]) {
     faults.configure({ failures: [{ op, nth: 1, errno: constants.errno[name] }] });
-    await assert.rejects(readCheckpoint(file), (e: unknown) =>
-      e instanceof CheckpointError && e.code === name && e.syscall === op && e.path === file, op);
+    await assert.rejects(readCheckpoint(file), (e: unknown) => e instanceof CheckpointError && e.code === name && e.syscall === op && e.path === file, op);
     const stats = faults.stats();
     assert.equal(stats.injected, 1, `${op} was reached`);
     if (op === 'mprotect') assert.equal(stats.byOp.munmap, 1, 'the mapping was unmapped after the failed mprotect');
@@ -171,13 +173,17 @@ test('reads map the file read-only while it is checked; a failing mmap or mprote
   assert.ok(bytesOf(back.tensors.weight!.data).equals(bytesOf(checkpoint('r', 1000).weight!.data)));
 });
 
-test('a save\'s small files commit together: when the last one\'s fdatasync fails, none is renamed (latest and best stay at the previous step)', async () => {
+test("a save's small files commit together: when the last one's fdatasync fails, none is renamed (latest and best stay at the previous step)", async () => {
   const dir = tempDir();
   const ckpt = new Checkpointer({ dir, keepLast: 5, best: 'max', onWarning: () => {} });
-  await (await ckpt.save(1, { tensors: checkpoint('one', 100), metric: 1 })).durable;
+  await (
+    await ckpt.save(1, { tensors: checkpoint('one', 100), metric: 1 })
+  ).durable;
   // Step 2's save tells how many fdatasyncs one save makes: the checkpoint's, then one per small file.
   faults.configure({});
-  await (await ckpt.save(2, { tensors: checkpoint('two', 100), metric: 2 })).durable;
+  await (
+    await ckpt.save(2, { tensors: checkpoint('two', 100), metric: 2 })
+  ).durable;
   const perSave = faults.stats().byOp.fdatasync ?? 0;
   assert.ok(perSave >= 3, `a save fdatasyncs the checkpoint and its small files (latest, best, manifest): ${perSave}`);
   faults.configure({ failures: [{ op: 'fdatasync', nth: perSave, errno: constants.errno.EIO }] });
@@ -186,14 +192,20 @@ test('a save\'s small files commit together: when the last one\'s fdatasync fail
   faults.disable();
   assert.equal((await readPointer(dir, 'latest'))?.step, 2, 'latest still names step 2');
   assert.equal((await readPointer(dir, 'best'))?.step, 2, 'best still names step 2');
-  assert.deepEqual(listDir(dir).filter((f) => f.includes('.tmp.')), [], 'no temporary file left');
+  assert.deepEqual(
+    listDir(dir).filter((f) => f.includes('.tmp.')),
+    [],
+    'no temporary file left',
+  );
   await ckpt.close().catch(() => {});
 });
 
-test('a save\'s snapshot is released once the writer has read its bytes, before it is durable; the next save is admitted only once it is durable', async () => {
+test("a save's snapshot is released once the writer has read its bytes, before it is durable; the next save is admitted only once it is durable", async () => {
   const dir = tempDir();
   const ckpt = new Checkpointer({ dir, keepLast: 5, maxInflight: 1, onWarning: () => {} });
-  await (await ckpt.save(1, { tensors: checkpoint('one', 100) })).durable; // start-up done before the clock runs
+  await (
+    await ckpt.save(1, { tensors: checkpoint('one', 100) })
+  ).durable; // start-up done before the clock runs
   const at: Record<string, number> = {};
   const releases: Record<string, number> = {};
   const source = (tag: string) => ({
@@ -208,7 +220,9 @@ test('a save\'s snapshot is released once the writer has read its bytes, before 
   // after its bytes were written.
   faults.configure({ delayMs: { fdatasync: 400 } });
   const first = await ckpt.save(2, { tensors: source('two') });
-  void first.durable.then(() => { at['durable two'] = performance.now(); });
+  void first.durable.then(() => {
+    at['durable two'] = performance.now();
+  });
   const second = await ckpt.save(3, { tensors: source('three') });
   at['admitted three'] = performance.now();
   await second.durable;
@@ -216,7 +230,10 @@ test('a save\'s snapshot is released once the writer has read its bytes, before 
   const seen = JSON.stringify(at);
   assert.ok(at['durable two']! - at['released two']! >= 600, `the first snapshot went back when its bytes were written, not when durable: ${seen}`);
   // Its pointers and removals were decided assuming the first one committed: it waits for that.
-  assert.ok(second.waitedMs >= 600 && at['admitted three']! - at['released two']! >= 600, `the second save waited for the first one's syncs (${second.waitedMs} ms): ${seen}`);
+  assert.ok(
+    second.waitedMs >= 600 && at['admitted three']! - at['released two']! >= 600,
+    `the second save waited for the first one's syncs (${second.waitedMs} ms): ${seen}`,
+  );
   assert.deepEqual(releases, { two: 1, three: 1 }, 'each snapshot released exactly once');
   assert.equal((await readPointer(dir, 'latest'))?.step, 3);
   await ckpt.close();

@@ -37,8 +37,10 @@ test('a `dir` that names a file is ENOTDIR saying so, not EEXIST from mkdir', as
   const file = path.join(root, 'a-file');
   fs.writeFileSync(file, 'x');
   const ckpt = new Checkpointer({ dir: file });
-  await assert.rejects(ckpt.save(1, { tensors: { x: { dtype: 'float32', shape: [1], data: new Float32Array(1) } } }),
-    (e: CheckpointError) => e instanceof CheckpointError && e.code === 'ENOTDIR' && /is not a directory/.test(e.message) && e.path === file);
+  await assert.rejects(
+    ckpt.save(1, { tensors: { x: { dtype: 'float32', shape: [1], data: new Float32Array(1) } } }),
+    (e: CheckpointError) => e instanceof CheckpointError && e.code === 'ENOTDIR' && /is not a directory/.test(e.message) && e.path === file,
+  );
 });
 
 test('`ckptio ls DIR | head -1`: the CLI stops quietly (status 0, nothing on stderr) when its reader has gone', async () => {
@@ -47,7 +49,9 @@ test('`ckptio ls DIR | head -1`: the CLI stops quietly (status 0, nothing on std
   for (let s = 1; s <= 40; s++) await (await ckpt.save(s, { tensors: { x: { dtype: 'float32', shape: [1], data: new Float32Array([s]) } } })).durable;
   await ckpt.close();
   for (let round = 0; round < 3; round++) {
-    const r = spawnSync('bash', ['-c', `"${process.execPath}" "${BIN}" ls "${dir}" | head -c 10 >/dev/null; echo "status \${PIPESTATUS[0]}"`], { encoding: 'utf8' });
+    const r = spawnSync('bash', ['-c', `"${process.execPath}" "${BIN}" ls "${dir}" | head -c 10 >/dev/null; echo "status \${PIPESTATUS[0]}"`], {
+      encoding: 'utf8',
+    });
     assert.match(r.stdout, /status 0/, r.stdout + r.stderr);
     assert.equal(r.stderr, '', 'nothing on stderr');
   }
@@ -56,8 +60,11 @@ test('`ckptio ls DIR | head -1`: the CLI stops quietly (status 0, nothing on std
 test('a missing optional package exits with the documented status 5, and the message names the package', () => {
   // The package is hidden from the child's module resolution, as if it were not installed.
   const hide = path.join(tempDir(), 'hide-mnist.js');
-  fs.writeFileSync(hide, `const M = require('node:module'); const r = M._resolveFilename;
-M._resolveFilename = function (req, ...rest) { if (req === 'mnist' || req.startsWith('mnist/')) { const e = new Error("Cannot find module '" + req + "'"); e.code = 'MODULE_NOT_FOUND'; throw e; } return r.call(this, req, ...rest); };`);
+  fs.writeFileSync(
+    hide,
+    `const M = require('node:module'); const r = M._resolveFilename;
+M._resolveFilename = function (req, ...rest) { if (req === 'mnist' || req.startsWith('mnist/')) { const e = new Error("Cannot find module '" + req + "'"); e.code = 'MODULE_NOT_FOUND'; throw e; } return r.call(this, req, ...rest); };`,
+  );
   const r = spawnSync(process.execPath, ['--require', hide, BIN, 'train', '--dir', tempDir()], { encoding: 'utf8' });
   assert.match(r.stderr, /ckptio: ECKPT_MISSING_PACKAGE: .*mnist/, r.stderr);
   assert.equal(r.status, 5, r.stderr);
@@ -67,9 +74,18 @@ test('errors name what was passed and what to pass instead: a tf.Tensor, a bare 
   const { tf } = await loadTf('cpu');
   const ckpt = new Checkpointer({ dir: tempDir() });
   const w = tf.tensor1d([1, 2, 3]);
-  await assert.rejects(ckpt.save(1, { tensors: { w } as never }), (e: CheckpointError) => e.code === 'ECKPT_ARGS' && /tensor "w" is a tf\.Tensor; pass snapshot\(tf/.test(e.message));
-  await assert.rejects(ckpt.save(1, { tensors: { w: new Float32Array(3) } as never }), (e: CheckpointError) => e.code === 'ECKPT_ARGS' && /tensor "w" is a bare Float32Array; pass \{ dtype: 'float32'/.test(e.message));
-  await assert.rejects(ckpt.save(1, { tensors: w as never }), (e: CheckpointError) => e.code === 'ECKPT_ARGS' && /tensors is a single tf\.Tensor/.test(e.message) && !/kept/.test(e.message));
+  await assert.rejects(
+    ckpt.save(1, { tensors: { w } as never }),
+    (e: CheckpointError) => e.code === 'ECKPT_ARGS' && /tensor "w" is a tf\.Tensor; pass snapshot\(tf/.test(e.message),
+  );
+  await assert.rejects(
+    ckpt.save(1, { tensors: { w: new Float32Array(3) } as never }),
+    (e: CheckpointError) => e.code === 'ECKPT_ARGS' && /tensor "w" is a bare Float32Array; pass \{ dtype: 'float32'/.test(e.message),
+  );
+  await assert.rejects(
+    ckpt.save(1, { tensors: w as never }),
+    (e: CheckpointError) => e.code === 'ECKPT_ARGS' && /tensors is a single tf\.Tensor/.test(e.message) && !/kept/.test(e.message),
+  );
   await assert.rejects(writeCheckpoint(path.join(tempDir(), 'f'), { w } as never), (e: CheckpointError) => /tensor "w" is a tf\.Tensor/.test(e.message));
   await ckpt.close();
   w.dispose();
@@ -103,10 +119,13 @@ test('restoring Adam state into SGD says so on the first line, with bounded list
 test('a training checkpoint of a LayersModel becomes a model.json that tf.loadLayersModel loads, with the same predictions bit for bit; a model file given to Checkpointer.load says what to call instead', async () => {
   const { tf } = await loadTf('cpu');
   const { exportTfjsModel, modelJsonHandler } = await import('../src/tfjs/model-json');
-  const model = tf.sequential({ layers: [
-    tf.layers.dense({ inputShape: [6], units: 8, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }),
-    tf.layers.batchNormalization(),
-    tf.layers.dense({ units: 3, kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) })] });
+  const model = tf.sequential({
+    layers: [
+      tf.layers.dense({ inputShape: [6], units: 8, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }),
+      tf.layers.batchNormalization(),
+      tf.layers.dense({ units: 3, kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) }),
+    ],
+  });
   model.compile({ optimizer: tf.train.adam(0.01), loss: 'meanSquaredError' });
   const x = tf.randomNormal([16, 6], 0, 1, 'float32', 3);
   await model.fit(x, tf.randomNormal([16, 3], 0, 1, 'float32', 4), { epochs: 2, verbose: 0 });
@@ -132,13 +151,18 @@ test('a training checkpoint of a LayersModel becomes a model.json that tf.loadLa
   // The reverse: a model file given to a Checkpointer.
   const modelFile = path.join(tempDir(), 'm.safetensors');
   await model.save(ioHandler(modelFile));
-  await assert.rejects(new Checkpointer({ dir: tempDir(), lock: false }).load(modelFile), (e: CheckpointError) => /model file written by ioHandler.*tf\.loadLayersModel\(ioHandler\(path\)\)/.test(e.message));
+  await assert.rejects(new Checkpointer({ dir: tempDir(), lock: false }).load(modelFile), (e: CheckpointError) =>
+    /model file written by ioHandler.*tf\.loadLayersModel\(ioHandler\(path\)\)/.test(e.message),
+  );
 });
 
 test('ckptio ls says what it checked and shows sizes on disk: a truncated file shows its real size and fails, a flipped data byte shows only with --verify', async () => {
   const dir = tempDir();
   const ckpt = new Checkpointer({ dir, keepLast: 5 });
-  for (let s = 1; s <= 3; s++) await (await ckpt.save(s, { tensors: { w: { dtype: 'float32', shape: [4096], data: new Float32Array(4096).fill(s) } } })).durable;
+  for (let s = 1; s <= 3; s++)
+    await (
+      await ckpt.save(s, { tensors: { w: { dtype: 'float32', shape: [4096], data: new Float32Array(4096).fill(s) } } })
+    ).durable;
   await ckpt.close();
   const f1 = path.join(dir, 'ckpt-0000000001.safetensors');
   const f2 = path.join(dir, 'ckpt-0000000002.safetensors');
@@ -148,10 +172,22 @@ test('ckptio ls says what it checked and shows sizes on disk: a truncated file s
   fs.writeFileSync(f2, bytes);
   const plain = execFileSync(process.execPath, [BIN, 'ls', dir], { encoding: 'utf8' }).split('\n');
   assert.match(plain[1]!, /^STEP\s+TIME\s+SIZE\s+HEADER\s/);
-  assert.match(plain.find((l) => l.startsWith('1 '))!, /\s1000 B\s+NO \(ECKPT_FORMAT\)/, 'the truncated file: its size on disk, and the header check fails');
-  assert.match(plain.find((l) => l.startsWith('2 '))!, /\s16(\.\d+)? KiB\s+ok\s/, 'header ok: the data was not read');
+  assert.match(
+    plain.find((l) => l.startsWith('1 '))!,
+    /\s1000 B\s+NO \(ECKPT_FORMAT\)/,
+    'the truncated file: its size on disk, and the header check fails',
+  );
+  assert.match(
+    plain.find((l) => l.startsWith('2 '))!,
+    /\s16(\.\d+)? KiB\s+ok\s/,
+    'header ok: the data was not read',
+  );
   const r = spawnSync(process.execPath, [BIN, 'ls', dir, '--verify'], { encoding: 'utf8' });
   const verified = r.stdout.split('\n');
   assert.match(verified[1]!, /^STEP\s+TIME\s+SIZE\s+VERIFIED\s/);
-  assert.match(verified.find((l) => l.startsWith('2 '))!, /NO \(ECKPT_CHECKSUM\)/, 'the flipped byte is found with --verify');
+  assert.match(
+    verified.find((l) => l.startsWith('2 '))!,
+    /NO \(ECKPT_CHECKSUM\)/,
+    'the flipped byte is found with --verify',
+  );
 });

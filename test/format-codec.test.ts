@@ -39,42 +39,82 @@ const cases: Case[] = [
     checksum: true,
   },
   { name: 'empty', tensors: {}, metadata: {}, checksum: true },
-  { name: 'no-checksum', tensors: { w: { dtype: 'int16', shape: [3], data: new Int16Array([1, -1, 300]) } }, metadata: { note: 'plain safetensors' }, checksum: false },
+  {
+    name: 'no-checksum',
+    tensors: { w: { dtype: 'int16', shape: [3], data: new Int16Array([1, -1, 300]) } },
+    metadata: { note: 'plain safetensors' },
+    checksum: false,
+  },
 ];
 
 const SAFETENSORS_DTYPE: Record<string, [string, number]> = {
-  float64: ['F64', 64], float32: ['F32', 32], float16: ['F16', 16], bfloat16: ['BF16', 16], int64: ['I64', 64], int32: ['I32', 32],
-  int16: ['I16', 16], int8: ['I8', 8], uint64: ['U64', 64], uint32: ['U32', 32], uint16: ['U16', 16], uint8: ['U8', 8], bool: ['BOOL', 8],
+  float64: ['F64', 64],
+  float32: ['F32', 32],
+  float16: ['F16', 16],
+  bfloat16: ['BF16', 16],
+  int64: ['I64', 64],
+  int32: ['I32', 32],
+  int16: ['I16', 16],
+  int8: ['I8', 8],
+  uint64: ['U64', 64],
+  uint32: ['U32', 32],
+  uint16: ['U16', 16],
+  uint8: ['U8', 8],
+  bool: ['BOOL', 8],
 };
 
 /** docs/format.md "Byte-exact encoding", followed literally; XXH3-64 is the only borrowed piece (native.xxh3). */
 function encodeFromSpec(c: Case): Buffer {
   const utf8 = (s: string) => Buffer.from(s, 'utf8');
   const cmp = (a: Buffer, b: Buffer) => Buffer.compare(a, b);
-  const u64 = (x: number | bigint) => { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(x)); return b; };
+  const u64 = (x: number | bigint) => {
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64LE(BigInt(x));
+    return b;
+  };
   const str = (s: string) => Buffer.concat([u64(utf8(s).length), utf8(s)]);
-  const tensors = Object.entries(c.tensors).map(([name, t]) => ({ name, dtype: SAFETENSORS_DTYPE[t.dtype]!, shape: t.shape, bytes: bytesOf(t.data), begin: 0, end: 0 }));
+  const tensors = Object.entries(c.tensors).map(([name, t]) => ({
+    name,
+    dtype: SAFETENSORS_DTYPE[t.dtype]!,
+    shape: t.shape,
+    bytes: bytesOf(t.data),
+    begin: 0,
+    end: 0,
+  }));
   tensors.sort((a, b) => (a.dtype[1] !== b.dtype[1] ? b.dtype[1] - a.dtype[1] : cmp(utf8(a.name), utf8(b.name))));
   let offset = 0;
-  for (const t of tensors) { t.begin = offset; t.end = offset + t.bytes.length; offset = t.end; }
+  for (const t of tensors) {
+    t.begin = offset;
+    t.end = offset + t.bytes.length;
+    offset = t.end;
+  }
   const metadata: [string, string][] = Object.entries(c.metadata);
   if (c.checksum) {
     metadata.push(['ckptio.format', '1'], ['ckptio.checksum', 'xxh3-64'], ['ckptio.tensor_xxh3', tensors.map((t) => native.xxh3(t.bytes)).join(',')]);
     const sorted = [...metadata].sort((a, b) => cmp(utf8(a[0]), utf8(b[0])));
-    const stream = Buffer.concat([u64(tensors.length), ...tensors.flatMap((t) => [str(t.name), str(t.dtype[0]), u64(t.shape.length), ...t.shape.map(u64), u64(t.begin), u64(t.end)]),
-      u64(sorted.length), ...sorted.flatMap(([k, v]) => [str(k), str(v)])]);
+    const stream = Buffer.concat([
+      u64(tensors.length),
+      ...tensors.flatMap((t) => [str(t.name), str(t.dtype[0]), u64(t.shape.length), ...t.shape.map(u64), u64(t.begin), u64(t.end)]),
+      u64(sorted.length),
+      ...sorted.flatMap(([k, v]) => [str(k), str(v)]),
+    ]);
     metadata.push(['ckptio.header_xxh3', native.xxh3(stream)]);
   }
   metadata.sort((a, b) => cmp(utf8(a[0]), utf8(b[0])) || cmp(utf8(a[1]), utf8(b[1])));
-  const escape = (s: string) => '"' + [...utf8(s)].map((byte) => {
-    if (byte === 0x22) return '\\"';
-    if (byte === 0x5c) return '\\\\';
-    if (byte === 0x0a) return '\\n';
-    if (byte === 0x0d) return '\\r';
-    if (byte === 0x09) return '\\t';
-    if (byte < 0x20) return `\\u00${byte.toString(16).padStart(2, '0')}`;
-    return String.fromCharCode(byte); // a latin1 code unit per byte: written back as the same byte below
-  }).join('') + '"';
+  const escape = (s: string) =>
+    '"' +
+    [...utf8(s)]
+      .map((byte) => {
+        if (byte === 0x22) return '\\"';
+        if (byte === 0x5c) return '\\\\';
+        if (byte === 0x0a) return '\\n';
+        if (byte === 0x0d) return '\\r';
+        if (byte === 0x09) return '\\t';
+        if (byte < 0x20) return `\\u00${byte.toString(16).padStart(2, '0')}`;
+        return String.fromCharCode(byte); // a latin1 code unit per byte: written back as the same byte below
+      })
+      .join('') +
+    '"';
   let json = '{"__metadata__":{' + metadata.map(([k, v]) => `${escape(k)}:${escape(v)}`).join(',') + '}';
   for (const t of tensors) json += `,${escape(t.name)}:{"dtype":"${t.dtype[0]}","shape":[${t.shape.join(',')}],"data_offsets":[${t.begin},${t.end}]}`;
   json += '}';

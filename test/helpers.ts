@@ -45,7 +45,11 @@ export function pattern(n: number, seed: number): Float32Array {
   const out = new Float32Array(n);
   let x = seed >>> 0 || 1;
   for (let i = 0; i < n; i++) {
-    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
     out[i] = (x / 0xffffffff) * 2 - 1;
   }
   return out;

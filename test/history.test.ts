@@ -30,14 +30,20 @@ test('keepLast 2 and 20 saves: the history keeps all 20 (2 still on disk), log a
   assert.equal(run.checkpoints.filter((c) => c.present).length, 2);
   assert.equal(run.manifest!.entries.length, 2, 'the manifest stays the size of what is kept');
   const saves = run.history!.filter((e) => e.event === 'save');
-  assert.deepEqual(saves.map((e) => e.step), Array.from({ length: 20 }, (_, i) => i + 1));
+  assert.deepEqual(
+    saves.map((e) => e.step),
+    Array.from({ length: 20 }, (_, i) => i + 1),
+  );
   assert.equal(saves[4]!.metrics.loss, 1 / 5);
 
   const log = spawnSync(process.execPath, [CLI, 'log', dir, '--json'], { encoding: 'utf8' });
   assert.equal(log.status, 0, log.stderr);
   const history = (JSON.parse(log.stdout) as { runs: { history: { event: string; step: number; exists: boolean }[] }[] }).runs[0]!.history;
   assert.equal(history.length, 20);
-  assert.deepEqual(history.filter((e) => e.exists).map((e) => e.step), [19, 20]);
+  assert.deepEqual(
+    history.filter((e) => e.exists).map((e) => e.step),
+    [19, 20],
+  );
   const text = spawnSync(process.execPath, [CLI, 'log', dir], { encoding: 'utf8' }).stdout;
   assert.match(text, /20 saves, 0 resumes, 2 checkpoint\(s\) kept/);
   assert.equal(text.match(/ {2}removed$/gm)?.length, 18, text);
@@ -53,7 +59,9 @@ test('keepLast 2 and 20 saves: the history keeps all 20 (2 still on disk), log a
 test('a resume is recorded; the history is appended to (one file, one line per save), never rewritten', async () => {
   const dir = tempDir();
   const ckpt = new Checkpointer({ dir, keepLast: 1, onWarning: () => {} });
-  await (await ckpt.save(1, { tensors: tensors(1) })).durable;
+  await (
+    await ckpt.save(1, { tensors: tensors(1) })
+  ).durable;
   await new Promise((resolve) => setTimeout(resolve, 50)); // the append is queued once the save settled
   const first = fs.statSync(path.join(dir, HISTORY_NAME));
   for (let step = 2; step <= 20; step++) await (await ckpt.save(step, { tensors: tensors(step) })).durable;
@@ -62,15 +70,23 @@ test('a resume is recorded; the history is appended to (one file, one line per s
   assert.equal(last.ino, first.ino, 'the same file: appended, not replaced by a rewrite');
   const lines = fs.readFileSync(path.join(dir, HISTORY_NAME), 'utf8').trim().split('\n');
   assert.equal(lines.length, 20);
-  assert.equal(last.size, first.size * 20 + (lines.slice(9).length), 'every line the size of the first (plus a digit from step 10 on)');
+  assert.equal(last.size, first.size * 20 + lines.slice(9).length, 'every line the size of the first (plus a digit from step 10 on)');
   assert.ok(fs.statSync(path.join(dir, MANIFEST_NAME)).size < 2000, 'the manifest does not grow with the run');
 
   const again = new Checkpointer({ dir, onWarning: () => {} });
   assert.equal((await again.loadLatest())!.step, 20);
-  await (await again.save(21, { tensors: tensors(21) })).durable;
+  await (
+    await again.save(21, { tensors: tensors(21) })
+  ).durable;
   await again.close();
   const events = (await readRun(dir)).history!;
-  assert.deepEqual(events.slice(-2).map((e) => [e.event, e.step]), [['resume', 20], ['save', 21]]);
+  assert.deepEqual(
+    events.slice(-2).map((e) => [e.event, e.step]),
+    [
+      ['resume', 20],
+      ['save', 21],
+    ],
+  );
   const report = await buildReport(dir);
   assert.deepEqual(report.runs[0]!.resumes, [20], 'the report marks the recorded resume');
 });
@@ -92,7 +108,10 @@ test('the history is untrusted: invalid lines are skipped and reported; a symlin
   assert.equal((await (await ckpt.save(1, { tensors: tensors(1) })).durable)!.step, 1, 'the save is durable');
   await ckpt.close();
   assert.equal(fs.readFileSync(target, 'utf8'), 'untouched\n', 'the append did not follow the link');
-  assert.ok(warnings.some((m) => m.includes(HISTORY_NAME)), warnings.join(' | '));
+  assert.ok(
+    warnings.some((m) => m.includes(HISTORY_NAME)),
+    warnings.join(' | '),
+  );
 });
 
 test('a MemoryStore keeps a history too; a store without appends keeps none and says nothing', async () => {

@@ -11,7 +11,9 @@ test('kill -9 loop: 25 SIGKILLs, nothing acknowledged lost, nothing invalid, fin
   const r = await killLoop({ dir: tempDir(), kills: 25, steps: 2500, backend: 'wasm', spread: true, startupKillEvery: 5, log: (m) => log.push(m) });
   // Everything the loop saw goes into each failure message: a failure in CI is then diagnosable from its log.
   const seen = `\n${JSON.stringify(r)}\n${log.join('\n')}`;
-  t.diagnostic(`${r.kills} kills (${r.killedBeforeStart} before the start event), ${r.runs} runs; per kill, last step reported and where the next run resumed: ${JSON.stringify(r.killedAt)}`);
+  t.diagnostic(
+    `${r.kills} kills (${r.killedBeforeStart} before the start event), ${r.runs} runs; per kill, last step reported and where the next run resumed: ${JSON.stringify(r.killedAt)}`,
+  );
   assert.ok(r.kills >= 25, `kills: ${r.kills}${seen}`);
   assert.equal(r.runs, r.kills + 1, `every run but the last was killed${seen}`);
   assert.equal(r.restarts + r.killedBeforeStart, r.runs, `every run printed its start event or was killed before it${seen}`);

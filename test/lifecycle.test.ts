@@ -11,9 +11,7 @@ import { native, testing } from '../src/binding/native';
 import { Checkpointer } from '../src/checkpoint/checkpointer';
 import { readPointer } from '../src/checkpoint/directory';
 import { MANIFEST_NAME, checkpointName, parseManifest } from '../src/checkpoint/manifest';
-import {
-  decideRetention, deleteOlderThan, keepBest, keepEvery, keepLast, keepTagged, keepWithin, RetentionEntry,
-} from '../src/checkpoint/retention';
+import { decideRetention, deleteOlderThan, keepBest, keepEvery, keepLast, keepTagged, keepWithin, RetentionEntry } from '../src/checkpoint/retention';
 import { readCheckpoint, TensorEntry } from '../src/format/file';
 import { isRoot, listDir, pattern, tempDir } from './helpers';
 
@@ -23,11 +21,27 @@ const quiet = { onWarning: () => {} };
 const t = (step: number): Record<string, TensorEntry> => ({ w: { dtype: 'float32', shape: [1024], data: pattern(1024, step + 1) } });
 const DAY = 86_400_000;
 const now = Date.UTC(2026, 11, 1);
-const e = (step: number, daysAgo: number, metrics: Record<string, number> = {}, tags: string[] = []): RetentionEntry => ({ step, time: now - daysAgo * DAY, metrics, tags });
+const e = (step: number, daysAgo: number, metrics: Record<string, number> = {}, tags: string[] = []): RetentionEntry => ({
+  step,
+  time: now - daysAgo * DAY,
+  metrics,
+  tags,
+});
 
 test('policies compose; the newest, pointer targets and tagged checkpoints are always kept, with their reasons', () => {
-  const entries = [e(10, 40, { acc: 0.5, f1: 0.9 }), e(20, 35, { acc: 0.9, f1: 0.1 }, ['v1_baseline']), e(30, 8, { acc: 0.7, f1: 0.2 }), e(40, 3, { acc: 0.6, f1: 0.3 }), e(50, 1, { acc: 0.1, f1: 0.4 }), e(60, 0, {})];
-  const d = decideRetention(entries, [keepLast(2), keepBest({ metric: 'acc', mode: 'max' }), keepBest({ metric: 'f1', mode: 'max', k: 2 }), keepEvery(30), deleteOlderThan(30)], now);
+  const entries = [
+    e(10, 40, { acc: 0.5, f1: 0.9 }),
+    e(20, 35, { acc: 0.9, f1: 0.1 }, ['v1_baseline']),
+    e(30, 8, { acc: 0.7, f1: 0.2 }),
+    e(40, 3, { acc: 0.6, f1: 0.3 }),
+    e(50, 1, { acc: 0.1, f1: 0.4 }),
+    e(60, 0, {}),
+  ];
+  const d = decideRetention(
+    entries,
+    [keepLast(2), keepBest({ metric: 'acc', mode: 'max' }), keepBest({ metric: 'f1', mode: 'max', k: 2 }), keepEvery(30), deleteOlderThan(30)],
+    now,
+  );
   assert.deepEqual(d.pointers, { latest: 60, 'best-acc': 20, 'best-f1': 10 });
   assert.deepEqual(d.remove, [40], 'only 40 is kept by nothing');
   assert.ok(d.kept.get(10)!.includes('pointer best-f1'), 'older than 30 days but a pointer names it');
@@ -37,11 +51,22 @@ test('policies compose; the newest, pointer targets and tagged checkpoints are a
   assert.deepEqual(d.kept.get(50), ['last 2', 'best f1 #2']);
   assert.deepEqual(d.kept.get(60), ['last 2', 'every 30 steps', 'newest', 'pointer latest']);
   // keepWithin, keepTagged, min mode, ties go to the earlier step.
-  const d2 = decideRetention([e(1, 10, { loss: 0.3 }), e(2, 5, { loss: 0.2 }, ['x']), e(3, 1, { loss: 0.2 }), e(4, 0.5, { loss: 0.9 })], [keepWithin(2), keepTagged(), keepBest({ metric: 'loss', mode: 'min' })], now);
+  const d2 = decideRetention(
+    [e(1, 10, { loss: 0.3 }), e(2, 5, { loss: 0.2 }, ['x']), e(3, 1, { loss: 0.2 }), e(4, 0.5, { loss: 0.9 })],
+    [keepWithin(2), keepTagged(), keepBest({ metric: 'loss', mode: 'min' })],
+    now,
+  );
   assert.deepEqual(d2.pointers['best-loss'], 2);
   assert.deepEqual(d2.remove, [1]);
   assert.deepEqual(d2.kept.get(2), ['tagged x', 'best loss #1', 'pointer best-loss', 'tag x']);
-  for (const bad of [() => keepLast(0), () => keepBest({ metric: 'a b', mode: 'max' }), () => keepBest({ metric: 'a', mode: 'up' as 'max' }), () => keepEvery(1.5), () => keepWithin(-1), () => deleteOlderThan(NaN)]) {
+  for (const bad of [
+    () => keepLast(0),
+    () => keepBest({ metric: 'a b', mode: 'max' }),
+    () => keepBest({ metric: 'a', mode: 'up' as 'max' }),
+    () => keepEvery(1.5),
+    () => keepWithin(-1),
+    () => deleteOlderThan(NaN),
+  ]) {
     assert.throws(bad, (err: unknown) => err instanceof CheckpointError && err.code === 'ECKPT_ARGS');
   }
 });
@@ -49,19 +74,36 @@ test('policies compose; the newest, pointer targets and tagged checkpoints are a
 test('keep-best of two metrics holds across a restart, with its pointers; the manifest records why each is kept', async () => {
   const dir = tempDir();
   const retention = [keepBest({ metric: 'acc', mode: 'max' }), keepBest({ metric: 'f1', mode: 'max' })];
-  const metrics: Record<number, Record<string, number>> = { 1: { acc: 0.9, f1: 0.1 }, 2: { acc: 0.2, f1: 0.8 }, 3: { acc: 0.3, f1: 0.2 }, 4: { acc: 0.4, f1: 0.3 }, 5: { acc: 0.5, f1: 0.4 }, 6: { acc: 0.1, f1: 0.5 } };
+  const metrics: Record<number, Record<string, number>> = {
+    1: { acc: 0.9, f1: 0.1 },
+    2: { acc: 0.2, f1: 0.8 },
+    3: { acc: 0.3, f1: 0.2 },
+    4: { acc: 0.4, f1: 0.3 },
+    5: { acc: 0.5, f1: 0.4 },
+    6: { acc: 0.1, f1: 0.5 },
+  };
   let ckpt = new Checkpointer({ dir, keepLast: 1, retention, ...quiet });
   for (const s of [1, 2, 3]) await (await ckpt.save(s, { tensors: t(s), metrics: metrics[s] })).durable;
   await ckpt.close();
   ckpt = new Checkpointer({ dir, keepLast: 1, retention, ...quiet }); // a new process would do the same: state from the manifest
   for (const s of [4, 5, 6]) await (await ckpt.save(s, { tensors: t(s), metrics: metrics[s] })).durable;
   await ckpt.close();
-  assert.deepEqual(listDir(dir).filter((f) => f.startsWith('ckpt-')), [checkpointName(1), checkpointName(2), checkpointName(6)]);
+  assert.deepEqual(
+    listDir(dir).filter((f) => f.startsWith('ckpt-')),
+    [checkpointName(1), checkpointName(2), checkpointName(6)],
+  );
   assert.equal((await readPointer(dir, 'best-acc'))!.step, 1);
   assert.equal((await readPointer(dir, 'best-f1'))!.step, 2);
   assert.equal((await readPointer(dir, 'latest'))!.step, 6);
   const m = parseManifest(fs.readFileSync(path.join(dir, MANIFEST_NAME)), MANIFEST_NAME);
-  assert.deepEqual(m.entries.map((x) => [x.step, x.keptBy]), [[1, ['best acc #1', 'pointer best-acc']], [2, ['best f1 #1', 'pointer best-f1']], [6, ['last 1', 'newest', 'pointer latest']]]);
+  assert.deepEqual(
+    m.entries.map((x) => [x.step, x.keptBy]),
+    [
+      [1, ['best acc #1', 'pointer best-acc']],
+      [2, ['best f1 #1', 'pointer best-f1']],
+      [6, ['last 1', 'newest', 'pointer latest']],
+    ],
+  );
   assert.deepEqual(m.entries[2]!.parent, { step: 5, contentId: m.entries[2]!.parent!.contentId }, 'parent: the previous checkpoint of the run');
   assert.match(m.entries[2]!.contentId!, /^[0-9a-f]{16}$/);
   assert.notEqual(m.entries[0]!.contentId, m.entries[1]!.contentId);
@@ -81,10 +123,19 @@ test('a lost or corrupt manifest is rebuilt from the headers (metrics, times, co
     const warnings: string[] = [];
     ckpt = new Checkpointer({ dir, keepLast: 5, retention: [keepBest({ metric: 'acc', mode: 'max' })], onWarning: (w) => warnings.push(w) });
     const rebuilt = await ckpt.manifest();
-    assert.deepEqual(rebuilt.map((x) => ({ step: x.step, time: x.time, metrics: x.metrics, contentId: x.contentId, tags: x.tags, parent: x.parent })),
-      original.entries.map((x) => ({ step: x.step, time: x.time, metrics: x.metrics, contentId: x.contentId, tags: x.tags, parent: x.parent })), `${damage}: same record`);
-    if (damage !== 'delete') assert.ok(warnings.some((w) => w.includes('rebuilt')), `${damage}: warned`);
-    await (await ckpt.save(4, { tensors: t(4), metrics: { acc: 0.05 } })).durable; // the next save writes a good manifest again
+    assert.deepEqual(
+      rebuilt.map((x) => ({ step: x.step, time: x.time, metrics: x.metrics, contentId: x.contentId, tags: x.tags, parent: x.parent })),
+      original.entries.map((x) => ({ step: x.step, time: x.time, metrics: x.metrics, contentId: x.contentId, tags: x.tags, parent: x.parent })),
+      `${damage}: same record`,
+    );
+    if (damage !== 'delete')
+      assert.ok(
+        warnings.some((w) => w.includes('rebuilt')),
+        `${damage}: warned`,
+      );
+    await (
+      await ckpt.save(4, { tensors: t(4), metrics: { acc: 0.05 } })
+    ).durable; // the next save writes a good manifest again
     await ckpt.close();
     fs.rmSync(path.join(dir, checkpointName(4)));
   }
@@ -93,7 +144,10 @@ test('a lost or corrupt manifest is rebuilt from the headers (metrics, times, co
   ckpt = new Checkpointer({ dir, lock: false, ...quiet });
   await ckpt.close();
   const adopted = await new Checkpointer({ dir, ...quiet });
-  assert.deepEqual((await adopted.manifest()).map((x) => x.step), [1, 2, 3]);
+  assert.deepEqual(
+    (await adopted.manifest()).map((x) => x.step),
+    [1, 2, 3],
+  );
   await adopted.close();
 });
 
@@ -101,26 +155,32 @@ function readBytes(): number {
   return Number(/read_bytes: (\d+)/.exec(fs.readFileSync('/proc/self/io', 'utf8'))![1]);
 }
 
-test('readHeader reads no tensor data: with the page cache dropped, a header scan of a 64 MiB checkpoint reads a few pages', { skip: !isRoot() && 'needs root to drop the page cache' }, async () => {
-  const dir = tempDir();
-  const big = pattern(16 << 20, 7);
-  const ckpt = new Checkpointer({ dir, ...quiet });
-  await (await ckpt.save(1, { tensors: { big: { dtype: 'float32', shape: [big.length], data: big } } })).durable;
-  await ckpt.close();
-  const file = path.join(dir, checkpointName(1));
-  fs.writeFileSync('/proc/sys/vm/drop_caches', '1');
-  let before = readBytes();
-  const h = await native.readHeader(file);
-  const headerRead = readBytes() - before;
-  assert.equal(h.tensors[0]!.bytes, big.byteLength);
-  assert.match(h.contentId!, /^[0-9a-f]{16}$/);
-  fs.writeFileSync('/proc/sys/vm/drop_caches', '1');
-  before = readBytes();
-  await readCheckpoint(file);
-  const fullRead = readBytes() - before;
-  assert.ok(fullRead > big.byteLength / 2, `a verified read fetches the file (${fullRead})`);
-  assert.ok(headerRead < 64 << 10, `the header scan fetched ${headerRead} bytes`);
-});
+test(
+  'readHeader reads no tensor data: with the page cache dropped, a header scan of a 64 MiB checkpoint reads a few pages',
+  { skip: !isRoot() && 'needs root to drop the page cache' },
+  async () => {
+    const dir = tempDir();
+    const big = pattern(16 << 20, 7);
+    const ckpt = new Checkpointer({ dir, ...quiet });
+    await (
+      await ckpt.save(1, { tensors: { big: { dtype: 'float32', shape: [big.length], data: big } } })
+    ).durable;
+    await ckpt.close();
+    const file = path.join(dir, checkpointName(1));
+    fs.writeFileSync('/proc/sys/vm/drop_caches', '1');
+    let before = readBytes();
+    const h = await native.readHeader(file);
+    const headerRead = readBytes() - before;
+    assert.equal(h.tensors[0]!.bytes, big.byteLength);
+    assert.match(h.contentId!, /^[0-9a-f]{16}$/);
+    fs.writeFileSync('/proc/sys/vm/drop_caches', '1');
+    before = readBytes();
+    await readCheckpoint(file);
+    const fullRead = readBytes() - before;
+    assert.ok(fullRead > big.byteLength / 2, `a verified read fetches the file (${fullRead})`);
+    assert.ok(headerRead < 64 << 10, `the header scan fetched ${headerRead} bytes`);
+  },
+);
 
 function lockHolderChild(dir: string): Promise<{ pid: number; kill: () => Promise<void>; exited: Promise<number | null> }> {
   const code = `const { Checkpointer } = require(${JSON.stringify(path.join(__dirname, '..', 'src', 'checkpoint', 'checkpointer.js'))});
@@ -130,7 +190,15 @@ function lockHolderChild(dir: string): Promise<{ pid: number; kill: () => Promis
   const exited = new Promise<number | null>((resolve) => p.on('exit', (c) => resolve(c)));
   return new Promise((resolve, reject) => {
     p.stdout.on('data', (d: Buffer) => {
-      if (d.toString().startsWith('locked')) resolve({ pid: p.pid!, exited, kill: async () => { p.kill('SIGKILL'); await exited; } });
+      if (d.toString().startsWith('locked'))
+        resolve({
+          pid: p.pid!,
+          exited,
+          kill: async () => {
+            p.kill('SIGKILL');
+            await exited;
+          },
+        });
       else reject(new Error(d.toString()));
     });
   });
@@ -139,27 +207,45 @@ function lockHolderChild(dir: string): Promise<{ pid: number; kill: () => Promis
 test('one writer per run directory: a second Checkpointer is refused with ECKPT_LOCKED naming the holder, the first is unaffected; a killed holder is taken over', async () => {
   const dir = tempDir();
   const first = new Checkpointer({ dir, ...quiet });
-  await (await first.save(1, { tensors: t(1) })).durable;
+  await (
+    await first.save(1, { tensors: t(1) })
+  ).durable;
   const second = new Checkpointer({ dir, ...quiet });
-  await assert.rejects(second.save(2, { tensors: t(2) }), (err: unknown) => err instanceof CheckpointError && err.code === 'ECKPT_LOCKED' && err.message.includes(`pid ${process.pid}`));
+  await assert.rejects(
+    second.save(2, { tensors: t(2) }),
+    (err: unknown) => err instanceof CheckpointError && err.code === 'ECKPT_LOCKED' && err.message.includes(`pid ${process.pid}`),
+  );
   await assert.rejects(second.loadLatest(), (err: unknown) => err instanceof CheckpointError && err.code === 'ECKPT_LOCKED');
   const reader = new Checkpointer({ dir, lock: false, ...quiet });
   assert.equal((await reader.loadLatest())!.step, 1, 'read-only use works while the lock is held');
-  await (await first.save(2, { tensors: t(2) })).durable;
+  await (
+    await first.save(2, { tensors: t(2) })
+  ).durable;
   await first.close();
   const third = new Checkpointer({ dir, ...quiet }); // released on close
-  await (await third.save(3, { tensors: t(3) })).durable;
+  await (
+    await third.save(3, { tensors: t(3) })
+  ).durable;
   await third.close();
 
   // Another process holds it; then it is killed (SIGKILL): the kernel drops the lock, the next writer takes over.
   const holder = await lockHolderChild(dir);
   const refused = new Checkpointer({ dir, ...quiet });
-  await assert.rejects(refused.manifest(), (err: unknown) => err instanceof CheckpointError && err.code === 'ECKPT_LOCKED' && err.message.includes(`pid ${holder.pid}`));
+  await assert.rejects(
+    refused.manifest(),
+    (err: unknown) => err instanceof CheckpointError && err.code === 'ECKPT_LOCKED' && err.message.includes(`pid ${holder.pid}`),
+  );
   await holder.kill();
   const taker = new Checkpointer({ dir, ...quiet });
-  await (await taker.save(4, { tensors: t(4) })).durable;
+  await (
+    await taker.save(4, { tensors: t(4) })
+  ).durable;
   await taker.close();
-  assert.deepEqual((await new Checkpointer({ dir, lock: false }).manifest()).map((x) => x.step), [2, 3, 4], 'read-only use reads the manifest');
+  assert.deepEqual(
+    (await new Checkpointer({ dir, lock: false }).manifest()).map((x) => x.step),
+    [2, 3, 4],
+    'read-only use reads the manifest',
+  );
 });
 
 test('a directory that cannot be written fails at open, before any training step', { skip: !isRoot() && 'needs root to mount a read-only tmpfs' }, async () => {
@@ -179,12 +265,19 @@ test('a directory that cannot be written fails at open, before any training step
 test('a crash at every I/O operation of a save that moves two best pointers and prunes leaves a consistent directory', async (tc) => {
   const dir = tempDir();
   const retention = [keepBest({ metric: 'acc', mode: 'max' }), keepBest({ metric: 'f1', mode: 'max' })];
-  const metrics: Record<number, Record<string, number>> = { 1: { acc: 0.9, f1: 0.1 }, 2: { acc: 0.2, f1: 0.2 }, 3: { acc: 0.3, f1: 0.3 }, 4: { acc: 0.95, f1: 0.9 } };
+  const metrics: Record<number, Record<string, number>> = {
+    1: { acc: 0.9, f1: 0.1 },
+    2: { acc: 0.2, f1: 0.2 },
+    3: { acc: 0.3, f1: 0.3 },
+    4: { acc: 0.95, f1: 0.9 },
+  };
   const prepare = async () => {
     for (const f of fs.readdirSync(dir)) fs.rmSync(path.join(dir, f));
     const c = new Checkpointer({ dir, keepLast: 1, retention, ...quiet });
     for (const s of [1, 2, 3]) {
-      await (await c.save(s, { tensors: t(s), metrics: metrics[s] })).durable;
+      await (
+        await c.save(s, { tensors: t(s), metrics: metrics[s] })
+      ).durable;
       if (s === 2) await c.tag(2, 'v1');
     }
     await c.close();
@@ -192,7 +285,9 @@ test('a crash at every I/O operation of a save that moves two best pointers and 
   const step4 = async (): Promise<boolean> => {
     const c = new Checkpointer({ dir, keepLast: 1, retention, ...quiet });
     try {
-      await (await c.save(4, { tensors: t(4), metrics: metrics[4] })).durable;
+      await (
+        await c.save(4, { tensors: t(4), metrics: metrics[4] })
+      ).durable;
       return true;
     } catch {
       return false;
@@ -206,7 +301,10 @@ test('a crash at every I/O operation of a save that moves two best pointers and 
   const total = faults.stats().total;
   faults.disable();
   // After the save: 4 is newest and best on both metrics, 2 is tagged; 1 and 3 go.
-  assert.deepEqual(listDir(dir).filter((f) => f.startsWith('ckpt-')), [checkpointName(2), checkpointName(4)]);
+  assert.deepEqual(
+    listDir(dir).filter((f) => f.startsWith('ckpt-')),
+    [checkpointName(2), checkpointName(4)],
+  );
   const states = new Map<string, number>();
   for (let k = 1; k <= total; k++) {
     await prepare();
@@ -217,7 +315,14 @@ test('a crash at every I/O operation of a save that moves two best pointers and 
     const valid = new Set<number>();
     for (const name of fs.readdirSync(dir)) {
       const s = /^ckpt-(\d+)\.safetensors$/.exec(name);
-      if (s && await readCheckpoint(path.join(dir, name)).then(() => true, () => false)) valid.add(Number(s[1]));
+      if (
+        s &&
+        (await readCheckpoint(path.join(dir, name)).then(
+          () => true,
+          () => false,
+        ))
+      )
+        valid.add(Number(s[1]));
     }
     assert.ok(valid.has(2), `${at}: the tagged checkpoint is gone`);
     assert.ok(valid.has(3) || valid.has(4), `${at}: no newest valid checkpoint`);
@@ -227,7 +332,11 @@ test('a crash at every I/O operation of a save that moves two best pointers and 
       if (acked && name !== 'tag.v1') assert.equal(p.step, 4, `${at}: acknowledged, ${name} still at ${p.step}`);
     }
     const reopened = new Checkpointer({ dir, lock: false, ...quiet });
-    assert.deepEqual((await reopened.manifest()).map((x) => x.step), [...valid].sort(), `${at}: the reopened record matches the files`);
+    assert.deepEqual(
+      (await reopened.manifest()).map((x) => x.step),
+      [...valid].sort(),
+      `${at}: the reopened record matches the files`,
+    );
     const key = [...valid].sort().join(',');
     states.set(key, (states.get(key) ?? 0) + 1);
   }
@@ -240,7 +349,9 @@ test('dedup: a frozen layer is stored once and by reference after; retention kee
   const { modelState } = await import('../src/tfjs/model-state');
   const { restoreModelState } = await import('../src/tfjs/restore');
   const { tf } = await loadTf('cpu');
-  const model = tf.sequential({ layers: [tf.layers.dense({ inputShape: [64], units: 256, trainable: false, name: 'frozen' }), tf.layers.dense({ units: 4, name: 'head' })] });
+  const model = tf.sequential({
+    layers: [tf.layers.dense({ inputShape: [64], units: 256, trainable: false, name: 'frozen' }), tf.layers.dense({ units: 4, name: 'head' })],
+  });
   const optimizer = tf.train.adam(0.01);
   const x = tf.randomNormal([16, 64], 0, 1, 'float32', 3);
   const y = tf.randomNormal([16, 4], 0, 1, 'float32', 4);
@@ -256,10 +367,17 @@ test('dedup: a frozen layer is stored once and by reference after; retention kee
   }
   await ckpt.close();
   const frozenBytes = (64 * 256 + 256) * 4;
-  assert.deepEqual(infos.map((i) => i.dedupedBytes), [0, frozenBytes, frozenBytes, frozenBytes], 'bytes saved reported per save');
+  assert.deepEqual(
+    infos.map((i) => i.dedupedBytes),
+    [0, frozenBytes, frozenBytes, frozenBytes],
+    'bytes saved reported per save',
+  );
   assert.ok(infos[1]!.bytes < infos[0]!.bytes - frozenBytes + 4096, 'the second file is smaller by the frozen layer');
   // keepLast 2 keeps 3 and 4, and 1, which holds the frozen layer both refer to; 2 goes.
-  assert.deepEqual(listDir(dir).filter((f) => f.startsWith('ckpt-')), [checkpointName(1), checkpointName(3), checkpointName(4)]);
+  assert.deepEqual(
+    listDir(dir).filter((f) => f.startsWith('ckpt-')),
+    [checkpointName(1), checkpointName(3), checkpointName(4)],
+  );
   const m = parseManifest(fs.readFileSync(path.join(dir, MANIFEST_NAME)), MANIFEST_NAME);
   assert.deepEqual(m.entries.find((e) => e.step === 1)!.keptBy.sort(), ['referenced by step 3', 'referenced by step 4']);
   // A load is whole and byte-exact, and restores into a fresh model.
@@ -268,7 +386,9 @@ test('dedup: a frozen layer is stored once and by reference after; retention kee
   assert.equal(loaded.step, 4);
   assert.ok(loaded.tensors['model/frozen/kernel'], 'the referenced tensor is back');
   assert.equal(loaded.metadata['ckptio.refs'], undefined);
-  const fresh = tf.sequential({ layers: [tf.layers.dense({ inputShape: [64], units: 256, trainable: false, name: 'frozen' }), tf.layers.dense({ units: 4, name: 'head' })] });
+  const fresh = tf.sequential({
+    layers: [tf.layers.dense({ inputShape: [64], units: 256, trainable: false, name: 'frozen' }), tf.layers.dense({ units: 4, name: 'head' })],
+  });
   restoreModelState(fresh, tf.train.adam(0.01), loaded, { tf });
   for (const [a, b] of fresh.getWeights().map((w, i) => [w, model.getWeights()[i]!])) {
     assert.ok(Buffer.from((a!.dataSync() as Float32Array).buffer).equals(Buffer.from((b!.dataSync() as Float32Array).buffer)));
@@ -284,17 +404,25 @@ test('dedup: a frozen layer is stored once and by reference after; retention kee
   const bytes = fs.readFileSync(holder);
   bytes[bytes.length - 8] ^= 0xff;
   fs.writeFileSync(holder, bytes);
-  await assert.rejects(new Checkpointer({ dir, lock: false, ...quiet }).load(path.join(dir, checkpointName(4))), (err: unknown) => err instanceof CheckpointError && err.code === 'ECKPT_CHECKSUM');
+  await assert.rejects(
+    new Checkpointer({ dir, lock: false, ...quiet }).load(path.join(dir, checkpointName(4))),
+    (err: unknown) => err instanceof CheckpointError && err.code === 'ECKPT_CHECKSUM',
+  );
   // A reference that names a path outside the run is refused.
   const { parseRefs } = await import('../src/checkpoint/dedup');
-  assert.throws(() => parseRefs({ 'ckptio.refs': JSON.stringify({ w: { file: '../x/ckpt-0000000001.safetensors', dtype: 'float32', shape: [1] } }) }, 'f'), (err: unknown) => err instanceof CheckpointError && err.code === 'ECKPT_FORMAT');
+  assert.throws(
+    () => parseRefs({ 'ckptio.refs': JSON.stringify({ w: { file: '../x/ckpt-0000000001.safetensors', dtype: 'float32', shape: [1] } }) }, 'f'),
+    (err: unknown) => err instanceof CheckpointError && err.code === 'ECKPT_FORMAT',
+  );
 });
 
 test('review regressions: tag racing saves, pointers of other runs, a missing old file, a save below the newest, close with a save waiting, the lock through a symlink, steps past 10 digits', async () => {
   // tag() while saves are queued: the tag file names a file that stays, and the record has it.
   let dir = tempDir();
   let c = new Checkpointer({ dir, keepLast: 1, ...quiet });
-  await (await c.save(10, { tensors: t(10) })).durable;
+  await (
+    await c.save(10, { tensors: t(10) })
+  ).durable;
   const tagged = c.tag(10, 'v1');
   const later = [await c.save(11, { tensors: t(11) }), await c.save(12, { tensors: t(12) })];
   await tagged;
@@ -307,8 +435,12 @@ test('review regressions: tag racing saves, pointers of other runs, a missing ol
   // A pointer an earlier run maintained (best-val_acc) keeps its checkpoint when this run does not maintain it.
   dir = tempDir();
   c = new Checkpointer({ dir, keepLast: 1, retention: [keepBest({ metric: 'val_acc', mode: 'max' })], ...quiet });
-  await (await c.save(1, { tensors: t(1), metrics: { val_acc: 0.9 } })).durable;
-  await (await c.save(2, { tensors: t(2), metrics: { val_acc: 0.1 } })).durable;
+  await (
+    await c.save(1, { tensors: t(1), metrics: { val_acc: 0.9 } })
+  ).durable;
+  await (
+    await c.save(2, { tensors: t(2), metrics: { val_acc: 0.1 } })
+  ).durable;
   await c.close();
   c = new Checkpointer({ dir, keepLast: 1, ...quiet });
   const d3 = (await (await c.save(3, { tensors: t(3) })).durable)!;
@@ -317,9 +449,16 @@ test('review regressions: tag racing saves, pointers of other runs, a missing ol
 
   // A checkpoint removed by hand does not make every later save fail (the unlink is already done).
   fs.rmSync(path.join(dir, checkpointName(3)));
-  await (await c.save(4, { tensors: t(4) })).durable;
-  await (await c.save(5, { tensors: t(5) })).durable;
-  assert.deepEqual(listDir(dir).filter((f) => f.startsWith('ckpt-')), [checkpointName(1), checkpointName(5)]);
+  await (
+    await c.save(4, { tensors: t(4) })
+  ).durable;
+  await (
+    await c.save(5, { tensors: t(5) })
+  ).durable;
+  assert.deepEqual(
+    listDir(dir).filter((f) => f.startsWith('ckpt-')),
+    [checkpointName(1), checkpointName(5)],
+  );
 
   // A save below the newest step is not removed by its own job.
   const low = (await (await c.save(2, { tensors: t(2) })).durable)!;
@@ -366,7 +505,9 @@ test('review regressions: tag racing saves, pointers of other runs, a missing ol
   execFileSync('mkfifo', [path.join(dir, 'tag.y')]);
   const warnings: string[] = [];
   c = new Checkpointer({ dir, onWarning: (w) => warnings.push(w) });
-  await (await c.save(1, { tensors: t(1) })).durable;
+  await (
+    await c.save(1, { tensors: t(1) })
+  ).durable;
   await c.close();
   assert.equal(warnings.filter((w) => w.includes('not a readable pointer')).length, 2);
 });

@@ -22,11 +22,15 @@ async function rejects(file: Buffer, code: string, message: RegExp): Promise<voi
 
 async function validFile(): Promise<Buffer> {
   const p = path.join(dir, `valid-${n++}`);
-  await writeCheckpoint(p, {
-    alpha: { dtype: 'float32', shape: [2, 3], data: new Float32Array([1, 2, 3, 4, 5, 6]) },
-    beta: { dtype: 'int64', shape: [2], data: new BigInt64Array([7n, 8n]) },
-    gamma: { dtype: 'uint8', shape: [5], data: new Uint8Array([1, 2, 3, 4, 5]) },
-  }, { metadata: { note: 'x' } });
+  await writeCheckpoint(
+    p,
+    {
+      alpha: { dtype: 'float32', shape: [2, 3], data: new Float32Array([1, 2, 3, 4, 5, 6]) },
+      beta: { dtype: 'int64', shape: [2], data: new BigInt64Array([7n, 8n]) },
+      gamma: { dtype: 'uint8', shape: [5], data: new Uint8Array([1, 2, 3, 4, 5]) },
+    },
+    { metadata: { note: 'x' } },
+  );
   return fs.readFileSync(p);
 }
 
@@ -69,7 +73,11 @@ test('unknown dtype', async () => {
 });
 
 test('shape and byte size disagree', async () => {
-  await rejects(craftFile({ w: f32([2, 3], 0, 20) }, new Uint8Array(20)), 'ECKPT_FORMAT', /tensor "w": shape \[2,3\] x F32 is 24 bytes but data_offsets span 20/);
+  await rejects(
+    craftFile({ w: f32([2, 3], 0, 20) }, new Uint8Array(20)),
+    'ECKPT_FORMAT',
+    /tensor "w": shape \[2,3\] x F32 is 24 bytes but data_offsets span 20/,
+  );
   await rejects(craftFile({ w: f32([2 ** 40, 2 ** 40], 0, 4) }, new Uint8Array(4)), 'ECKPT_FORMAT', /overflows 64 bits/);
 });
 

@@ -50,12 +50,15 @@ test('10,000 tfjs tensors through snapshot + Checkpointer round-trip exactly (cp
       vars[`layer_${i}/w`] = tf.variable(t, true, undefined, dtype);
       t.dispose();
     }
-    const expected = Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, { dtype: v.dtype, shape: v.shape, bytes: bytesOf(v.dataSync() as Uint8Array) }]));
+    const expected = Object.fromEntries(
+      Object.entries(vars).map(([k, v]) => [k, { dtype: v.dtype, shape: v.shape, bytes: bytesOf(v.dataSync() as Uint8Array) }]),
+    );
     const dir = tempDir();
     const before = tf.memory();
     const ckpt = new Checkpointer({ dir });
     const h = await ckpt.save(1, { tensors: snapshot(tf, vars) });
-    for (const v of Object.values(vars)) { // the snapshot holds the values of its step while the variables move on
+    for (const v of Object.values(vars)) {
+      // the snapshot holds the values of its step while the variables move on
       const z = tf.zerosLike(v);
       v.assign(z);
       z.dispose();

@@ -20,7 +20,12 @@ function toolDir(dir: string): string {
     return r.status === 0 && r.stdout.trim() ? fs.realpathSync(r.stdout.trim()) : undefined;
   };
   const tools: Record<string, string | undefined> = {
-    node: process.execPath, npm: which('npm'), npx: which('npx'), sh: which('sh'), env: which('env'), bash: which('bash'),
+    node: process.execPath,
+    npm: which('npm'),
+    npx: which('npx'),
+    sh: which('sh'),
+    env: which('env'),
+    bash: which('bash'),
   };
   for (const [name, target] of Object.entries(tools)) {
     if (!target) continue;
@@ -121,7 +126,10 @@ test('the packed tarball installs without a compiler and works from CommonJS, ES
     if (!tgz) {
       const t0 = Date.now();
       const out = execFileSync('npm', ['pack', '--json', '--pack-destination', work], {
-        cwd: root, encoding: 'utf8', env: { ...process.env, NODE_TEST_CONTEXT: undefined }, stdio: ['ignore', 'pipe', 'pipe'],
+        cwd: root,
+        encoding: 'utf8',
+        env: { ...process.env, NODE_TEST_CONTEXT: undefined },
+        stdio: ['ignore', 'pipe', 'pipe'],
         maxBuffer: 64 << 20,
       });
       // The build scripts (prepack, prepare) print to stdout too; npm's JSON comes last.
@@ -130,16 +138,26 @@ test('the packed tarball installs without a compiler and works from CommonJS, ES
       console.log(`npm pack: ${((Date.now() - t0) / 1000).toFixed(1)} s, ${(info[0].size / 1024).toFixed(0)} KiB`);
     }
     tgz = path.resolve(tgz);
-    const listing = execFileSync('tar', ['tzf', tgz], { encoding: 'utf8' }).split('\n').filter(Boolean)
+    const listing = execFileSync('tar', ['tzf', tgz], { encoding: 'utf8' })
+      .split('\n')
+      .filter(Boolean)
       .map((f) => f.replace(/^package\//, ''));
     assert.ok(listing.includes('prebuilds/linux-x64/ckptio.glibc.node'), 'the prebuilt addon is in the tarball');
     assert.ok(listing.includes('index.mjs') && listing.includes('dist/src/index.d.ts'), 'ESM wrapper and types');
-    const unwanted = listing.filter((f) =>
-      /^(dist\/)?(test|benches)\//.test(f) || /(^|\/)(build|build-[^/]+)\//.test(f) || /\.test\.[jt]s$/.test(f) ||
-      /(^|\/)corpus\//.test(f) || /^src\//.test(f) || /\.tsbuildinfo$/.test(f) || /^node_modules\//.test(f));
+    const unwanted = listing.filter(
+      (f) =>
+        /^(dist\/)?(test|benches)\//.test(f) ||
+        /(^|\/)(build|build-[^/]+)\//.test(f) ||
+        /\.test\.[jt]s$/.test(f) ||
+        /(^|\/)corpus\//.test(f) ||
+        /^src\//.test(f) ||
+        /\.tsbuildinfo$/.test(f) ||
+        /^node_modules\//.test(f),
+    );
     assert.deepEqual(unwanted, [], 'no tests, benches, fuzz corpora, build trees or sources of the JS');
     const pkg = JSON.parse(execFileSync('tar', ['xzOf', tgz, 'package/package.json'], { encoding: 'utf8' })) as {
-      scripts?: Record<string, string>; gypfile?: boolean;
+      scripts?: Record<string, string>;
+      gypfile?: boolean;
     };
     for (const s of ['preinstall', 'install', 'postinstall', 'prepare']) assert.equal(pkg.scripts?.[s], undefined, `no ${s} script`);
     // npm adds an implicit `node-gyp rebuild` install for a package with binding.gyp unless gypfile is false.
@@ -155,8 +173,11 @@ test('the packed tarball installs without a compiler and works from CommonJS, ES
     fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true }));
     const env = userEnv(bin, process.env.HOME ?? os.homedir());
     const t1 = Date.now();
-    const install = spawnSync('npm', ['install', tgz, '@tensorflow/tfjs@^4.22.0', 'typescript@^5.9.3', '--prefer-offline',
-      '--no-audit', '--no-fund', '--foreground-scripts'], { cwd: app, env, encoding: 'utf8' });
+    const install = spawnSync(
+      'npm',
+      ['install', tgz, '@tensorflow/tfjs@^4.22.0', 'typescript@^5.9.3', '--prefer-offline', '--no-audit', '--no-fund', '--foreground-scripts'],
+      { cwd: app, env, encoding: 'utf8' },
+    );
     assert.equal(install.status, 0, `npm install failed:\n${install.stdout}\n${install.stderr}`);
     console.log(`npm install (tarball + @tensorflow/tfjs + typescript): ${((Date.now() - t1) / 1000).toFixed(1)} s`);
     const lock = JSON.parse(fs.readFileSync(path.join(app, 'package-lock.json'), 'utf8')) as {
@@ -166,10 +187,12 @@ test('the packed tarball installs without a compiler and works from CommonJS, ES
       .filter(([k, v]) => v.hasInstallScript && k.startsWith('node_modules/') && !/^node_modules\/(@tensorflow\/[^/]+|typescript|core-js)$/.test(k))
       .map(([k]) => k);
     // The user's own tfjs brings core-js (a postinstall); ckptio and what it depends on bring none.
-    assert.deepEqual(scripted, [], 'no package of ckptio\'s has an install script');
+    assert.deepEqual(scripted, [], "no package of ckptio's has an install script");
     // npm 11 lists every install-relevant script it would run, `prepare` included for a tarball install.
-    const flagged = `${install.stdout}\n${install.stderr}`.split('\n')
-      .map((l) => /^npm warn install-scripts\s+(@?[^@\s]+)@\S+ \(/.exec(l)?.[1]).filter((n): n is string => !!n)
+    const flagged = `${install.stdout}\n${install.stderr}`
+      .split('\n')
+      .map((l) => /^npm warn install-scripts\s+(@?[^@\s]+)@\S+ \(/.exec(l)?.[1])
+      .filter((n): n is string => !!n)
       .filter((n) => !/^(@tensorflow\/.*|core-js)$/.test(n));
     assert.deepEqual(flagged, [], 'npm flags no script of ckptio or its dependencies (allowScripts)');
     const installed = fs.realpathSync(path.join(app, 'node_modules', 'ckptio'));
@@ -192,13 +215,20 @@ test('the packed tarball installs without a compiler and works from CommonJS, ES
     assert.deepEqual(esm.addons, [prebuilt], 'ESM loaded the prebuilt addon from the tarball');
 
     // 4. A TypeScript consumer against the installed types, with the installed tsc.
-    fs.writeFileSync(path.join(app, 'tsconfig.json'), JSON.stringify({
-      compilerOptions: { module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', strict: true, skipLibCheck: true, noEmit: true, types: [] },
-      files: ['consumer.mts', 'consumer.cts'],
-    }));
+    fs.writeFileSync(
+      path.join(app, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: { module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', strict: true, skipLibCheck: true, noEmit: true, types: [] },
+        files: ['consumer.mts', 'consumer.cts'],
+      }),
+    );
     fs.writeFileSync(path.join(app, 'consumer.mts'), TS_ESM);
     fs.writeFileSync(path.join(app, 'consumer.cts'), TS_CJS);
-    const tsc = spawnSync(process.execPath, [path.join(app, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { cwd: app, env, encoding: 'utf8' });
+    const tsc = spawnSync(process.execPath, [path.join(app, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], {
+      cwd: app,
+      env,
+      encoding: 'utf8',
+    });
     assert.equal(tsc.status, 0, `tsc on the consumer:\n${tsc.stdout}\n${tsc.stderr}`);
   } finally {
     fs.rmSync(work, { recursive: true, force: true });

@@ -88,7 +88,10 @@ test('dimensions up to 2^53 - 1 come back exactly, on both read paths', async ()
   assert.deepEqual(r.tensors.f!.shape, [0, max]);
   assert.equal(r.tensors.e!.data.length, 0);
   const h = await readHeader(p);
-  assert.deepEqual(h.tensors.map((t) => [t.name, t.shape]).sort(), [['e', [max, 0]], ['f', [0, max]]]);
+  assert.deepEqual(h.tensors.map((t) => [t.name, t.shape]).sort(), [
+    ['e', [max, 0]],
+    ['f', [0, max]],
+  ]);
 });
 
 test('a dimension above 2^53 - 1 is ECKPT_FORMAT naming the tensor, never rounded', async () => {
@@ -116,10 +119,14 @@ test('element count overflow follows the reference: elements first, then bits; a
 test('a NUL in tensor names, metadata keys and values round-trips through write and read', async () => {
   const p = path.join(dir, `nul-${n++}`);
   const metadata = { 'k\u0000x': 'one', 'k\u0000y': 'two\u0000three', k: 'plain' };
-  await writeCheckpoint(p, {
-    'a\u0000b': { dtype: 'float32', shape: [2], data: new Float32Array([1, 2]) },
-    a: { dtype: 'float32', shape: [1], data: new Float32Array([3]) },
-  }, { metadata });
+  await writeCheckpoint(
+    p,
+    {
+      'a\u0000b': { dtype: 'float32', shape: [2], data: new Float32Array([1, 2]) },
+      a: { dtype: 'float32', shape: [1], data: new Float32Array([3]) },
+    },
+    { metadata },
+  );
   const r = await readCheckpoint(p); // verified: the header digest covers the names byte for byte
   assert.equal(r.verified, true);
   assert.deepEqual(Object.keys(r.tensors).sort(), ['a', 'a\u0000b']);
@@ -151,9 +158,15 @@ test('keys "a\\u0000b" and "a\\u0000c" in a crafted file are two keys, and both 
 test('a metadata key "__proto__" is an ordinary key on both read paths', async () => {
   const p = put(craftFile('{"__metadata__":{"__proto__":"x","constructor":"y"}}', new Uint8Array()));
   const r = await readCheckpoint(p, { verify: false });
-  assert.deepEqual(Object.entries(r.metadata).sort(), [['__proto__', 'x'], ['constructor', 'y']]);
+  assert.deepEqual(Object.entries(r.metadata).sort(), [
+    ['__proto__', 'x'],
+    ['constructor', 'y'],
+  ]);
   const h = await readHeader(p);
-  assert.deepEqual(Object.entries(h.metadata).sort(), [['__proto__', 'x'], ['constructor', 'y']]);
+  assert.deepEqual(Object.entries(h.metadata).sort(), [
+    ['__proto__', 'x'],
+    ['constructor', 'y'],
+  ]);
 });
 
 // The reference's newer dtypes ckptio reads, as raw bytes: [safetensors name, ckptio name, bits per element].
@@ -167,7 +180,7 @@ const RAW_DTYPES: [string, string, number][] = [
   ['F6_E3M2', 'float6_e3m2', 6],
 ];
 
-test('the reference\'s newer dtypes are read as raw bytes (a Uint8Array) with their dtype name', async () => {
+test("the reference's newer dtypes are read as raw bytes (a Uint8Array) with their dtype name", async () => {
   for (const [st, js, bits] of RAW_DTYPES) {
     const shape = [2, 4]; // 8 elements: a whole number of bytes for every bit width
     const bytes = (8 * bits) / 8;
@@ -183,7 +196,11 @@ test('the reference\'s newer dtypes are read as raw bytes (a Uint8Array) with th
     assert.ok(bytesOf(x.data).equals(Buffer.from(data)), st);
     assert.deepEqual([...(r.tensors.pre!.data as Uint8Array)], [0xaa]);
     const h = await readHeader(p);
-    assert.deepEqual(h.tensors.find((t) => t.name === 'x'), { name: 'x', dtype: js, shape, bytes }, st);
+    assert.deepEqual(
+      h.tensors.find((t) => t.name === 'x'),
+      { name: 'x', dtype: js, shape, bytes },
+      st,
+    );
   }
 });
 
@@ -194,13 +211,19 @@ test('sub-byte dtypes: byte size is elements x bits / 8, and a count that is not
   assert.deepEqual([...(r.tensors['attn.0']!.data as Uint8Array)], [0x5a]);
   assert.equal((await readHeader(one)).tensors[0]!.bytes, 1);
   // F6 x 4 = 24 bits = 3 bytes; F4 x 0 = 0 bytes.
-  const three = put(craftFile('{"a":{"dtype":"F6_E3M2","shape":[4],"data_offsets":[0,3]},"b":{"dtype":"F4","shape":[0,3],"data_offsets":[3,3]}}', new Uint8Array([1, 2, 3])));
+  const three = put(
+    craftFile('{"a":{"dtype":"F6_E3M2","shape":[4],"data_offsets":[0,3]},"b":{"dtype":"F4","shape":[0,3],"data_offsets":[3,3]}}', new Uint8Array([1, 2, 3])),
+  );
   const r3 = await readCheckpoint(three, { verify: false });
   assert.equal(r3.tensors.a!.data.length, 3);
   assert.equal(r3.tensors.b!.data.length, 0);
   // Not whole bytes: F4 x 3 = 12 bits, F6 x 1 = 6 bits, F6 x 2 = 12 bits (offsets rounded up or down alike).
   const cases: [dtype: string, shape: number[], end: number, bits: number][] = [
-    ['F4', [1, 3], 2, 12], ['F4', [3], 1, 12], ['F6_E2M3', [1], 1, 6], ['F6_E2M3', [1], 0, 6], ['F6_E3M2', [2], 2, 12],
+    ['F4', [1, 3], 2, 12],
+    ['F4', [3], 1, 12],
+    ['F6_E2M3', [1], 1, 6],
+    ['F6_E2M3', [1], 0, 6],
+    ['F6_E3M2', [2], 2, 12],
   ];
   for (const [dtype, shape, end, bits] of cases) {
     const p = put(craftFile(JSON.stringify({ w: { dtype, shape, data_offsets: [0, end] } }), new Uint8Array(end)));
@@ -243,7 +266,7 @@ test('the raw-byte dtypes are read only: writing one is an argument error', asyn
   assert.equal(fs.existsSync(p), false);
 });
 
-test('the writer refuses a header above the readers\' cap instead of writing a file no reader opens', async () => {
+test("the writer refuses a header above the readers' cap instead of writing a file no reader opens", async () => {
   const dir = tempDir();
   const file = path.join(dir, 'big.safetensors');
   await assert.rejects(

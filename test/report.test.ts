@@ -26,16 +26,21 @@ async function makeLineage(): Promise<{ base: string; ft: string; branchId: stri
   const ft = path.join(root, 'incremental_20250320');
   const b = new Checkpointer({ dir: base, keepLast: 10 });
   for (const [i, step] of BASE_STEPS.entries()) {
-    await (await b.save(step, { tensors: tensors(step), metrics: { loss: 2 / (i + 1), val_acc: 0.5 + 0.1 * i } })).durable;
+    await (
+      await b.save(step, { tensors: tensors(step), metrics: { loss: 2 / (i + 1), val_acc: 0.5 + 0.1 * i } })
+    ).durable;
   }
   await b.tag(400, 'v1_baseline');
   await b.close();
-  const branch = (await new Checkpointer({ dir: base, lock: false }).manifest()).find((e) => e.step === 400)
-    ?? JSON.parse(fs.readFileSync(path.join(base, 'ckptio-manifest.json'), 'utf8')).entries.find((e: ManifestEntry) => e.step === 400);
+  const branch =
+    (await new Checkpointer({ dir: base, lock: false }).manifest()).find((e) => e.step === 400) ??
+    JSON.parse(fs.readFileSync(path.join(base, 'ckptio-manifest.json'), 'utf8')).entries.find((e: ManifestEntry) => e.step === 400);
   assert.ok(branch?.contentId, 'the baseline checkpoint has a content id');
   const f = new Checkpointer({ dir: ft, keepLast: 10, parent: { run: base, step: 400, contentId: branch.contentId } });
   for (const [i, step] of FT_STEPS.entries()) {
-    await (await f.save(step, { tensors: tensors(1000 + step), metrics: { loss: 0.6 - 0.05 * i, val_acc: 0.8 + 0.03 * i } })).durable;
+    await (
+      await f.save(step, { tensors: tensors(1000 + step), metrics: { loss: 0.6 - 0.05 * i, val_acc: 0.8 + 0.03 * i } })
+    ).durable;
   }
   await f.tag(200, 'incremental_1');
   await f.close();
@@ -52,8 +57,14 @@ test('buildReport follows parent.run from the fine-tune to its baseline, read-on
   const before = fs.readdirSync(ft).sort();
   const { html, runs, warnings } = await buildReport(ft, { generatedAt: '2025-03-20T00:00:00.000Z' });
   assert.deepEqual(warnings, []);
-  assert.deepEqual(runs.map((r) => r.dir), [path.resolve(base), path.resolve(ft)]);
-  assert.deepEqual(runs.map((r) => r.entries.map((e) => e.step)), [BASE_STEPS, FT_STEPS]);
+  assert.deepEqual(
+    runs.map((r) => r.dir),
+    [path.resolve(base), path.resolve(ft)],
+  );
+  assert.deepEqual(
+    runs.map((r) => r.entries.map((e) => e.step)),
+    [BASE_STEPS, FT_STEPS],
+  );
   assert.deepEqual(runs[1]!.entries[0]!.parent, { run: base, step: 400, contentId: branchId });
   assert.deepEqual(runs[0]!.entries.find((e) => e.step === 400)!.tags, ['v1_baseline']);
   assert.deepEqual(fs.readdirSync(ft).sort(), before, 'reading the report changes nothing in the run');
@@ -69,7 +80,9 @@ test('the lineage stops with a warning at a missing parent run and at a cycle', 
   const root = tempDir('ckptio-report-');
   const orphan = path.join(root, 'orphan');
   const o = new Checkpointer({ dir: orphan, parent: { run: path.join(root, 'gone'), step: 7 } });
-  await (await o.save(1, { tensors: tensors(1), metrics: { loss: 1 } })).durable;
+  await (
+    await o.save(1, { tensors: tensors(1), metrics: { loss: 1 } })
+  ).durable;
   await o.close();
   const r1 = await readLineage(orphan);
   assert.equal(r1.runs.length, 1);
@@ -78,13 +91,20 @@ test('the lineage stops with a warning at a missing parent run and at a cycle', 
   const a = path.join(root, 'a');
   const b = path.join(root, 'b');
   const ca = new Checkpointer({ dir: a, parent: { run: b } });
-  await (await ca.save(1, { tensors: tensors(1), metrics: { loss: 1 } })).durable;
+  await (
+    await ca.save(1, { tensors: tensors(1), metrics: { loss: 1 } })
+  ).durable;
   await ca.close();
   const cb = new Checkpointer({ dir: b, parent: { run: '../a' } }); // a relative run is resolved from the run naming it
-  await (await cb.save(1, { tensors: tensors(2), metrics: { loss: 2 } })).durable;
+  await (
+    await cb.save(1, { tensors: tensors(2), metrics: { loss: 2 } })
+  ).durable;
   await cb.close();
   const r2 = await readLineage(a);
-  assert.deepEqual(r2.runs.map((r) => path.basename(r.dir)), ['b', 'a']);
+  assert.deepEqual(
+    r2.runs.map((r) => path.basename(r.dir)),
+    ['b', 'a'],
+  );
   assert.match(r2.warnings.join('\n'), /already in the lineage \(a cycle\)/);
   assert.ok(renderReport(r2.runs, { warnings: r2.warnings }).includes('a cycle'));
 });
@@ -92,8 +112,15 @@ test('the lineage stops with a warning at a missing parent run and at a cycle', 
 test('a fine-tune continuing the step count is drawn at its own steps; a long pause is marked as a likely resume', () => {
   const t0 = Date.parse('2025-03-20T00:00:00Z');
   const e = (step: number, minutes: number, parent: ManifestEntry['parent'] = null): ManifestEntry => ({
-    step, file: `ckpt-${String(step).padStart(10, '0')}.safetensors`, time: new Date(t0 + minutes * 60_000).toISOString(), bytes: 1,
-    metrics: { loss: 1 / step }, contentId: null, parent, tags: [], keptBy: [],
+    step,
+    file: `ckpt-${String(step).padStart(10, '0')}.safetensors`,
+    time: new Date(t0 + minutes * 60_000).toISOString(),
+    bytes: 1,
+    metrics: { loss: 1 / step },
+    contentId: null,
+    parent,
+    tags: [],
+    keptBy: [],
   });
   const runs: ReportRun[] = [
     { dir: '/r/base', entries: [e(10, 0), e(20, 1), e(30, 2), e(40, 120), e(50, 121)] },
@@ -101,7 +128,10 @@ test('a fine-tune continuing the step count is drawn at its own steps; a long pa
   ];
   const html = renderReport(runs);
   const data = JSON.parse(/id="ckptio-report-data">([\s\S]*?)<\/script>/.exec(html)![1]!);
-  assert.deepEqual(data.runs.map((r: { offset: number }) => r.offset), [0, 0]);
+  assert.deepEqual(
+    data.runs.map((r: { offset: number }) => r.offset),
+    [0, 0],
+  );
   assert.equal(count(html, 'class="resume-marker"'), 1, 'the two-hour pause before step 40');
   assert.match(html, /class="resume-marker"[^>]*><title>a 118 min pause before step 40/);
   assert.equal(count(html, 'class="finetune-boundary"'), 1);
@@ -115,8 +145,16 @@ const EVIL_FILE = "ckpt-'><iframe src=javascript:alert(3)>";
 
 function evilRuns(): ReportRun[] {
   const e = (step: number, extra: Partial<ManifestEntry> = {}): ManifestEntry => ({
-    step, file: EVIL_FILE, time: `<b>${step}</b>`, bytes: 10, metrics: { [EVIL_METRIC]: step / 10, [EVIL_TAG]: 1 - step / 10 },
-    contentId: null, parent: null, tags: [EVIL_TAG], keptBy: ['</td></tr></table><img src=y onerror=alert(4)>'], ...extra,
+    step,
+    file: EVIL_FILE,
+    time: `<b>${step}</b>`,
+    bytes: 10,
+    metrics: { [EVIL_METRIC]: step / 10, [EVIL_TAG]: 1 - step / 10 },
+    contentId: null,
+    parent: null,
+    tags: [EVIL_TAG],
+    keptBy: ['</td></tr></table><img src=y onerror=alert(4)>'],
+    ...extra,
   });
   return [
     { dir: EVIL_RUN, entries: [e(1), e(2), e(3)], pointers: { [EVIL_TAG]: 3 } },
@@ -154,9 +192,13 @@ const skip = 'reason' in loaded ? loaded.reason : false;
 if (skip) console.log(`report browser tests ${skip}`);
 
 // CI sets CKPTIO_REQUIRE_CHROMIUM=1 so that a missing browser or library fails instead of skipping.
-test('Chromium and playwright-core are present where CKPTIO_REQUIRE_CHROMIUM=1', { skip: process.env.CKPTIO_REQUIRE_CHROMIUM === '1' ? false : 'CKPTIO_REQUIRE_CHROMIUM is not set' }, () => {
-  assert.equal(skip, false, `CKPTIO_REQUIRE_CHROMIUM=1 but the browser tests would be ${skip}`);
-});
+test(
+  'Chromium and playwright-core are present where CKPTIO_REQUIRE_CHROMIUM=1',
+  { skip: process.env.CKPTIO_REQUIRE_CHROMIUM === '1' ? false : 'CKPTIO_REQUIRE_CHROMIUM is not set' },
+  () => {
+    assert.equal(skip, false, `CKPTIO_REQUIRE_CHROMIUM=1 but the browser tests would be ${skip}`);
+  },
+);
 let browser: any = null;
 
 before(async () => {
@@ -173,7 +215,10 @@ async function open(html: string): Promise<{ page: any; dialogs: string[]; reque
   const page = await context.newPage();
   const dialogs: string[] = [];
   const requests: string[] = [];
-  page.on('dialog', (d: any) => { dialogs.push(d.message()); void d.dismiss(); });
+  page.on('dialog', (d: any) => {
+    dialogs.push(d.message());
+    void d.dismiss();
+  });
   page.on('request', (r: any) => requests.push(r.url()));
   await page.setContent(html, { waitUntil: 'load' });
   await page.waitForTimeout(200);
@@ -186,89 +231,126 @@ async function pixelStats(png: Buffer, targets: number[][] = []): Promise<{ colo
   const context = await browser.newContext();
   const page = await context.newPage();
   await page.setContent('<canvas id="c"></canvas>');
-  const stats = await page.evaluate(async ([b64, targets]: [string, number[][]]) => {
-    const w = globalThis as any;
-    const img = new w.Image();
-    img.src = `data:image/png;base64,${b64}`;
-    await img.decode();
-    const c = w.document.getElementById('c');
-    c.width = img.width; c.height = img.height;
-    const g = c.getContext('2d')!;
-    g.drawImage(img, 0, 0);
-    const d = g.getImageData(0, 0, img.width, img.height).data;
-    const colors = new Set<number>();
-    let inked = 0;
-    const near = targets.map(() => 0);
-    for (let i = 0; i < d.length; i += 4) {
-      colors.add((d[i]! << 16) | (d[i + 1]! << 8) | d[i + 2]!);
-      if (d[i]! < 235 || d[i + 1]! < 235 || d[i + 2]! < 235) inked++;
-      targets.forEach((t, k) => { if (Math.abs(d[i]! - t[0]!) + Math.abs(d[i + 1]! - t[1]!) + Math.abs(d[i + 2]! - t[2]!) < 40) near[k]!++; });
-    }
-    return { colors: colors.size, inked: inked / (d.length / 4), width: img.width, height: img.height, near };
-  }, [png.toString('base64'), targets]);
+  const stats = await page.evaluate(
+    async ([b64, targets]: [string, number[][]]) => {
+      const w = globalThis as any;
+      const img = new w.Image();
+      img.src = `data:image/png;base64,${b64}`;
+      await img.decode();
+      const c = w.document.getElementById('c');
+      c.width = img.width;
+      c.height = img.height;
+      const g = c.getContext('2d')!;
+      g.drawImage(img, 0, 0);
+      const d = g.getImageData(0, 0, img.width, img.height).data;
+      const colors = new Set<number>();
+      let inked = 0;
+      const near = targets.map(() => 0);
+      for (let i = 0; i < d.length; i += 4) {
+        colors.add((d[i]! << 16) | (d[i + 1]! << 8) | d[i + 2]!);
+        if (d[i]! < 235 || d[i + 1]! < 235 || d[i + 2]! < 235) inked++;
+        targets.forEach((t, k) => {
+          if (Math.abs(d[i]! - t[0]!) + Math.abs(d[i + 1]! - t[1]!) + Math.abs(d[i + 2]! - t[2]!) < 40) near[k]!++;
+        });
+      }
+      return { colors: colors.size, inked: inked / (d.length / 4), width: img.width, height: img.height, near };
+    },
+    [png.toString('base64'), targets],
+  );
   await context.close();
   return stats;
 }
 
-test('in Chromium: one marker per checkpoint per metric inside the plot, the fine-tune boundary, tags, table rows, a plot that is not blank', { skip }, async () => {
-  const { ft } = await makeLineage();
-  const { html } = await buildReport(ft);
-  const { page, dialogs, requests } = await open(html);
-  for (const metric of ['loss', 'val_acc']) {
-    const pts = await page.$$eval(`#plot circle.pt[data-metric="${metric}"]`, (els: any[]) => els.map((el) => {
-      const r = el.getBoundingClientRect();
-      const area = el.closest('g.panel')!.querySelector('rect.plot-area')!.getBoundingClientRect();
-      return { x: r.x + r.width / 2, y: r.y + r.height / 2, inside: r.x >= area.x - 8 && r.right <= area.right + 8 && r.y >= area.y - 8 && r.bottom <= area.bottom + 8, w: r.width };
-    }));
-    assert.equal(pts.length, TOTAL, `${metric}: one marker per checkpoint`);
-    assert.ok(pts.every((p: any) => p.inside && p.w > 0), `${metric}: every marker drawn inside its plot area`);
-    const xs = pts.map((p: any) => p.x);
-    assert.ok(xs.every((x: number, i: number) => i === 0 || x > xs[i - 1]), `${metric}: markers advance along the step axis across the lineage`);
-    assert.equal(new Set(pts.map((p: any) => Math.round(p.y))).size > 2, true, `${metric}: markers follow the values`);
-    assert.equal(await page.$$eval(`g.panel[data-metric="${metric}"] polyline.series-line`, (els: any[]) => els.length), 2, `${metric}: a line per run`);
-  }
-  assert.equal(await page.locator('g.finetune-boundary').count(), 2, 'the fine-tune boundary in each panel');
-  assert.equal(await page.locator('circle.pt-finetune-start').count(), 2, "the fine-tune's first checkpoint is marked");
-  assert.match(await page.locator('g.finetune-boundary text').first().textContent(), /fine-tune: incremental_20250320/);
-  const tagTexts = await page.$$eval('g.tag-marker text', (els: any[]) => els.map((e) => e.textContent));
-  assert.deepEqual([...new Set(tagTexts)].sort(), ['incremental_1', 'v1_baseline']);
-  assert.equal(tagTexts.length, 4, 'two tags, in each of two panels');
-  assert.equal(await page.locator('#checkpoints tbody tr').count(), TOTAL, 'one table row per checkpoint');
-  assert.equal(await page.locator('#checkpoints tbody tr.finetune-start').count(), 1);
+test(
+  'in Chromium: one marker per checkpoint per metric inside the plot, the fine-tune boundary, tags, table rows, a plot that is not blank',
+  { skip },
+  async () => {
+    const { ft } = await makeLineage();
+    const { html } = await buildReport(ft);
+    const { page, dialogs, requests } = await open(html);
+    for (const metric of ['loss', 'val_acc']) {
+      const pts = await page.$$eval(`#plot circle.pt[data-metric="${metric}"]`, (els: any[]) =>
+        els.map((el) => {
+          const r = el.getBoundingClientRect();
+          const area = el.closest('g.panel')!.querySelector('rect.plot-area')!.getBoundingClientRect();
+          return {
+            x: r.x + r.width / 2,
+            y: r.y + r.height / 2,
+            inside: r.x >= area.x - 8 && r.right <= area.right + 8 && r.y >= area.y - 8 && r.bottom <= area.bottom + 8,
+            w: r.width,
+          };
+        }),
+      );
+      assert.equal(pts.length, TOTAL, `${metric}: one marker per checkpoint`);
+      assert.ok(
+        pts.every((p: any) => p.inside && p.w > 0),
+        `${metric}: every marker drawn inside its plot area`,
+      );
+      const xs = pts.map((p: any) => p.x);
+      assert.ok(
+        xs.every((x: number, i: number) => i === 0 || x > xs[i - 1]),
+        `${metric}: markers advance along the step axis across the lineage`,
+      );
+      assert.equal(new Set(pts.map((p: any) => Math.round(p.y))).size > 2, true, `${metric}: markers follow the values`);
+      assert.equal(await page.$$eval(`g.panel[data-metric="${metric}"] polyline.series-line`, (els: any[]) => els.length), 2, `${metric}: a line per run`);
+    }
+    assert.equal(await page.locator('g.finetune-boundary').count(), 2, 'the fine-tune boundary in each panel');
+    assert.equal(await page.locator('circle.pt-finetune-start').count(), 2, "the fine-tune's first checkpoint is marked");
+    assert.match(await page.locator('g.finetune-boundary text').first().textContent(), /fine-tune: incremental_20250320/);
+    const tagTexts = await page.$$eval('g.tag-marker text', (els: any[]) => els.map((e) => e.textContent));
+    assert.deepEqual([...new Set(tagTexts)].sort(), ['incremental_1', 'v1_baseline']);
+    assert.equal(tagTexts.length, 4, 'two tags, in each of two panels');
+    assert.equal(await page.locator('#checkpoints tbody tr').count(), TOTAL, 'one table row per checkpoint');
+    assert.equal(await page.locator('#checkpoints tbody tr.finetune-start').count(), 1);
 
-  // The series colours as the legend shows them (not read from the plot itself).
-  const legend: number[][] = await page.$$eval('.legend .swatch', (els: any[]) => els.map((el) =>
-    (globalThis as any).getComputedStyle(el).backgroundColor.match(/\d+/g).slice(0, 3).map(Number)));
-  assert.equal(legend.length, 2);
-  const shot: Buffer = await page.locator('#plot').screenshot({ type: 'png' });
-  const stats = await pixelStats(shot, legend);
-  // 8 markers (r 4, stroke 2) and a 2 px line over ~800 px per series: well over 500 pixels of its colour.
-  stats.near.forEach((n, k) => assert.ok(n > 500, `series ${k}: ${n} pixels of its colour ${legend[k]} in the plot`));
-  assert.ok(stats.width >= 900 && stats.height >= 400, `plot screenshot ${stats.width}x${stats.height}`);
-  assert.ok(stats.colors > 20, `plot screenshot has ${stats.colors} distinct colours`);
-  assert.ok(stats.inked > 0.02, `plot screenshot is ${(stats.inked * 100).toFixed(2)}% ink`);
-  assert.deepEqual(dialogs, []);
-  assert.deepEqual(requests.filter((u) => !u.startsWith('about:') && !u.startsWith('data:')), [], 'no network request');
-  await page.context().close();
-});
+    // The series colours as the legend shows them (not read from the plot itself).
+    const legend: number[][] = await page.$$eval('.legend .swatch', (els: any[]) =>
+      els.map((el) => (globalThis as any).getComputedStyle(el).backgroundColor.match(/\d+/g).slice(0, 3).map(Number)),
+    );
+    assert.equal(legend.length, 2);
+    const shot: Buffer = await page.locator('#plot').screenshot({ type: 'png' });
+    const stats = await pixelStats(shot, legend);
+    // 8 markers (r 4, stroke 2) and a 2 px line over ~800 px per series: well over 500 pixels of its colour.
+    stats.near.forEach((n, k) => assert.ok(n > 500, `series ${k}: ${n} pixels of its colour ${legend[k]} in the plot`));
+    assert.ok(stats.width >= 900 && stats.height >= 400, `plot screenshot ${stats.width}x${stats.height}`);
+    assert.ok(stats.colors > 20, `plot screenshot has ${stats.colors} distinct colours`);
+    assert.ok(stats.inked > 0.02, `plot screenshot is ${(stats.inked * 100).toFixed(2)}% ink`);
+    assert.deepEqual(dialogs, []);
+    assert.deepEqual(
+      requests.filter((u) => !u.startsWith('about:') && !u.startsWith('data:')),
+      [],
+      'no network request',
+    );
+    await page.context().close();
+  },
+);
 
 test('in Chromium: hostile tags, metric names, paths and file names are text; no dialog, no element, no script', { skip }, async () => {
   const html = renderReport(evilRuns(), { warnings: [EVIL_TAG], title: EVIL_METRIC });
   const { page, dialogs } = await open(html);
   assert.deepEqual(dialogs, [], 'no alert');
-  const dom = await page.evaluate(() => { const document = (globalThis as any).document; return {
-    injected: document.querySelectorAll('img, iframe, object, embed, b, svg svg, foreignObject, [onerror], [onload]').length,
-    scripts: [...document.querySelectorAll('script')].map((s: any) => s.type),
-    svgs: document.querySelectorAll('svg').length,
-    tables: document.querySelectorAll('table').length,
-    title: document.title,
-    tagSpans: [...document.querySelectorAll('#checkpoints .tag')].map((s: any) => s.textContent),
-    tagMarks: [...document.querySelectorAll('g.tag-marker text')].map((s: any) => s.textContent),
-    heads: [...document.querySelectorAll('#checkpoints th')].map((s: any) => s.textContent),
-    rows: document.querySelectorAll('#checkpoints tbody tr').length,
-    lineage: document.querySelector('.lineage')?.textContent ?? '',
-    data: (() => { try { return JSON.parse(document.getElementById('ckptio-report-data')?.textContent ?? 'null'); } catch { return null; } })(),
-  }; });
+  const dom = await page.evaluate(() => {
+    const document = (globalThis as any).document;
+    return {
+      injected: document.querySelectorAll('img, iframe, object, embed, b, svg svg, foreignObject, [onerror], [onload]').length,
+      scripts: [...document.querySelectorAll('script')].map((s: any) => s.type),
+      svgs: document.querySelectorAll('svg').length,
+      tables: document.querySelectorAll('table').length,
+      title: document.title,
+      tagSpans: [...document.querySelectorAll('#checkpoints .tag')].map((s: any) => s.textContent),
+      tagMarks: [...document.querySelectorAll('g.tag-marker text')].map((s: any) => s.textContent),
+      heads: [...document.querySelectorAll('#checkpoints th')].map((s: any) => s.textContent),
+      rows: document.querySelectorAll('#checkpoints tbody tr').length,
+      lineage: document.querySelector('.lineage')?.textContent ?? '',
+      data: (() => {
+        try {
+          return JSON.parse(document.getElementById('ckptio-report-data')?.textContent ?? 'null');
+        } catch {
+          return null;
+        }
+      })(),
+    };
+  });
   assert.equal(dom.injected, 0, 'no element created from the strings');
   assert.deepEqual(dom.scripts, ['application/json']);
   assert.equal(dom.svgs, 1);

@@ -27,7 +27,10 @@ for (const backend of ['wasm', 'cpu']) {
     for (const { name, k } of cases) {
       const dir = path.join(root, `k${k}`);
       const first = runTrainer([...args, '--steps', String(k), '--dir', dir]);
-      assert.ok(first.some((e) => e.event === 'durable' && e.step === k), `a run given --steps ${k} ends with a durable checkpoint at ${k}`);
+      assert.ok(
+        first.some((e) => e.event === 'durable' && e.step === k),
+        `a run given --steps ${k} ends with a durable checkpoint at ${k}`,
+      );
       const second = runTrainer([...args, '--steps', String(N), '--dir', dir]);
       assert.equal(second[0]!.event, 'start');
       assert.equal(second[0]!.resumedFrom, k, `${name}: resumed from step ${k}`);

@@ -60,9 +60,16 @@ test('the file is byte-for-byte the documented safetensors layout', async () => 
   for (const v of Object.values(meta)) assert.equal(typeof v, 'string');
   // Tensors in data order: dtype size descending, then name; contiguous, no holes, ending at EOF.
   const sizes: Record<string, number> = { F64: 8, I64: 8, U64: 8, F32: 4, I32: 4, U32: 4, F16: 2, BF16: 2, I16: 2, U16: 2, I8: 1, U8: 1, BOOL: 1, F8_E4M3: 1 };
-  const entries = Object.entries(header).filter(([k]) => k !== '__metadata__') as [string, { dtype: string; shape: number[]; data_offsets: [number, number] }][];
+  const entries = Object.entries(header).filter(([k]) => k !== '__metadata__') as [
+    string,
+    { dtype: string; shape: number[]; data_offsets: [number, number] },
+  ][];
   const order = [...entries].sort((a, b) => sizes[b[1].dtype]! - sizes[a[1].dtype]! || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-  assert.deepEqual(entries.map((e) => e[0]), order.map((e) => e[0]), 'header lists tensors in data order');
+  assert.deepEqual(
+    entries.map((e) => e[0]),
+    order.map((e) => e[0]),
+    'header lists tensors in data order',
+  );
   let offset = 0;
   const digests = meta['ckptio.tensor_xxh3']!.split(',');
   assert.equal(digests.length, entries.length);
@@ -150,11 +157,14 @@ test('a checkpoint larger than 1 GiB round trips', { skip: process.env.CKPTIO_SK
   const a = new Float32Array(n);
   for (let i = 0; i < n; i += 4099) a[i] = i;
   a[n - 1] = -1;
-  const res = await writeCheckpoint(file, { big: { dtype: 'float32', shape: [n], data: a }, tail: { dtype: 'uint8', shape: [3], data: new Uint8Array([1, 2, 3]) } });
+  const res = await writeCheckpoint(file, {
+    big: { dtype: 'float32', shape: [n], data: a },
+    tail: { dtype: 'uint8', shape: [3], data: new Uint8Array([1, 2, 3]) },
+  });
   assert.ok(res.bytes > 2 ** 30);
   const back = await readCheckpoint(file);
   assert.ok(bytesOf(back.tensors.big!.data).equals(bytesOf(a)));
-  assert.deepEqual([...back.tensors.tail!.data as Uint8Array], [1, 2, 3]);
+  assert.deepEqual([...(back.tensors.tail!.data as Uint8Array)], [1, 2, 3]);
   fs.rmSync(dir, { recursive: true });
 });
 

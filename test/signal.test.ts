@@ -9,7 +9,9 @@ import { CLI, SMALL } from './soak/trainer-child';
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   test(`${signal}: the trainer finishes the step, makes the save durable and exits 0`, { timeout: 120_000 }, async () => {
     const dir = tempDir();
-    const child = spawn(process.execPath, [CLI, 'train', ...SMALL, '--steps', '100000', '--save-every', '1000', '--dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, 'train', ...SMALL, '--steps', '100000', '--save-every', '1000', '--dir', dir], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     let sent = false;
     child.stdout.on('data', (d: Buffer) => {
@@ -21,7 +23,10 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     });
     const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
     assert.equal(code, 0);
-    const events = out.trim().split('\n').map((l) => JSON.parse(l) as { event: string; step?: number; path?: string; signal?: string });
+    const events = out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { event: string; step?: number; path?: string; signal?: string });
     const stopped = events.find((e) => e.event === 'stopped');
     assert.ok(stopped && stopped.signal === signal, 'a stopped event names the signal');
     const durable = events.filter((e) => e.event === 'durable').pop();

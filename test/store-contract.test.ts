@@ -22,35 +22,53 @@ let memories = 0;
 
 const harnesses: Harness[] = [
   {
-    name: 'LocalStore', skip: false,
+    name: 'LocalStore',
+    skip: false,
     make: async () => {
       const dir = tempDir();
-      return { store: new LocalStore(dir), again: () => new LocalStore(dir), corrupt: async (name) => {
-        const file = path.join(dir, name);
-        const bytes = fs.readFileSync(file);
-        bytes[bytes.length - 2]! ^= 0x10;
-        fs.writeFileSync(file, bytes);
-      } };
+      return {
+        store: new LocalStore(dir),
+        again: () => new LocalStore(dir),
+        corrupt: async (name) => {
+          const file = path.join(dir, name);
+          const bytes = fs.readFileSync(file);
+          bytes[bytes.length - 2]! ^= 0x10;
+          fs.writeFileSync(file, bytes);
+        },
+      };
     },
   },
   {
-    name: 'MemoryStore', skip: false,
+    name: 'MemoryStore',
+    skip: false,
     make: async () => {
       const label = `contract-${++memories}`;
       const store = new MemoryStore(label);
-      return { store, again: () => store, corrupt: async (name) => { const b = store.rawObject(name)!; b[b.length - 2]! ^= 0x10; } };
+      return {
+        store,
+        again: () => store,
+        corrupt: async (name) => {
+          const b = store.rawObject(name)!;
+          b[b.length - 2]! ^= 0x10;
+        },
+      };
     },
   },
   {
-    name: 'S3Store (Ceph RGW)', skip: rgwSkip,
+    name: 'S3Store (Ceph RGW)',
+    skip: rgwSkip,
     make: async () => {
       const url = gw!.url('contract');
-      return { store: new S3Store(url, { partBytes: 5 << 20 }), again: () => new S3Store(url), corrupt: async (name) => {
-        const objects = gw!.objects(url);
-        const bytes = Buffer.from((await objects.downloadBytes(name))!);
-        bytes[bytes.length - 2]! ^= 0x10;
-        await objects.uploadBytes(name, bytes);
-      } };
+      return {
+        store: new S3Store(url, { partBytes: 5 << 20 }),
+        again: () => new S3Store(url),
+        corrupt: async (name) => {
+          const objects = gw!.objects(url);
+          const bytes = Buffer.from((await objects.downloadBytes(name))!);
+          bytes[bytes.length - 2]! ^= 0x10;
+          await objects.uploadBytes(name, bytes);
+        },
+      };
     },
   },
 ];
@@ -64,7 +82,10 @@ const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array | null) => (b === null ? null : new TextDecoder().decode(b));
 
 function tensors(seed: number, n = 1000): Record<string, TensorEntry> {
-  return { w: { dtype: 'float32', shape: [n], data: new Float32Array(n).map((_, i) => seed + i / 7) }, step: { dtype: 'int32', shape: [1], data: new Int32Array([seed]) } };
+  return {
+    w: { dtype: 'float32', shape: [n], data: new Float32Array(n).map((_, i) => seed + i / 7) },
+    step: { dtype: 'int32', shape: [1], data: new Int32Array([seed]) },
+  };
 }
 
 for (const h of harnesses) {
@@ -72,7 +93,10 @@ for (const h of harnesses) {
     test('open, an empty list, small objects whole or absent', async () => {
       const { store } = await h.make();
       await store.open();
-      assert.deepEqual((await store.list()).filter((o) => !o.name.startsWith('ckptio.lock')), []);
+      assert.deepEqual(
+        (await store.list()).filter((o) => !o.name.startsWith('ckptio.lock')),
+        [],
+      );
       assert.equal(await store.readSmall('latest'), null);
       await store.writeSmall('latest', enc('{"step":1}'));
       assert.equal(dec(await store.readSmall('latest')), '{"step":1}');
@@ -86,7 +110,11 @@ for (const h of harnesses) {
       const { store } = await h.make();
       await store.open();
       for (const bad of ['../x', 'a/b', '..', '', 'a\0b']) {
-        await assert.rejects(store.writeSmall(bad, enc('x')), (err: unknown) => err instanceof CheckpointError && err.code === 'ECKPT_ARGS', JSON.stringify(bad));
+        await assert.rejects(
+          store.writeSmall(bad, enc('x')),
+          (err: unknown) => err instanceof CheckpointError && err.code === 'ECKPT_ARGS',
+          JSON.stringify(bad),
+        );
       }
     });
 
@@ -96,8 +124,17 @@ for (const h of harnesses) {
       const t1 = tensors(1);
       let consumed = 0;
       let settledWith: unknown = 'not yet';
-      const r1 = await store.commit({ name: 'ckpt-0000000001.safetensors', tensors: TensorList.from(t1), options: { metadata: { 'ckptio.step': '1' } },
-        files: [{ name: 'latest', data: enc(`{"step":1,"contentId":"${CONTENT_ID_TOKEN}"}`) }], remove: [], onConsumed: () => consumed++, onSettled: (err) => { settledWith = err; } });
+      const r1 = await store.commit({
+        name: 'ckpt-0000000001.safetensors',
+        tensors: TensorList.from(t1),
+        options: { metadata: { 'ckptio.step': '1' } },
+        files: [{ name: 'latest', data: enc(`{"step":1,"contentId":"${CONTENT_ID_TOKEN}"}`) }],
+        remove: [],
+        onConsumed: () => consumed++,
+        onSettled: (err) => {
+          settledWith = err;
+        },
+      });
       assert.ok(consumed <= 1);
       store.poll?.();
       await new Promise<void>((resolve) => setImmediate(resolve));
@@ -105,9 +142,14 @@ for (const h of harnesses) {
       assert.match(r1.contentId ?? '', /^[0-9a-f]{16}$/);
       assert.ok(r1.bytes > 4000);
       const latest = JSON.parse(dec(await store.readSmall('latest'))!) as { contentId: string };
-      assert.equal(latest.contentId, r1.contentId, 'the token in a small object is the checkpoint\'s content id');
-      await store.commit({ name: 'ckpt-0000000002.safetensors', tensors: TensorList.from(tensors(2)), options: { metadata: { 'ckptio.step': '2' } },
-        files: [{ name: 'latest', data: enc('{"step":2}') }], remove: ['ckpt-0000000001.safetensors'] });
+      assert.equal(latest.contentId, r1.contentId, "the token in a small object is the checkpoint's content id");
+      await store.commit({
+        name: 'ckpt-0000000002.safetensors',
+        tensors: TensorList.from(tensors(2)),
+        options: { metadata: { 'ckptio.step': '2' } },
+        files: [{ name: 'latest', data: enc('{"step":2}') }],
+        remove: ['ckpt-0000000001.safetensors'],
+      });
       const names = (await store.list()).map((o) => o.name);
       assert.ok(names.includes('ckpt-0000000002.safetensors') && !names.includes('ckpt-0000000001.safetensors'), names.join(','));
       const read = await store.read('ckpt-0000000002.safetensors');
@@ -116,7 +158,10 @@ for (const h of harnesses) {
       assert.equal(read.metadata['ckptio.step'], '2');
       const header = await store.readHeader('ckpt-0000000002.safetensors');
       assert.equal(header.bytes, read.bytes);
-      assert.deepEqual(header.tensors.map((t) => [t.name, t.dtype, t.shape]).sort(), [['step', 'int32', [1]], ['w', 'float32', [1000]]]);
+      assert.deepEqual(header.tensors.map((t) => [t.name, t.dtype, t.shape]).sort(), [
+        ['step', 'int32', [1]],
+        ['w', 'float32', [1000]],
+      ]);
       assert.equal(header.metadata['ckptio.step'], '2');
     });
 
@@ -144,7 +189,10 @@ for (const h of harnesses) {
       const { store, again } = await h.make();
       const ckpt = new Checkpointer({ store, keepLast: 2, onWarning: () => {} });
       for (let step = 1; step <= 3; step++) await (await ckpt.save(step, { tensors: tensors(step), state: { step }, metric: step })).durable;
-      assert.deepEqual((await ckpt.manifest()).map((e) => e.step), [2, 3]);
+      assert.deepEqual(
+        (await ckpt.manifest()).map((e) => e.step),
+        [2, 3],
+      );
       const p = await ckpt.pointer('latest');
       assert.equal(p?.step, 3);
       await ckpt.close();

@@ -4,8 +4,17 @@ import { test } from 'node:test';
 import type * as tfType from '@tensorflow/tfjs';
 import { loadTf } from '../src/tfjs/backend';
 import {
-  fitWeightOrder, OPTIMIZER_LAYOUTS, optimizerIterations, optimizerLayout, optimizerLearningRate, readSlots, scalarVariable,
-  setOptimizerIterations, setOptimizerLearningRate, statefulFields, weightVariable,
+  fitWeightOrder,
+  OPTIMIZER_LAYOUTS,
+  optimizerIterations,
+  optimizerLayout,
+  optimizerLearningRate,
+  readSlots,
+  scalarVariable,
+  setOptimizerIterations,
+  setOptimizerLearningRate,
+  statefulFields,
+  weightVariable,
 } from '../src/tfjs/internals';
 
 const MAKE: Record<string, (tf: typeof tfType) => tfType.Optimizer> = {
@@ -29,7 +38,13 @@ for (const className of Object.keys(MAKE)) {
     const { className: got, layout } = optimizerLayout(opt);
     assert.equal(got, className);
     const a = tf.variable(tf.tensor1d([1, 2, 3]), true);
-    const b = tf.variable(tf.tensor2d([[1, -1], [2, 0.5]]), true);
+    const b = tf.variable(
+      tf.tensor2d([
+        [1, -1],
+        [2, 0.5],
+      ]),
+      true,
+    );
     assert.equal(optimizerIterations(opt), 0, 'no step yet');
     for (const f of layout.slots) assert.deepEqual(readSlots(opt, f), [], `${f.field}: slots are created lazily`);
     opt.minimize(() => tf.add(tf.sum(tf.square(a)), tf.sum(tf.mul(b, b))) as tfType.Scalar, false, [a, b]);
@@ -40,7 +55,11 @@ for (const className of Object.keys(MAKE)) {
     for (const f of layout.slots) {
       const slots = readSlots(opt, f);
       assert.equal(slots.length, 2, `${f.field}: one slot per variable, by position`);
-      assert.deepEqual(slots.map((s) => s!.originalName), [`${a.name}${f.suffix}`, `${b.name}${f.suffix}`], `${f.field}: labelled <variable name>${f.suffix}`);
+      assert.deepEqual(
+        slots.map((s) => s!.originalName),
+        [`${a.name}${f.suffix}`, `${b.name}${f.suffix}`],
+        `${f.field}: labelled <variable name>${f.suffix}`,
+      );
       assert.deepEqual(slots[1]!.variable.shape, [2, 2]);
     }
     for (const field of layout.scalarVariables) assert.equal(scalarVariable(opt, field).rank, 0);
@@ -52,7 +71,8 @@ for (const className of Object.keys(MAKE)) {
     setOptimizerLearningRate(opt, 0);
     opt.minimize(() => tf.sum(tf.square(a)) as tfType.Scalar, false, [a]);
     // (RMSProp here carries momentum from the first step and Adadelta scales by its own accumulators.)
-    if (className !== 'Adadelta' && className !== 'RMSProp') assert.deepEqual([...(a.dataSync() as Float32Array)], [...before], 'lr 0: the variable does not move');
+    if (className !== 'Adadelta' && className !== 'RMSProp')
+      assert.deepEqual([...(a.dataSync() as Float32Array)], [...before], 'lr 0: the variable does not move');
     opt.dispose();
     a.dispose();
     b.dispose();
@@ -66,7 +86,14 @@ test('a LayersModel weight is a tf.Variable of the same name, and fit trains col
   for (const w of m.weights) assert.equal(weightVariable(w).name, w.name);
   await m.fit(tf.ones([4, 3]), tf.ones([4, 1]), { epochs: 1, verbose: 0 });
   const order = fitWeightOrder(m).map((w) => w.name);
-  assert.deepEqual(order, m.trainableWeights.map((w) => w.name));
+  assert.deepEqual(
+    order,
+    m.trainableWeights.map((w) => w.name),
+  );
   const slots = readSlots(m.optimizer, OPTIMIZER_LAYOUTS.Adam!.slots[0]!);
-  assert.deepEqual(slots.map((s) => s!.originalName), order.map((n) => `${n}/m`), 'slot i belongs to weight i of that order');
+  assert.deepEqual(
+    slots.map((s) => s!.originalName),
+    order.map((n) => `${n}/m`),
+    'slot i belongs to weight i of that order',
+  );
 });

@@ -65,17 +65,28 @@ function assertSameWeights(a: tfType.Tensor[], b: tfType.Tensor[], what: string)
 async function assertSameOptimizer(a: tfType.Optimizer, b: tfType.Optimizer): Promise<void> {
   const wa = await a.getWeights();
   const wb = await b.getWeights();
-  assert.deepEqual(wb.map((w) => w.name), wa.map((w) => w.name), 'optimizer weight names');
-  assertSameWeights(wa.map((w) => w.tensor), wb.map((w) => w.tensor), 'optimizer weight');
+  assert.deepEqual(
+    wb.map((w) => w.name),
+    wa.map((w) => w.name),
+    'optimizer weight names',
+  );
+  assertSameWeights(
+    wa.map((w) => w.tensor),
+    wb.map((w) => w.tensor),
+    'optimizer weight',
+  );
 }
 
 /** What tfjs itself hands a save handler for this model. */
 async function tfjsArtifacts(model: tfType.LayersModel, includeOptimizer: boolean): Promise<tfType.io.ModelArtifacts> {
   let captured: tfType.io.ModelArtifacts | undefined;
-  await model.save(tf.io.withSaveHandler(async (a) => {
-    captured = a;
-    return { modelArtifactsInfo: tf.io.getModelArtifactsInfoForJSON(a) };
-  }), { includeOptimizer });
+  await model.save(
+    tf.io.withSaveHandler(async (a) => {
+      captured = a;
+      return { modelArtifactsInfo: tf.io.getModelArtifactsInfoForJSON(a) };
+    }),
+    { includeOptimizer },
+  );
   return captured!;
 }
 
@@ -143,12 +154,15 @@ for (const includeOptimizer of [false, true]) {
   });
 }
 
-test('a save writes through the commit protocol onto the target name (strace)', { skip: !commandExists('strace') && 'strace not installed (.ci/run installs it)' }, () => {
-  const dir = tempDir();
-  const target = path.join(dir, 'model.safetensors');
-  const out = path.join(dir, 'trace.txt');
-  const src = path.resolve(__dirname, '..', 'src');
-  const child = `
+test(
+  'a save writes through the commit protocol onto the target name (strace)',
+  { skip: !commandExists('strace') && 'strace not installed (.ci/run installs it)' },
+  () => {
+    const dir = tempDir();
+    const target = path.join(dir, 'model.safetensors');
+    const out = path.join(dir, 'trace.txt');
+    const src = path.resolve(__dirname, '..', 'src');
+    const child = `
 const fs = require('fs');
 const { loadTf } = require(${JSON.stringify(path.join(src, 'tfjs', 'backend'))});
 const { ioHandler } = require(${JSON.stringify(path.join(src, 'tfjs', 'io-handler'))});
@@ -164,38 +178,73 @@ const { ioHandler } = require(${JSON.stringify(path.join(src, 'tfjs', 'io-handle
   }
 })();
 `;
-  execFileSync('strace', ['-f', '-qq', '-s', '256', '-o', out, '-e', 'trace=openat,open,pwrite64,fdatasync,fsync,close,rename,renameat,renameat2,write',
-    process.execPath, '-e', child, target], { stdio: 'pipe', env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '3' } });
-  const calls = parseTrace(fs.readFileSync(out, 'utf8'));
-  const resolved = calls.filter((c) => c.name === 'write' && c.args.startsWith('1, "RESOLVED'));
-  assert.equal(resolved.length, 2, 'both saves resolved');
-  let from = 0;
-  for (const [round, mark] of resolved.entries()) {
-    const window = calls.filter((c) => c.line > from && c.line < mark.line);
-    const dirOpen = window.find((c) => (c.name === 'openat' || c.name === 'open') && c.args.includes(`"${dir}"`) && c.args.includes('O_DIRECTORY'));
-    assert.ok(dirOpen, `round ${round}: directory opened`);
-    const create = window.find((c) => c.name === 'openat' && /model\.safetensors\.tmp\.\d+\.[0-9a-f]{8}"/.test(c.args) && c.args.includes('O_EXCL') && Number(c.result) >= 0);
-    assert.ok(create, `round ${round}: tmp created with O_EXCL`);
-    const fd = create.result;
-    const tmpName = /"([^"]*\.tmp\.[^"]*)"/.exec(create.args)![1]!;
-    const writes = window.filter((c) => c.name === 'pwrite64' && c.args.startsWith(`${fd},`) && c.line > create.line);
-    assert.ok(writes.length >= 1, `round ${round}: writes to the tmp fd`);
-    const sync = window.find((c) => c.name === 'fdatasync' && c.args === fd && c.line > create.line);
-    assert.ok(sync && sync.result === '0', `round ${round}: fdatasync(tmp)`);
-    assert.ok(writes.every((w) => w.line < sync.line), `round ${round}: every write before fdatasync`);
-    const close = window.find((c) => c.name === 'close' && c.args === fd && c.line > sync.line);
-    assert.ok(close, `round ${round}: close after fdatasync`);
-    const rename = window.find((c) => /^rename/.test(c.name) && c.result === '0' && c.args.includes(`"${tmpName}"`) && c.args.includes('"model.safetensors"'));
-    assert.ok(rename && rename.line > close.line, `round ${round}: rename onto the target after close`);
-    const dirSync = window.find((c) => c.name === 'fsync' && c.args === dirOpen.result && c.line > rename.line);
-    assert.ok(dirSync && dirSync.result === '0', `round ${round}: fsync(dir) after the rename, before model.save resolved`);
-    from = mark.line;
-  }
-  const openedFinal = calls.filter((c) => (c.name === 'openat' || c.name === 'open') && c.args.includes('model.safetensors"') && !c.args.includes('.tmp.') && /O_WRONLY|O_RDWR|O_CREAT|O_TRUNC/.test(c.args));
-  assert.deepEqual(openedFinal, [], 'the target name is never opened for writing');
-});
+    execFileSync(
+      'strace',
+      [
+        '-f',
+        '-qq',
+        '-s',
+        '256',
+        '-o',
+        out,
+        '-e',
+        'trace=openat,open,pwrite64,fdatasync,fsync,close,rename,renameat,renameat2,write',
+        process.execPath,
+        '-e',
+        child,
+        target,
+      ],
+      { stdio: 'pipe', env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '3' } },
+    );
+    const calls = parseTrace(fs.readFileSync(out, 'utf8'));
+    const resolved = calls.filter((c) => c.name === 'write' && c.args.startsWith('1, "RESOLVED'));
+    assert.equal(resolved.length, 2, 'both saves resolved');
+    let from = 0;
+    for (const [round, mark] of resolved.entries()) {
+      const window = calls.filter((c) => c.line > from && c.line < mark.line);
+      const dirOpen = window.find((c) => (c.name === 'openat' || c.name === 'open') && c.args.includes(`"${dir}"`) && c.args.includes('O_DIRECTORY'));
+      assert.ok(dirOpen, `round ${round}: directory opened`);
+      const create = window.find(
+        (c) => c.name === 'openat' && /model\.safetensors\.tmp\.\d+\.[0-9a-f]{8}"/.test(c.args) && c.args.includes('O_EXCL') && Number(c.result) >= 0,
+      );
+      assert.ok(create, `round ${round}: tmp created with O_EXCL`);
+      const fd = create.result;
+      const tmpName = /"([^"]*\.tmp\.[^"]*)"/.exec(create.args)![1]!;
+      const writes = window.filter((c) => c.name === 'pwrite64' && c.args.startsWith(`${fd},`) && c.line > create.line);
+      assert.ok(writes.length >= 1, `round ${round}: writes to the tmp fd`);
+      const sync = window.find((c) => c.name === 'fdatasync' && c.args === fd && c.line > create.line);
+      assert.ok(sync && sync.result === '0', `round ${round}: fdatasync(tmp)`);
+      assert.ok(
+        writes.every((w) => w.line < sync.line),
+        `round ${round}: every write before fdatasync`,
+      );
+      const close = window.find((c) => c.name === 'close' && c.args === fd && c.line > sync.line);
+      assert.ok(close, `round ${round}: close after fdatasync`);
+      const rename = window.find(
+        (c) => /^rename/.test(c.name) && c.result === '0' && c.args.includes(`"${tmpName}"`) && c.args.includes('"model.safetensors"'),
+      );
+      assert.ok(rename && rename.line > close.line, `round ${round}: rename onto the target after close`);
+      const dirSync = window.find((c) => c.name === 'fsync' && c.args === dirOpen.result && c.line > rename.line);
+      assert.ok(dirSync && dirSync.result === '0', `round ${round}: fsync(dir) after the rename, before model.save resolved`);
+      from = mark.line;
+    }
+    const openedFinal = calls.filter(
+      (c) =>
+        (c.name === 'openat' || c.name === 'open') &&
+        c.args.includes('model.safetensors"') &&
+        !c.args.includes('.tmp.') &&
+        /O_WRONLY|O_RDWR|O_CREAT|O_TRUNC/.test(c.args),
+    );
+    assert.deepEqual(openedFinal, [], 'the target name is never opened for writing');
+  },
+);
 
-interface Call { line: number; name: string; args: string; result: string }
+interface Call {
+  line: number;
+  name: string;
+  args: string;
+  result: string;
+}
 
 function parseTrace(trace: string): Call[] {
   const calls: Call[] = [];
@@ -235,7 +284,10 @@ test('a crash at every I/O step of model.save(ioHandler) over an existing file l
     // A power cut can leave a temporary file of the writer behind (a Checkpointer removes those at start-up);
     // nothing else appears, and the target name holds a whole, verified model.
     const left = listDir(path.dirname(file)).filter((n) => n !== 'model.safetensors');
-    assert.ok(left.every((n) => /^model\.safetensors\.tmp\.\d+\.[0-9a-f]{8}$/.test(n)), `crash ${k}: ${left.join(', ')}`);
+    assert.ok(
+      left.every((n) => /^model\.safetensors\.tmp\.\d+\.[0-9a-f]{8}$/.test(n)),
+      `crash ${k}: ${left.join(', ')}`,
+    );
     for (const n of left) fs.rmSync(path.join(path.dirname(file), n));
     const loaded = await tf.loadLayersModel(ioHandler(file)); // checksums verified
     const pred = predictBytes(loaded);
@@ -332,7 +384,11 @@ test('a crash at every I/O step of an export over an older one leaves the old pa
     const data = Buffer.from(got.weightData as ArrayBuffer);
     const which = data.equals(oldBytes) ? 'old' : data.equals(newBytes) ? 'new' : 'neither';
     assert.notEqual(which, 'neither', `crash after op ${k}`);
-    assert.equal(got.weightSpecs!.some((s) => s.group === 'optimizer'), which === 'new', `crash after op ${k}: model.json and weights of one pair`);
+    assert.equal(
+      got.weightSpecs!.some((s) => s.group === 'optimizer'),
+      which === 'new',
+      `crash after op ${k}: model.json and weights of one pair`,
+    );
     if (resolved) assert.equal(which, 'new', `crash after op ${k}: an acknowledged export was lost`);
     seen[which as 'old' | 'new']++;
   }
@@ -348,25 +404,31 @@ test('a crash at every I/O step of an export over an older one leaves the old pa
   newModel.dispose();
 });
 
-test('import of a model.json directory written from tfjs\'s own withSaveHandler artifacts (sharded, ./ paths) round trips', async () => {
+test("import of a model.json directory written from tfjs's own withSaveHandler artifacts (sharded, ./ paths) round trips", async () => {
   const model = await trainedModel();
   const dir = tempDir();
   let artifacts: tfType.io.ModelArtifacts | undefined;
   // Written the way tfjs's file and browser handlers lay it out; two shards to exercise concatenation.
-  await model.save(tf.io.withSaveHandler(async (a) => {
-    artifacts = a;
-    const data = Buffer.from(a.weightData as ArrayBuffer);
-    const cut = 1001; // not on a weight boundary
-    fs.writeFileSync(path.join(dir, 'group1-shard1of2.bin'), data.subarray(0, cut));
-    fs.writeFileSync(path.join(dir, 'group1-shard2of2.bin'), data.subarray(cut));
-    const json = {
-      modelTopology: a.modelTopology, format: a.format, generatedBy: a.generatedBy, convertedBy: a.convertedBy,
-      weightsManifest: [{ paths: ['./group1-shard1of2.bin', 'group1-shard2of2.bin'], weights: a.weightSpecs }],
-      trainingConfig: a.trainingConfig,
-    };
-    fs.writeFileSync(path.join(dir, 'model.json'), JSON.stringify(json));
-    return { modelArtifactsInfo: tf.io.getModelArtifactsInfoForJSON(a) };
-  }), { includeOptimizer: true });
+  await model.save(
+    tf.io.withSaveHandler(async (a) => {
+      artifacts = a;
+      const data = Buffer.from(a.weightData as ArrayBuffer);
+      const cut = 1001; // not on a weight boundary
+      fs.writeFileSync(path.join(dir, 'group1-shard1of2.bin'), data.subarray(0, cut));
+      fs.writeFileSync(path.join(dir, 'group1-shard2of2.bin'), data.subarray(cut));
+      const json = {
+        modelTopology: a.modelTopology,
+        format: a.format,
+        generatedBy: a.generatedBy,
+        convertedBy: a.convertedBy,
+        weightsManifest: [{ paths: ['./group1-shard1of2.bin', 'group1-shard2of2.bin'], weights: a.weightSpecs }],
+        trainingConfig: a.trainingConfig,
+      };
+      fs.writeFileSync(path.join(dir, 'model.json'), JSON.stringify(json));
+      return { modelArtifactsInfo: tf.io.getModelArtifactsInfoForJSON(a) };
+    }),
+    { includeOptimizer: true },
+  );
   const imported = await importTfjsModel(dir);
   assert.ok(Buffer.from(imported.weightData as ArrayBuffer).equals(Buffer.from(artifacts!.weightData as ArrayBuffer)), 'weight bytes');
   assert.deepEqual(imported.weightSpecs, artifacts!.weightSpecs);
@@ -405,7 +467,8 @@ test('hostile model.json directories are each rejected with a CheckpointError na
 
   const withPaths = (paths: unknown) => ({ ...good, weightsManifest: [{ ...good.weightsManifest[0]!, paths }] });
   const withWeight = (patch: Record<string, unknown>) => ({
-    ...good, weightsManifest: [{ ...good.weightsManifest[0]!, weights: good.weightsManifest[0]!.weights.map((w, i) => (i === 0 ? { ...w, ...patch } : w)) }],
+    ...good,
+    weightsManifest: [{ ...good.weightsManifest[0]!, weights: good.weightsManifest[0]!.weights.map((w, i) => (i === 0 ? { ...w, ...patch } : w)) }],
   });
   const cases: [string, string | object, RegExp][] = [
     ['path traversal ../x', withPaths(['../x']), /leaves the directory/],
@@ -473,9 +536,21 @@ test('hostile ioHandler files (metadata that does not match the tensors) are rej
     ['topology-array', (md) => (md[K.modelTopology] = '[]'), /ckptio\.tfjs\.topology must be a JSON object/],
     ['training-config', (md) => (md[K.trainingConfig] = '{"loss": 3, "optimizer_config": {}}'), /ckptio\.tfjs\.training_config\.loss/],
     ['converted-by', (md) => (md[K.formatInfo] = '{"convertedBy": 7}'), /ckptio\.tfjs\.format\.convertedBy/],
-    ['shape', (md) => (md[K.weightSpecs] = JSON.stringify(specs.map((s, i) => (i === 0 ? { ...s, shape: [...s.shape].reverse().concat([1]) } : s)))), /has shape .* but ckptio\.tfjs\.weight_specs says/],
-    ['dtype', (md) => (md[K.weightSpecs] = JSON.stringify(specs.map((s, i) => (i === 0 ? { ...s, dtype: 'int32' } : s)))), /the tensor is float32 but ckptio\.tfjs\.weight_specs says int32/],
-    ['bad-dtype', (md) => (md[K.weightSpecs] = JSON.stringify(specs.map((s, i) => (i === 0 ? { ...s, dtype: 'string' } : s)))), /dtype "string" is not supported/],
+    [
+      'shape',
+      (md) => (md[K.weightSpecs] = JSON.stringify(specs.map((s, i) => (i === 0 ? { ...s, shape: [...s.shape].reverse().concat([1]) } : s)))),
+      /has shape .* but ckptio\.tfjs\.weight_specs says/,
+    ],
+    [
+      'dtype',
+      (md) => (md[K.weightSpecs] = JSON.stringify(specs.map((s, i) => (i === 0 ? { ...s, dtype: 'int32' } : s)))),
+      /the tensor is float32 but ckptio\.tfjs\.weight_specs says int32/,
+    ],
+    [
+      'bad-dtype',
+      (md) => (md[K.weightSpecs] = JSON.stringify(specs.map((s, i) => (i === 0 ? { ...s, dtype: 'string' } : s)))),
+      /dtype "string" is not supported/,
+    ],
     ['missing-tensor', (_md, t) => delete t[first.name], /has no tensor in the file/],
     ['extra-tensor', (_md, t) => (t.stray = { dtype: 'float32', shape: [1], data: new Float32Array(1) }), /tensors without a weight spec.*"stray"/],
   ];
@@ -495,7 +570,9 @@ test('bad input to save is an ECKPT_ARGS CheckpointError and writes nothing', as
   const dir = tempDir();
   const file = path.join(dir, 'm.safetensors');
   const base: tfType.io.ModelArtifacts = {
-    modelTopology: { class_name: 'Sequential' }, weightSpecs: [{ name: 'w', shape: [2], dtype: 'float32' }], weightData: new ArrayBuffer(8),
+    modelTopology: { class_name: 'Sequential' },
+    weightSpecs: [{ name: 'w', shape: [2], dtype: 'float32' }],
+    weightData: new ArrayBuffer(8),
   };
   const cases: [string, tfType.io.ModelArtifacts, RegExp][] = [
     ['string dtype', { ...base, weightSpecs: [{ name: 'w', shape: [2], dtype: 'string' }] }, /dtype "string" is not supported/],
@@ -508,7 +585,10 @@ test('bad input to save is an ECKPT_ARGS CheckpointError and writes nothing', as
   for (const [what, a, message] of cases) {
     await assert.rejects(ioHandler(file).save(a), (e: unknown) => e instanceof CheckpointError && e.code === 'ECKPT_ARGS' && message.test(e.message), what);
   }
-  assert.throws(() => ioHandler(file, { metadata: { 'ckptio.step': '1' } }), (e: unknown) => e instanceof CheckpointError && e.code === 'ECKPT_ARGS');
+  assert.throws(
+    () => ioHandler(file, { metadata: { 'ckptio.step': '1' } }),
+    (e: unknown) => e instanceof CheckpointError && e.code === 'ECKPT_ARGS',
+  );
   assert.deepEqual(listDir(dir), []);
   // Sharded weightData (an array of buffers) is accepted; the caller's metadata is kept.
   const sharded = { ...base, weightData: [new Float32Array([1]).buffer, new Float32Array([2]).buffer] };

@@ -15,12 +15,19 @@ import { buildModel, ChildConfig, data, OPTIMIZERS, stateHashes } from './tfjs/r
 const child = path.join(__dirname, 'tfjs', 'resume-child.js');
 const ALL = Object.keys(OPTIMIZERS);
 
-interface ChildResult { done?: Record<string, ReturnType<typeof stateHashes>>; durable?: number; warning?: string }
+interface ChildResult {
+  done?: Record<string, ReturnType<typeof stateHashes>>;
+  durable?: number;
+  warning?: string;
+}
 
 function runChild(cfg: ChildConfig): ChildResult[] {
   const r = spawnSync(process.execPath, [child, JSON.stringify(cfg)], { encoding: 'utf8', timeout: 240_000 });
   assert.equal(r.status, 0, `child ${cfg.mode}/${cfg.phase} failed: ${r.stderr}`);
-  return r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as ChildResult);
+  return r.stdout
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as ChildResult);
 }
 
 function final(lines: ChildResult[]): Record<string, ReturnType<typeof stateHashes>> {
@@ -36,10 +43,15 @@ for (const backend of ['cpu', 'wasm'] as const) {
       const base = { backend, mode, optimizers: ALL, exitAtStep: 5 };
       const full = final(runChild({ ...base, phase: 'full', dir: path.join(dir, 'full') }));
       const first = runChild({ ...base, phase: 'first', dir: path.join(dir, 'resumed') });
-      if (mode === 'fitDataset') assert.ok(first.some((l) => l.durable === 5), 'the first process exited after the mid-epoch save');
+      if (mode === 'fitDataset')
+        assert.ok(
+          first.some((l) => l.durable === 5),
+          'the first process exited after the mid-epoch save',
+        );
       const resumed = final(runChild({ ...base, phase: 'resume', dir: path.join(dir, 'resumed') }));
       for (const name of ALL) {
-        const f = full[name]!, r = resumed[name]!;
+        const f = full[name]!,
+          r = resumed[name]!;
         assert.ok(Object.keys(f.tensors).some((k) => k.startsWith('optimizer/')) || name === 'sgd', `${name}: optimizer slots are compared`);
         assert.deepEqual(r.tensors, f.tensors, `${name}: every weight and optimizer slot byte-identical`);
         assert.deepEqual(r.optimizer, f.optimizer, `${name}: iterations, learning rate and slot order identical`);
@@ -58,7 +70,9 @@ test('kill -9 loop through fitCheckpoint (fitDataset, adam, a save every batch):
   for (let round = 0; round < 40; round++) {
     const lines: ChildResult[] = [];
     const status = await new Promise<number | null>((resolve) => {
-      const p = spawn(process.execPath, [child, JSON.stringify({ ...base, phase: 'resume-or-start', dir: killed, slowMs: 40 })], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const p = spawn(process.execPath, [child, JSON.stringify({ ...base, phase: 'resume-or-start', dir: killed, slowMs: 40 })], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
       let buf = '';
       let seen = 0;
       // Kill 0-30 ms after the first new durable save: at varying points of a 40 ms batch, with a save queued
@@ -78,7 +92,10 @@ test('kill -9 loop through fitCheckpoint (fitDataset, adam, a save every batch):
       });
       p.on('exit', (code) => resolve(code));
     });
-    if (status === null) { kills++; continue; }
+    if (status === null) {
+      kills++;
+      continue;
+    }
     assert.equal(status, 0, 'an unkilled run exits cleanly');
     last = lines;
     break;
@@ -99,11 +116,19 @@ test("tfjs's own includeOptimizer round trip is not byte-exact for Adam; restore
   const { tf } = await loadTf('cpu');
   const { model: a, x, y } = await trainedAdam(tf, 20); // at 20 steps pow(0.999, 21) != the running product in float32
   let artifacts: tfType.io.ModelArtifacts | null = null;
-  await a.save(tf.io.withSaveHandler(async (art) => { artifacts = art; return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } }; }), { includeOptimizer: true });
+  await a.save(
+    tf.io.withSaveHandler(async (art) => {
+      artifacts = art;
+      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+    }),
+    { includeOptimizer: true },
+  );
   const viaTfjs = await tf.loadLayersModel(tf.io.fromMemory(artifacts!));
   const dir = tempDir();
   const ckpt = new Checkpointer({ dir });
-  await (await ckpt.save(20, { tensors: modelState(a) })).durable;
+  await (
+    await ckpt.save(20, { tensors: modelState(a) })
+  ).durable;
   const viaCkptio = buildModel(tf, 'cpu');
   viaCkptio.compile({ optimizer: tf.train.adam(0.01), loss: 'categoricalCrossentropy' });
   restoreModelState(viaCkptio, undefined, (await ckpt.loadLatest())!);
@@ -122,7 +147,9 @@ test('strict restore names every missing, unexpected and mismatched tensor and c
   const { tf } = await loadTf('cpu');
   const { model: a } = await trainedAdam(tf, 2);
   const ckpt = new Checkpointer({ dir: tempDir() });
-  await (await ckpt.save(2, { tensors: modelState(a) })).durable;
+  await (
+    await ckpt.save(2, { tensors: modelState(a) })
+  ).durable;
   const loaded = (await ckpt.loadLatest())!;
 
   const build12 = () => {
@@ -137,7 +164,14 @@ test('strict restore names every missing, unexpected and mismatched tensor and c
   };
   const b = build12();
   const before = stateHashes(b).tensors;
-  const err = (() => { try { restoreModelState(b, undefined, loaded); } catch (e) { return e; } return null; })();
+  const err = (() => {
+    try {
+      restoreModelState(b, undefined, loaded);
+    } catch (e) {
+      return e;
+    }
+    return null;
+  })();
   assert.ok(err instanceof CheckpointError && err.code === 'ECKPT_MISMATCH', 'strict: a CheckpointError ECKPT_MISMATCH');
   for (const name of ['model/4-dense/kernel', 'model/4-dense/bias', 'optimizer/m/model/4-dense/kernel', 'optimizer/v/model/4-dense/bias']) {
     assert.ok((err as Error).message.includes(name), `the error names ${name}`);
@@ -146,9 +180,12 @@ test('strict restore names every missing, unexpected and mismatched tensor and c
 
   const report = restoreModelState(b, undefined, loaded, { strict: false });
   assert.deepEqual(report.mismatched.map((m) => m.split(':')[0]).sort(), [
-    'model/4-dense/bias', 'model/4-dense/kernel',
-    'optimizer/m/model/4-dense/bias', 'optimizer/m/model/4-dense/kernel',
-    'optimizer/v/model/4-dense/bias', 'optimizer/v/model/4-dense/kernel',
+    'model/4-dense/bias',
+    'model/4-dense/kernel',
+    'optimizer/m/model/4-dense/bias',
+    'optimizer/m/model/4-dense/kernel',
+    'optimizer/v/model/4-dense/bias',
+    'optimizer/v/model/4-dense/kernel',
   ]);
   assert.deepEqual(report.missing, []);
   assert.deepEqual(report.unexpected, []);
@@ -176,7 +213,9 @@ test('no tensor leak over 100 saves and restores (cpu); unseeded random layers a
   const ckpt = new Checkpointer({ dir: tempDir(), keepLast: 2 });
   const before = tf.memory();
   for (let s = 0; s < 100; s++) {
-    await (await ckpt.save(s, { tensors: modelState(model) })).durable;
+    await (
+      await ckpt.save(s, { tensors: modelState(model) })
+    ).durable;
     restoreModelState(model, undefined, (await ckpt.loadLatest())!);
   }
   const after = tf.memory();
@@ -196,7 +235,10 @@ test('no tensor leak over 100 saves and restores (cpu); unseeded random layers a
   const warnings: string[] = [];
   const cb2 = await fitCheckpoint(m, { dir, tf, onWarning: (w) => warnings.push(w) });
   assert.deepEqual(cb2.resumed?.unseededRandomLayers, ['1-dropout']);
-  assert.ok(warnings.some((w) => w.includes('unseeded random layers (1-dropout)')), 'resume warns about the unseeded dropout');
+  assert.ok(
+    warnings.some((w) => w.includes('unseeded random layers (1-dropout)')),
+    'resume warns about the unseeded dropout',
+  );
   assert.equal(cb2.initialEpoch, 1);
   await cb2.close();
   void y;
@@ -209,7 +251,11 @@ test('fitCheckpoint keeps the best checkpoint by a logged validation metric (val
   model.compile({ optimizer: tf.train.sgd(0.5), loss: 'categoricalCrossentropy' }); // a large step: val_loss moves both ways
   const dir = tempDir();
   const seen: { step: number; val: number }[] = [];
-  const probe = new tf.CustomCallback({ onEpochEnd: async (_e, logs) => { seen.push({ step: (_e + 1) * 5, val: logs!.val_loss as number }); } });
+  const probe = new tf.CustomCallback({
+    onEpochEnd: async (_e, logs) => {
+      seen.push({ step: (_e + 1) * 5, val: logs!.val_loss as number });
+    },
+  });
   const ckpt = await fitCheckpoint(model, { dir, tf, monitor: 'val_loss', keepLast: 1 });
   await model.fit(x, y, { epochs: 6, batchSize: 8, shuffle: false, verbose: 0, validationSplit: 1 / 6, callbacks: [ckpt, probe] });
   await ckpt.close();

@@ -30,35 +30,92 @@ function throwsCkpt(fn: () => unknown, code: string, fragment: string): void {
 }
 
 test('constant, step, exponential: values at known steps', () => {
-  expectAt(schedules.constant({ lr: 1e-3 }), [[0, 1e-3], [1, 1e-3], [1e9, 1e-3]]);
+  expectAt(schedules.constant({ lr: 1e-3 }), [
+    [0, 1e-3],
+    [1, 1e-3],
+    [1e9, 1e-3],
+  ]);
   expectAt(schedules.constant(0.5), [[0, 0.5]]);
   const st = schedules.step({ lr: 1, stepSize: 3, gamma: 0.5 });
-  expectAt(st, [[0, 1], [2, 1], [3, 0.5], [5, 0.5], [6, 0.25], [30, 2 ** -10]]);
+  expectAt(st, [
+    [0, 1],
+    [2, 1],
+    [3, 0.5],
+    [5, 0.5],
+    [6, 0.25],
+    [30, 2 ** -10],
+  ]);
   assert.equal(schedules.step({ lr: 1, stepSize: 3 }).gamma, 0.1, 'default gamma');
   const ex = schedules.exponential({ lr: 2, decayRate: 0.5, decaySteps: 4 });
-  expectAt(ex, [[0, 2], [4, 1], [8, 0.5], [40, 2 ** -9]]);
+  expectAt(ex, [
+    [0, 2],
+    [4, 1],
+    [8, 0.5],
+    [40, 2 ** -9],
+  ]);
   close(learningRateAt(ex, 2), Math.SQRT2, 'exponential mid-period'); // 2 * 0.5^(1/2)
   close(learningRateAt(ex, 1), 2 * 0.5 ** 0.25, 'exponential at step 1');
   const stair = schedules.exponential({ lr: 2, decayRate: 0.5, decaySteps: 4, staircase: true });
-  expectAt(stair, [[0, 2], [3, 2], [4, 1], [7, 1], [8, 0.5]]);
+  expectAt(stair, [
+    [0, 2],
+    [3, 2],
+    [4, 1],
+    [7, 1],
+    [8, 0.5],
+  ]);
 });
 
 test('polynomial (with and without cycle) and cosine (minLr and alpha): values at known steps', () => {
   const p = schedules.polynomial({ lr: 1, endLr: 0, power: 2, decaySteps: 4 });
-  expectAt(p, [[0, 1], [1, 0.5625], [2, 0.25], [3, 0.0625], [4, 0], [100, 0]]);
+  expectAt(p, [
+    [0, 1],
+    [1, 0.5625],
+    [2, 0.25],
+    [3, 0.0625],
+    [4, 0],
+    [100, 0],
+  ]);
   const lin = schedules.polynomial({ lr: 1, endLr: 0.5, decaySteps: 4 }); // power defaults to 1
-  expectAt(lin, [[0, 1], [2, 0.75], [4, 0.5], [9, 0.5]]);
+  expectAt(lin, [
+    [0, 1],
+    [2, 0.75],
+    [4, 0.5],
+    [9, 0.5],
+  ]);
   const cyc = schedules.polynomial({ lr: 1, endLr: 0, power: 1, decaySteps: 4, cycle: true });
   // the horizon is the next multiple of decaySteps: step 5 decays over 8 steps
-  expectAt(cyc, [[0, 1], [2, 0.5], [4, 0], [5, 0.375], [6, 0.25], [8, 0], [9, 1 - 9 / 12]]);
+  expectAt(cyc, [
+    [0, 1],
+    [2, 0.5],
+    [4, 0],
+    [5, 0.375],
+    [6, 0.25],
+    [8, 0],
+    [9, 1 - 9 / 12],
+  ]);
   const cos = schedules.cosine({ lr: 1, decaySteps: 4, minLr: 0.25 });
-  expectAt(cos, [[0, 1], [2, 0.625], [4, 0.25], [5, 0.25], [1000, 0.25]]);
+  expectAt(cos, [
+    [0, 1],
+    [2, 0.625],
+    [4, 0.25],
+    [5, 0.25],
+    [1000, 0.25],
+  ]);
   close(learningRateAt(cos, 1), 0.25 + 0.75 * 0.5 * (1 + Math.SQRT1_2), 'cosine at step 1');
   close(learningRateAt(cos, 3), 0.25 + 0.75 * 0.5 * (1 - Math.SQRT1_2), 'cosine at step 3');
   const alpha = schedules.cosine({ lr: 2, decaySteps: 4, alpha: 0.5 });
   assert.equal(alpha.minLr, 1, 'alpha is stored as minLr = alpha * lr');
-  expectAt(alpha, [[0, 2], [2, 1.5], [4, 1], [7, 1]]);
-  expectAt(schedules.cosine({ lr: 1, decaySteps: 2 }), [[0, 1], [1, 0.5], [2, 0]]);
+  expectAt(alpha, [
+    [0, 2],
+    [2, 1.5],
+    [4, 1],
+    [7, 1],
+  ]);
+  expectAt(schedules.cosine({ lr: 1, decaySteps: 2 }), [
+    [0, 1],
+    [1, 0.5],
+    [2, 0],
+  ]);
 });
 
 test('linear and exponential warmup: step 0, last warmup step, handover step, after', () => {
@@ -66,35 +123,146 @@ test('linear and exponential warmup: step 0, last warmup step, handover step, af
   const then = schedules.step({ lr: 1, stepSize: 2, gamma: 0.5 });
   const lin = schedules.warmup({ mode: 'linear', startLr: 0, warmupSteps: 4 }, then);
   // steps 0..3 ramp towards then(0) = 1; step 4 is then's step 0; step 6 is then's step 2
-  expectAt(lin, [[0, 0], [1, 0.25], [2, 0.5], [3, 0.75], [4, 1], [5, 1], [6, 0.5], [7, 0.5], [8, 0.25], [24, 2 ** -10]]);
+  expectAt(lin, [
+    [0, 0],
+    [1, 0.25],
+    [2, 0.5],
+    [3, 0.75],
+    [4, 1],
+    [5, 1],
+    [6, 0.5],
+    [7, 0.5],
+    [8, 0.25],
+    [24, 2 ** -10],
+  ]);
   const exp = schedules.warmup({ mode: 'exponential', startLr: 1 / 16, warmupSteps: 4 }, then);
   // geometric: startLr * (1 / startLr)^(step / 4) = 2^(step - 4)
-  expectAt(exp, [[0, 1 / 16], [1, 1 / 8], [2, 1 / 4], [3, 1 / 2], [4, 1], [5, 1], [6, 0.5]]);
+  expectAt(exp, [
+    [0, 1 / 16],
+    [1, 1 / 8],
+    [2, 1 / 4],
+    [3, 1 / 2],
+    [4, 1],
+    [5, 1],
+    [6, 0.5],
+  ]);
   const from = schedules.warmup({ startLr: 0.5, warmupSteps: 2 }, schedules.polynomial({ lr: 1, power: 2, decaySteps: 4 }));
-  expectAt(from, [[0, 0.5], [1, 0.75], [2, 1], [3, 0.5625], [4, 0.25], [5, 0.0625], [6, 0], [7, 0]]);
+  expectAt(from, [
+    [0, 0.5],
+    [1, 0.75],
+    [2, 1],
+    [3, 0.5625],
+    [4, 0.25],
+    [5, 0.0625],
+    [6, 0],
+    [7, 0],
+  ]);
   assert.equal(schedules.warmup({ warmupSteps: 3 }, then).startLr, 0, 'linear warmup starts at 0 by default');
-  expectAt(schedules.warmup({ warmupSteps: 0 }, then), [[0, 1], [2, 0.5]]);
+  expectAt(schedules.warmup({ warmupSteps: 0 }, then), [
+    [0, 1],
+    [2, 0.5],
+  ]);
 });
 
 test('warmup wraps every kind: the wrapped schedule runs from its own step 0 at the handover', () => {
   // each `then` gives 1 at its step 0; `after` are its hand-computed values at its own steps
   const cases: { then: Schedule; after: [number, number][] }[] = [
-    { then: schedules.constant(1), after: [[0, 1], [1, 1], [100, 1]] },
-    { then: schedules.step({ lr: 1, stepSize: 2, gamma: 0.5 }), after: [[0, 1], [1, 1], [2, 0.5], [3, 0.5], [4, 0.25]] },
-    { then: schedules.exponential({ lr: 1, decayRate: 0.5, decaySteps: 2 }), after: [[0, 1], [2, 0.5], [4, 0.25]] },
-    { then: schedules.exponential({ lr: 1, decayRate: 0.5, decaySteps: 2, staircase: true }), after: [[0, 1], [1, 1], [2, 0.5], [3, 0.5]] },
-    { then: schedules.polynomial({ lr: 1, endLr: 0, power: 2, decaySteps: 4 }), after: [[0, 1], [1, 0.5625], [2, 0.25], [3, 0.0625], [4, 0], [9, 0]] },
-    { then: schedules.polynomial({ lr: 1, decaySteps: 4, cycle: true }), after: [[0, 1], [4, 0], [5, 0.375]] },
-    { then: schedules.cosine({ lr: 1, decaySteps: 2, minLr: 0.5 }), after: [[0, 1], [1, 0.75], [2, 0.5], [5, 0.5]] },
-    { then: schedules.warmup({ startLr: 1, warmupSteps: 2 }, schedules.constant(0.5)), after: [[0, 1], [1, 0.75], [2, 0.5], [9, 0.5]] },
-    { then: schedules.chain([{ schedule: schedules.constant(1), steps: 2 }, schedules.constant(0.25)]), after: [[0, 1], [1, 1], [2, 0.25], [50, 0.25]] },
+    {
+      then: schedules.constant(1),
+      after: [
+        [0, 1],
+        [1, 1],
+        [100, 1],
+      ],
+    },
+    {
+      then: schedules.step({ lr: 1, stepSize: 2, gamma: 0.5 }),
+      after: [
+        [0, 1],
+        [1, 1],
+        [2, 0.5],
+        [3, 0.5],
+        [4, 0.25],
+      ],
+    },
+    {
+      then: schedules.exponential({ lr: 1, decayRate: 0.5, decaySteps: 2 }),
+      after: [
+        [0, 1],
+        [2, 0.5],
+        [4, 0.25],
+      ],
+    },
+    {
+      then: schedules.exponential({ lr: 1, decayRate: 0.5, decaySteps: 2, staircase: true }),
+      after: [
+        [0, 1],
+        [1, 1],
+        [2, 0.5],
+        [3, 0.5],
+      ],
+    },
+    {
+      then: schedules.polynomial({ lr: 1, endLr: 0, power: 2, decaySteps: 4 }),
+      after: [
+        [0, 1],
+        [1, 0.5625],
+        [2, 0.25],
+        [3, 0.0625],
+        [4, 0],
+        [9, 0],
+      ],
+    },
+    {
+      then: schedules.polynomial({ lr: 1, decaySteps: 4, cycle: true }),
+      after: [
+        [0, 1],
+        [4, 0],
+        [5, 0.375],
+      ],
+    },
+    {
+      then: schedules.cosine({ lr: 1, decaySteps: 2, minLr: 0.5 }),
+      after: [
+        [0, 1],
+        [1, 0.75],
+        [2, 0.5],
+        [5, 0.5],
+      ],
+    },
+    {
+      then: schedules.warmup({ startLr: 1, warmupSteps: 2 }, schedules.constant(0.5)),
+      after: [
+        [0, 1],
+        [1, 0.75],
+        [2, 0.5],
+        [9, 0.5],
+      ],
+    },
+    {
+      then: schedules.chain([{ schedule: schedules.constant(1), steps: 2 }, schedules.constant(0.25)]),
+      after: [
+        [0, 1],
+        [1, 1],
+        [2, 0.25],
+        [50, 0.25],
+      ],
+    },
   ];
   for (const { then, after } of cases) {
     const W = 4;
     const lin = schedules.warmup({ startLr: 0, warmupSteps: W }, then);
     const exp = schedules.warmup({ mode: 'exponential', startLr: 1 / 16, warmupSteps: W }, then);
-    expectAt(lin, [[0, 0], [1, 0.25], [W - 1, 0.75]]);
-    expectAt(exp, [[0, 1 / 16], [2, 1 / 4], [W - 1, 1 / 2]]);
+    expectAt(lin, [
+      [0, 0],
+      [1, 0.25],
+      [W - 1, 0.75],
+    ]);
+    expectAt(exp, [
+      [0, 1 / 16],
+      [2, 1 / 4],
+      [W - 1, 1 / 2],
+    ]);
     for (const [j, lr] of after) {
       expectAt(lin, [[W + j, lr]]);
       expectAt(exp, [[W + j, lr]]);
@@ -110,9 +278,17 @@ test('a 3-part chain: exponential warmup -> polynomial decay -> constant floor, 
     schedules.constant(0.25), // from step 8 on, forever (below the decay's end, so a boundary off by one shows)
   ]);
   expectAt(s, [
-    [0, 1 / 16], [1, 1 / 8], [2, 1 / 4], [3, 1 / 2],
-    [4, 1], [5, 0.875], [6, 0.75], [7, 0.625],
-    [8, 0.25], [9, 0.25], [1e12, 0.25],
+    [0, 1 / 16],
+    [1, 1 / 8],
+    [2, 1 / 4],
+    [3, 1 / 2],
+    [4, 1],
+    [5, 0.875],
+    [6, 0.75],
+    [7, 0.625],
+    [8, 0.25],
+    [9, 0.25],
+    [1e12, 0.25],
   ]);
   // the same shape as warmup wrapping a chain
   const w = schedules.warmup(
@@ -186,8 +362,20 @@ test('validateSchedule rejects malformed or hostile values with a CheckpointErro
     [{ kind: 'chain', parts: [] }, 'schedule.parts must be a non-empty array'],
     [{ kind: 'chain', parts: { length: 1 } }, 'schedule.parts must be a non-empty array'],
     [{ kind: 'chain', parts: [{ schedule: { kind: 'constant', lr: 1 } }, { schedule: { kind: 'constant', lr: 1 } }] }, 'schedule.parts[0].steps is missing'],
-    [{ kind: 'chain', parts: [{ schedule: { kind: 'constant', lr: 1 }, steps: 0 }, { schedule: { kind: 'constant', lr: 1 } }] }, 'schedule.parts[0].steps must be an integer >= 1'],
-    [{ kind: 'chain', parts: [{ schedule: { kind: 'constant', lr: 1 }, steps: 2 }, { schedule: { kind: 'constant', lr: 1 }, steps: 2 }] }, 'schedule.parts[1].steps is not a field'],
+    [
+      { kind: 'chain', parts: [{ schedule: { kind: 'constant', lr: 1 }, steps: 0 }, { schedule: { kind: 'constant', lr: 1 } }] },
+      'schedule.parts[0].steps must be an integer >= 1',
+    ],
+    [
+      {
+        kind: 'chain',
+        parts: [
+          { schedule: { kind: 'constant', lr: 1 }, steps: 2 },
+          { schedule: { kind: 'constant', lr: 1 }, steps: 2 },
+        ],
+      },
+      'schedule.parts[1].steps is not a field',
+    ],
     [{ kind: 'chain', parts: [{ schedule: { kind: 'constant', lr: 1 }, steps: 2 }, { schedule: { kind: 'nope' } }] }, 'schedule.parts[1].schedule.kind'],
     [{ kind: 'chain', parts: [1] }, 'schedule.parts[0] must be an object'],
     [{ kind: 'chain', parts: new Array(SCHEDULE_LIMITS.maxChainParts + 1).fill({ schedule: { kind: 'constant', lr: 1 }, steps: 1 }) }, 'more than 256 parts'],
@@ -211,12 +399,19 @@ test('nesting and size are capped: deep, cyclic and huge values are rejected qui
   throwsCkpt(() => validateSchedule(nest(SCHEDULE_LIMITS.maxDepth + 1)), 'ECKPT_FORMAT', 'deeper than 16');
   const t0 = Date.now();
   throwsCkpt(() => validateSchedule(nest(200_000)), 'ECKPT_FORMAT', 'deeper than 16');
-  throwsCkpt(() => validateSchedule(JSON.parse('{"kind":"chain","parts":[{"schedule":'.repeat(5000) + '1' + '}]}'.repeat(5000))), 'ECKPT_FORMAT', 'deeper than 16');
+  throwsCkpt(
+    () => validateSchedule(JSON.parse('{"kind":"chain","parts":[{"schedule":'.repeat(5000) + '1' + '}]}'.repeat(5000))),
+    'ECKPT_FORMAT',
+    'deeper than 16',
+  );
   const cyclic: Record<string, unknown> = { kind: 'warmup', mode: 'linear', startLr: 0, warmupSteps: 1 };
   cyclic.then = cyclic;
   throwsCkpt(() => validateSchedule(cyclic), 'ECKPT_FORMAT', 'deeper than 16');
   // wide: 200 chains of 200 parts is over the node cap long before it is walked
-  const wideChain = (n: number, leaf: unknown) => ({ kind: 'chain', parts: Array.from({ length: n }, (_, i) => (i < n - 1 ? { schedule: leaf, steps: 1 } : { schedule: leaf })) });
+  const wideChain = (n: number, leaf: unknown) => ({
+    kind: 'chain',
+    parts: Array.from({ length: n }, (_, i) => (i < n - 1 ? { schedule: leaf, steps: 1 } : { schedule: leaf })),
+  });
   throwsCkpt(() => validateSchedule(wideChain(200, wideChain(200, { kind: 'constant', lr: 1 }))), 'ECKPT_FORMAT', 'larger than 1024');
   assert.ok(Date.now() - t0 < 2000, 'rejections are fast');
 });
@@ -338,7 +533,11 @@ const N = 30;
 test('resume mid-warmup with sgd: k steps -> schedule + step + weights as JSON -> fresh optimizer -> same rates and weights', async () => {
   const { tf } = await loadTf('cpu');
   const target = tf.tensor1d([0.3, -0.7, 1.1, 0]);
-  interface Saved { schedule: unknown; step: number; w: number[] }
+  interface Saved {
+    schedule: unknown;
+    step: number;
+    w: number[];
+  }
   const run = (from: Saved | null, until: number): { saved: Saved; lrs: number[] } => {
     const schedule = from ? validateSchedule(from.schedule) : resumeSchedule;
     const v = tf.variable(from ? tf.tensor1d(from.w) : tf.tensor1d([1, 2, -3, 0.5]));

@@ -75,7 +75,7 @@ for (const backend of ['cpu', 'wasm'] as const) {
 test('wasm heap copies (the deprecated arena, where in-place reads are off) yield to the event loop by copy budget, not once per slice; the bytes are exact either way', async () => {
   const { tf } = await loadTf('wasm');
   const vars = Array.from({ length: 4 }, (_, i) => tf.variable(tf.randomNormal([1 << 18], 0, 1, 'float32', 20 + i)));
-  const named: Record<string, typeof vars[number]> = {};
+  const named: Record<string, (typeof vars)[number]> = {};
   vars.forEach((v, i) => (named[`v${i}`] = v));
   const expected = vars.map((v) => bytesOf((v.dataSync() as Float32Array).slice()));
   const slices = (4 * (1 << 20)) / 65536; // 4 tensors of 1 MiB in 64 KiB slices
@@ -83,7 +83,12 @@ test('wasm heap copies (the deprecated arena, where in-place reads are off) yiel
     const source = snapshot(tf, named, { sliceBytes: 65536, turnBudgetMs, wasmRead: 'copy', arena: new StagingArena() });
     let turns = 0;
     let running = true;
-    const tick = () => { if (running) { turns++; setImmediate(tick); } };
+    const tick = () => {
+      if (running) {
+        turns++;
+        setImmediate(tick);
+      }
+    };
     setImmediate(tick);
     const out = TensorList.from(await source.materialize()).toRecord();
     running = false;
@@ -92,7 +97,7 @@ test('wasm heap copies (the deprecated arena, where in-place reads are off) yiel
     return turns;
   };
   assert.equal(await turnsDuring(Infinity), 0, 'an unlimited budget copies everything in one turn');
-  assert.ok(await turnsDuring(0) >= slices - 1, 'a zero budget yields after every slice');
+  assert.ok((await turnsDuring(0)) >= slices - 1, 'a zero budget yields after every slice');
   vars.forEach((v) => v.dispose());
 });
 
@@ -115,6 +120,10 @@ test('cpu: the arrays a snapshot holds are let go once it is released (nothing i
     await new Promise((resolve) => setImmediate(resolve));
     gc();
   }
-  assert.deepEqual(refs.map((r) => r.deref() === undefined), refs.map(() => true), 'every superseded array was collected');
+  assert.deepEqual(
+    refs.map((r) => r.deref() === undefined),
+    refs.map(() => true),
+    'every superseded array was collected',
+  );
   w.dispose();
 });

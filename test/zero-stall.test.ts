@@ -23,11 +23,17 @@ afterEach(() => faults.disable());
 
 const CHILD = path.join(__dirname, 'tfjs', 'sync-loop-child.js');
 
-interface Line { event: string; [k: string]: unknown }
+interface Line {
+  event: string;
+  [k: string]: unknown;
+}
 
 function runChild(config: object, env: NodeJS.ProcessEnv = process.env): Line[] {
   const r = spawnSync(process.execPath, [CHILD, JSON.stringify(config)], { encoding: 'utf8', env, timeout: 120_000 });
-  const lines = r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Line);
+  const lines = r.stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Line);
   assert.equal(r.status, 0, `child exited ${r.status}: ${r.stdout}${r.stderr}`);
   return lines;
 }
@@ -38,7 +44,9 @@ for (const backend of ['cpu', 'wasm'] as const) {
     const child = spawn(process.execPath, [CHILD, JSON.stringify({ backend, mode: 'loop', dir })], { stdio: ['ignore', 'pipe', 'pipe'] });
     const lines: Line[] = [];
     let stderr = '';
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
     await new Promise<void>((resolve, reject) => {
       let buf = '';
       child.stdout.on('data', (d: Buffer) => {
@@ -74,7 +82,10 @@ test('process.exit() right after save() returned: the checkpoint is on disk and 
   for (const backend of ['cpu', 'wasm'] as const) {
     const dir = tempDir();
     const lines = runChild({ backend, mode: 'exit', dir, units: 4096 }); // ~12 MiB with Adam's slots
-    assert.ok(lines.some((l) => l.event === 'returned'), JSON.stringify(lines));
+    assert.ok(
+      lines.some((l) => l.event === 'returned'),
+      JSON.stringify(lines),
+    );
     const loaded = await readCheckpoint(path.join(dir, 'ckpt-0000000001.safetensors'));
     assert.ok(Object.keys(loaded.tensors).length > 0, `${backend}: the checkpoint reads back verified`);
     assert.equal(JSON.parse(fs.readFileSync(path.join(dir, 'latest'), 'utf8')).step, 1, `${backend}: latest names it`);
@@ -88,7 +99,10 @@ test('a loop that never yields holds at most maxInflight snapshots, and tf.memor
     const ckpt = new Checkpointer({ dir, keepLast: 2 });
     await ckpt.save(0, { tensors: { warm: { dtype: 'float32', shape: [1], data: new Float32Array(1) } } }).then((h) => h.durable);
     const w = tf.variable(tf.randomNormal([2048, 4096], 0, 1, 'float32', 1), true, 'w'); // 32 MiB
-    const train = () => tf.tidy(() => { w.assign(w.mul(tf.scalar(1.0001))); });
+    const train = () =>
+      tf.tidy(() => {
+        w.assign(w.mul(tf.scalar(1.0001)));
+      });
     train(); // tfjs keeps a tensor of its own from the first step on
     const start = tf.memory();
     let held = 0;
@@ -98,7 +112,13 @@ test('a loop that never yields holds at most maxInflight snapshots, and tf.memor
       const source = snapshot(tf, { w });
       const release = source.release.bind(source);
       let released = false;
-      source.release = () => { if (!released) { released = true; held--; } release(); };
+      source.release = () => {
+        if (!released) {
+          released = true;
+          held--;
+        }
+        release();
+      };
       held++;
       await ckpt.save(s, { tensors: source });
       maxHeld = Math.max(maxHeld, held);
@@ -120,21 +140,34 @@ test('with maxInflight 3, a failing save and the two queued behind it: both are 
   const dir = tempDir();
   const t = (v: number) => ({ x: { dtype: 'float32' as const, shape: [4], data: new Float32Array(4).fill(v) } });
   const ckpt = new Checkpointer({ dir, keepLast: 1, maxInflight: 3 });
-  await (await ckpt.save(1, { tensors: t(1) })).durable;
+  await (
+    await ckpt.save(1, { tensors: t(1) })
+  ).durable;
   // Save 2's writes are slowed (so 3 and 4 are planned while it runs), then its fdatasync fails.
   faults.configure({ failures: [{ op: 'fdatasync', nth: 1, errno: constants.errno.EIO }], delayMs: { pwrite: 150 } });
   const handles = [await ckpt.save(2, { tensors: t(2) }), await ckpt.save(3, { tensors: t(3) }), await ckpt.save(4, { tensors: t(4) })];
-  assert.deepEqual(handles.map((h) => h.queued), [true, true, true], 'all three were planned before the failure was known');
+  assert.deepEqual(
+    handles.map((h) => h.queued),
+    [true, true, true],
+    'all three were planned before the failure was known',
+  );
   const results = await Promise.allSettled(handles.map((h) => h.durable));
   faults.disable();
-  const reasons = results.map((r) => (r.status === 'rejected' ? r.reason as CheckpointError : null));
-  assert.ok(reasons.every((r) => r instanceof CheckpointError), `all three reject: ${results.map((r) => r.status)}`);
+  const reasons = results.map((r) => (r.status === 'rejected' ? (r.reason as CheckpointError) : null));
+  assert.ok(
+    reasons.every((r) => r instanceof CheckpointError),
+    `all three reject: ${results.map((r) => r.status)}`,
+  );
   assert.equal(reasons[0]!.code, 'EIO');
   for (const r of reasons.slice(1)) {
     assert.equal(r!.code, 'ECKPT_ABORTED');
     assert.match(r!.message, /EIO on fdatasync/, 'the abort names the failure');
   }
-  assert.deepEqual(listDir(dir).filter((n) => n.startsWith('ckpt-')), ['ckpt-0000000001.safetensors'], 'nothing removed, nothing of 2-4 visible');
+  assert.deepEqual(
+    listDir(dir).filter((n) => n.startsWith('ckpt-')),
+    ['ckpt-0000000001.safetensors'],
+    'nothing removed, nothing of 2-4 visible',
+  );
   assert.equal(JSON.parse(fs.readFileSync(path.join(dir, 'latest'), 'utf8')).step, 1, 'latest did not move');
   await assert.rejects(ckpt.flush(), (e: CheckpointError) => e.code === 'EIO');
   const next = await (await ckpt.save(5, { tensors: t(5) })).durable;
@@ -147,7 +180,9 @@ test('wasm in place: a default save copies nothing on the training thread, and t
   const { tf } = await loadTf('wasm');
   const dir = tempDir();
   const ckpt = new Checkpointer({ dir });
-  const model = tf.sequential({ layers: [tf.layers.dense({ inputShape: [2048], units: 4096, kernelInitializer: tf.initializers.glorotUniform({ seed: 5 }) })] });
+  const model = tf.sequential({
+    layers: [tf.layers.dense({ inputShape: [2048], units: 4096, kernelInitializer: tf.initializers.glorotUniform({ seed: 5 }) })],
+  });
   const expected = (model.getWeights()[0]!.dataSync() as Float32Array).slice();
   const copiedBefore = mainThreadCopy.bytes;
   const h = await ckpt.save(1, { tensors: modelState(model, undefined, { tf }) });
@@ -162,31 +197,53 @@ test('wasm in place: a default save copies nothing on the training thread, and t
   await ckpt.close();
 });
 
-test('wasm with the trap handler disabled (the heap may move when it grows) under a low address-space limit: the documented copy, with its notice, and every file right', { skip: process.platform !== 'linux' }, () => {
-  const dir = tempDir();
-  const script = `ulimit -v 3000000; exec "${process.execPath}" --disable-wasm-trap-handler "${CHILD}" '${JSON.stringify({ backend: 'wasm', mode: 'exit', dir, units: 4096 })}'`;
-  const r = spawnSync('bash', ['-c', script], { encoding: 'utf8', timeout: 120_000 });
-  assert.equal(r.status, 0, r.stdout + r.stderr);
-  assert.match(r.stderr, /copied on the training thread before each save \(the wasm trap handler is disabled/);
-  const returned = r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Line).find((l) => l.event === 'returned')!;
-  assert.ok((returned.copiedBytes as number) > 0, 'the bytes were copied');
-  const loaded = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(path.join(__dirname, '..', 'src', 'format', 'file.js'))}).readCheckpoint(${JSON.stringify(path.join(dir, 'ckpt-0000000001.safetensors'))}).then(() => console.log('valid'))`], { encoding: 'utf8' });
-  assert.match(loaded.stdout, /valid/, loaded.stderr);
-});
+test(
+  'wasm with the trap handler disabled (the heap may move when it grows) under a low address-space limit: the documented copy, with its notice, and every file right',
+  { skip: process.platform !== 'linux' },
+  () => {
+    const dir = tempDir();
+    const script = `ulimit -v 3000000; exec "${process.execPath}" --disable-wasm-trap-handler "${CHILD}" '${JSON.stringify({ backend: 'wasm', mode: 'exit', dir, units: 4096 })}'`;
+    const r = spawnSync('bash', ['-c', script], { encoding: 'utf8', timeout: 120_000 });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stderr, /copied on the training thread before each save \(the wasm trap handler is disabled/);
+    const returned = r.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Line)
+      .find((l) => l.event === 'returned')!;
+    assert.ok((returned.copiedBytes as number) > 0, 'the bytes were copied');
+    const loaded = spawnSync(
+      process.execPath,
+      [
+        '-e',
+        `require(${JSON.stringify(path.join(__dirname, '..', 'src', 'format', 'file.js'))}).readCheckpoint(${JSON.stringify(path.join(dir, 'ckpt-0000000001.safetensors'))}).then(() => console.log('valid'))`,
+      ],
+      { encoding: 'utf8' },
+    );
+    assert.match(loaded.stdout, /valid/, loaded.stderr);
+  },
+);
 
 test('saves fired without awaiting reach the writer in call order and never exceed maxInflight, whatever frees a slot', async () => {
   for (const maxInflight of [1, 2]) {
     const dir = tempDir();
     const ckpt = new Checkpointer({ dir, keepLast: 2, maxInflight });
-    await (await ckpt.save(0, { tensors: { x: { dtype: 'float32', shape: [1], data: new Float32Array(1) } } })).durable;
+    await (
+      await ckpt.save(0, { tensors: { x: { dtype: 'float32', shape: [1], data: new Float32Array(1) } } })
+    ).durable;
     faults.configure({ delayMs: { fdatasync: 30 } });
     const settled: number[] = [];
     let inflight = 0;
     let peak = 0;
-    const calls = Array.from({ length: 6 }, (_, i) => ckpt.save(i + 1, { tensors: { x: { dtype: 'float32', shape: [1], data: new Float32Array([i + 1]) } } }).then((h) => {
-      peak = Math.max(peak, ++inflight);
-      return h.durable.then(() => { inflight--; settled.push(i + 1); });
-    }));
+    const calls = Array.from({ length: 6 }, (_, i) =>
+      ckpt.save(i + 1, { tensors: { x: { dtype: 'float32', shape: [1], data: new Float32Array([i + 1]) } } }).then((h) => {
+        peak = Math.max(peak, ++inflight);
+        return h.durable.then(() => {
+          inflight--;
+          settled.push(i + 1);
+        });
+      }),
+    );
     await Promise.all(calls);
     faults.disable();
     assert.deepEqual(settled, [1, 2, 3, 4, 5, 6], `maxInflight ${maxInflight}: committed in call order`);

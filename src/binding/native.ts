@@ -4,16 +4,38 @@ import * as path from 'node:path';
 import { CheckpointError } from './errors';
 
 export type DType =
-  | 'float64' | 'float32' | 'float16' | 'bfloat16' | 'float8_e4m3' | 'float8_e5m2'
-  | 'int64' | 'int32' | 'int16' | 'int8' | 'uint64' | 'uint32' | 'uint16' | 'uint8' | 'bool';
+  | 'float64'
+  | 'float32'
+  | 'float16'
+  | 'bfloat16'
+  | 'float8_e4m3'
+  | 'float8_e5m2'
+  | 'int64'
+  | 'int32'
+  | 'int16'
+  | 'int8'
+  | 'uint64'
+  | 'uint32'
+  | 'uint16'
+  | 'uint8'
+  | 'bool';
 
 /** The reference's newer dtypes, which ckptio reads as raw bytes (a Uint8Array) and does not write
  * (docs/format.md, dtypes): they appear only in what a read returns. */
 export type RawDType = 'float8_e8m0' | 'float8_e4m3fnuz' | 'float8_e5m2fnuz' | 'complex64' | 'float4' | 'float6_e2m3' | 'float6_e3m2';
 
 export type TypedArray =
-  | Float64Array | Float32Array | BigInt64Array | BigUint64Array | Int32Array | Uint32Array
-  | Int16Array | Uint16Array | Int8Array | Uint8Array | Uint8ClampedArray;
+  | Float64Array
+  | Float32Array
+  | BigInt64Array
+  | BigUint64Array
+  | Int32Array
+  | Uint32Array
+  | Int16Array
+  | Uint16Array
+  | Int8Array
+  | Uint8Array
+  | Uint8ClampedArray;
 
 export interface NativeTensor {
   name: string;
@@ -112,8 +134,23 @@ export interface NativeReadResult {
 }
 
 export type FaultOp =
-  | 'open' | 'openat' | 'pwrite' | 'pread' | 'fallocate' | 'ftruncate' | 'fdatasync' | 'fsync' | 'close'
-  | 'rename' | 'unlink' | 'sync_file_range' | 'fadvise' | 'fstat' | 'mmap' | 'munmap' | 'mprotect';
+  | 'open'
+  | 'openat'
+  | 'pwrite'
+  | 'pread'
+  | 'fallocate'
+  | 'ftruncate'
+  | 'fdatasync'
+  | 'fsync'
+  | 'close'
+  | 'rename'
+  | 'unlink'
+  | 'sync_file_range'
+  | 'fadvise'
+  | 'fstat'
+  | 'mmap'
+  | 'munmap'
+  | 'mprotect';
 
 export interface FaultConfig {
   /** Fail the nth call (1-based, counted from configure()) of `op` with `errno`. */
@@ -140,7 +177,13 @@ export interface NativeBinding {
   /** Every dtype name a read can return, the raw-byte ones included; the index is the code in NativeReadTable. */
   readDtypes: (DType | RawDType)[];
   write(path: string, tensors: NativeTensorTable, metadata: Record<string, string>, options: NativeWriteOptions): Promise<NativeWriteResult>;
-  save(path: string, tensors: NativeTensorTable, metadata: Record<string, string>, options: NativeWriteOptions, after: NativeSaveAfter): Promise<NativeSaveResult>;
+  save(
+    path: string,
+    tensors: NativeTensorTable,
+    metadata: Record<string, string>,
+    options: NativeWriteOptions,
+    after: NativeSaveAfter,
+  ): Promise<NativeSaveResult>;
   readHeader(path: string): Promise<NativeHeader>;
   lock(path: string, holder: string): { fd: number } | { locked: true; holder: string };
   unlock(fd: number): void;
@@ -219,19 +262,23 @@ function addonPath(): string {
   if (process.env.CKPTIO_TESTING === '1') {
     const p = testingAddonPath();
     if (!fs.existsSync(p)) {
-      throw new CheckpointError(`the ckptio testing addon is not built (CKPTIO_TESTING=1 asks for ${p}): build it with ${TESTING_BUILD}`, { code: 'ECKPT_INTERNAL', path: p });
+      throw new CheckpointError(`the ckptio testing addon is not built (CKPTIO_TESTING=1 asks for ${p}): build it with ${TESTING_BUILD}`, {
+        code: 'ECKPT_INTERNAL',
+        path: p,
+      });
     }
     return p;
   }
   const cmakeBuild = path.join(root, 'build-cmake', 'Release', 'ckptio.node');
   if (fs.existsSync(cmakeBuild)) return cmakeBuild;
   try {
-     
     const nodeGypBuild = require('node-gyp-build') as { resolve(dir: string): string };
     return nodeGypBuild.resolve(root);
   } catch (err) {
     const libc = process.env.LIBC || (fs.existsSync('/etc/alpine-release') ? 'musl' : 'glibc');
-    const detail = String((err as Error)?.message ?? err).trim().replace(/\s+/g, ' ');
+    const detail = String((err as Error)?.message ?? err)
+      .trim()
+      .replace(/\s+/g, ' ');
     throw new CheckpointError(
       `ckptio has no native addon for platform=${process.platform} arch=${process.arch} libc=${libc} ` +
         `(node ${process.versions.node}, Node-API ${process.versions.napi}); prebuilt binaries cover linux-x64 glibc. ` +
@@ -243,12 +290,15 @@ function addonPath(): string {
 }
 
 export const addonFile = addonPath();
- 
+
 export const native: NativeBinding = require(addonFile) as NativeBinding;
 if (typeof native.tempNamePattern !== 'string') {
   // An addon built from older sources: without the pattern, start-up's sweep of stale temporaries cannot tell a
   // temporary from a checkpoint.
-  throw new CheckpointError(`the ckptio addon at ${addonFile} is older than this ckptio (it exports no tempNamePattern): rebuild it (npm run build:native, or ${BUILD_FROM_SOURCE})`, { code: 'ECKPT_INTERNAL', path: addonFile });
+  throw new CheckpointError(
+    `the ckptio addon at ${addonFile} is older than this ckptio (it exports no tempNamePattern): rebuild it (npm run build:native, or ${BUILD_FROM_SOURCE})`,
+    { code: 'ECKPT_INTERNAL', path: addonFile },
+  );
 }
 native.init(CheckpointError);
 

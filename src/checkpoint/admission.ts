@@ -40,7 +40,13 @@ export class Admission {
     for (const wake of ready) wake();
   }
 
-  get inflight(): number { return this.count; }
-  get inflightBytes(): number { return this.bytes; }
-  get peakInflightBytes(): number { return this.peak; }
+  get inflight(): number {
+    return this.count;
+  }
+  get inflightBytes(): number {
+    return this.bytes;
+  }
+  get peakInflightBytes(): number {
+    return this.peak;
+  }
 }

@@ -150,7 +150,6 @@ export interface CheckpointerStats {
 /** One lane per Checkpointer: the writer aborts a save planned before an earlier save of the same lane failed. */
 let nextLane = 1;
 
-
 /** File names carry 10 digits of step. */
 const MAX_STEP = 9_999_999_999;
 const STEP_KEY = METADATA_KEYS.step;
@@ -249,7 +248,8 @@ export class Checkpointer {
 
   constructor(opts: CheckpointerOptions) {
     if (!opts || typeof opts !== 'object') throw argumentError('Checkpointer needs options: { dir } or { store }');
-    if (opts.store === undefined && (typeof opts.dir !== 'string' || opts.dir === '' || opts.dir.includes('\0'))) throw argumentError('dir must be a non-empty string without NUL bytes (or give a store)');
+    if (opts.store === undefined && (typeof opts.dir !== 'string' || opts.dir === '' || opts.dir.includes('\0')))
+      throw argumentError('dir must be a non-empty string without NUL bytes (or give a store)');
     this.store = opts.store ?? new LocalStore(opts.dir!);
     this.dir = this.store.location;
     const keep = opts.keepLast ?? 3;
@@ -264,7 +264,8 @@ export class Checkpointer {
     if (this.remote) {
       parseRemoteUrl(this.remote.url); // a bad URL fails here, not at the first save
       if (!(this.store instanceof LocalStore)) throw argumentError('remote replicates a local run directory: it cannot be combined with a custom store');
-      if (this.remote.keepLast !== undefined && (!Number.isInteger(this.remote.keepLast) || this.remote.keepLast < 1)) throw argumentError('remote.keepLast must be an integer >= 1');
+      if (this.remote.keepLast !== undefined && (!Number.isInteger(this.remote.keepLast) || this.remote.keepLast < 1))
+        throw argumentError('remote.keepLast must be an integer >= 1');
     }
     if (!Number.isInteger(keep) || keep < 1) throw argumentError('keepLast must be an integer >= 1');
     if (!Number.isInteger(maxInflight) || maxInflight < 1) throw argumentError('maxInflight must be an integer >= 1');
@@ -304,7 +305,10 @@ export class Checkpointer {
    * verifies (with the checkpoints it references), older ones when it does not. A remote that cannot be reached is
    * a warning: the run starts from scratch, as it would with no remote. */
   private async restoreFromRemote(remote: RemoteOptions): Promise<void> {
-    const objects = new S3Objects(parseRemoteUrl(remote.url), { ...(remote.partBytes ? { partBytes: remote.partBytes } : {}), ...(remote.concurrency ? { concurrency: remote.concurrency } : {}) });
+    const objects = new S3Objects(parseRemoteUrl(remote.url), {
+      ...(remote.partBytes ? { partBytes: remote.partBytes } : {}),
+      ...(remote.concurrency ? { concurrency: remote.concurrency } : {}),
+    });
     try {
       let committed: RemoteCommit[];
       try {
@@ -347,7 +351,8 @@ export class Checkpointer {
   private async reconcile(): Promise<ManifestEntry[]> {
     const run = await readRun(this.store, { headers: 'missing' });
     if (run.manifestProblem) this.warn(`the manifest is unreadable and is rebuilt from the checkpoints' headers (${run.manifestProblem.message})`);
-    for (const c of run.checkpoints) if (c.present && !c.inManifest && c.problem) this.warn(`${c.file} is not a readable checkpoint and is left out of the manifest (${c.problem.message})`);
+    for (const c of run.checkpoints)
+      if (c.present && !c.inManifest && c.problem) this.warn(`${c.file} is not a readable checkpoint and is left out of the manifest (${c.problem.message})`);
     this.diskPointers = new Map();
     for (const p of run.pointers) {
       if (p.step === null) {
@@ -404,7 +409,9 @@ export class Checkpointer {
       // Saves pass admission and reach commit() one at a time, in call order (a later call must not take a slot
       // freed for an earlier one and reach the store first). Waiting for a save that has returned is a microtask.
       const ahead = this.inLine;
-      this.inLine = new Promise<void>((resolve) => { leaveLine = resolve; });
+      this.inLine = new Promise<void>((resolve) => {
+        leaveLine = resolve;
+      });
       await ahead;
       // What the writer finished since the last call is settled first, synchronously: consumed snapshots go back,
       // durable saves leave admission, a failure is learned before this save is planned.
@@ -424,7 +431,15 @@ export class Checkpointer {
         if (this.onFull === 'skip') {
           this.counters.skipped++;
           this.warn(`save of step ${step} skipped: ${this.inflight.size} save(s), ${this.admission.inflightBytes} bytes in flight`);
-          return { step, skipped: true, waitedMs: 0, stallMs: performance.now() - t0, queued: false, durable: Promise.resolve(null), replicated: Promise.resolve(null) };
+          return {
+            step,
+            skipped: true,
+            waitedMs: 0,
+            stallMs: performance.now() - t0,
+            queued: false,
+            durable: Promise.resolve(null),
+            replicated: Promise.resolve(null),
+          };
         }
         waitedMs = await this.admission.wait(bytes);
         this.counters.totalWaitMs += waitedMs;
@@ -459,9 +474,14 @@ export class Checkpointer {
         const replicator = this.replicator;
         let resolveReplicated!: (info: ReplicatedInfo | null) => void;
         let rejectReplicated!: (err: unknown) => void;
-        replicated = new Promise((res, rej) => { resolveReplicated = res; rejectReplicated = rej; });
+        replicated = new Promise((res, rej) => {
+          resolveReplicated = res;
+          rejectReplicated = rej;
+        });
         replicated.catch(() => {}); // a caller who never looks at it must not get an unhandled rejection
-        const replicate = (file: string, contentId: string | null, refs: string[]) => { replicator.replicate(step, file, contentId, refs).then(resolveReplicated, rejectReplicated); };
+        const replicate = (file: string, contentId: string | null, refs: string[]) => {
+          replicator.replicate(step, file, contentId, refs).then(resolveReplicated, rejectReplicated);
+        };
         durable = this.commit(step, payload, state, metrics, bytes, t0, leave, replicate);
         durable.catch(rejectReplicated);
       } else {
@@ -470,7 +490,10 @@ export class Checkpointer {
       }
       const queued = this.handedOverNow;
       if (!left) this.inflight.add(durable);
-      durable.then(() => leave(null), (err: unknown) => leave(err));
+      durable.then(
+        () => leave(null),
+        (err: unknown) => leave(err),
+      );
       return { step, skipped: false, waitedMs, stallMs: performance.now() - t0 - waitedMs, queued, durable, replicated };
     } finally {
       if (!handedOver) source?.release();
@@ -484,7 +507,9 @@ export class Checkpointer {
   private async exclusive<T>(fn: () => Promise<T>): Promise<T> {
     const previous = this.barrier;
     let open!: () => void;
-    this.barrier = new Promise<void>((resolve) => { open = resolve; });
+    this.barrier = new Promise<void>((resolve) => {
+      open = resolve;
+    });
     try {
       await previous;
       while (this.active > 0 || this.inflight.size > 0) {
@@ -497,8 +522,16 @@ export class Checkpointer {
     }
   }
 
-  private async commit(step: number, payload: SavePayload, state: string, metrics: Record<string, number>, bytes: number, t0: number,
-    onSettled: (err: unknown) => void, replicate: ((file: string, contentId: string | null, refs: string[]) => void) | null): Promise<DurableInfo> {
+  private async commit(
+    step: number,
+    payload: SavePayload,
+    state: string,
+    metrics: Record<string, number>,
+    bytes: number,
+    t0: number,
+    onSettled: (err: unknown) => void,
+    replicate: ((file: string, contentId: string | null, refs: string[]) => void) | null,
+  ): Promise<DurableInfo> {
     const source = isSource(payload.tensors) ? payload.tensors : null;
     // Released once: when the writer has read the bytes (while the file is still being made durable: a wasm arena
     // goes back to its pool, held cpu arrays to the collector), or when the save settles without that. A throw
@@ -528,7 +561,9 @@ export class Checkpointer {
     } else {
       const previous = this.submitted;
       let markSubmitted!: () => void;
-      this.submitted = new Promise<void>((resolve) => { markSubmitted = resolve; });
+      this.submitted = new Promise<void>((resolve) => {
+        markSubmitted = resolve;
+      });
       this.unsubmitted++;
       try {
         // A source whose bytes can be in hand at once (views of the wasm heap among them) is taken only right before
@@ -578,9 +613,19 @@ export class Checkpointer {
   }
 
   /** Decides everything about this save now (in queue order) and hands it to the store as one commit. */
-  private submit(step: number, tensors: TensorList, source: TensorSource | null, state: string,
-    metrics: Record<string, number>, bytes: number, copy: boolean, t0: number, onConsumed: () => void,
-    onSettled: (err: unknown) => void, replicate: ((file: string, contentId: string | null, refs: string[]) => void) | null): Promise<DurableInfo> {
+  private submit(
+    step: number,
+    tensors: TensorList,
+    source: TensorSource | null,
+    state: string,
+    metrics: Record<string, number>,
+    bytes: number,
+    copy: boolean,
+    t0: number,
+    onConsumed: () => void,
+    onSettled: (err: unknown) => void,
+    replicate: ((file: string, contentId: string | null, refs: string[]) => void) | null,
+  ): Promise<DurableInfo> {
     const file = checkpointName(step);
     const referenced = this.entries.filter((e) => e.refs?.includes(file)).map((e) => e.step);
     if (referenced.length) {
@@ -595,8 +640,19 @@ export class Checkpointer {
     const parent: Parent | null = previous ? { step: previous.step, ...(knownId ? { contentId: knownId } : {}) } : this.origin;
     const origin = this.origin;
     const time = new Date().toISOString();
-    const entry: ManifestEntry = { step, file, time, bytes, metrics, contentId: CONTENT_ID_TOKEN, parent, origin, tags: [], keptBy: [],
-      ...(refFiles.length ? { refs: refFiles, dedupedBytes: planned!.dedupedBytes } : {}) };
+    const entry: ManifestEntry = {
+      step,
+      file,
+      time,
+      bytes,
+      metrics,
+      contentId: CONTENT_ID_TOKEN,
+      parent,
+      origin,
+      tags: [],
+      keptBy: [],
+      ...(refFiles.length ? { refs: refFiles, dedupedBytes: planned!.dedupedBytes } : {}),
+    };
     const before = this.entries;
     const replaced = before.find((e) => e.step === step);
     if (replaced) entry.tags = replaced.tags;
@@ -622,12 +678,20 @@ export class Checkpointer {
     files.push({ name: MANIFEST_NAME, data: renderManifest({ version: 1, entries: rendered, pointers: decision.pointers }) });
     this.lastPointers = decision.pointers;
     this.entries = kept;
-    const metadata: Record<string, string> = { ...(source?.metadata ?? {}), [STEP_KEY]: String(step), [STATE_KEY]: state, ...describingMetadata(entry),
-      ...(refFiles.length ? { [METADATA_KEYS.refs]: JSON.stringify(refs) } : {}) };
+    const metadata: Record<string, string> = {
+      ...(source?.metadata ?? {}),
+      [STEP_KEY]: String(step),
+      [STATE_KEY]: state,
+      ...describingMetadata(entry),
+      ...(refFiles.length ? { [METADATA_KEYS.refs]: JSON.stringify(refs) } : {}),
+    };
     // Settled once, by whichever comes first: the store's synchronous onSettled (inside a poll) or its promise.
     let resolve!: (info: DurableInfo) => void;
     let reject!: (err: unknown) => void;
-    const durable = new Promise<DurableInfo>((res, rej) => { resolve = res; reject = rej; });
+    const durable = new Promise<DurableInfo>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
     let settled = false;
     const settle = (err: unknown, result: SaveResult | undefined): void => {
       if (settled) return;
@@ -652,7 +716,15 @@ export class Checkpointer {
       for (const e of this.entries) if (e.parent?.step === step && e.parent.contentId === undefined && contentId) e.parent.contentId = contentId;
       this.counters.saved++;
       this.newestDurable = Math.max(this.newestDurable ?? step, step);
-      const info: DurableInfo = { step, path: `${this.dir}/${file}`, bytes: result.bytes, msToDurable: performance.now() - t0, pruned: result.removed, contentId, dedupedBytes: planned?.dedupedBytes ?? 0 };
+      const info: DurableInfo = {
+        step,
+        path: `${this.dir}/${file}`,
+        bytes: result.bytes,
+        msToDurable: performance.now() - t0,
+        pruned: result.removed,
+        contentId,
+        dedupedBytes: planned?.dedupedBytes ?? 0,
+      };
       if (result.compression) info.compression = result.compression;
       onSettled(null);
       resolve(info);
@@ -660,13 +732,30 @@ export class Checkpointer {
       this.record({ event: 'save', step, file, time: entry.time, metrics: entry.metrics });
       // Last: the save is settled whatever onWarning does.
       try {
-        if (result.leftover) this.warn(`step ${step} is durable, but the file it replaced stays at ${result.leftover.path} (${result.leftover.code} on unlink); it is removed at the next start`);
+        if (result.leftover)
+          this.warn(
+            `step ${step} is durable, but the file it replaced stays at ${result.leftover.path} (${result.leftover.code} on unlink); it is removed at the next start`,
+          );
         for (const l of result.fileLeftovers) this.warn(`${l.path}: the replaced file stays (${l.code} on unlink); it is removed at the next start`);
-      } catch { /* a throwing onWarning must not undo a durable save */ }
+      } catch {
+        /* a throwing onWarning must not undo a durable save */
+      }
     };
-    this.store.commit({ name: file, tensors: written, options: { metadata, copy, compression: this.compression }, files, remove: removed, onConsumed,
-      onSettled: settle, lane: { id: this.lane, generation: this.generation } })
-      .then((result) => settle(null, result), (err: unknown) => settle(err, undefined));
+    this.store
+      .commit({
+        name: file,
+        tensors: written,
+        options: { metadata, copy, compression: this.compression },
+        files,
+        remove: removed,
+        onConsumed,
+        onSettled: settle,
+        lane: { id: this.lane, generation: this.generation },
+      })
+      .then(
+        (result) => settle(null, result),
+        (err: unknown) => settle(err, undefined),
+      );
     return durable;
   }
 
@@ -703,13 +792,17 @@ export class Checkpointer {
     const store = this.store;
     if (!store.appendSmall || this.lockHandle === null) return;
     const line = renderHistoryLine(event);
-    this.historyWrites = this.historyWrites.then(() => store.appendSmall!(HISTORY_NAME, line)).catch((err: unknown) => {
-      if (this.historyFailed) return;
-      this.historyFailed = true;
-      try {
-        this.warn(`the run's history (${HISTORY_NAME}) could not be appended to; checkpoints are not affected (${(err as Error).message})`);
-      } catch { /* a throwing onWarning must not break the chain */ }
-    });
+    this.historyWrites = this.historyWrites
+      .then(() => store.appendSmall!(HISTORY_NAME, line))
+      .catch((err: unknown) => {
+        if (this.historyFailed) return;
+        this.historyFailed = true;
+        try {
+          this.warn(`the run's history (${HISTORY_NAME}) could not be appended to; checkpoints are not affected (${(err as Error).message})`);
+        } catch {
+          /* a throwing onWarning must not break the chain */
+        }
+      });
   }
 
   private historyWrites: Promise<void> = Promise.resolve();
@@ -745,7 +838,12 @@ export class Checkpointer {
       if (p) existing.set(p.step, `pointer ${name}`);
     }
     const pointed: RetentionPolicy = { name: 'existing pointers', keep: () => existing };
-    const decision = decideRetention(this.entries.map((e) => ({ step: e.step, time: Date.parse(e.time), metrics: e.metrics, tags: e.tags })), [...policies, pointed], Date.now(), referencesOf(this.entries));
+    const decision = decideRetention(
+      this.entries.map((e) => ({ step: e.step, time: Date.parse(e.time), metrics: e.metrics, tags: e.tags })),
+      [...policies, pointed],
+      Date.now(),
+      referencesOf(this.entries),
+    );
     const kept = this.entries.filter((e) => decision.kept.has(e.step)).map((e) => ({ ...e, keptBy: decision.kept.get(e.step)! }));
     const removed = this.entries.filter((e) => !decision.kept.has(e.step)).map((e) => e.file);
     if (options.dryRun) return { removed, kept };
@@ -798,7 +896,10 @@ export class Checkpointer {
       await this.exclusive(async () => {
         await this.flush().finally(async () => {
           const left = await this.replicator?.close();
-          if (left?.length) this.warn(`close() stopped waiting for ${left.length} upload(s) to ${this.replicator!.url} (${left.join(', ')}); they are uploaded at the next start`);
+          if (left?.length)
+            this.warn(
+              `close() stopped waiting for ${left.length} upload(s) to ${this.replicator!.url} (${left.join(', ')}); they are uploaded at the next start`,
+            );
         });
         if (this.lockHandle) await this.refreshManifest();
         await this.historyWrites;
@@ -813,8 +914,7 @@ export class Checkpointer {
    * (`tag.<name>`, or just the tag's name). null when there is no such pointer or it is unreadable. */
   async pointer(name: string): Promise<{ step: number; path: string; metric?: number } | null> {
     await this.ready;
-    const file = isPointerName(name) || tagOfFile(name) !== null ? name
-      : NAME_RE.test(name) ? `tag.${name}` : null;
+    const file = isPointerName(name) || tagOfFile(name) !== null ? name : NAME_RE.test(name) ? `tag.${name}` : null;
     if (file === null) throw argumentError(`pointer "${name}" must be latest, best, best-<metric> or a tag name (${NAME_RULE})`);
     const p = await readPointer(this.store, file);
     return p ? { step: p.step, path: `${this.dir}/${p.file}`, ...(p.metric !== undefined ? { metric: p.metric } : {}) } : null;
@@ -824,8 +924,10 @@ export class Checkpointer {
    * through onWarning with the reason, and skipped. */
   async loadLatest(): Promise<LoadedCheckpoint | null> {
     await this.ready;
-    const files = (await this.store.list()).map((o) => ({ step: stepOf(o.name), file: o.name }))
-      .filter((e): e is { step: number; file: string } => e.step !== null).sort((a, b) => b.step - a.step);
+    const files = (await this.store.list())
+      .map((o) => ({ step: stepOf(o.name), file: o.name }))
+      .filter((e): e is { step: number; file: string } => e.step !== null)
+      .sort((a, b) => b.step - a.step);
     for (const { step, file } of files) {
       const loaded = await this.tryLoad(file, step);
       if (loaded) {
@@ -869,9 +971,12 @@ export class Checkpointer {
     const step = Number(metadata[STEP_KEY]);
     if (!Number.isSafeInteger(step)) {
       const modelFile = metadata[METADATA_KEYS.tfjsHandler.version] !== undefined;
-      throw new CheckpointError(modelFile
-        ? 'this is a model file written by ioHandler, not a training checkpoint: load it with tf.loadLayersModel(ioHandler(path))'
-        : `not a training checkpoint: metadata ${STEP_KEY} is missing (readCheckpoint reads any ckptio file)`, { code: 'ECKPT_FORMAT', path: file });
+      throw new CheckpointError(
+        modelFile
+          ? 'this is a model file written by ioHandler, not a training checkpoint: load it with tf.loadLayersModel(ioHandler(path))'
+          : `not a training checkpoint: metadata ${STEP_KEY} is missing (readCheckpoint reads any ckptio file)`,
+        { code: 'ECKPT_FORMAT', path: file },
+      );
     }
     let state: unknown;
     try {

@@ -25,7 +25,12 @@ export class DedupIndex {
   private stored = new Map<string, Stored>();
 
   /** Splits a save into what is written and what is referenced; records the written ones as stored in `file`. */
-  plan(file: string, tensors: TensorList, identities: ReadonlyMap<string, object> | undefined, alive: (file: string) => boolean): { write: TensorList; refs: Record<string, TensorRef>; dedupedBytes: number } {
+  plan(
+    file: string,
+    tensors: TensorList,
+    identities: ReadonlyMap<string, object> | undefined,
+    alive: (file: string) => boolean,
+  ): { write: TensorList; refs: Record<string, TensorRef>; dedupedBytes: number } {
     const write: number[] = [];
     const refs: Record<string, TensorRef> = {};
     let dedupedBytes = 0;
@@ -60,13 +65,24 @@ export function parseRefs(metadata: Readonly<Record<string, string>>, where: str
   } catch {
     throw new CheckpointError(`${METADATA_KEYS.refs} is not JSON`, { code: 'ECKPT_FORMAT', path: where });
   }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new CheckpointError(`${METADATA_KEYS.refs} is not an object`, { code: 'ECKPT_FORMAT', path: where });
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new CheckpointError(`${METADATA_KEYS.refs} is not an object`, { code: 'ECKPT_FORMAT', path: where });
   const out: Record<string, TensorRef> = {};
   for (const [name, r] of Object.entries(v as Record<string, unknown>)) {
     const ref = r as Partial<TensorRef>;
-    if (typeof r !== 'object' || r === null || typeof ref.file !== 'string' || stepOf(ref.file) === null || typeof ref.dtype !== 'string' ||
-        !Array.isArray(ref.shape) || !ref.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      throw new CheckpointError(`${METADATA_KEYS.refs}: the reference for tensor "${name}" is not {file: a checkpoint of this run, dtype, shape}`, { code: 'ECKPT_FORMAT', path: where });
+    if (
+      typeof r !== 'object' ||
+      r === null ||
+      typeof ref.file !== 'string' ||
+      stepOf(ref.file) === null ||
+      typeof ref.dtype !== 'string' ||
+      !Array.isArray(ref.shape) ||
+      !ref.shape.every((d) => Number.isSafeInteger(d) && d >= 0)
+    ) {
+      throw new CheckpointError(`${METADATA_KEYS.refs}: the reference for tensor "${name}" is not {file: a checkpoint of this run, dtype, shape}`, {
+        code: 'ECKPT_FORMAT',
+        path: where,
+      });
     }
     out[name] = { file: ref.file, dtype: ref.dtype as DType, shape: [...ref.shape] };
   }
@@ -84,7 +100,10 @@ export async function resolveRefs(result: ReadResult, where: string, read: (file
     if (!files.has(ref.file)) files.set(ref.file, read(ref.file));
     const held = (await files.get(ref.file)!).tensors[name];
     if (!held || held.dtype !== ref.dtype || held.shape.join(',') !== ref.shape.join(',')) {
-      throw new CheckpointError(`tensor "${name}" refers to ${ref.file}, which does not hold it as ${ref.dtype} [${ref.shape}]`, { code: 'ECKPT_FORMAT', path: where });
+      throw new CheckpointError(`tensor "${name}" refers to ${ref.file}, which does not hold it as ${ref.dtype} [${ref.shape}]`, {
+        code: 'ECKPT_FORMAT',
+        path: where,
+      });
     }
     tensors[name] = held;
   }

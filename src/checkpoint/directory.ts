@@ -44,4 +44,3 @@ export async function readPointer(where: string | CheckpointStore, name: string)
 export function renderPointer(p: Pointer): Uint8Array {
   return new Uint8Array(Buffer.from(JSON.stringify(p) + '\n'));
 }
-

@@ -41,7 +41,8 @@ function parseLine(line: string): HistoryEvent | null {
   if (v.event === 'resume') return { event: 'resume', step: v.step as number, file: v.file, time: v.time };
   const metrics: Record<string, number> = {};
   if (v.metrics && typeof v.metrics === 'object') {
-    for (const [k, m] of Object.entries(v.metrics as Record<string, unknown>)) if (NAME_RE.test(k) && typeof m === 'number' && Number.isFinite(m)) metrics[k] = m;
+    for (const [k, m] of Object.entries(v.metrics as Record<string, unknown>))
+      if (NAME_RE.test(k) && typeof m === 'number' && Number.isFinite(m)) metrics[k] = m;
   }
   return { event: 'save', step: v.step as number, file: v.file, time: v.time, metrics };
 }

@@ -38,7 +38,9 @@ export function resolveParentRun(run: string, childDir: string): string | null {
   for (const c of candidates) {
     try {
       if (fs.statSync(c).isDirectory()) return c;
-    } catch { /* next */ }
+    } catch {
+      /* next */
+    }
   }
   return null;
 }
@@ -62,15 +64,31 @@ export async function walkLineage<T>(dir: string, read: (dir: string) => Promise
     const link = crossRunParent(entriesOf(child.run));
     if (!link) break;
     const resolved = resolveParentRun(link.run, child.dir);
-    if (resolved === null) { child.from = { ...link, found: 'missing-run', resolved: null }; break; }
-    if (seen.has(realKey(resolved))) { child.from = { ...link, found: 'cycle', resolved }; break; }
-    if (chain.length >= MAX_LINEAGE) { child.from = { ...link, found: 'not-followed', resolved }; break; }
+    if (resolved === null) {
+      child.from = { ...link, found: 'missing-run', resolved: null };
+      break;
+    }
+    if (seen.has(realKey(resolved))) {
+      child.from = { ...link, found: 'cycle', resolved };
+      break;
+    }
+    if (chain.length >= MAX_LINEAGE) {
+      child.from = { ...link, found: 'not-followed', resolved };
+      break;
+    }
     const parent = await read(resolved);
     const entries = entriesOf(parent);
-    const target = link.step !== undefined ? entries.find((e) => e.step === link.step)
-      : link.contentId !== undefined ? entries.find((e) => e.contentId === link.contentId) : undefined;
-    const found: LinkFound = !target ? 'missing-checkpoint'
-      : link.contentId !== undefined && target.contentId !== null && target.contentId !== link.contentId ? 'content-differs' : 'ok';
+    const target =
+      link.step !== undefined
+        ? entries.find((e) => e.step === link.step)
+        : link.contentId !== undefined
+          ? entries.find((e) => e.contentId === link.contentId)
+          : undefined;
+    const found: LinkFound = !target
+      ? 'missing-checkpoint'
+      : link.contentId !== undefined && target.contentId !== null && target.contentId !== link.contentId
+        ? 'content-differs'
+        : 'ok';
     child.from = { ...link, found, resolved };
     seen.add(realKey(resolved));
     chain.unshift({ dir: resolved, run: parent, from: null });

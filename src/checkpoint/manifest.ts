@@ -86,9 +86,18 @@ function parseParent(v: unknown, where: string): Parent | null {
   if (typeof v !== 'object' || Array.isArray(v)) throw bad(`${where} is not an object`);
   const p = v as Record<string, unknown>;
   const out: Parent = {};
-  if (p.step !== undefined) { if (!Number.isSafeInteger(p.step) || (p.step as number) < 0) throw bad(`${where}.step`); out.step = p.step as number; }
-  if (p.contentId !== undefined) { if (typeof p.contentId !== 'string' || !/^[0-9a-f]{16}$/.test(p.contentId)) throw bad(`${where}.contentId`); out.contentId = p.contentId; }
-  if (p.run !== undefined) { if (typeof p.run !== 'string' || p.run.length > 4096 || p.run.includes('\0')) throw bad(`${where}.run`); out.run = p.run; }
+  if (p.step !== undefined) {
+    if (!Number.isSafeInteger(p.step) || (p.step as number) < 0) throw bad(`${where}.step`);
+    out.step = p.step as number;
+  }
+  if (p.contentId !== undefined) {
+    if (typeof p.contentId !== 'string' || !/^[0-9a-f]{16}$/.test(p.contentId)) throw bad(`${where}.contentId`);
+    out.contentId = p.contentId;
+  }
+  if (p.run !== undefined) {
+    if (typeof p.run !== 'string' || p.run.length > 4096 || p.run.includes('\0')) throw bad(`${where}.run`);
+    out.run = p.run;
+  }
   return out;
 }
 
@@ -108,15 +117,27 @@ export function parseManifest(bytes: Uint8Array, path: string): Manifest {
     const x = e as Partial<ManifestEntry>;
     const where = `entries[${i}]`;
     if (typeof e !== 'object' || e === null) throw bad(`${where} is not an object`, path);
-    if (!Number.isSafeInteger(x.step) || (x.step as number) < 0 || typeof x.file !== 'string' || stepOf(x.file) !== x.step) throw bad(`${where}: step and file do not match`, path);
+    if (!Number.isSafeInteger(x.step) || (x.step as number) < 0 || typeof x.file !== 'string' || stepOf(x.file) !== x.step)
+      throw bad(`${where}: step and file do not match`, path);
     if (typeof x.time !== 'string' || Number.isNaN(Date.parse(x.time))) throw bad(`${where}.time`, path);
     if (!Number.isSafeInteger(x.bytes) || (x.bytes as number) < 0) throw bad(`${where}.bytes`, path);
     if (x.contentId !== null && (typeof x.contentId !== 'string' || !/^[0-9a-f]{16}$/.test(x.contentId))) throw bad(`${where}.contentId`, path);
     if (!Array.isArray(x.tags) || !x.tags.every((t) => typeof t === 'string' && NAME_RE.test(t))) throw bad(`${where}.tags`, path);
     if (!Array.isArray(x.keptBy) || !x.keptBy.every((t) => typeof t === 'string' && t.length < 256)) throw bad(`${where}.keptBy`, path);
-    return { step: x.step!, file: x.file, time: x.time, bytes: x.bytes!, metrics: parseMetrics(x.metrics, `${where}.metrics`), contentId: x.contentId ?? null, parent: parseParent(x.parent, `${where}.parent`), origin: parseParent(x.origin, `${where}.origin`), tags: [...x.tags], keptBy: [...x.keptBy],
+    return {
+      step: x.step!,
+      file: x.file,
+      time: x.time,
+      bytes: x.bytes!,
+      metrics: parseMetrics(x.metrics, `${where}.metrics`),
+      contentId: x.contentId ?? null,
+      parent: parseParent(x.parent, `${where}.parent`),
+      origin: parseParent(x.origin, `${where}.origin`),
+      tags: [...x.tags],
+      keptBy: [...x.keptBy],
       ...(x.refs !== undefined ? { refs: parseRefFiles(x.refs, `${where}.refs`, path) } : {}),
-      ...(x.dedupedBytes !== undefined ? { dedupedBytes: nonNegative(x.dedupedBytes, `${where}.dedupedBytes`, path) } : {}) };
+      ...(x.dedupedBytes !== undefined ? { dedupedBytes: nonNegative(x.dedupedBytes, `${where}.dedupedBytes`, path) } : {}),
+    };
   });
   const pointers: Record<string, number> = {};
   for (const [k, s] of Object.entries(m.pointers)) {
@@ -153,7 +174,8 @@ export function entryFromHeader(file: string, h: HeaderInfo, tags: string[]): Ma
   let origin: Parent | null = null;
   try {
     if (h.metadata[METADATA_KEYS.metrics] !== undefined) metrics = parseMetrics(JSON.parse(h.metadata[METADATA_KEYS.metrics]!), at);
-    else if (h.metadata[METADATA_KEYS.metric] !== undefined && Number.isFinite(Number(h.metadata[METADATA_KEYS.metric]))) metrics = { metric: Number(h.metadata[METADATA_KEYS.metric]) };
+    else if (h.metadata[METADATA_KEYS.metric] !== undefined && Number.isFinite(Number(h.metadata[METADATA_KEYS.metric])))
+      metrics = { metric: Number(h.metadata[METADATA_KEYS.metric]) };
     if (h.metadata[METADATA_KEYS.parent] !== undefined) parent = parseParent(JSON.parse(h.metadata[METADATA_KEYS.parent]!), `${file}: parent`);
     if (h.metadata[METADATA_KEYS.origin] !== undefined) origin = parseParent(JSON.parse(h.metadata[METADATA_KEYS.origin]!), `${file}: origin`);
   } catch (err) {
@@ -164,7 +186,15 @@ export function entryFromHeader(file: string, h: HeaderInfo, tags: string[]): Ma
   const refs = [...new Set(Object.values(parseRefs(h.metadata, file)).map((r) => r.file))];
   return {
     ...(refs.length ? { refs } : {}),
-    step, file, time: time !== undefined && !Number.isNaN(Date.parse(time)) ? time : new Date(0).toISOString(),
-    bytes: h.tensors.reduce((n, t) => n + t.bytes, 0), metrics, contentId: h.contentId ?? null, parent, origin, tags, keptBy: [],
+    step,
+    file,
+    time: time !== undefined && !Number.isNaN(Date.parse(time)) ? time : new Date(0).toISOString(),
+    bytes: h.tensors.reduce((n, t) => n + t.bytes, 0),
+    metrics,
+    contentId: h.contentId ?? null,
+    parent,
+    origin,
+    tags,
+    keptBy: [],
   };
 }

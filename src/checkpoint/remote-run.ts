@@ -63,14 +63,43 @@ export function parseCommit(bytes: Uint8Array, name: string, where: string): Rem
   if (!v || typeof v !== 'object' || v.format !== COMMIT_FORMAT || v.version !== 1) throw bad('not a ckptio commit record (format/version)', where);
   if (v.file !== m[1] || v.id !== m[2]) throw bad('the commit record names another object than its key', where);
   if (!Number.isSafeInteger(v.bytes) || (v.bytes as number) < 0) throw bad('the commit record has no valid size', where);
-  if (v.contentId !== null && (typeof v.contentId !== 'string' || !/^[0-9a-f]{1,64}$/.test(v.contentId))) throw bad('the commit record has no valid content id', where);
+  if (v.contentId !== null && (typeof v.contentId !== 'string' || !/^[0-9a-f]{1,64}$/.test(v.contentId)))
+    throw bad('the commit record has no valid content id', where);
   if (!Array.isArray(v.refs) || !v.refs.every((r) => typeof r === 'string' && stepOf(r) !== null)) throw bad('the commit record has invalid references', where);
-  if (typeof v.time !== 'string' || !ISO_TIME_RE.test(v.time) || Number.isNaN(Date.parse(v.time)) || typeof v.writer !== 'string' || !/^[0-9a-f]{1,64}$/.test(v.writer)) throw bad('the commit record has no valid time or writer', where);
-  return { file: m[1]!, step: stepOf(m[1]!)!, id: m[2]!, bytes: v.bytes as number, contentId: v.contentId as string | null, refs: v.refs as string[], time: v.time, writer: v.writer };
+  if (
+    typeof v.time !== 'string' ||
+    !ISO_TIME_RE.test(v.time) ||
+    Number.isNaN(Date.parse(v.time)) ||
+    typeof v.writer !== 'string' ||
+    !/^[0-9a-f]{1,64}$/.test(v.writer)
+  )
+    throw bad('the commit record has no valid time or writer', where);
+  return {
+    file: m[1]!,
+    step: stepOf(m[1]!)!,
+    id: m[2]!,
+    bytes: v.bytes as number,
+    contentId: v.contentId as string | null,
+    refs: v.refs as string[],
+    time: v.time,
+    writer: v.writer,
+  };
 }
 
 function renderCommit(c: RemoteCommit): Uint8Array {
-  return Buffer.from(JSON.stringify({ format: COMMIT_FORMAT, version: 1, file: c.file, id: c.id, bytes: c.bytes, contentId: c.contentId, refs: c.refs, time: c.time, writer: c.writer }));
+  return Buffer.from(
+    JSON.stringify({
+      format: COMMIT_FORMAT,
+      version: 1,
+      file: c.file,
+      id: c.id,
+      bytes: c.bytes,
+      contentId: c.contentId,
+      refs: c.refs,
+      time: c.time,
+      writer: c.writer,
+    }),
+  );
 }
 
 /** The committed checkpoints, newest step first; for a file uploaded more than once, the newest record. A record
@@ -116,11 +145,24 @@ export async function listRemoteTags(objects: S3Objects, warn: (m: string) => vo
 }
 
 /** Uploads a durable local checkpoint and commits it: the data object, its size read back, then the record. */
-export async function replicateFile(objects: S3Objects, localPath: string, meta: { file: string; contentId: string | null; refs: string[]; writer: string },
-  onProgress?: (sent: number, total: number) => void): Promise<RemoteCommit> {
+export async function replicateFile(
+  objects: S3Objects,
+  localPath: string,
+  meta: { file: string; contentId: string | null; refs: string[]; writer: string },
+  onProgress?: (sent: number, total: number) => void,
+): Promise<RemoteCommit> {
   const id = randomBytes(8).toString('hex');
   const bytes = await objects.uploadFile(localPath, dataName(meta.file, id), onProgress);
-  const commit: RemoteCommit = { file: meta.file, step: stepOf(meta.file)!, id, bytes, contentId: meta.contentId, refs: meta.refs, time: new Date().toISOString(), writer: meta.writer };
+  const commit: RemoteCommit = {
+    file: meta.file,
+    step: stepOf(meta.file)!,
+    id,
+    bytes,
+    contentId: meta.contentId,
+    refs: meta.refs,
+    time: new Date().toISOString(),
+    writer: meta.writer,
+  };
   await objects.putSmall(commitName(meta.file, id), renderCommit(commit), { ifNoneMatch: true });
   return commit;
 }
@@ -133,8 +175,11 @@ export async function pruneRemote(objects: S3Objects, keep: number, warn: (m: st
   const committed = await listCommitted(objects, warn);
   const tagged = new Set((await listRemoteTags(objects, warn)).values());
   const kept = new Set<string>(protect);
-  [...committed].sort((a, b) => Date.parse(b.time) - Date.parse(a.time))
-    .forEach((c, i) => { if (i < Math.max(1, keep) || tagged.has(c.file)) kept.add(c.file); });
+  [...committed]
+    .sort((a, b) => Date.parse(b.time) - Date.parse(a.time))
+    .forEach((c, i) => {
+      if (i < Math.max(1, keep) || tagged.has(c.file)) kept.add(c.file);
+    });
   for (const c of committed) if (kept.has(c.file)) for (const r of c.refs) kept.add(r);
   const newest = new Map(committed.map((c) => [c.file, c.id]));
   const removed: string[] = [];
@@ -174,7 +219,12 @@ export async function cleanOrphans(objects: S3Objects, before: number): Promise<
 /** Downloads a committed checkpoint into `dir` under its own name: to a temporary name (one the next start
  * removes if this process dies), verified against its own XXH3 digests, fsynced, renamed, the directory fsynced.
  * A checkpoint that does not verify is not placed and the error (ECKPT_CHECKSUM, ...) is thrown. */
-export async function downloadCheckpoint(objects: S3Objects, commit: RemoteCommit, dir: string, onProgress?: (received: number, total: number) => void): Promise<string> {
+export async function downloadCheckpoint(
+  objects: S3Objects,
+  commit: RemoteCommit,
+  dir: string,
+  onProgress?: (received: number, total: number) => void,
+): Promise<string> {
   if (stepOf(commit.file) === null) throw bad(`${commit.file} is not a checkpoint name`, objects.location.url);
   const target = path.join(dir, commit.file);
   const temp = path.join(dir, `${commit.file}.tmp.${process.pid}.${randomBytes(4).toString('hex')}`);

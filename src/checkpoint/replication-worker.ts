@@ -51,8 +51,14 @@ function post(m: FromWorker): void {
 
 function wire(err: unknown): WireError {
   const e = err as Partial<RemoteError> & { message?: string };
-  return { message: String(e?.message ?? err), code: String(e?.code ?? 'ECKPT_INTERNAL'), ...(typeof e?.s3Code === 'string' ? { s3Code: e.s3Code } : {}),
-    ...(typeof e?.status === 'number' ? { status: e.status } : {}), retryable: e?.retryable === true, ...(typeof e?.path === 'string' ? { path: e.path } : {}) };
+  return {
+    message: String(e?.message ?? err),
+    code: String(e?.code ?? 'ECKPT_INTERNAL'),
+    ...(typeof e?.s3Code === 'string' ? { s3Code: e.s3Code } : {}),
+    ...(typeof e?.status === 'number' ? { status: e.status } : {}),
+    retryable: e?.retryable === true,
+    ...(typeof e?.path === 'string' ? { path: e.path } : {}),
+  };
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -81,9 +87,18 @@ function ensureReady(): Promise<void> {
   ready ??= (async () => {
     await withRetry('take the lease', () => takeLease(objects, lease()));
     const cleaned = await withRetry('clean orphans', () => cleanOrphans(objects, startedAt));
-    if (cleaned.uploads || cleaned.objects) post({ type: 'warning', message: `removed ${cleaned.uploads} unfinished multipart upload(s) and ${cleaned.objects} uncommitted object(s) left in ${objects.location.url} by an interrupted writer` });
+    if (cleaned.uploads || cleaned.objects)
+      post({
+        type: 'warning',
+        message: `removed ${cleaned.uploads} unfinished multipart upload(s) and ${cleaned.objects} uncommitted object(s) left in ${objects.location.url} by an interrupted writer`,
+      });
     for (const c of await withRetry('list', () => listCommitted(objects, (m) => post({ type: 'warning', message: m })))) remote.add(c.file);
-    leaseTimer = setInterval(() => { objects.putSmall(LEASE_NAME, Buffer.from(JSON.stringify(lease()))).catch(() => {}); }, Math.max(1000, config.leaseMs / 3));
+    leaseTimer = setInterval(
+      () => {
+        objects.putSmall(LEASE_NAME, Buffer.from(JSON.stringify(lease()))).catch(() => {});
+      },
+      Math.max(1000, config.leaseMs / 3),
+    );
     // Uploads a killed process left, and the newest local checkpoint when the remote lacks it.
     const redo = new Set(leftovers.filter((n) => !remote.has(n)));
     if (config.localNewest && !remote.has(config.localNewest)) redo.add(config.localNewest);
@@ -97,7 +112,9 @@ function ensureReady(): Promise<void> {
       queue.unshift({ seq: null, file, contentId: null, refs: [], keep: true });
     }
   })();
-  ready.catch(() => { ready = null; }); // tried again with the next job
+  ready.catch(() => {
+    ready = null;
+  }); // tried again with the next job
   return ready;
 }
 
@@ -139,7 +156,11 @@ async function run(job: Job): Promise<void> {
   await ensureReady();
   for (const ref of job.refs) {
     if (remote.has(ref)) continue;
-    if (!hold(ref)) throw new CheckpointError(`step ${job.file} references ${ref}, which is gone locally and not in ${objects.location.url}`, { code: 'ENOENT', path: path.join(config.dir, ref) });
+    if (!hold(ref))
+      throw new CheckpointError(`step ${job.file} references ${ref}, which is gone locally and not in ${objects.location.url}`, {
+        code: 'ENOENT',
+        path: path.join(config.dir, ref),
+      });
     try {
       await withRetry(`upload ${ref}`, () => replicateFile(objects, path.join(holdDir, ref), { file: ref, contentId: null, refs: [], writer }));
       remote.add(ref);
@@ -148,13 +169,24 @@ async function run(job: Job): Promise<void> {
     }
   }
   const t0 = Date.now();
-  const commit = await withRetry(`upload ${job.file}`, () => replicateFile(objects, path.join(holdDir, job.file), { file: job.file, contentId: job.contentId, refs: job.refs, writer },
-    config.progress ? (sent, total) => { if (job.seq !== null) post({ type: 'progress', seq: job.seq, file: job.file, sent, total }); } : undefined));
+  const commit = await withRetry(`upload ${job.file}`, () =>
+    replicateFile(
+      objects,
+      path.join(holdDir, job.file),
+      { file: job.file, contentId: job.contentId, refs: job.refs, writer },
+      config.progress
+        ? (sent, total) => {
+            if (job.seq !== null) post({ type: 'progress', seq: job.seq, file: job.file, sent, total });
+          }
+        : undefined,
+    ),
+  );
   remote.add(job.file);
   unhold(job.file);
   post({ type: 'replicated', seq: job.seq, file: job.file, bytes: commit.bytes, key: `${objects.location.url}/${job.file}~${commit.id}`, ms: Date.now() - t0 });
   try {
-    for (const f of await pruneRemote(objects, config.keepLast, (m) => post({ type: 'warning', message: m }), new Set([job.file, ...job.refs]))) remote.delete(f);
+    for (const f of await pruneRemote(objects, config.keepLast, (m) => post({ type: 'warning', message: m }), new Set([job.file, ...job.refs])))
+      remote.delete(f);
   } catch (err) {
     post({ type: 'warning', message: `remote retention in ${objects.location.url} failed and is tried again after the next upload (${wire(err).message})` });
   }

@@ -61,9 +61,7 @@ export interface WireError {
 }
 
 export type ToWorker =
-  | { type: 'replicate'; seq: number; file: string; contentId: string | null; refs: string[] }
-  | { type: 'tag'; name: string; file: string }
-  | { type: 'close' };
+  { type: 'replicate'; seq: number; file: string; contentId: string | null; refs: string[] } | { type: 'tag'; name: string; file: string } | { type: 'close' };
 
 export type FromWorker =
   | { type: 'progress'; seq: number; file: string; sent: number; total: number }
@@ -75,7 +73,13 @@ export type FromWorker =
   | { type: 'closed'; left: string[] };
 
 function unwire(e: WireError): CheckpointError {
-  if (e.code === 'ECKPT_REMOTE') return new RemoteError(e.message, { s3Code: e.s3Code ?? 'UnknownError', ...(e.status !== undefined ? { status: e.status } : {}), retryable: e.retryable, ...(e.path ? { path: e.path } : {}) });
+  if (e.code === 'ECKPT_REMOTE')
+    return new RemoteError(e.message, {
+      s3Code: e.s3Code ?? 'UnknownError',
+      ...(e.status !== undefined ? { status: e.status } : {}),
+      retryable: e.retryable,
+      ...(e.path ? { path: e.path } : {}),
+    });
   return new CheckpointError(e.message, { code: e.code, ...(e.path ? { path: e.path } : {}) });
 }
 
@@ -95,10 +99,25 @@ export class Replicator {
   private lastFailure = '';
   private dead: CheckpointError | null = null;
 
-  constructor(private readonly options: RemoteOptions, dir: string, localKeepLast: number, localNewest: string | null, private readonly warn: (m: string) => void) {
+  constructor(
+    private readonly options: RemoteOptions,
+    dir: string,
+    localKeepLast: number,
+    localNewest: string | null,
+    private readonly warn: (m: string) => void,
+  ) {
     this.url = parseRemoteUrl(options.url).url;
-    const config: WorkerConfig = { dir, remote: this.url, keepLast: options.keepLast ?? localKeepLast, leaseMs: options.leaseMs ?? 30_000, retryMs: options.retryMs ?? 120_000,
-      partBytes: options.partBytes ?? 16 << 20, concurrency: options.concurrency ?? 4, localNewest, progress: options.onProgress !== undefined };
+    const config: WorkerConfig = {
+      dir,
+      remote: this.url,
+      keepLast: options.keepLast ?? localKeepLast,
+      leaseMs: options.leaseMs ?? 30_000,
+      retryMs: options.retryMs ?? 120_000,
+      partBytes: options.partBytes ?? 16 << 20,
+      concurrency: options.concurrency ?? 4,
+      localNewest,
+      progress: options.onProgress !== undefined,
+    };
     this.worker = new Worker(path.join(__dirname, 'replication-worker.js'), { workerData: config });
     this.worker.on('message', (m: FromWorker) => this.onMessage(m));
     // The worker keeps the process alive only while an upload this process asked for is pending (a script that
@@ -162,7 +181,9 @@ export class Replicator {
   private safeWarn(m: string): void {
     try {
       this.warn(m);
-    } catch { /* a throwing onWarning must not stop replication */ }
+    } catch {
+      /* a throwing onWarning must not stop replication */
+    }
   }
 
   /** Posts a durable checkpoint for upload; the promise settles when it is committed remotely (ReplicatedInfo),
@@ -189,7 +210,9 @@ export class Replicator {
       const timeoutMs = this.options.closeTimeoutMs ?? 60_000;
       let timer: NodeJS.Timeout | undefined;
       await new Promise<void>((resolve) => {
-        this.worker.on('message', (m: FromWorker) => { if (m.type === 'closed') resolve(); });
+        this.worker.on('message', (m: FromWorker) => {
+          if (m.type === 'closed') resolve();
+        });
         this.worker.on('exit', () => resolve());
         timer = setTimeout(resolve, timeoutMs);
         this.worker.ref(); // close() waits for the worker, so the process does too
@@ -201,7 +224,12 @@ export class Replicator {
     await this.closed;
     const left = [...this.pending.values()];
     this.pending.clear();
-    for (const p of left) p.reject(new CheckpointError(`${p.file} was not replicated to ${this.url} before close() stopped waiting; it is uploaded at the next start`, { code: 'ECKPT_CLOSED' }));
+    for (const p of left)
+      p.reject(
+        new CheckpointError(`${p.file} was not replicated to ${this.url} before close() stopped waiting; it is uploaded at the next start`, {
+          code: 'ECKPT_CLOSED',
+        }),
+      );
     return left.map((p) => p.file);
   }
 }

@@ -46,7 +46,13 @@ export function keepLast(n: number): RetentionPolicy {
   positiveInt(n, 'keepLast(n)');
   return {
     name: `keepLast(${n})`,
-    keep: (entries) => new Map([...entries].sort((a, b) => b.step - a.step).slice(0, n).map((e) => [e.step, `last ${n}`])),
+    keep: (entries) =>
+      new Map(
+        [...entries]
+          .sort((a, b) => b.step - a.step)
+          .slice(0, n)
+          .map((e) => [e.step, `last ${n}`]),
+      ),
   };
 }
 
@@ -59,7 +65,6 @@ export interface KeepBestOptions {
   pointer?: string;
 }
 
-
 /** The k best by a metric; a pointer names the best. Checkpoints without the metric are not ranked. */
 export function keepBest(options: KeepBestOptions): RetentionPolicy {
   const { metric, mode } = options ?? ({} as KeepBestOptions);
@@ -68,13 +73,19 @@ export function keepBest(options: KeepBestOptions): RetentionPolicy {
   const k = positiveInt(options.k ?? 1, 'keepBest: k');
   const pointer = options.pointer ?? `best-${metric}`;
   if (!NAME_RE.test(pointer)) throw argumentError(`keepBest: pointer "${pointer}" is not a plain name`);
-  const ranked = (entries: readonly RetentionEntry[]) => entries
-    .filter((e) => Number.isFinite(e.metrics[metric]))
-    // Ties go to the earlier step, so the best does not move to a later checkpoint that is merely as good.
-    .sort((a, b) => (mode === 'max' ? b.metrics[metric]! - a.metrics[metric]! : a.metrics[metric]! - b.metrics[metric]!) || a.step - b.step);
+  const ranked = (entries: readonly RetentionEntry[]) =>
+    entries
+      .filter((e) => Number.isFinite(e.metrics[metric]))
+      // Ties go to the earlier step, so the best does not move to a later checkpoint that is merely as good.
+      .sort((a, b) => (mode === 'max' ? b.metrics[metric]! - a.metrics[metric]! : a.metrics[metric]! - b.metrics[metric]!) || a.step - b.step);
   return {
     name: `keepBest(${metric}, ${mode}, ${k})`,
-    keep: (entries) => new Map(ranked(entries).slice(0, k).map((e, i) => [e.step, `best ${metric} #${i + 1}`])),
+    keep: (entries) =>
+      new Map(
+        ranked(entries)
+          .slice(0, k)
+          .map((e, i) => [e.step, `best ${metric} #${i + 1}`]),
+      ),
     pointers: (entries) => {
       const best = ranked(entries)[0];
       return best ? { [pointer]: best.step } : {};
@@ -91,7 +102,10 @@ export function keepEvery(steps: number): RetentionPolicy {
 /** Everything saved within the last `days`. */
 export function keepWithin(days: number): RetentionPolicy {
   positiveNumber(days, 'keepWithin(days)');
-  return { name: `keepWithin(${days})`, keep: (entries, now) => new Map(entries.filter((e) => e.time >= now - days * DAY_MS).map((e) => [e.step, `within ${days} days`])) };
+  return {
+    name: `keepWithin(${days})`,
+    keep: (entries, now) => new Map(entries.filter((e) => e.time >= now - days * DAY_MS).map((e) => [e.step, `within ${days} days`])),
+  };
 }
 
 /** Nothing older than `days` is kept by the other policies (protected checkpoints still are). */
@@ -109,8 +123,12 @@ export const LATEST_POINTER = 'latest';
 
 /** Applies the policies and the protections. `references`: the checkpoints each one needs to load (dedup), kept
  * with it. */
-export function decideRetention(entries: readonly RetentionEntry[], policies: readonly RetentionPolicy[], now: number,
-  references: ReadonlyMap<number, readonly number[]> = new Map()): RetentionDecision {
+export function decideRetention(
+  entries: readonly RetentionEntry[],
+  policies: readonly RetentionPolicy[],
+  now: number,
+  references: ReadonlyMap<number, readonly number[]> = new Map(),
+): RetentionDecision {
   const kept = new Map<number, string[]>();
   const add = (step: number, why: string) => {
     const list = kept.get(step) ?? [];
@@ -130,5 +148,12 @@ export function decideRetention(entries: readonly RetentionEntry[], policies: re
   for (const e of entries) for (const t of e.tags) add(e.step, `tag ${t}`);
   // References point at the checkpoint that holds the bytes, never at another reference: one pass suffices.
   for (const step of [...kept.keys()]) for (const needed of references.get(step) ?? []) add(needed, `referenced by step ${step}`);
-  return { kept, remove: entries.filter((e) => !kept.has(e.step)).map((e) => e.step).sort((a, b) => a - b), pointers };
+  return {
+    kept,
+    remove: entries
+      .filter((e) => !kept.has(e.step))
+      .map((e) => e.step)
+      .sort((a, b) => a - b),
+    pointers,
+  };
 }

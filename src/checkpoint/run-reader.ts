@@ -92,10 +92,32 @@ export async function readRun(where: string | CheckpointStore, opts: ReadRunOpti
   }
   const byFile = new Map<string, CheckpointView>();
   for (const e of manifest?.entries ?? []) {
-    byFile.set(e.file, { step: e.step, file: e.file, entry: e, present: false, inManifest: true, header: null, problem: null, verified: false, pointers: [], tags: [] });
+    byFile.set(e.file, {
+      step: e.step,
+      file: e.file,
+      entry: e,
+      present: false,
+      inManifest: true,
+      header: null,
+      problem: null,
+      verified: false,
+      pointers: [],
+      tags: [],
+    });
   }
   for (const file of names.filter((n) => stepOf(n) !== null)) {
-    const v = byFile.get(file) ?? { step: stepOf(file)!, file, entry: null, present: true, inManifest: false, header: null, problem: null, verified: false, pointers: [], tags: [] };
+    const v = byFile.get(file) ?? {
+      step: stepOf(file)!,
+      file,
+      entry: null,
+      present: true,
+      inManifest: false,
+      header: null,
+      problem: null,
+      verified: false,
+      pointers: [],
+      tags: [],
+    };
     v.present = true;
     byFile.set(file, v);
     if (v.inManifest && opts.headers === 'missing' && !opts.verify) continue;
@@ -156,7 +178,8 @@ export async function readRun(where: string | CheckpointStore, opts: ReadRunOpti
       if (bytes) {
         const parsed = parseHistory(bytes);
         history = parsed.events;
-        if (parsed.skipped) historyProblem = { code: 'ECKPT_FORMAT', message: `${parsed.skipped} line(s) of ${HISTORY_NAME} are not valid events and are skipped` };
+        if (parsed.skipped)
+          historyProblem = { code: 'ECKPT_FORMAT', message: `${parsed.skipped} line(s) of ${HISTORY_NAME} are not valid events and are skipped` };
       }
     } catch (err) {
       historyProblem = problemOf(err);

@@ -61,12 +61,19 @@ function addTrainOptions(cmd: Command, defaultDir: string): Command {
     .option('--resume <mode>', "'auto' (newest valid checkpoint in --dir), 'never', or a checkpoint path", 'auto')
     .addOption(new Option('--backend <name>', 'tfjs backend').choices(['wasm', 'cpu', 'webgpu', 'tensorflow']).default('wasm'))
     .addOption(new Option('--log <format>', 'output').choices(['text', 'json']).default('text'))
-    .addOption(new Option('--compression <codec>', 'compress checkpoint tensors (lz4 on the libuv thread pool; see benches/RESULTS.md for when it pays)').choices(['none', 'lz4']).default('none'))
+    .addOption(
+      new Option('--compression <codec>', 'compress checkpoint tensors (lz4 on the libuv thread pool; see benches/RESULTS.md for when it pays)')
+        .choices(['none', 'lz4'])
+        .default('none'),
+    )
     .addOption(new Option('--train-limit <n>', 'use only the first N training digits (tests)').argParser(int('--train-limit', 1)).hideHelp())
     .option('--classes <list>', 'digits to train on, e.g. 0-7 or 0,2,4 (the head has max + 1 outputs)', (v: string) => classList(v))
     .option('--tag <name>', 'tag the final checkpoint (tagged checkpoints are never pruned)')
     .option('--dedup', 'store unchanged tensors (a frozen layer) by reference to the checkpoint holding them')
-    .option('--remote <s3://bucket/prefix>', 'replicate every checkpoint to object storage (credentials and endpoint from the AWS environment); an empty --dir resumes from there');
+    .option(
+      '--remote <s3://bucket/prefix>',
+      'replicate every checkpoint to object storage (credentials and endpoint from the AWS environment); an empty --dir resumes from there',
+    );
 }
 
 function intList(flag: string, v: string): number[] {
@@ -91,12 +98,35 @@ async function runTrain(o: Record<string, any>, finetune: FinetuneConfig | undef
   requireDemoPackages(o.backend, o.log);
   const { train } = await import('../train/trainer');
   const emit = o.log === 'json' ? (e: TrainEvent) => writeLine(JSON.stringify(e)) : await textReporter();
-  await train({
-    dir: o.dir, steps: o.steps, epochs: o.epochs, batch: o.batch, layers: o.layers, lr: o.lr, warmup: o.warmup,
-    startLr: o.startLr, minLr: o.minLr, schedule: o.schedule, optimizer: o.optimizer, seed: o.seed, saveEvery: o.saveEvery, keepLast: o.keepLast,
-    resume: o.resume, backend: o.backend, evalEvery: o.evalEvery, trainLimit: o.trainLimit,
-    compression: o.compression, classes: o.classes, tag: o.tag, dedup: !!o.dedup, finetune, ...(o.remote ? { remote: o.remote } : {}),
-  }, emit);
+  await train(
+    {
+      dir: o.dir,
+      steps: o.steps,
+      epochs: o.epochs,
+      batch: o.batch,
+      layers: o.layers,
+      lr: o.lr,
+      warmup: o.warmup,
+      startLr: o.startLr,
+      minLr: o.minLr,
+      schedule: o.schedule,
+      optimizer: o.optimizer,
+      seed: o.seed,
+      saveEvery: o.saveEvery,
+      keepLast: o.keepLast,
+      resume: o.resume,
+      backend: o.backend,
+      evalEvery: o.evalEvery,
+      trainLimit: o.trainLimit,
+      compression: o.compression,
+      classes: o.classes,
+      tag: o.tag,
+      dedup: !!o.dedup,
+      finetune,
+      ...(o.remote ? { remote: o.remote } : {}),
+    },
+    emit,
+  );
 }
 
 /** The demo needs packages a library user does not: say exactly which are missing, before anything starts. */
@@ -104,7 +134,10 @@ function requireDemoPackages(backend: string, log: string): void {
   const needed = ['@tensorflow/tfjs', 'mnist', ...(backend === 'wasm' ? ['@tensorflow/tfjs-backend-wasm'] : []), ...(log === 'text' ? ['cli-progress'] : [])];
   const missing = needed.filter((p) => !hasPeer(p));
   if (missing.length) {
-    throw new CheckpointError(`ckptio train (the demo) needs ${missing.join(', ')}, which ${missing.length > 1 ? 'are' : 'is'} not installed: npm install ${missing.join(' ')}`, { code: 'ECKPT_MISSING_PACKAGE' });
+    throw new CheckpointError(
+      `ckptio train (the demo) needs ${missing.join(', ')}, which ${missing.length > 1 ? 'are' : 'is'} not installed: npm install ${missing.join(' ')}`,
+      { code: 'ECKPT_MISSING_PACKAGE' },
+    );
   }
 }
 
@@ -129,86 +162,119 @@ export async function main(argv: string[]): Promise<void> {
     if (err.code === 'EPIPE') readerGone();
     throw err;
   });
-  const program = new Command('ckptio').description('Crash-safe, zero-stall checkpoints for TensorFlow.js training')
+  const program = new Command('ckptio')
+    .description('Crash-safe, zero-stall checkpoints for TensorFlow.js training')
     .addHelpText('after', EXIT_CODES_HELP)
     // Usage errors are thrown (exit 2, printed as `ckptio: ECKPT_ARGS: ...`) instead of exiting 1 in commander.
     .exitOverride()
     .configureOutput({ outputError: (str, write) => write(`ckptio: ECKPT_ARGS: ${safe(str.replace(/^error: /, '').trimEnd())}\n`) });
 
-  addTrainOptions(program.command('train')
-    .description('train an MLP on the embedded MNIST digits, checkpointing as it goes (re-run to resume)'), './runs/mnist')
-    .action(async (o) => runTrain(o, undefined));
+  addTrainOptions(
+    program.command('train').description('train an MLP on the embedded MNIST digits, checkpointing as it goes (re-run to resume)'),
+    './runs/mnist',
+  ).action(async (o) => runTrain(o, undefined));
 
-  addTrainOptions(program.command('finetune')
-    .description('incremental fine-tuning: start a new run from another run\'s checkpoint (partial load when the head changed), at a gentler learning rate, recording the parent'), './runs/finetune')
-    .requiredOption('--from <dir|dir:tag|file>', "the parent: a run directory (its newest valid checkpoint), DIR:TAG, or a checkpoint file")
+  addTrainOptions(
+    program
+      .command('finetune')
+      .description(
+        "incremental fine-tuning: start a new run from another run's checkpoint (partial load when the head changed), at a gentler learning rate, recording the parent",
+      ),
+    './runs/finetune',
+  )
+    .requiredOption('--from <dir|dir:tag|file>', 'the parent: a run directory (its newest valid checkpoint), DIR:TAG, or a checkpoint file')
     .option('--lr-scale <x>', "the parent's --lr times this (1/5 to 1/10 is usual)", num('--lr-scale'), 0.1)
     .option('--reset-optimizer', "start the optimizer afresh instead of continuing the parent's state")
     .addOption(new Option('--strict <bool>', 'refuse a parent that does not fit exactly').choices(['true', 'false']).default('false'))
     .option('--freeze <layers>', 'indices in model.layers to keep fixed, e.g. 0 or 0,1', (v: string) => intList('--freeze', v), [] as number[])
     .action(async (o) => runTrain(o, { from: o.from, lrScale: o.lrScale, resetOptimizer: !!o.resetOptimizer, strict: o.strict === 'true', freeze: o.freeze }));
 
-  program.command('ls <dir>')
-    .description('list the checkpoints of a run: step, time, size, metrics, valid, pointers, tags, why kept (read-only, works while a trainer runs); s3://bucket/prefix lists the remote tier')
+  program
+    .command('ls <dir>')
+    .description(
+      'list the checkpoints of a run: step, time, size, metrics, valid, pointers, tags, why kept (read-only, works while a trainer runs); s3://bucket/prefix lists the remote tier',
+    )
     .option('--verify', 'also read every checkpoint in full and check its digests')
     .option('--json', 'machine-readable output')
     .action(action((dir: string, o: { verify?: boolean; json?: boolean }) => (isRemoteUrl(dir) ? remoteLs(dir, o) : ls(dir, o))));
 
-  program.command('inspect <file>')
+  program
+    .command('inspect <file>')
     .description('validate a checkpoint (checksums included) and print its tensors and metadata')
     .option('--no-verify', 'skip checksum verification')
     .option('--json', 'machine-readable output')
     .action(action(inspect));
 
-  program.command('verify <target>')
-    .description('validate a checkpoint file, or every checkpoint, pointer, tag and the manifest of a run directory, or every committed checkpoint of s3://bucket/prefix; exit 1 if anything is bad')
+  program
+    .command('verify <target>')
+    .description(
+      'validate a checkpoint file, or every checkpoint, pointer, tag and the manifest of a run directory, or every committed checkpoint of s3://bucket/prefix; exit 1 if anything is bad',
+    )
     .option('--json', 'machine-readable output')
     .action(action((target: string, o: { json?: boolean }) => (isRemoteUrl(target) ? remoteVerify(target, o) : verify(target, o))));
 
-  program.command('pull <remote> <dir>')
+  program
+    .command('pull <remote> <dir>')
     .description('download the newest committed checkpoint of s3://bucket/prefix that verifies (or --step N), with those it references, into a local directory')
     .option('--step <n>', 'this step instead of the newest', intArg('--step'))
     .option('--json', 'machine-readable output')
     .action(action(remotePull));
 
-  program.command('log <dir>')
+  program
+    .command('log <dir>')
     .description('the lineage of a run, root first: baseline -> fine-tunes, with steps, metrics, dates and tags (read-only)')
     .option('--json', 'machine-readable output')
     .action(action(log));
 
-  program.command('prune <dir>')
-    .description('apply retention policies now (takes the run lock: refused while a trainer runs); the newest checkpoint, pointer targets and tagged ones always stay')
+  program
+    .command('prune <dir>')
+    .description(
+      'apply retention policies now (takes the run lock: refused while a trainer runs); the newest checkpoint, pointer targets and tagged ones always stay',
+    )
     .option('--keep-last <n>', 'keep the newest N', intArg('--keep-last', 1))
-    .option('--keep-best <metric:mode[:k]>', 'keep the K (default 1) best by METRIC, max or min; repeatable (best-<metric> pointer)', (v: string, prev?: ReturnType<typeof parseKeepBest>) => parseKeepBest(v, prev))
+    .option(
+      '--keep-best <metric:mode[:k]>',
+      'keep the K (default 1) best by METRIC, max or min; repeatable (best-<metric> pointer)',
+      (v: string, prev?: ReturnType<typeof parseKeepBest>) => parseKeepBest(v, prev),
+    )
     .option('--keep-every <steps>', 'keep every checkpoint whose step is a multiple of STEPS (archives)', intArg('--keep-every', 1))
     .option('--keep-within <days>', 'keep everything saved within DAYS', positiveDays('--keep-within'))
-    .option('--delete-older-than <days>', 'what the other policies keep expires after DAYS (protected checkpoints excepted)', positiveDays('--delete-older-than'))
+    .option(
+      '--delete-older-than <days>',
+      'what the other policies keep expires after DAYS (protected checkpoints excepted)',
+      positiveDays('--delete-older-than'),
+    )
     .option('--dry-run', 'print what would go and what stays; change nothing')
     .option('--json', 'machine-readable output')
     .action(action(prune));
 
-  program.command('diff <a> <b>')
+  program
+    .command('diff <a> <b>')
     .description('compare two checkpoint files: tensors only in A or B, dtype/shape changes, equal bytes and max abs difference')
     .option('--no-verify', 'skip checksum verification')
     .option('--json', 'machine-readable output')
     .action(action(diff));
 
-  program.command('tag <dir> <step> <name>')
+  program
+    .command('tag <dir> <step> <name>')
     .description('tag a committed checkpoint (tagged checkpoints are never pruned); takes the run lock')
     .action(action(tag));
 
-  program.command('export <file> <outdir>')
+  program
+    .command('export <file> <outdir>')
     .description("write a ckptio ioHandler file as tfjs's model.json + weights (loadable with tf.loadLayersModel)")
     .option('--no-verify', 'skip checksum verification of FILE')
     .option('--json', 'machine-readable output')
     .action(action(exportModel));
 
-  program.command('import <dir> <file>')
-    .description("convert a tfjs model.json directory into one ckptio ioHandler file")
+  program
+    .command('import <dir> <file>')
+    .description('convert a tfjs model.json directory into one ckptio ioHandler file')
     .option('--json', 'machine-readable output')
     .action(action(importModel));
 
-  program.command('report <dir>')
+  program
+    .command('report <dir>')
     .description('an HTML page (and PNG) of loss and metrics per step across the lineage, marking checkpoints, fine-tunes and tags (read-only)')
     .requiredOption('--out <file>', 'where to write the HTML page')
     .option('--png <file>', 'also a PNG screenshot (needs chromium and the playwright-core package)')
@@ -230,10 +296,15 @@ export async function main(argv: string[]): Promise<void> {
 
 async function textReporter(): Promise<(e: TrainEvent) => void> {
   const { SingleBar, Presets } = await import('cli-progress');
-  const bar = new SingleBar({
-    format: 'step {value}/{total} |{bar}| loss {loss} lr {lr} val {val} | save stall {stall} durable {durable}{remote}',
-    hideCursor: true, clearOnComplete: false, stopOnComplete: false,
-  }, Presets.shades_classic);
+  const bar = new SingleBar(
+    {
+      format: 'step {value}/{total} |{bar}| loss {loss} lr {lr} val {val} | save stall {stall} durable {durable}{remote}',
+      hideCursor: true,
+      clearOnComplete: false,
+      stopOnComplete: false,
+    },
+    Presets.shades_classic,
+  );
   const payload = { loss: '-', lr: '-', val: '-', stall: '-', durable: '-', remote: '' };
   let started = false;
   return (e) => {
@@ -270,8 +341,10 @@ async function textReporter(): Promise<(e: TrainEvent) => void> {
         console.warn(`warning: ${safe(e.message)}`);
         break;
       case 'finetune':
-        console.log(`fine-tuning from ${e.parent} (step ${e.parentStep}) at lr ${e.lr.toExponential(2)}: ${e.restored} tensors loaded` +
-          (e.notLoaded.length ? `; not loaded (new or changed): ${e.notLoaded.map(safe).join(', ')}` : ''));
+        console.log(
+          `fine-tuning from ${e.parent} (step ${e.parentStep}) at lr ${e.lr.toExponential(2)}: ${e.restored} tensors loaded` +
+            (e.notLoaded.length ? `; not loaded (new or changed): ${e.notLoaded.map(safe).join(', ')}` : ''),
+        );
         break;
       case 'classes': {
         const pct = (x: number | null) => (x === null ? '-' : `${(x * 100).toFixed(2)}%`);

@@ -52,7 +52,8 @@ export interface BuiltReport {
 export const DEFAULT_CHROMIUM = '/usr/bin/chromium';
 /** The browser-automation package renderPng loads (optional: only the PNG needs it). */
 export const BROWSER_PACKAGE = 'playwright-core';
-export const REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; script-src 'none'; connect-src 'none'; font-src 'none'; object-src 'none'; media-src 'none'; frame-src 'none'; base-uri 'none'; form-action 'none'";
+export const REPORT_CSP =
+  "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; script-src 'none'; connect-src 'none'; font-src 'none'; object-src 'none'; media-src 'none'; frame-src 'none'; base-uri 'none'; form-action 'none'";
 
 // ---------------------------------------------------------------------------------------------------------------
 // Reading the lineage
@@ -61,7 +62,8 @@ export const REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-sr
 async function readReportRun(dir: string, warnings: string[]): Promise<ReportRun> {
   const run = await readRun(dir, { headers: 'missing' });
   if (run.manifestProblem) warnings.push(`${dir}: the manifest is unreadable, the checkpoints' headers are used (${run.manifestProblem.message})`);
-  for (const c of run.checkpoints) if (c.present && !c.inManifest && c.problem) warnings.push(`${dir}: ${c.file} is not a readable checkpoint and is left out (${c.problem.message})`);
+  for (const c of run.checkpoints)
+    if (c.present && !c.inManifest && c.problem) warnings.push(`${dir}: ${c.file} is not a readable checkpoint and is left out (${c.problem.message})`);
   const present = presentEntries(run);
   const base = { dir: run.dir, ...(run.manifest ? { pointers: run.manifest.pointers } : {}) };
   if (!run.history) return { ...base, entries: present };
@@ -95,7 +97,11 @@ export async function readLineage(dir: string): Promise<{ runs: ReportRun[]; war
   if (!fs.existsSync(start) || !fs.statSync(start).isDirectory()) {
     throw new CheckpointError(`${start} is not a directory`, { code: 'ENOENT', path: start });
   }
-  const chain = await walkLineage(start, (d) => readReportRun(d, warnings), (r) => r.entries);
+  const chain = await walkLineage(
+    start,
+    (d) => readReportRun(d, warnings),
+    (r) => r.entries,
+  );
   for (const c of chain) {
     if (!c.from) continue;
     if (c.from.found === 'missing-run') warnings.push(`the parent run ${c.from.run} of ${c.dir} was not found; the lineage stops there`);
@@ -126,9 +132,26 @@ export function jsonForHtml(v: unknown): string {
 
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b', '#e377c2', '#17becf', '#7f7f7f', '#bcbd22'];
 
-interface Point { run: number; index: number; step: number; x: number; y: number; entry: ManifestEntry }
-interface Boundary { run: number; x: number; fromRun: number; parent: Parent & { run: string } }
-interface Resume { run: number; x: number; gapMs: number; step: number }
+interface Point {
+  run: number;
+  index: number;
+  step: number;
+  x: number;
+  y: number;
+  entry: ManifestEntry;
+}
+interface Boundary {
+  run: number;
+  x: number;
+  fromRun: number;
+  parent: Parent & { run: string };
+}
+interface Resume {
+  run: number;
+  x: number;
+  gapMs: number;
+  step: number;
+}
 
 function finite(n: unknown): n is number {
   return typeof n === 'number' && Number.isFinite(n);
@@ -193,7 +216,8 @@ function inferResumes(runs: ReportRun[], offsets: number[]): Resume[] {
     if (valid.length < 2) return;
     const median = valid[Math.floor(valid.length / 2)]!;
     gaps.forEach((g, k) => {
-      if (finite(g) && g > Math.max(10 * median, 5 * 60_000)) out.push({ run: i, x: offsets[i]! + run.entries[k + 1]!.step, gapMs: g, step: run.entries[k + 1]!.step });
+      if (finite(g) && g > Math.max(10 * median, 5 * 60_000))
+        out.push({ run: i, x: offsets[i]! + run.entries[k + 1]!.step, gapMs: g, step: run.entries[k + 1]!.step });
     });
   });
   return out;
@@ -224,14 +248,26 @@ const W = 960;
 const PANEL_H = 230;
 const M = { left: 72, right: 24, top: 34, bottom: 40 };
 
-function renderPanel(metric: string, color: string, points: Point[], runs: ReportRun[], boundaries: Boundary[], resumes: Resume[],
-  xs: { lo: number; hi: number }, top: number): string {
+function renderPanel(
+  metric: string,
+  color: string,
+  points: Point[],
+  runs: ReportRun[],
+  boundaries: Boundary[],
+  resumes: Resume[],
+  xs: { lo: number; hi: number },
+  top: number,
+): string {
   const ys = points.map((p) => p.y);
   let ylo = Math.min(...ys);
   let yhi = Math.max(...ys);
-  if (ylo === yhi) { ylo -= Math.abs(ylo) * 0.1 || 1; yhi += Math.abs(yhi) * 0.1 || 1; }
+  if (ylo === yhi) {
+    ylo -= Math.abs(ylo) * 0.1 || 1;
+    yhi += Math.abs(yhi) * 0.1 || 1;
+  }
   const pad = (yhi - ylo) * 0.08;
-  ylo -= pad; yhi += pad;
+  ylo -= pad;
+  yhi += pad;
   const iw = W - M.left - M.right;
   const ih = PANEL_H - M.top - M.bottom;
   const X = (x: number) => M.left + (xs.hi > xs.lo ? ((x - xs.lo) / (xs.hi - xs.lo)) * iw : iw / 2);
@@ -254,43 +290,56 @@ function renderPanel(metric: string, color: string, points: Point[], runs: Repor
   for (const b of boundaries) {
     const bx = r(X(b.x));
     const label = `fine-tune: ${runLabel(runs[b.run]!.dir)}`;
-    parts.push(`<g class="finetune-boundary" data-run="${b.run}"><title>${escapeHtml(`${runs[b.run]!.dir} starts from ${b.parent.run} at step ${b.parent.step ?? '?'}${b.parent.contentId ? ` (content ${b.parent.contentId})` : ''}`)}</title>`
-      + `<line x1="${bx}" x2="${bx}" y1="${top + M.top}" y2="${top + M.top + ih}" stroke="#b8860b" stroke-width="2" stroke-dasharray="6 4"/>`
-      + `<path d="M${bx} ${top + M.top} l-6 -9 h12 z" fill="#b8860b"/>`
-      + `<text x="${r(X(b.x) + 5)}" y="${top + M.top + 12}" font-size="11" fill="#8b6508">${escapeHtml(label)}</text></g>`);
+    parts.push(
+      `<g class="finetune-boundary" data-run="${b.run}"><title>${escapeHtml(`${runs[b.run]!.dir} starts from ${b.parent.run} at step ${b.parent.step ?? '?'}${b.parent.contentId ? ` (content ${b.parent.contentId})` : ''}`)}</title>` +
+        `<line x1="${bx}" x2="${bx}" y1="${top + M.top}" y2="${top + M.top + ih}" stroke="#b8860b" stroke-width="2" stroke-dasharray="6 4"/>` +
+        `<path d="M${bx} ${top + M.top} l-6 -9 h12 z" fill="#b8860b"/>` +
+        `<text x="${r(X(b.x) + 5)}" y="${top + M.top + 12}" font-size="11" fill="#8b6508">${escapeHtml(label)}</text></g>`,
+    );
   }
   for (const z of resumes) {
     const zx = r(X(z.x));
     const recorded = z.gapMs < 0;
-    parts.push(`<g class="resume-marker${recorded ? ' resume-recorded' : ''}" data-run="${z.run}"><title>${escapeHtml(recorded ? `resumed from step ${z.step}` : `a ${Math.round(z.gapMs / 60000)} min pause before step ${z.step}: likely stopped and resumed`)}</title>`
-      + `<line x1="${zx}" x2="${zx}" y1="${top + M.top}" y2="${top + M.top + ih}" stroke="#888" stroke-dasharray="2 3"/>`
-      + `<text x="${r(X(z.x) + 4)}" y="${top + M.top + ih - 6}" font-size="10" fill="#666">${recorded ? 'resumed' : 'resumed?'}</text></g>`);
+    parts.push(
+      `<g class="resume-marker${recorded ? ' resume-recorded' : ''}" data-run="${z.run}"><title>${escapeHtml(recorded ? `resumed from step ${z.step}` : `a ${Math.round(z.gapMs / 60000)} min pause before step ${z.step}: likely stopped and resumed`)}</title>` +
+        `<line x1="${zx}" x2="${zx}" y1="${top + M.top}" y2="${top + M.top + ih}" stroke="#888" stroke-dasharray="2 3"/>` +
+        `<text x="${r(X(z.x) + 4)}" y="${top + M.top + ih - 6}" font-size="10" fill="#666">${recorded ? 'resumed' : 'resumed?'}</text></g>`,
+    );
   }
   // One line per run (a fine-tune is not joined to its parent's later checkpoints), plus a dashed connector
   // from the checkpoint a fine-tune started from to its first point.
   for (let i = 0; i < runs.length; i++) {
     const own = points.filter((p) => p.run === i);
     if (own.length > 1) {
-      parts.push(`<polyline class="series-line" data-run="${i}" fill="none" stroke="${color}" stroke-width="2" points="${own.map((p) => `${r(X(p.x))},${r(Y(p.y))}`).join(' ')}"/>`);
+      parts.push(
+        `<polyline class="series-line" data-run="${i}" fill="none" stroke="${color}" stroke-width="2" points="${own.map((p) => `${r(X(p.x))},${r(Y(p.y))}`).join(' ')}"/>`,
+      );
     }
     const b = boundaries.find((q) => q.run === i);
     if (b && own.length) {
       const from = points.find((p) => p.run === b.fromRun && p.step === b.parent.step);
-      if (from) parts.push(`<line class="finetune-connector" x1="${r(X(from.x))}" y1="${r(Y(from.y))}" x2="${r(X(own[0]!.x))}" y2="${r(Y(own[0]!.y))}" stroke="${color}" stroke-width="1.5" stroke-dasharray="4 3"/>`);
+      if (from)
+        parts.push(
+          `<line class="finetune-connector" x1="${r(X(from.x))}" y1="${r(Y(from.y))}" x2="${r(X(own[0]!.x))}" y2="${r(Y(own[0]!.y))}" stroke="${color}" stroke-width="1.5" stroke-dasharray="4 3"/>`,
+        );
     }
   }
   for (const p of points) {
     const first = boundaries.some((b) => b.run === p.run) && p.index === 0;
     const gone = runs[p.run]!.removed?.includes(p.entry.file) ?? false;
     const title = `${runLabel(runs[p.run]!.dir)} step ${p.step}: ${metric} = ${fmt(p.y)}${p.entry.tags.length ? ` [${p.entry.tags.join(', ')}]` : ''}${gone ? ' (checkpoint removed since)' : ''}`;
-    parts.push(`<circle class="pt${first ? ' pt-finetune-start' : ''}${gone ? ' pt-removed' : ''}" data-metric="${m}" data-run="${p.run}" data-step="${p.step}" cx="${r(X(p.x))}" cy="${r(Y(p.y))}" r="${first ? 6 : gone ? 3 : 4}" fill="${first || gone ? '#fff' : color}" stroke="${color}" stroke-width="${gone ? 1 : 2}"><title>${escapeHtml(title)}</title></circle>`);
+    parts.push(
+      `<circle class="pt${first ? ' pt-finetune-start' : ''}${gone ? ' pt-removed' : ''}" data-metric="${m}" data-run="${p.run}" data-step="${p.step}" cx="${r(X(p.x))}" cy="${r(Y(p.y))}" r="${first ? 6 : gone ? 3 : 4}" fill="${first || gone ? '#fff' : color}" stroke="${color}" stroke-width="${gone ? 1 : 2}"><title>${escapeHtml(title)}</title></circle>`,
+    );
     if (p.entry.tags.length) {
       const tx = X(p.x);
       const ty = Y(p.y) - 12;
-      parts.push(`<g class="tag-marker" data-metric="${m}" data-step="${p.step}"><path d="M${r(tx)} ${r(ty - 5)} l5 5 l-5 5 l-5 -5 z" fill="#000"/>`
-        + (tx > W - M.right - 160
-          ? `<text x="${r(tx - 8)}" y="${r(ty + 4)}" font-size="11" text-anchor="end" fill="#000">${escapeHtml(p.entry.tags.join(', '))}</text></g>`
-          : `<text x="${r(tx + 8)}" y="${r(ty + 4)}" font-size="11" fill="#000">${escapeHtml(p.entry.tags.join(', '))}</text></g>`));
+      parts.push(
+        `<g class="tag-marker" data-metric="${m}" data-step="${p.step}"><path d="M${r(tx)} ${r(ty - 5)} l5 5 l-5 5 l-5 -5 z" fill="#000"/>` +
+          (tx > W - M.right - 160
+            ? `<text x="${r(tx - 8)}" y="${r(ty + 4)}" font-size="11" text-anchor="end" fill="#000">${escapeHtml(p.entry.tags.join(', '))}</text></g>`
+            : `<text x="${r(tx + 8)}" y="${r(ty + 4)}" font-size="11" fill="#000">${escapeHtml(p.entry.tags.join(', '))}</text></g>`),
+      );
     }
   }
   parts.push('</g>');
@@ -307,16 +356,21 @@ export function renderReport(runsIn: ReportRun[], options: RenderOptions = {}): 
   const all = runs.flatMap((r, i) => r.entries.map((e) => offsets[i]! + e.step));
   const bx = boundaries.map((b) => b.x);
   const xs = { lo: Math.min(...all, ...bx), hi: Math.max(...all, ...bx) };
-  if (!all.length) { xs.lo = 0; xs.hi = 1; }
+  if (!all.length) {
+    xs.lo = 0;
+    xs.hi = 1;
+  }
   const total = runs.reduce((n, r) => n + r.entries.length, 0);
   const removedCount = runs.reduce((n, r) => n + (r.removed?.length ?? 0), 0);
 
   const panels = metrics.map((metric, k) => {
     const points: Point[] = [];
-    runs.forEach((run, i) => run.entries.forEach((e, index) => {
-      const y = e.metrics[metric];
-      if (finite(y)) points.push({ run: i, index, step: e.step, x: offsets[i]! + e.step, y, entry: e });
-    }));
+    runs.forEach((run, i) =>
+      run.entries.forEach((e, index) => {
+        const y = e.metrics[metric];
+        if (finite(y)) points.push({ run: i, index, step: e.step, x: offsets[i]! + e.step, y, entry: e });
+      }),
+    );
     return renderPanel(metric, COLORS[k % COLORS.length]!, points, runs, boundaries, resumes, xs, k * PANEL_H);
   });
   const svgH = Math.max(1, metrics.length) * PANEL_H;
@@ -324,31 +378,52 @@ export function renderReport(runsIn: ReportRun[], options: RenderOptions = {}): 
     ? `<svg id="plot" xmlns="http://www.w3.org/2000/svg" width="${W}" height="${svgH}" viewBox="0 0 ${W} ${svgH}" role="img" aria-label="metrics per step">\n${panels.join('\n')}\n</svg>`
     : `<p id="plot" class="empty">No checkpoint in this lineage records a metric${total ? '' : ' (no checkpoints found)'}.</p>`;
 
-  const lineage = runs.map((r, i) => {
-    const b = boundaries.find((q) => q.run === i);
-    return `<li data-run="${i}"><code>${escapeHtml(r.dir)}</code>: ${r.entries.length} checkpoint${r.entries.length === 1 ? '' : 's'}`
-      + (r.entries.length ? `, steps ${r.entries[0]!.step}–${r.entries[r.entries.length - 1]!.step}` : '')
-      + (b ? `, fine-tuned from step ${escapeHtml(b.parent.step ?? '?')}${b.parent.contentId ? ` (content <code>${escapeHtml(b.parent.contentId)}</code>)` : ''} of <code>${escapeHtml(b.parent.run)}</code>` : '')
-      + (offsets[i] ? `; drawn at step + ${offsets[i]}` : '') + '</li>';
-  }).join('\n');
+  const lineage = runs
+    .map((r, i) => {
+      const b = boundaries.find((q) => q.run === i);
+      return (
+        `<li data-run="${i}"><code>${escapeHtml(r.dir)}</code>: ${r.entries.length} checkpoint${r.entries.length === 1 ? '' : 's'}` +
+        (r.entries.length ? `, steps ${r.entries[0]!.step}–${r.entries[r.entries.length - 1]!.step}` : '') +
+        (b
+          ? `, fine-tuned from step ${escapeHtml(b.parent.step ?? '?')}${b.parent.contentId ? ` (content <code>${escapeHtml(b.parent.contentId)}</code>)` : ''} of <code>${escapeHtml(b.parent.run)}</code>`
+          : '') +
+        (offsets[i] ? `; drawn at step + ${offsets[i]}` : '') +
+        '</li>'
+      );
+    })
+    .join('\n');
 
-  const rows = runs.flatMap((r, i) => r.entries.map((e, index) => {
-    const ptrs = Object.entries(r.pointers ?? {}).filter(([, s]) => s === e.step).map(([n]) => n);
-    const first = boundaries.some((b) => b.run === i) && index === 0;
-    const parent = e.parent ? [e.parent.run !== undefined ? `run ${e.parent.run}` : '', e.parent.step !== undefined ? `step ${e.parent.step}` : '', e.parent.contentId ?? ''].filter(Boolean).join(', ') : '';
-    const gone = r.removed?.includes(e.file) ?? false;
-    return `<tr class="ckpt${first ? ' finetune-start' : ''}${gone ? ' removed' : ''}" data-run="${i}" data-step="${e.step}">`
-      + `<td>${escapeHtml(runLabel(r.dir))}</td><td class="num">${e.step}</td><td>${escapeHtml(e.time)}</td><td class="num">${finite(e.bytes) ? e.bytes : ''}</td>`
-      + metrics.map((m) => `<td class="num">${escapeHtml(fmt(e.metrics[m] as number))}</td>`).join('')
-      + `<td><code>${escapeHtml(e.contentId ?? '')}</code></td><td>${escapeHtml(parent)}</td>`
-      + `<td class="tags">${e.tags.map((t) => `<span class="tag">${escapeHtml(t)}</span>`).join(' ')}</td>`
-      + `<td>${escapeHtml([...ptrs.filter((n) => !e.keptBy.includes(`pointer ${n}`)), ...e.keptBy].join(', '))}</td><td><code>${escapeHtml(e.file)}</code>${gone ? ' (removed)' : ''}</td></tr>`;
-  })).join('\n');
+  const rows = runs
+    .flatMap((r, i) =>
+      r.entries.map((e, index) => {
+        const ptrs = Object.entries(r.pointers ?? {})
+          .filter(([, s]) => s === e.step)
+          .map(([n]) => n);
+        const first = boundaries.some((b) => b.run === i) && index === 0;
+        const parent = e.parent
+          ? [e.parent.run !== undefined ? `run ${e.parent.run}` : '', e.parent.step !== undefined ? `step ${e.parent.step}` : '', e.parent.contentId ?? '']
+              .filter(Boolean)
+              .join(', ')
+          : '';
+        const gone = r.removed?.includes(e.file) ?? false;
+        return (
+          `<tr class="ckpt${first ? ' finetune-start' : ''}${gone ? ' removed' : ''}" data-run="${i}" data-step="${e.step}">` +
+          `<td>${escapeHtml(runLabel(r.dir))}</td><td class="num">${e.step}</td><td>${escapeHtml(e.time)}</td><td class="num">${finite(e.bytes) ? e.bytes : ''}</td>` +
+          metrics.map((m) => `<td class="num">${escapeHtml(fmt(e.metrics[m] as number))}</td>`).join('') +
+          `<td><code>${escapeHtml(e.contentId ?? '')}</code></td><td>${escapeHtml(parent)}</td>` +
+          `<td class="tags">${e.tags.map((t) => `<span class="tag">${escapeHtml(t)}</span>`).join(' ')}</td>` +
+          `<td>${escapeHtml([...ptrs.filter((n) => !e.keptBy.includes(`pointer ${n}`)), ...e.keptBy].join(', '))}</td><td><code>${escapeHtml(e.file)}</code>${gone ? ' (removed)' : ''}</td></tr>`
+        );
+      }),
+    )
+    .join('\n');
 
   const data = { version: 1, runs: runs.map((r, i) => ({ dir: r.dir, offset: offsets[i], pointers: r.pointers, entries: r.entries })), warnings };
   const title = options.title ?? 'ckptio report';
   const generatedAt = options.generatedAt ?? new Date().toISOString();
-  const legend = metrics.map((m, k) => `<span class="key"><span class="swatch" style="background:${COLORS[k % COLORS.length]}"></span>${escapeHtml(m)}</span>`).join(' ');
+  const legend = metrics
+    .map((m, k) => `<span class="key"><span class="swatch" style="background:${COLORS[k % COLORS.length]}"></span>${escapeHtml(m)}</span>`)
+    .join(' ');
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -406,7 +481,12 @@ interface PwPage {
   screenshot(opts: { path?: string; fullPage?: boolean; type?: 'png' }): Promise<Buffer>;
 }
 interface PwBrowser {
-  newContext(opts?: { javaScriptEnabled?: boolean; viewport?: { width: number; height: number }; deviceScaleFactor?: number; offline?: boolean }): Promise<{ newPage(): Promise<PwPage> }>;
+  newContext(opts?: {
+    javaScriptEnabled?: boolean;
+    viewport?: { width: number; height: number };
+    deviceScaleFactor?: number;
+    offline?: boolean;
+  }): Promise<{ newPage(): Promise<PwPage> }>;
   close(): Promise<void>;
 }
 interface PlaywrightCore {
@@ -439,9 +519,19 @@ export async function renderPng(html: string, outPath: string, options: PngOptio
   const pw = requirePeer<PlaywrightCore>(BROWSER_PACKAGE, 'the PNG of ckptio report');
   const found = findChromium(options.executablePath);
   if (found.path === null) throw new CheckpointError(`the PNG of ckptio report needs Chromium: ${found.reason}`, { code: 'ECKPT_MISSING_PACKAGE' });
-  const browser = await pw.chromium.launch({ executablePath: found.path, headless: true, timeout: options.timeoutMs ?? 60_000, args: ['--disable-gpu', '--no-first-run'] });
+  const browser = await pw.chromium.launch({
+    executablePath: found.path,
+    headless: true,
+    timeout: options.timeoutMs ?? 60_000,
+    args: ['--disable-gpu', '--no-first-run'],
+  });
   try {
-    const context = await browser.newContext({ javaScriptEnabled: false, offline: true, viewport: { width: options.width ?? 1000, height: 800 }, deviceScaleFactor: 1 });
+    const context = await browser.newContext({
+      javaScriptEnabled: false,
+      offline: true,
+      viewport: { width: options.width ?? 1000, height: 800 },
+      deviceScaleFactor: 1,
+    });
     const page = await context.newPage();
     await page.route('**/*', (route) => route.abort());
     await page.setContent(html, { waitUntil: 'load' });
@@ -455,10 +545,19 @@ export async function renderPng(html: string, outPath: string, options: PngOptio
 
 /** What `ckptio report DIR --out report.html [--png report.png]` does: reads the lineage, writes the page and,
  * when asked, its PNG. The CLI prints the result and the warnings. */
-export async function reportCommand(dir: string, opts: { out: string; png?: string; chromium?: string }): Promise<{ html: string; png: string | null; runs: number; checkpoints: number; warnings: string[] }> {
+export async function reportCommand(
+  dir: string,
+  opts: { out: string; png?: string; chromium?: string },
+): Promise<{ html: string; png: string | null; runs: number; checkpoints: number; warnings: string[] }> {
   const built = await buildReport(dir);
   await fs.promises.writeFile(opts.out, built.html);
   let png: string | null = null;
   if (opts.png !== undefined) png = (await renderPng(built.html, opts.png, opts.chromium !== undefined ? { executablePath: opts.chromium } : {})).path;
-  return { html: path.resolve(opts.out), png, runs: built.runs.length, checkpoints: built.runs.reduce((n, r) => n + r.entries.length, 0), warnings: built.warnings };
+  return {
+    html: path.resolve(opts.out),
+    png,
+    runs: built.runs.length,
+    checkpoints: built.runs.reduce((n, r) => n + r.entries.length, 0),
+    warnings: built.warnings,
+  };
 }

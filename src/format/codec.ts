@@ -15,17 +15,23 @@ export interface Encoded {
 }
 
 /** The tensors' memory is read on the pool: keep it unchanged until the promise settles. */
-export function encodeCheckpoint(tensors: Record<string, TensorEntry> | TensorList, options: { metadata?: Record<string, string>; checksum?: boolean } = {}): Promise<Encoded> {
+export function encodeCheckpoint(
+  tensors: Record<string, TensorEntry> | TensorList,
+  options: { metadata?: Record<string, string>; checksum?: boolean } = {},
+): Promise<Encoded> {
   const rethrow = callSite(encodeCheckpoint);
   try {
     const metadata = options.metadata ?? {};
     if (typeof metadata !== 'object' || metadata === null) throw argumentError('metadata must be an object of strings');
     if (Object.hasOwn(metadata, COMPRESSION_KEY)) throw argumentError(`metadata key ${COMPRESSION_KEY} is reserved`);
     const list = TensorList.from(tensors);
-    return native.encode(list.pack(), metadata, { checksum: options.checksum ?? true }).then((r) => {
-      void list; // referenced until the pool has read it
-      return r.contentId !== undefined ? { bytes: r.bytes, contentId: r.contentId } : { bytes: r.bytes };
-    }).catch(rethrow);
+    return native
+      .encode(list.pack(), metadata, { checksum: options.checksum ?? true })
+      .then((r) => {
+        void list; // referenced until the pool has read it
+        return r.contentId !== undefined ? { bytes: r.bytes, contentId: r.contentId } : { bytes: r.bytes };
+      })
+      .catch(rethrow);
   } catch (err) {
     return Promise.reject(err instanceof CheckpointError ? err : argumentError(String(err))).catch(rethrow);
   }
@@ -36,9 +42,20 @@ export function encodeCheckpoint(tensors: Record<string, TensorEntry> | TensorLi
 export function decodeCheckpoint(bytes: Uint8Array, options: { verify?: boolean } = {}): Promise<ReadResult & { contentId?: string }> {
   const rethrow = callSite(decodeCheckpoint);
   if (!(bytes instanceof Uint8Array)) return Promise.reject(argumentError('bytes must be a Uint8Array')).catch(rethrow);
-  return native.decode(bytes, { verify: options.verify ?? true }).then((r): ReadResult & { contentId?: string } => {
-    const { [COMPRESSION_KEY]: compressed, ...metadata } = r.metadata;
-    if (compressed !== undefined) throw new CheckpointError('a compressed checkpoint cannot be decoded from bytes; read it with readCheckpoint', { code: 'ECKPT_FORMAT' });
-    return { tensors: unpackRead(r.tensors), metadata, bytes: r.bytes, verified: r.verified, compression: 'none', ...(r.contentId !== undefined ? { contentId: r.contentId } : {}) };
-  }).catch(rethrow);
+  return native
+    .decode(bytes, { verify: options.verify ?? true })
+    .then((r): ReadResult & { contentId?: string } => {
+      const { [COMPRESSION_KEY]: compressed, ...metadata } = r.metadata;
+      if (compressed !== undefined)
+        throw new CheckpointError('a compressed checkpoint cannot be decoded from bytes; read it with readCheckpoint', { code: 'ECKPT_FORMAT' });
+      return {
+        tensors: unpackRead(r.tensors),
+        metadata,
+        bytes: r.bytes,
+        verified: r.verified,
+        compression: 'none',
+        ...(r.contentId !== undefined ? { contentId: r.contentId } : {}),
+      };
+    })
+    .catch(rethrow);
 }

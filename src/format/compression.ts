@@ -66,10 +66,7 @@ function bytesOf(data: ArrayBufferView): Uint8Array {
 
 /** Compresses every tensor off the calling thread. With `copy` the caller's bytes are copied first (on the
  * calling thread, as `copy` promises), because lz4-napi reads its input later, on the thread pool. */
-export async function compressTensors(
-  list: TensorList,
-  copy: boolean,
-): Promise<{ tensors: TensorList; metadataValue: string; report: CompressionReport }> {
+export async function compressTensors(list: TensorList, copy: boolean): Promise<{ tensors: TensorList; metadataValue: string; report: CompressionReport }> {
   const tensors: { name: string; dtype: DType; shape: number[]; data: ArrayBufferView }[] = [];
   for (let i = 0; i < list.length; i++) {
     const t = { name: list.name(i), dtype: list.dtype(i), shape: list.shape(i), data: list.data(i) };
@@ -108,7 +105,10 @@ export async function compressTensors(
         out.push(chunkName(job.tensor.name, i), 'uint8', [c.byteLength], new Uint8Array(c.buffer, c.byteOffset, c.byteLength));
       });
       // defineProperty: a tensor named "__proto__" is a key of the map like any other.
-      Object.defineProperty(entries, job.tensor.name, { value: { dtype: job.tensor.dtype, shape: job.tensor.shape, chunks: compressed.length }, enumerable: true });
+      Object.defineProperty(entries, job.tensor.name, {
+        value: { dtype: job.tensor.dtype, shape: job.tensor.shape, chunks: compressed.length },
+        enumerable: true,
+      });
       report.compressedTensors++;
       report.storedBytes += stored;
     } else {
@@ -132,15 +132,21 @@ function parseEntries(value: string, path: string): Record<string, CompressedEnt
     throw formatError(`${COMPRESSION_KEY} is not JSON`, path);
   }
   const p = parsed as { codec?: unknown; chunkBytes?: unknown; tensors?: unknown };
-  if (typeof p !== 'object' || p === null || p.codec !== 'lz4' || p.chunkBytes !== CHUNK_BYTES ||
-      typeof p.tensors !== 'object' || p.tensors === null) {
+  if (typeof p !== 'object' || p === null || p.codec !== 'lz4' || p.chunkBytes !== CHUNK_BYTES || typeof p.tensors !== 'object' || p.tensors === null) {
     throw formatError(`${COMPRESSION_KEY} names an unknown codec or chunk size`, path);
   }
   const entries = p.tensors as Record<string, Partial<CompressedEntry>>;
   for (const [name, e] of Object.entries(entries)) {
-    if (typeof e !== 'object' || e === null || typeof e.dtype !== 'string' || !Object.hasOwn(ELEMENTS, e.dtype) ||
-        !Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0) ||
-        !Number.isSafeInteger(e.chunks) || (e.chunks as number) < 1) {
+    if (
+      typeof e !== 'object' ||
+      e === null ||
+      typeof e.dtype !== 'string' ||
+      !Object.hasOwn(ELEMENTS, e.dtype) ||
+      !Array.isArray(e.shape) ||
+      !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0) ||
+      !Number.isSafeInteger(e.chunks) ||
+      (e.chunks as number) < 1
+    ) {
       throw formatError(`${COMPRESSION_KEY}: malformed entry for tensor "${name}"`, path);
     }
   }

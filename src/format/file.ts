@@ -71,11 +71,7 @@ function checkOptions(opts: unknown): void {
 
 /** Writes `tensors` to `path` as a safetensors file with ckptio checksums. Resolves once the file and its
  * directory entry are durable (fdatasync, rename, fsync of the directory). */
-export function writeCheckpoint(
-  path: string,
-  tensors: Record<string, TensorEntry> | TensorList,
-  opts: WriteOptions = {},
-): Promise<WriteResult> {
+export function writeCheckpoint(path: string, tensors: Record<string, TensorEntry> | TensorList, opts: WriteOptions = {}): Promise<WriteResult> {
   return writeWith(writeCheckpoint, path, tensors, opts, null);
 }
 

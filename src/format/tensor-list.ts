@@ -120,7 +120,9 @@ function isTfTensor(v: unknown): boolean {
 /** The record of named tensors a save or write takes, checked for the shapes a newcomer passes by mistake. */
 export function checkTensorRecord(tensors: unknown): void {
   if (isTfTensor(tensors)) {
-    throw argumentError('tensors is a single tf.Tensor; pass named tensors: snapshot(tf, { w: tensor }) or modelState(model, optimizer) for tfjs tensors, or { w: { dtype, shape, data } } for typed arrays');
+    throw argumentError(
+      'tensors is a single tf.Tensor; pass named tensors: snapshot(tf, { w: tensor }) or modelState(model, optimizer) for tfjs tensors, or { w: { dtype, shape, data } } for typed arrays',
+    );
   }
   if (typeof tensors !== 'object' || tensors === null || Array.isArray(tensors) || ArrayBuffer.isView(tensors)) {
     throw argumentError(`tensors must be an object mapping names to { dtype, shape, data } (received ${describe(tensors)})`);
@@ -130,14 +132,17 @@ export function checkTensorRecord(tensors: unknown): void {
 /** One entry of that record: a tf.Tensor or a bare typed array is named as such, with what to pass instead. */
 export function checkEntryKind(name: string, t: unknown): asserts t is TensorEntry {
   if (isTfTensor(t)) {
-    throw argumentError(`tensor "${name}" is a tf.Tensor; pass snapshot(tf, { ${JSON.stringify(name)}: tensor }) or modelState(model, optimizer) as tensors (no copy), or { dtype, shape, data: tensor.dataSync() }`);
+    throw argumentError(
+      `tensor "${name}" is a tf.Tensor; pass snapshot(tf, { ${JSON.stringify(name)}: tensor }) or modelState(model, optimizer) as tensors (no copy), or { dtype, shape, data: tensor.dataSync() }`,
+    );
   }
   if (ArrayBuffer.isView(t)) {
     const dtype = t instanceof Float32Array ? 'float32' : t instanceof Int32Array ? 'int32' : '<dtype>';
     throw argumentError(`tensor "${name}" is a bare ${t.constructor.name}; pass { dtype: '${dtype}', shape: [...], data: it }`);
   }
   if (typeof t !== 'object' || t === null) throw argumentError(`tensor "${name}" must be { dtype, shape, data } (received ${describe(t)})`);
-  if (!ArrayBuffer.isView((t as TensorEntry).data)) throw argumentError(`tensor "${name}": data must be a TypedArray such as Float32Array (received ${describe((t as TensorEntry).data)})`);
+  if (!ArrayBuffer.isView((t as TensorEntry).data))
+    throw argumentError(`tensor "${name}": data must be a TypedArray such as Float32Array (received ${describe((t as TensorEntry).data)})`);
 }
 
 function describe(v: unknown): string {

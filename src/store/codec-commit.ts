@@ -31,25 +31,39 @@ export async function commitThroughCodec(request: CommitRequest, writes: ObjectW
     consumed = true;
     try {
       request.onConsumed?.();
-    } catch { /* must not throw, by contract */ }
+    } catch {
+      /* must not throw, by contract */
+    }
   };
   const settle = (err: unknown, result: SaveResult | undefined) => {
     if (settled) return;
     settled = true;
     try {
       request.onSettled?.(err, result);
-    } catch { /* must not throw, by contract */ }
+    } catch {
+      /* must not throw, by contract */
+    }
   };
   try {
-    if ((request.options.compression ?? 'none') !== 'none') throw argumentError(`compression is not available with this store (${location}): the codec writes uncompressed checkpoints`);
+    if ((request.options.compression ?? 'none') !== 'none')
+      throw argumentError(`compression is not available with this store (${location}): the codec writes uncompressed checkpoints`);
     const encoded = await encodeCheckpoint(request.tensors, { ...(request.options.metadata ? { metadata: request.options.metadata } : {}) });
     // The bytes are copied into the encoded file: the caller's tensors are free from here on.
     consume();
     await writes.put(request.name, encoded.bytes);
     for (const f of request.files) await writes.put(f.name, withContentId(f.data, encoded.contentId));
     await writes.remove(request.remove);
-    const result: SaveResult = { path: `${location}/${request.name}`, bytes: encoded.bytes.byteLength, direct: false, preallocated: false, replaced: false, copied: true,
-      fileLeftovers: [], removed: [...request.remove], ...(encoded.contentId !== undefined ? { contentId: encoded.contentId } : {}) };
+    const result: SaveResult = {
+      path: `${location}/${request.name}`,
+      bytes: encoded.bytes.byteLength,
+      direct: false,
+      preallocated: false,
+      replaced: false,
+      copied: true,
+      fileLeftovers: [],
+      removed: [...request.remove],
+      ...(encoded.contentId !== undefined ? { contentId: encoded.contentId } : {}),
+    };
     settle(null, result);
     return result;
   } catch (err) {

@@ -57,7 +57,12 @@ export async function ensureDirectory(dir: string): Promise<void> {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EEXIST' || code === 'ENOTDIR') {
-      throw new CheckpointError(`${dir} (or a parent of it) exists and is not a directory; give a directory path`, { code: 'ENOTDIR', errno: os.constants.errno.ENOTDIR, syscall: 'mkdir', path: dir });
+      throw new CheckpointError(`${dir} (or a parent of it) exists and is not a directory; give a directory path`, {
+        code: 'ENOTDIR',
+        errno: os.constants.errno.ENOTDIR,
+        syscall: 'mkdir',
+        path: dir,
+      });
     }
     throw toCheckpointError(err);
   }
@@ -93,15 +98,26 @@ export class LocalStore implements CheckpointStore {
       try {
         const h = JSON.parse(r.holder) as Partial<LockHolder>;
         who = `pid ${Number(h.pid)} on ${String(h.host)}, since ${String(h.started)}`;
-      } catch { /* the holder may not have written its name yet */ }
+      } catch {
+        /* the holder may not have written its name yet */
+      }
       throw new CheckpointError(`${this.location} is in use by another writer (${who}); one writer per run directory`, { code: 'ECKPT_LOCKED', path: file });
     }
     let fd: number | null = r.fd;
-    return { release: () => { if (fd !== null) { native.unlock(fd); fd = null; } } };
+    return {
+      release: () => {
+        if (fd !== null) {
+          native.unlock(fd);
+          fd = null;
+        }
+      },
+    };
   }
 
   async list(): Promise<StoredObject[]> {
-    const names = await fs.promises.readdir(this.location).catch((err: unknown) => { throw toCheckpointError(err); });
+    const names = await fs.promises.readdir(this.location).catch((err: unknown) => {
+      throw toCheckpointError(err);
+    });
     return names.map((name) => ({ name }));
   }
 
@@ -128,7 +144,11 @@ export class LocalStore implements CheckpointStore {
   async appendSmall(name: string, data: Uint8Array): Promise<void> {
     let handle: fs.promises.FileHandle;
     try {
-      handle = await fs.promises.open(this.at(name), fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK, 0o644);
+      handle = await fs.promises.open(
+        this.at(name),
+        fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK,
+        0o644,
+      );
     } catch (err) {
       throw toCheckpointError(err);
     }
@@ -156,7 +176,11 @@ export class LocalStore implements CheckpointStore {
     try {
       const st = await handle.stat();
       if (!st.isFile()) throw new CheckpointError(`${name} is not a regular file`, { code: 'ECKPT_FORMAT', path: this.at(name) });
-      if (st.size > SMALL_OBJECT_MAX) throw new CheckpointError(`${name} is ${st.size} bytes, more than the ${SMALL_OBJECT_MAX} a pointer or manifest may be`, { code: 'ECKPT_FORMAT', path: this.at(name) });
+      if (st.size > SMALL_OBJECT_MAX)
+        throw new CheckpointError(`${name} is ${st.size} bytes, more than the ${SMALL_OBJECT_MAX} a pointer or manifest may be`, {
+          code: 'ECKPT_FORMAT',
+          path: this.at(name),
+        });
       return new Uint8Array(await handle.readFile());
     } catch (err) {
       throw toCheckpointError(err);

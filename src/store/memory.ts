@@ -29,10 +29,18 @@ export class MemoryStore implements CheckpointStore {
 
   async lock(): Promise<StoreLock> {
     const holder = held.get(this.location);
-    if (holder !== undefined) throw new CheckpointError(`${this.location} is in use by another writer (${holder}); one writer per run`, { code: 'ECKPT_LOCKED', path: this.location });
+    if (holder !== undefined)
+      throw new CheckpointError(`${this.location} is in use by another writer (${holder}); one writer per run`, { code: 'ECKPT_LOCKED', path: this.location });
     held.set(this.location, `pid ${process.pid}, since ${new Date().toISOString()}`);
     let released = false;
-    return { release: () => { if (!released) { released = true; held.delete(this.location); } } };
+    return {
+      release: () => {
+        if (!released) {
+          released = true;
+          held.delete(this.location);
+        }
+      },
+    };
   }
 
   async list(): Promise<StoredObject[]> {
@@ -40,10 +48,18 @@ export class MemoryStore implements CheckpointStore {
   }
 
   commit(request: CommitRequest): Promise<SaveResult> {
-    return commitThroughCodec(request, {
-      put: async (name, data) => { this.objects.set(plainName(name), new Uint8Array(data)); },
-      remove: async (names) => { for (const n of names) this.objects.delete(plainName(n)); },
-    }, this.location);
+    return commitThroughCodec(
+      request,
+      {
+        put: async (name, data) => {
+          this.objects.set(plainName(name), new Uint8Array(data));
+        },
+        remove: async (names) => {
+          for (const n of names) this.objects.delete(plainName(n));
+        },
+      },
+      this.location,
+    );
   }
 
   async writeSmall(name: string, data: Uint8Array): Promise<void> {
@@ -100,6 +116,9 @@ export class MemoryStore implements CheckpointStore {
 export function headerOf(r: ReadResult & { contentId?: string }): HeaderInfo {
   return {
     tensors: Object.entries(r.tensors).map(([name, t]) => ({ name, dtype: t.dtype, shape: [...t.shape], bytes: t.data.byteLength })),
-    metadata: r.metadata, bytes: r.bytes, checksummed: r.contentId !== undefined, ...(r.contentId !== undefined ? { contentId: r.contentId } : {}),
+    metadata: r.metadata,
+    bytes: r.bytes,
+    checksummed: r.contentId !== undefined,
+    ...(r.contentId !== undefined ? { contentId: r.contentId } : {}),
   };
 }

@@ -33,7 +33,10 @@ export async function loadTf(backend: BackendName = 'wasm', opts: { webgpu?: Web
   if (backend === 'tensorflow') {
     const node = (tryRequire('@tensorflow/tfjs-node-gpu') ?? tryRequire('@tensorflow/tfjs-node')) as typeof tfType | null;
     if (!node) {
-      throw new CheckpointError("backend 'tensorflow' needs @tensorflow/tfjs-node or @tensorflow/tfjs-node-gpu installed (not a dependency of ckptio): npm install @tensorflow/tfjs-node", { code: 'ECKPT_MISSING_PACKAGE' });
+      throw new CheckpointError(
+        "backend 'tensorflow' needs @tensorflow/tfjs-node or @tensorflow/tfjs-node-gpu installed (not a dependency of ckptio): npm install @tensorflow/tfjs-node",
+        { code: 'ECKPT_MISSING_PACKAGE' },
+      );
     }
     await node.setBackend('tensorflow');
     await node.ready();
@@ -53,7 +56,10 @@ export async function loadTf(backend: BackendName = 'wasm', opts: { webgpu?: Web
     } finally {
       if (!ok) await closeWebGpu();
     }
-    if (!ok) throw new CheckpointError(`tfjs backend 'webgpu' failed to initialize on ${adapter.description || adapter.device} (${adapter.dawnBackend})`, { code: 'ECKPT_INTERNAL' });
+    if (!ok)
+      throw new CheckpointError(`tfjs backend 'webgpu' failed to initialize on ${adapter.description || adapter.device} (${adapter.dawnBackend})`, {
+        code: 'ECKPT_INTERNAL',
+      });
     await tf.ready();
     return { tf, backend, adapter, close: closeWebGpu };
   }

@@ -65,8 +65,17 @@ export interface FitCheckpoint extends tfType.Callback {
 function parseFitState(v: unknown, file: string): FitState {
   const s = v as Partial<FitState>;
   const int = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 0;
-  if (typeof v !== 'object' || v === null || s.kind !== 'ckptio.fit' || !int(s.step) || !int(s.epochsDone) ||
-      typeof s.position !== 'object' || s.position === null || !int(s.position.epoch) || !int(s.position.batch)) {
+  if (
+    typeof v !== 'object' ||
+    v === null ||
+    s.kind !== 'ckptio.fit' ||
+    !int(s.step) ||
+    !int(s.epochsDone) ||
+    typeof s.position !== 'object' ||
+    s.position === null ||
+    !int(s.position.epoch) ||
+    !int(s.position.batch)
+  ) {
     throw new CheckpointError('checkpoint was not made by fitCheckpoint (its state has no valid step/epoch/position)', { code: 'ECKPT_MISMATCH', path: file });
   }
   return s as FitState;
@@ -78,18 +87,31 @@ async function scalarOf(v: unknown): Promise<number | null> {
   return null;
 }
 
-
 export async function fitCheckpoint(model: tfType.LayersModel, options: FitCheckpointOptions): Promise<FitCheckpoint> {
   if (!options || typeof options !== 'object') throw argumentError('fitCheckpoint(model, { dir, ... })');
   const tf = tfModule(options.tf, 'fitCheckpoint');
   if (!model || !Array.isArray((model as { layers?: unknown }).layers)) throw argumentError('fitCheckpoint: model must be a tf.LayersModel');
-  const { everyBatches, everyEpoch = true, monitor, dataset, resume = true, strict = true, onDurable, tf: _tf, mode, schedule: scheduleOption, ...ckptOptions } = options;
+  const {
+    everyBatches,
+    everyEpoch = true,
+    monitor,
+    dataset,
+    resume = true,
+    strict = true,
+    onDurable,
+    tf: _tf,
+    mode,
+    schedule: scheduleOption,
+    ...ckptOptions
+  } = options;
   const schedule = scheduleOption === undefined ? null : validateSchedule(scheduleOption, { code: 'ECKPT_ARGS', name: 'options.schedule' });
   void _tf;
-  if (everyBatches !== undefined && (!Number.isSafeInteger(everyBatches) || everyBatches < 1)) throw argumentError('fitCheckpoint: everyBatches must be an integer >= 1');
+  if (everyBatches !== undefined && (!Number.isSafeInteger(everyBatches) || everyBatches < 1))
+    throw argumentError('fitCheckpoint: everyBatches must be an integer >= 1');
   const monitorMode = mode ?? (monitor && /loss/i.test(monitor) ? 'min' : 'max');
   if (monitorMode !== 'max' && monitorMode !== 'min') throw argumentError("fitCheckpoint: mode must be 'max' or 'min'");
-  if (monitor !== undefined && !NAME_RE.test(monitor)) throw argumentError('fitCheckpoint: monitor must be a logged metric name (letters, digits, ".", "_", "-")');
+  if (monitor !== undefined && !NAME_RE.test(monitor))
+    throw argumentError('fitCheckpoint: monitor must be a logged metric name (letters, digits, ".", "_", "-")');
   const retention = [...(ckptOptions.retention ?? []), ...(monitor ? [keepBest({ metric: monitor, mode: monitorMode })] : [])];
   const checkpointer = new Checkpointer({ ...ckptOptions, retention });
 
@@ -110,16 +132,27 @@ export async function fitCheckpoint(model: tfType.LayersModel, options: FitCheck
         monitorValue = state.monitor?.value ?? null;
         const warn = options.onWarning ?? ((m: string) => console.warn(`ckptio: ${m}`));
         const savedSchedule = state.schedule == null ? null : validateSchedule(state.schedule, { name: 'checkpoint state.schedule' });
-        if (JSON.stringify(savedSchedule) !== JSON.stringify(schedule)) warn(`the learning-rate schedule differs from the one the checkpoint was trained with (${JSON.stringify(savedSchedule)}); continuing with ${JSON.stringify(schedule)}`);
-        if (report.unseededRandomLayers.length) warn(`the model has unseeded random layers (${report.unseededRandomLayers.join(', ')}): the resumed run will not match an uninterrupted one; give them a seed`);
+        if (JSON.stringify(savedSchedule) !== JSON.stringify(schedule))
+          warn(
+            `the learning-rate schedule differs from the one the checkpoint was trained with (${JSON.stringify(savedSchedule)}); continuing with ${JSON.stringify(schedule)}`,
+          );
+        if (report.unseededRandomLayers.length)
+          warn(
+            `the model has unseeded random layers (${report.unseededRandomLayers.join(', ')}): the resumed run will not match an uninterrupted one; give them a seed`,
+          );
         if (dataset) {
           const now = dataset.describe();
           if (state.dataset && JSON.stringify(state.dataset) !== JSON.stringify(now)) {
-            throw new CheckpointError(`checkpoint was trained on a different dataset order (${JSON.stringify(state.dataset)}, now ${JSON.stringify(now)})`, { code: 'ECKPT_MISMATCH', path: loaded.path });
+            throw new CheckpointError(`checkpoint was trained on a different dataset order (${JSON.stringify(state.dataset)}, now ${JSON.stringify(now)})`, {
+              code: 'ECKPT_MISMATCH',
+              path: loaded.path,
+            });
           }
           dataset.seek(position);
         } else if (position.batch > 0) {
-          warn(`checkpoint ${loaded.path} was made mid-epoch (epoch ${position.epoch}, batch ${position.batch}); model.fit restarts that epoch, so the resume is not exact (use fitDataset with seededDataset for batch-exact resume)`);
+          warn(
+            `checkpoint ${loaded.path} was made mid-epoch (epoch ${position.epoch}, batch ${position.batch}); model.fit restarts that epoch, so the resume is not exact (use fitDataset with seededDataset for batch-exact resume)`,
+          );
         }
       }
     } catch (err) {
@@ -134,12 +167,27 @@ export async function fitCheckpoint(model: tfType.LayersModel, options: FitCheck
 
   const save = async (): Promise<void> => {
     const state: FitState = {
-      kind: 'ckptio.fit', step, epochsDone, position: { ...position },
-      monitor: monitor ? { name: monitor, value: monitorValue } : null, dataset: dataset?.describe() ?? null, schedule,
+      kind: 'ckptio.fit',
+      step,
+      epochsDone,
+      position: { ...position },
+      monitor: monitor ? { name: monitor, value: monitorValue } : null,
+      dataset: dataset?.describe() ?? null,
+      schedule,
     };
-    const payload = { tensors: modelState(model, undefined, { tf, ...(ckptOptions.onWarning ? { onWarning: ckptOptions.onWarning } : {}) }), state, metrics: monitor && monitorValue !== null ? { [monitor]: monitorValue } : {} };
+    const payload = {
+      tensors: modelState(model, undefined, { tf, ...(ckptOptions.onWarning ? { onWarning: ckptOptions.onWarning } : {}) }),
+      state,
+      metrics: monitor && monitorValue !== null ? { [monitor]: monitorValue } : {},
+    };
     const handle = await checkpointer.save(step, payload);
-    if (onDurable) handle.durable.then((d) => { if (d) onDurable(d); }, () => {});
+    if (onDurable)
+      handle.durable.then(
+        (d) => {
+          if (d) onDurable(d);
+        },
+        () => {},
+      );
     // cpu and wasm saves are with the writer already; a webgpu save's reads start at the next turn, which
     // model.fit would otherwise give only at the next saving batch.
     if (!handle.queued && !handle.skipped) await new Promise<void>((resolve) => setImmediate(resolve));
@@ -151,7 +199,9 @@ export async function fitCheckpoint(model: tfType.LayersModel, options: FitCheck
     readonly initialEpoch = initialEpoch;
     readonly resumed = resumed;
     readonly checkpointer = checkpointer;
-    get step(): number { return step; }
+    get step(): number {
+      return step;
+    }
 
     override async onEpochBegin(e: number): Promise<void> {
       if (e !== epoch) batchOffset = 0;

@@ -83,7 +83,13 @@ export class SeededDataset {
 
   /** The description stored in a checkpoint, to check a resumed run uses the same data order. */
   describe(): { seed: number; examples: number; batchSize: number; shuffle: boolean; dropRemainder: boolean } {
-    return { seed: this.opts.seed, examples: this.n, batchSize: this.opts.batchSize, shuffle: this.opts.shuffle !== false, dropRemainder: !!this.opts.dropRemainder };
+    return {
+      seed: this.opts.seed,
+      examples: this.n,
+      batchSize: this.opts.batchSize,
+      shuffle: this.opts.shuffle !== false,
+      dropRemainder: !!this.opts.dropRemainder,
+    };
   }
 }
 

@@ -180,15 +180,24 @@ export const OPTIMIZER_LAYOUTS: Readonly<Record<string, OptimizerLayout>> = {
   },
   Adagrad: { slots: [{ field: 'accumulatedGrads', suffix: '/accumulator' }], scalarVariables: [] },
   Adadelta: {
-    slots: [{ field: 'accumulatedGrads', suffix: '/accum_grad' }, { field: 'accumulatedUpdates', suffix: '/accum_var' }],
+    slots: [
+      { field: 'accumulatedGrads', suffix: '/accum_grad' },
+      { field: 'accumulatedUpdates', suffix: '/accum_var' },
+    ],
     scalarVariables: [],
   },
   Adam: {
-    slots: [{ field: 'accumulatedFirstMoment', suffix: '/m' }, { field: 'accumulatedSecondMoment', suffix: '/v' }],
+    slots: [
+      { field: 'accumulatedFirstMoment', suffix: '/m' },
+      { field: 'accumulatedSecondMoment', suffix: '/v' },
+    ],
     scalarVariables: ['accBeta1', 'accBeta2'],
   },
   Adamax: {
-    slots: [{ field: 'accumulatedFirstMoment', suffix: '/m' }, { field: 'accumulatedWeightedInfNorm', suffix: '/v' }],
+    slots: [
+      { field: 'accumulatedFirstMoment', suffix: '/m' },
+      { field: 'accumulatedWeightedInfNorm', suffix: '/v' },
+    ],
     scalarVariables: ['iteration', 'accBeta1'],
   },
 };
@@ -201,9 +210,12 @@ export function optimizerLayout(optimizer: tfType.Optimizer): { className: strin
   const className = optimizer.getClassName();
   const layout = OPTIMIZER_LAYOUTS[className];
   if (!layout) {
-    throw new CheckpointError(`optimizer ${className} is not one of the tf.train optimizers ckptio can checkpoint (${Object.keys(OPTIMIZER_LAYOUTS).join(', ')})`, {
-      code: 'ECKPT_ARGS',
-    });
+    throw new CheckpointError(
+      `optimizer ${className} is not one of the tf.train optimizers ckptio can checkpoint (${Object.keys(OPTIMIZER_LAYOUTS).join(', ')})`,
+      {
+        code: 'ECKPT_ARGS',
+      },
+    );
   }
   return { className, layout };
 }
@@ -231,7 +243,9 @@ export function writeSlots(optimizer: tfType.Optimizer, family: SlotFamily, slot
   const o = optimizer as unknown as Record<string, unknown>;
   if (!Array.isArray(o[family.field])) throw internalsError(`${optimizer.getClassName()}.${family.field} is not an array`);
   const arr: SlotEntry[] = [];
-  slots.forEach((s, i) => { if (s) arr[i] = s; });
+  slots.forEach((s, i) => {
+    if (s) arr[i] = s;
+  });
   arr.length = slots.length;
   o[family.field] = arr;
 }

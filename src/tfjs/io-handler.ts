@@ -34,8 +34,6 @@ export const IO_HANDLER_METADATA_KEYS = METADATA_KEYS.tfjsHandler;
 
 export const IO_HANDLER_VERSION = '1';
 
-
-
 export interface IoHandlerOptions {
   /** Extra string metadata stored with the model (keys must not start with `ckptio.`). */
   metadata?: Record<string, string>;
@@ -142,7 +140,9 @@ export function checkArtifactFields(a: Record<string, unknown>, fail: Fail, pref
 function checkTrainingConfig(tc: Record<string, unknown>, fail: Fail, where: string): void {
   if (!isPlainObject(tc.optimizer_config)) throw fail(`${where}.optimizer_config must be a JSON object`);
   const loss = tc.loss;
-  const lossOk = typeof loss === 'string' || (Array.isArray(loss) && loss.every((l) => typeof l === 'string')) ||
+  const lossOk =
+    typeof loss === 'string' ||
+    (Array.isArray(loss) && loss.every((l) => typeof l === 'string')) ||
     (isPlainObject(loss) && Object.values(loss).every((l) => typeof l === 'string'));
   // tfjs saves a loss given as a function as {} (it then cannot train); that is tfjs's shape, so it passes.
   if (!lossOk) throw fail(`${where}.loss must be a string, an array of strings or an object of strings`);
@@ -309,8 +309,10 @@ async function loadChecked(path: string, options: IoHandlerOptions): Promise<Mod
   if (version === undefined) {
     const training = md[METADATA_KEYS.tfjsModelJson];
     if (training !== undefined) return artifactsOfTrainingCheckpoint(file.tensors, training, fail);
-    throw fail(`not a ckptio tfjs model file: metadata ${K.version} is missing, and it is no training checkpoint of a LayersModel (no ${METADATA_KEYS.tfjsModelJson}); ` +
-      'restore it into your model with restoreModelState, then model.save(ioHandler(path))');
+    throw fail(
+      `not a ckptio tfjs model file: metadata ${K.version} is missing, and it is no training checkpoint of a LayersModel (no ${METADATA_KEYS.tfjsModelJson}); ` +
+        'restore it into your model with restoreModelState, then model.save(ioHandler(path))',
+    );
   }
   if (version !== IO_HANDLER_VERSION) throw fail(`metadata ${K.version} is ${JSON.stringify(version)}; this ckptio reads version ${IO_HANDLER_VERSION}`);
 
@@ -330,9 +332,14 @@ async function loadChecked(path: string, options: IoHandlerOptions): Promise<Mod
     initializerSignature: parseField(md, K.initializerSignature, fail, false),
   };
   const keyOf: Record<string, string> = {
-    format: `${K.formatInfo}.format`, generatedBy: `${K.formatInfo}.generatedBy`, convertedBy: `${K.formatInfo}.convertedBy`,
-    trainingConfig: K.trainingConfig, userDefinedMetadata: K.userDefinedMetadata, signature: K.signature,
-    modelInitializer: K.modelInitializer, initializerSignature: K.initializerSignature,
+    format: `${K.formatInfo}.format`,
+    generatedBy: `${K.formatInfo}.generatedBy`,
+    convertedBy: `${K.formatInfo}.convertedBy`,
+    trainingConfig: K.trainingConfig,
+    userDefinedMetadata: K.userDefinedMetadata,
+    signature: K.signature,
+    modelInitializer: K.modelInitializer,
+    initializerSignature: K.initializerSignature,
   };
   const rest = checkArtifactFields(fields, (m) => {
     const field = Object.keys(keyOf).find((f) => m.startsWith(f));
@@ -376,8 +383,12 @@ function artifactsOfTrainingCheckpoint(tensors: Record<string, TensorEntry>, tex
     throw fail(`metadata ${METADATA_KEYS.tfjsModelJson} is not JSON`);
   }
   const m = parsed as { modelTopology?: unknown; format?: unknown; generatedBy?: unknown; weights?: unknown };
-  if (!isPlainObject(parsed) || !isPlainObject(m.modelTopology) || !Array.isArray(m.weights) ||
-      !m.weights.every((w) => Array.isArray(w) && w.length === 2 && typeof w[0] === 'string' && typeof w[1] === 'string')) {
+  if (
+    !isPlainObject(parsed) ||
+    !isPlainObject(m.modelTopology) ||
+    !Array.isArray(m.weights) ||
+    !m.weights.every((w) => Array.isArray(w) && w.length === 2 && typeof w[0] === 'string' && typeof w[1] === 'string')
+  ) {
     throw fail(`metadata ${METADATA_KEYS.tfjsModelJson} must be {modelTopology, weights: [[key, name], ...]}`);
   }
   const pairs = m.weights as [string, string][];
@@ -402,8 +413,12 @@ function artifactsOfTrainingCheckpoint(tensors: Record<string, TensorEntry>, tex
     at += b.byteLength;
   }
   return {
-    modelTopology: m.modelTopology, format: typeof m.format === 'string' ? m.format : 'layers-model',
-    generatedBy: typeof m.generatedBy === 'string' ? m.generatedBy : 'ckptio', convertedBy: null, weightSpecs: specs, weightData,
+    modelTopology: m.modelTopology,
+    format: typeof m.format === 'string' ? m.format : 'layers-model',
+    generatedBy: typeof m.generatedBy === 'string' ? m.generatedBy : 'ckptio',
+    convertedBy: null,
+    weightSpecs: specs,
+    weightData,
   } as ModelArtifacts;
 }
 

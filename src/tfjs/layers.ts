@@ -22,7 +22,10 @@ export interface NamedWeight {
 
 function snakeCase(name: string): string {
   // The same rule as tfjs-layers' toSnakeCase, so keys read like tfjs's own names (Conv2D -> conv2d).
-  return name.replace(/(.)([A-Z][a-z0-9]+)/g, '$1_$2').replace(/([a-z])([A-Z])/g, '$1_$2').toLowerCase();
+  return name
+    .replace(/(.)([A-Z][a-z0-9]+)/g, '$1_$2')
+    .replace(/([a-z])([A-Z])/g, '$1_$2')
+    .toLowerCase();
 }
 
 /** Per layer class: the pattern of the names tfjs generates for it, and its snake_case name. Built once per
@@ -106,7 +109,10 @@ const RANDOM_LAYERS: Readonly<Record<string, { seeded: (layer: tfType.layers.Lay
 
 export function unseededRandomLayers(model: tfType.LayersModel): string[] {
   return modelLayers(model)
-    .filter(({ layer }) => { const r = RANDOM_LAYERS[layer.getClassName()]; return r !== undefined && !r.seeded(layer); })
+    .filter(({ layer }) => {
+      const r = RANDOM_LAYERS[layer.getClassName()];
+      return r !== undefined && !r.seeded(layer);
+    })
     .map(({ path }) => path);
 }
 

@@ -18,8 +18,18 @@ import { native } from '../binding/native';
 import { removeFiles, writeFileAtomic } from '../format/file';
 import { ensureDirectory } from '../store/local';
 import {
-  IoHandlerOptions, IoSaveResult, artifactsInfo, checkArtifactFields, checkBoolBytes, checkSaveArtifacts, checkWeightSpecs,
-  formatError, isPlainObject, loadArtifacts, saveArtifacts, specBytes,
+  IoHandlerOptions,
+  IoSaveResult,
+  artifactsInfo,
+  checkArtifactFields,
+  checkBoolBytes,
+  checkSaveArtifacts,
+  checkWeightSpecs,
+  formatError,
+  isPlainObject,
+  loadArtifacts,
+  saveArtifacts,
+  specBytes,
 } from './io-handler';
 
 type ModelArtifacts = tfType.io.ModelArtifacts;
@@ -128,7 +138,8 @@ export function checkWeightPath(p: unknown, where: string, fail: Fail): string {
   if (typeof p !== 'string') throw fail(`${where} must be a string`);
   const shown = JSON.stringify(p);
   if (p.includes('\0')) throw fail(`${where} ${shown} contains a NUL byte`);
-  if (nodePath.isAbsolute(p) || /^[A-Za-z]:/.test(p) || p.startsWith('\\')) throw fail(`${where} ${shown} is an absolute path; it must be a file name inside the directory`);
+  if (nodePath.isAbsolute(p) || /^[A-Za-z]:/.test(p) || p.startsWith('\\'))
+    throw fail(`${where} ${shown} is an absolute path; it must be a file name inside the directory`);
   const name = p.startsWith('./') ? p.slice(2) : p;
   if (name.split(/[\\/]/).includes('..')) throw fail(`${where} ${shown} leaves the directory (..)`);
   if (name.length === 0 || name === '.' || name.includes('/') || name.includes('\\')) {
@@ -305,7 +316,10 @@ export async function importTfjsModelToFile(dir: string, file: string, options: 
 }
 
 /** A tf.io.IOHandler on a tfjs model directory: save exports (crash-safe pair), load imports (checked). */
-export function modelJsonHandler(dir: string, options: ImportOptions = {}): IOHandler & { save(a: ModelArtifacts): Promise<SaveResult & { export: ExportResult }>; load(): Promise<ModelArtifacts> } {
+export function modelJsonHandler(
+  dir: string,
+  options: ImportOptions = {},
+): IOHandler & { save(a: ModelArtifacts): Promise<SaveResult & { export: ExportResult }>; load(): Promise<ModelArtifacts> } {
   if (typeof dir !== 'string' || dir.length === 0) throw argumentError('modelJsonHandler: dir must be a non-empty string');
   return {
     save: async (a: ModelArtifacts) => {

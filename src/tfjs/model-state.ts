@@ -35,7 +35,7 @@ export function tfModule(tf: Tf | undefined, neededFor: string): Tf {
 
 function compiledOptimizer(model: tfType.LayersModel | null): tfType.Optimizer | null {
   if (!model) return null;
-  return ((model as unknown as { optimizer_?: tfType.Optimizer }).optimizer_ ?? null);
+  return (model as unknown as { optimizer_?: tfType.Optimizer }).optimizer_ ?? null;
 }
 
 /** Every tensor to save, by stable key, and the descriptions, read at this instant (nothing is copied). */
@@ -63,7 +63,9 @@ export function collectModelState(
     keyOfEngineName.set(v.name, key);
   }
   const description: ModelDescription = {
-    version: 1, weights: weights.map((w) => w.key), variables: Object.keys(variables),
+    version: 1,
+    weights: weights.map((w) => w.key),
+    variables: Object.keys(variables),
     unseededRandomLayers: model ? unseededRandomLayers(model) : [],
   };
   const metadata: Record<string, string> = { [METADATA_KEYS.tfjsModel]: JSON.stringify(description) };
@@ -71,10 +73,14 @@ export function collectModelState(
   const opt = optimizer === undefined ? compiledOptimizer(model) : optimizer;
   if (opt) {
     const fitOrder = model ? fitWeightOrder(model) : [];
-    const captured = captureOptimizer(opt, (name) => keyOfEngineName.get(name), (i) => {
-      const w = fitOrder[i];
-      return w ? keyOfEngineName.get(w.name) : undefined;
-    });
+    const captured = captureOptimizer(
+      opt,
+      (name) => keyOfEngineName.get(name),
+      (i) => {
+        const w = fitOrder[i];
+        return w ? keyOfEngineName.get(w.name) : undefined;
+      },
+    );
     Object.assign(tensors, captured.tensors);
     metadata[METADATA_KEYS.tfjsOptimizer] = JSON.stringify(captured.description);
   }
@@ -106,11 +112,7 @@ function modelJsonOf(model: tfType.LayersModel, weights: ReturnType<typeof model
 /** The `tensors` payload for Checkpointer.save: every weight of `model` (trainable and not), the complete state of
  * `optimizer` (default: the model's compiled optimizer; null for none) and `options.variables`, held by
  * reference at this step boundary in O(1) per tensor; training may continue at once. */
-export function modelState(
-  model: tfType.LayersModel | null,
-  optimizer?: tfType.Optimizer | null,
-  options: ModelStateOptions = {},
-): TensorSource {
+export function modelState(model: tfType.LayersModel | null, optimizer?: tfType.Optimizer | null, options: ModelStateOptions = {}): TensorSource {
   const tf = tfModule(options.tf, 'modelState');
   const { tensors, metadata } = collectModelState(model, optimizer, options.variables);
   const source = snapshot(tf, tensors, options);

@@ -10,8 +10,16 @@ import type * as tfType from '@tensorflow/tfjs';
 import { CheckpointError } from '../binding/errors';
 import { isTfjsDType } from './dtypes';
 import {
-  optimizerIterations, optimizerLayout, optimizerLearningRate, readSlots, scalarVariable, SlotEntry, SlotFamily,
-  setOptimizerIterations, setOptimizerLearningRate, writeSlots,
+  optimizerIterations,
+  optimizerLayout,
+  optimizerLearningRate,
+  readSlots,
+  scalarVariable,
+  SlotEntry,
+  SlotFamily,
+  setOptimizerIterations,
+  setOptimizerLearningRate,
+  writeSlots,
 } from './internals';
 
 export const OPTIMIZER_PREFIX = 'optimizer/';
@@ -55,7 +63,9 @@ export function captureOptimizer(
     slots[name] = readSlots(optimizer, family).map((entry, position) => {
       if (!entry) return null;
       if (!entry.originalName.endsWith(family.suffix)) {
-        throw new CheckpointError(`optimizer slot "${entry.originalName}" does not end with "${family.suffix}" (tfjs internals changed?)`, { code: 'ECKPT_TFJS_INTERNALS' });
+        throw new CheckpointError(`optimizer slot "${entry.originalName}" does not end with "${family.suffix}" (tfjs internals changed?)`, {
+          code: 'ECKPT_TFJS_INTERNALS',
+        });
       }
       const engineName = entry.originalName.slice(0, -family.suffix.length);
       // tfjs labels a slot with its variable's name when applyGradients creates it, but its own setWeights
@@ -63,7 +73,10 @@ export function captureOptimizer(
       // position, so a label that names no live variable falls back to the weight at that position.
       const key = keyOf(engineName) ?? keyAtPosition(position);
       if (key === undefined) {
-        throw new CheckpointError(`the optimizer holds state for variable "${engineName}", which is neither a weight of the model nor one of options.variables: name it in options.variables`, { code: 'ECKPT_ARGS' });
+        throw new CheckpointError(
+          `the optimizer holds state for variable "${engineName}", which is neither a weight of the model nor one of options.variables: name it in options.variables`,
+          { code: 'ECKPT_ARGS' },
+        );
       }
       tensors[slotKey(name, key)] = entry.variable;
       return key;
@@ -71,8 +84,12 @@ export function captureOptimizer(
   }
   for (const field of layout.scalarVariables) tensors[scalarKey(field)] = scalarVariable(optimizer, field);
   const description: OptimizerDescription = {
-    version: 1, className, config: { ...optimizer.getConfig() } as Record<string, unknown>,
-    iterations: optimizerIterations(optimizer), learningRate: optimizerLearningRate(optimizer), slots,
+    version: 1,
+    className,
+    config: { ...optimizer.getConfig() } as Record<string, unknown>,
+    iterations: optimizerIterations(optimizer),
+    learningRate: optimizerLearningRate(optimizer),
+    slots,
     scalars: [...layout.scalarVariables],
   };
   return { tensors, description };
@@ -142,24 +159,39 @@ export function planOptimizerRestore(
     // With a variable order, each slot goes to the position of its variable in that order (the order the loop
     // will pass them in: e.g. fewer variables once layers are frozen); without one, where it was saved.
     const position = opts.variableOrder
-      ? (key: string) => { const v = variableOf(key); return v ? opts.variableOrder!.indexOf(v) : -1; }
+      ? (key: string) => {
+          const v = variableOf(key);
+          return v ? opts.variableOrder!.indexOf(v) : -1;
+        }
       : null;
     const placed: (string | null)[] = [];
     for (const [i, key] of saved.entries()) {
-      if (!position) { placed[i] = key; continue; }
+      if (!position) {
+        placed[i] = key;
+        continue;
+      }
       if (key === null) continue;
       const at = position(key);
       if (at >= 0) placed[at] = key;
-      else if (tensors[slotKey(fam, key)]) { consumed.add(slotKey(fam, key)); problems.unexpected.push(`${slotKey(fam, key)} (its variable is not in variableOrder)`); }
+      else if (tensors[slotKey(fam, key)]) {
+        consumed.add(slotKey(fam, key));
+        problems.unexpected.push(`${slotKey(fam, key)} (its variable is not in variableOrder)`);
+      }
     }
     const plan = Array.from(placed, (key) => key ?? null).map((key) => {
       if (key === null) return undefined;
       const name = slotKey(fam, key);
       const t = tensors[name];
       const target = variableOf(key);
-      if (!t) { problems.missing.push(name); return undefined; }
+      if (!t) {
+        problems.missing.push(name);
+        return undefined;
+      }
       consumed.add(name);
-      if (!target) { problems.unexpected.push(name); return undefined; }
+      if (!target) {
+        problems.unexpected.push(name);
+        return undefined;
+      }
       if (t.dtype !== target.dtype || t.shape.join(',') !== target.shape.join(',')) {
         problems.mismatched.push(`${name}: [${t.shape}] ${t.dtype} in the checkpoint, [${target.shape}] ${target.dtype} in the model`);
         return undefined;
@@ -173,9 +205,15 @@ export function planOptimizerRestore(
   for (const field of layout.scalarVariables) {
     const name = scalarKey(field);
     const t = tensors[name];
-    if (!t || !description.scalars.includes(field)) { problems.missing.push(name); continue; }
+    if (!t || !description.scalars.includes(field)) {
+      problems.missing.push(name);
+      continue;
+    }
     consumed.add(name);
-    if (t.shape.length !== 0 || t.dtype !== 'float32') { problems.mismatched.push(`${name}: expected a float32 scalar`); continue; }
+    if (t.shape.length !== 0 || t.dtype !== 'float32') {
+      problems.mismatched.push(`${name}: expected a float32 scalar`);
+      continue;
+    }
     scalars.push({ field, data: t });
   }
   const apply = (): void => {
@@ -213,7 +251,8 @@ export function planOptimizerRestore(
 
 /** A new tensor holding a copy of a loaded tensor's bytes (the loaded views belong to the file's mapping). */
 export function toTensor(tf: typeof tfType, t: LoadedTensor): tfType.Tensor {
-  if (!isTfjsDType(t.dtype)) throw new CheckpointError(`a tensor of dtype ${t.dtype} cannot be restored into tfjs (float32, int32, bool)`, { code: 'ECKPT_MISMATCH' });
+  if (!isTfjsDType(t.dtype))
+    throw new CheckpointError(`a tensor of dtype ${t.dtype} cannot be restored into tfjs (float32, int32, bool)`, { code: 'ECKPT_MISMATCH' });
   const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength).slice();
   const values = t.dtype === 'float32' ? new Float32Array(bytes.buffer) : t.dtype === 'int32' ? new Int32Array(bytes.buffer) : bytes;
   return tf.tensor(values, t.shape, t.dtype);

@@ -85,7 +85,10 @@ export function restoreModelState(
   const assigns: { key: string; target: tfType.Variable; data: LoadedTensor }[] = [];
   for (const [key, target] of targets) {
     const t = loaded.tensors[key];
-    if (!t) { report.missing.push(key); continue; }
+    if (!t) {
+      report.missing.push(key);
+      continue;
+    }
     consumed.add(key);
     if (!sameShape(t, target)) {
       report.mismatched.push(`${key}: [${t.shape}] ${t.dtype} in the checkpoint, [${target.shape}] ${target.dtype} in the model`);
@@ -101,8 +104,10 @@ export function restoreModelState(
       report.optimizer = 'absent';
       report.missing.push('optimizer state (the checkpoint has none)');
     } else {
-      const plan = planOptimizerRestore(tf, opt, parseOptimizerDescription(text), loaded.tensors,
-        (key) => targets.get(key), consumed, { learningRate: options.learningRate ?? 'checkpoint', ...(options.variableOrder ? { variableOrder: options.variableOrder } : {}) });
+      const plan = planOptimizerRestore(tf, opt, parseOptimizerDescription(text), loaded.tensors, (key) => targets.get(key), consumed, {
+        learningRate: options.learningRate ?? 'checkpoint',
+        ...(options.variableOrder ? { variableOrder: options.variableOrder } : {}),
+      });
       report.missing.push(...plan.problems.missing);
       report.unexpected.push(...plan.problems.unexpected);
       report.mismatched.push(...plan.problems.mismatched);
@@ -119,12 +124,22 @@ export function restoreModelState(
   if (strict && problems > 0) {
     // The causes first (a mismatch says what differs, e.g. another optimizer), then bounded lists of names.
     const shown = 8;
-    const list = (label: string, items: string[]) => (items.length
-      ? `\n  ${label}: ${items.slice(0, shown).join('\n    ')}${items.length > shown ? `\n    ... and ${items.length - shown} more (report.${label} with strict: false)` : ''}`
-      : '');
-    const cause = report.mismatched[0] ?? (report.missing.length ? `${report.missing.length} tensor(s) of the model are not in the checkpoint` : `${report.unexpected.length} tensor(s) of the checkpoint have no place in the model`);
-    throw new CheckpointError(`checkpoint does not match the model: ${cause} (${problems} problem(s); strict: false loads what fits)` +
-      list('mismatched', report.mismatched) + list('missing', report.missing) + list('unexpected', report.unexpected), { code: 'ECKPT_MISMATCH' });
+    const list = (label: string, items: string[]) =>
+      items.length
+        ? `\n  ${label}: ${items.slice(0, shown).join('\n    ')}${items.length > shown ? `\n    ... and ${items.length - shown} more (report.${label} with strict: false)` : ''}`
+        : '';
+    const cause =
+      report.mismatched[0] ??
+      (report.missing.length
+        ? `${report.missing.length} tensor(s) of the model are not in the checkpoint`
+        : `${report.unexpected.length} tensor(s) of the checkpoint have no place in the model`);
+    throw new CheckpointError(
+      `checkpoint does not match the model: ${cause} (${problems} problem(s); strict: false loads what fits)` +
+        list('mismatched', report.mismatched) +
+        list('missing', report.missing) +
+        list('unexpected', report.unexpected),
+      { code: 'ECKPT_MISMATCH' },
+    );
   }
   for (const { key, target, data } of assigns) {
     const value = toTensor(tf, data);

@@ -79,14 +79,7 @@ export interface ChainSchedule {
   parts: ChainPart[];
 }
 
-export type Schedule =
-  | ConstantSchedule
-  | StepSchedule
-  | ExponentialSchedule
-  | PolynomialSchedule
-  | CosineSchedule
-  | WarmupSchedule
-  | ChainSchedule;
+export type Schedule = ConstantSchedule | StepSchedule | ExponentialSchedule | PolynomialSchedule | CosineSchedule | WarmupSchedule | ChainSchedule;
 
 export type ScheduleKind = Schedule['kind'];
 
@@ -180,7 +173,12 @@ function parse(ctx: ParseContext, v: unknown, path: string, depth: number): Sche
     case 'constant':
       return { kind: k, lr: rate(ctx, at('lr'), v.lr) };
     case 'step':
-      return { kind: k, lr: rate(ctx, at('lr'), v.lr), stepSize: integer(ctx, at('stepSize'), v.stepSize, 1), gamma: positiveNumber(ctx, at('gamma'), v.gamma) };
+      return {
+        kind: k,
+        lr: rate(ctx, at('lr'), v.lr),
+        stepSize: integer(ctx, at('stepSize'), v.stepSize, 1),
+        gamma: positiveNumber(ctx, at('gamma'), v.gamma),
+      };
     case 'exponential': {
       const out: ExponentialSchedule = {
         kind: k,

@@ -23,7 +23,6 @@ import { mainThreadCopy, useInPlace, WasmRead } from './wasm-heap';
 
 type Tf = typeof tfType;
 
-
 /** Staging memory reused across saves; pages are touched once when allocated (memcpy into fresh pages is
  * ~10x slower than into warm ones).
  * @deprecated wasm tensors are read in place by the writer thread (no copy); an arena only changes the fallback
@@ -81,8 +80,10 @@ export interface SnapshotOptions {
 
 const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-const KINDS = Object.fromEntries(Object.entries(TFJS_DTYPES).map(([k, v]) => [k, { ...v, code: dtypeCode(v.dtype) }])) as
-  Record<TfjsDType, (typeof TFJS_DTYPES)[TfjsDType] & { code: number }>;
+const KINDS = Object.fromEntries(Object.entries(TFJS_DTYPES).map(([k, v]) => [k, { ...v, code: dtypeCode(v.dtype) }])) as Record<
+  TfjsDType,
+  (typeof TFJS_DTYPES)[TfjsDType] & { code: number }
+>;
 
 interface Pending {
   name: string;
@@ -127,14 +128,18 @@ export function snapshot(tf: Tf, tensors: Record<string, tfType.Tensor>, opts: S
   }
   let arena: StagingArena | null = null;
   let materialized = false;
-  const inPlace = pending.length > 0 && current.wasm !== null && pending.every((p) => p.held.heap) &&
+  const inPlace =
+    pending.length > 0 &&
+    current.wasm !== null &&
+    pending.every((p) => p.held.heap) &&
     useInPlace(wasmMemory(current), opts.wasmRead, opts.onWarning ?? ((m) => console.warn(`ckptio: ${m}`)));
   const dropPending = () => {
     for (const p of pending) dropData(tf, p.held);
     pending = [];
   };
   const begin = (): TensorList => {
-    if (list === null || materialized) throw new CheckpointError(list === null ? 'snapshot already released' : 'snapshot already materialized', { code: 'ECKPT_ARGS' });
+    if (list === null || materialized)
+      throw new CheckpointError(list === null ? 'snapshot already released' : 'snapshot already materialized', { code: 'ECKPT_ARGS' });
     materialized = true;
     return list;
   };
@@ -218,7 +223,9 @@ export function snapshot(tf: Tf, tensors: Record<string, tfType.Tensor>, opts: S
           const t0 = performance.now();
           const done = readData(p.held).then((values) => {
             if (values.byteLength !== p.bytes) {
-              throw new CheckpointError(`tensor "${p.name}": the backend read ${values.byteLength} bytes, expected ${p.bytes}`, { code: 'ECKPT_TFJS_INTERNALS' });
+              throw new CheckpointError(`tensor "${p.name}": the backend read ${values.byteLength} bytes, expected ${p.bytes}`, {
+                code: 'ECKPT_TFJS_INTERNALS',
+              });
             }
             out.push(p.name, p.dtype, p.shape, values);
           });

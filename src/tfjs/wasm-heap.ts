@@ -34,7 +34,7 @@ function trapHandlerDisabled(): boolean {
 /** Why in-place reads cannot be used in this process for this memory, or null when they can. */
 export function inPlaceRefusal(memory: WasmMemory | null): string | null {
   if (process.platform !== 'linux' || process.arch !== 'x64') return `not established on ${process.platform}-${process.arch}`;
-  if (memory === null) return 'the wasm backend\'s memory was not found';
+  if (memory === null) return "the wasm backend's memory was not found";
   if (typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer) return 'the wasm heap is shared';
   if (trapHandlerDisabled()) return 'the wasm trap handler is disabled, so the heap may move when it grows';
   return null;

@@ -50,7 +50,11 @@ interface GpuAdapterLike {
   limits: Record<string, number>;
   requestDevice(desc?: unknown): Promise<GpuDeviceLike>;
 }
-interface GpuDeviceLike { destroy(): void; lost: Promise<unknown>; queue: { onSubmittedWorkDone(): Promise<void> } }
+interface GpuDeviceLike {
+  destroy(): void;
+  lost: Promise<unknown>;
+  queue: { onSubmittedWorkDone(): Promise<void> };
+}
 interface GpuLike {
   requestAdapter(opts?: unknown): Promise<GpuAdapterLike | null>;
   getPreferredCanvasFormat?(): string;
@@ -78,7 +82,7 @@ export function currentWebGpuAdapter(): WebGpuAdapterReport | null {
 
 // `webgpu` is an ES module. Node >= 20.19 and 22.12 load it with require(); older ones need a real import(),
 // which TypeScript's CommonJS output would turn back into require().
- 
+
 const nativeImport = new Function('specifier', 'return import(specifier)') as (s: string) => Promise<unknown>;
 
 async function loadDawn(): Promise<DawnModule> {
@@ -99,13 +103,24 @@ async function loadDawn(): Promise<DawnModule> {
 
 const SOFTWARE = /llvmpipe|lavapipe|softpipe|swiftshader|software/i;
 
-function report(a: GpuAdapterLike, dawnBackend: DawnBackend, featureLevel: WebGpuAdapterReport['featureLevel'], tried: WebGpuAdapterReport['tried']): WebGpuAdapterReport {
+function report(
+  a: GpuAdapterLike,
+  dawnBackend: DawnBackend,
+  featureLevel: WebGpuAdapterReport['featureLevel'],
+  tried: WebGpuAdapterReport['tried'],
+): WebGpuAdapterReport {
   const info = a.info ?? {};
   const isFallbackAdapter = Boolean(info.isFallbackAdapter ?? a.isFallbackAdapter ?? false);
   const r = {
-    dawnBackend, featureLevel,
-    vendor: info.vendor ?? '', architecture: info.architecture ?? '', device: info.device ?? '', description: info.description ?? '',
-    isFallbackAdapter, software: false, tried,
+    dawnBackend,
+    featureLevel,
+    vendor: info.vendor ?? '',
+    architecture: info.architecture ?? '',
+    device: info.device ?? '',
+    description: info.description ?? '',
+    isFallbackAdapter,
+    software: false,
+    tried,
   };
   r.software = isFallbackAdapter || SOFTWARE.test(`${r.device} ${r.description} ${r.vendor}`);
   return r;
@@ -138,16 +153,22 @@ function noAdapterError(tried: WebGpuAdapterReport['tried']): CheckpointError {
   const gles = missing.filter((m) => m.route === 'opengles');
   const hint = gles.length
     ? ` Missing system libraries for the OpenGL ES (software) route: ${gles.map((m) => `${m.file} (${m.pkg})`).join(', ')}; on Debian/Ubuntu: apt-get install libegl1 libegl-mesa0 libgles2 libgl1-mesa-dri, and set EGL_PLATFORM=surfaceless.`
-    : missing.length ? ` Not found: ${missing.map((m) => `${m.file} (${m.pkg})`).join(', ')}.` : '';
-  return new CheckpointError(
-    `loadTf('webgpu'): Dawn created no WebGPU adapter (${tried.map((t) => `${t.dawnBackend}: ${t.reason}`).join('; ')}).${hint}`,
-    { code: 'ECKPT_NO_GPU_ADAPTER' },
-  );
+    : missing.length
+      ? ` Not found: ${missing.map((m) => `${m.file} (${m.pkg})`).join(', ')}.`
+      : '';
+  return new CheckpointError(`loadTf('webgpu'): Dawn created no WebGPU adapter (${tried.map((t) => `${t.dawnBackend}: ${t.reason}`).join('; ')}).${hint}`, {
+    code: 'ECKPT_NO_GPU_ADAPTER',
+  });
 }
 
 function defaultBackends(): DawnBackend[] {
   const env = process.env.CKPTIO_DAWN_BACKENDS;
-  return env ? (env.split(',').map((s) => s.trim()).filter(Boolean) as DawnBackend[]) : ['vulkan', 'opengles'];
+  return env
+    ? (env
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean) as DawnBackend[])
+    : ['vulkan', 'opengles'];
 }
 
 function setNavigatorGpu(gpu: GpuLike): PropertyDescriptor | undefined {
@@ -175,7 +196,9 @@ export async function setupWebGpu(tf: Tf, opts: WebGpuOptions = {}): Promise<Web
     const featureLevel = b === 'vulkan' ? 'core' : 'compatibility';
     let adapter: GpuAdapterLike | null;
     try {
-      adapter = await gpu.requestAdapter(featureLevel === 'core' ? { powerPreference: 'high-performance' } : { featureLevel, powerPreference: 'high-performance' });
+      adapter = await gpu.requestAdapter(
+        featureLevel === 'core' ? { powerPreference: 'high-performance' } : { featureLevel, powerPreference: 'high-performance' },
+      );
     } catch (err) {
       tried.push({ dawnBackend: b, reason: (err as Error).message });
       continue;
@@ -197,26 +220,33 @@ export async function setupWebGpu(tf: Tf, opts: WebGpuOptions = {}): Promise<Web
   });
   const state: Live = { gpu, device: null, adapter: chosen.report, navigator: previous, tf };
   try {
-    const mod = requirePeer<{ WebGPUBackend: new (device: unknown, info?: unknown) => tfType.KernelBackend }>('@tensorflow/tfjs-backend-webgpu', "loadTf('webgpu')");
+    const mod = requirePeer<{ WebGPUBackend: new (device: unknown, info?: unknown) => tfType.KernelBackend }>(
+      '@tensorflow/tfjs-backend-webgpu',
+      "loadTf('webgpu')",
+    );
     if (tf.findBackendFactory('webgpu')) tf.removeBackend('webgpu');
-    tf.registerBackend('webgpu', async () => {
-      // What tfjs-backend-webgpu 4.22 asks for (src/base.ts), on the adapter chosen above.
-      const requiredFeatures = ['timestamp-query', 'bgra8unorm-storage'].filter((f) => adapter.features.has(f));
-      const l = adapter.limits;
-      const device = await adapter.requestDevice({
-        requiredFeatures,
-        requiredLimits: {
-          maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
-          maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
-          maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
-          maxBufferSize: l.maxBufferSize,
-          maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
-          maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
-        },
-      });
-      state.device = device;
-      return new mod.WebGPUBackend(device, adapter.info);
-    }, 3);
+    tf.registerBackend(
+      'webgpu',
+      async () => {
+        // What tfjs-backend-webgpu 4.22 asks for (src/base.ts), on the adapter chosen above.
+        const requiredFeatures = ['timestamp-query', 'bgra8unorm-storage'].filter((f) => adapter.features.has(f));
+        const l = adapter.limits;
+        const device = await adapter.requestDevice({
+          requiredFeatures,
+          requiredLimits: {
+            maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+            maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
+            maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+            maxBufferSize: l.maxBufferSize,
+            maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
+            maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+          },
+        });
+        state.device = device;
+        return new mod.WebGPUBackend(device, adapter.info);
+      },
+      3,
+    );
   } catch (err) {
     restoreNavigator(previous);
     throw err;
@@ -228,7 +258,12 @@ export async function setupWebGpu(tf: Tf, opts: WebGpuOptions = {}): Promise<Web
 /** Waits for `p` (errors ignored) at most `ms`. */
 async function settle(p: Promise<unknown>, ms = 2000): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
-  await Promise.race([p.catch(() => {}), new Promise<void>((r) => { timer = setTimeout(r, ms); })]);
+  await Promise.race([
+    p.catch(() => {}),
+    new Promise<void>((r) => {
+      timer = setTimeout(r, ms);
+    }),
+  ]);
   clearTimeout(timer);
 }
 

@@ -27,15 +27,23 @@ function version(pkg: string): string {
 export function provenance(backend: string, cwd = process.cwd()): Provenance {
   let git: Provenance['git'];
   try {
-    const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
-    const dirty = execFileSync('git', ['status', '--porcelain'], { cwd, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim() !== '';
+    const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd, stdio: ['ignore', 'pipe', 'ignore'] })
+      .toString()
+      .trim();
+    const dirty =
+      execFileSync('git', ['status', '--porcelain'], { cwd, stdio: ['ignore', 'pipe', 'ignore'] })
+        .toString()
+        .trim() !== '';
     git = { commit, dirty };
   } catch {
     git = null;
   }
   const adapter = backend === 'webgpu' ? currentWebGpuAdapter() : null;
   return {
-    node: process.version, ckptio: (require('../../../package.json') as { version: string }).version, tfjs: version('@tensorflow/tfjs-core'), backend,
+    node: process.version,
+    ckptio: (require('../../../package.json') as { version: string }).version,
+    tfjs: version('@tensorflow/tfjs-core'),
+    backend,
     ...(adapter ? { adapter, tfjsBackendWebgpu: version('@tensorflow/tfjs-backend-webgpu'), dawn: version('webgpu') } : {}),
     git,
   };

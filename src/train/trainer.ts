@@ -86,7 +86,15 @@ export interface TrainState {
 }
 
 export type TrainEvent =
-  | { event: 'start'; totalSteps: number; stepsPerEpoch: number; backend: string; adapter?: WebGpuAdapterReport; resumedFrom: number | null; path: string | null }
+  | {
+      event: 'start';
+      totalSteps: number;
+      stepsPerEpoch: number;
+      backend: string;
+      adapter?: WebGpuAdapterReport;
+      resumedFrom: number | null;
+      path: string | null;
+    }
   | { event: 'step'; step: number; epoch: number; loss: number; lr: number }
   | { event: 'eval'; step: number; valAcc: number }
   | { event: 'save'; step: number; stallMs: number; waitedMs: number; skipped: boolean }
@@ -108,7 +116,13 @@ export async function train(config: TrainConfig, emit: (e: TrainEvent) => void):
   }
 }
 
-async function trainOn(tf: typeof tfType, backend: BackendName, adapter: WebGpuAdapterReport | undefined, config: TrainConfig, emit: (e: TrainEvent) => void): Promise<TrainState> {
+async function trainOn(
+  tf: typeof tfType,
+  backend: BackendName,
+  adapter: WebGpuAdapterReport | undefined,
+  config: TrainConfig,
+  emit: (e: TrainEvent) => void,
+): Promise<TrainState> {
   const classes = config.classes ?? [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
   const all = splitMnist(config.seed, 1000, config.trainLimit);
   const data = { ...all, train: onlyClasses(all.train, classes), val: onlyClasses(all.val, classes) };
@@ -129,20 +143,36 @@ async function trainOn(tf: typeof tfType, backend: BackendName, adapter: WebGpuA
     model.layers[i]!.trainable = false;
   }
   const optimizer = makeOptimizer(tf, optimizerName, lr);
-  const ckpt = new Checkpointer({ dir: config.dir, keepLast: config.keepLast, maxInflight: 1, onFull: 'wait',
+  const ckpt = new Checkpointer({
+    dir: config.dir,
+    keepLast: config.keepLast,
+    maxInflight: 1,
+    onFull: 'wait',
     ...(parent ? { parent: { run: parent.run, step: parent.loaded.step, ...(parent.contentId ? { contentId: parent.contentId } : {}) } } : {}),
     retention: [keepBest({ metric: 'val_acc', mode: 'max' })],
-    compression: config.compression ?? 'none', dedup: config.dedup ?? false,
-    ...(config.remote ? { remote: { url: config.remote, onProgress: (p: { step: number; sent: number; total: number }) => emit({ event: 'upload', ...p }) } } : {}),
-    onWarning: (message) => emit({ event: 'warning', message }) });
+    compression: config.compression ?? 'none',
+    dedup: config.dedup ?? false,
+    ...(config.remote
+      ? { remote: { url: config.remote, onProgress: (p: { step: number; sent: number; total: number }) => emit({ event: 'upload', ...p }) } }
+      : {}),
+    onWarning: (message) => emit({ event: 'warning', message }),
+  });
   // Where the run is stored is not part of it: a run moved or resumed elsewhere is the same run.
   const { resume, dir: _dir, compression: _compression, remote: _remote, ...runConfig } = config;
   void _dir;
   void _compression;
   void _remote;
   const state: TrainState = {
-    step: 0, epoch: 0, posInEpoch: 0, optimizer: optimizerName, schedule, bestValAcc: null, lastValAcc: null, lastLoss: null,
-    seed: config.seed, config: runConfig,
+    step: 0,
+    epoch: 0,
+    posInEpoch: 0,
+    optimizer: optimizerName,
+    schedule,
+    bestValAcc: null,
+    lastValAcc: null,
+    lastLoss: null,
+    seed: config.seed,
+    config: runConfig,
     dataset: { name: 'mnist', train: data.train.n, val: data.val.n, fingerprint: data.fingerprint },
     provenance: provenance(backend),
   };
@@ -154,11 +184,27 @@ async function trainOn(tf: typeof tfType, backend: BackendName, adapter: WebGpuA
     if (loaded) {
       const saved = loaded.state as TrainState;
       if (saved.dataset?.fingerprint !== data.fingerprint) throw new Error(`checkpoint ${loaded.path} was trained on different data (seed or split differ)`);
-      if (JSON.stringify(saved.config.layers) !== JSON.stringify(config.layers)) throw new Error(`checkpoint ${loaded.path} has layers ${saved.config.layers}, not ${config.layers}`);
-      if (JSON.stringify(saved.config.classes ?? null) !== JSON.stringify(config.classes ?? null)) throw new CheckpointError(`checkpoint ${loaded.path} was trained on classes ${saved.config.classes ?? '0-9'}, not ${config.classes ?? '0-9'} (use finetune --from to start a new run from it)`, { code: 'ECKPT_MISMATCH', path: loaded.path });
-      if ((saved.optimizer ?? 'adam') !== optimizerName) throw new CheckpointError(`checkpoint ${loaded.path} was trained with --optimizer ${saved.optimizer}, not ${optimizerName}`, { code: 'ECKPT_MISMATCH', path: loaded.path });
+      if (JSON.stringify(saved.config.layers) !== JSON.stringify(config.layers))
+        throw new Error(`checkpoint ${loaded.path} has layers ${saved.config.layers}, not ${config.layers}`);
+      if (JSON.stringify(saved.config.classes ?? null) !== JSON.stringify(config.classes ?? null))
+        throw new CheckpointError(
+          `checkpoint ${loaded.path} was trained on classes ${saved.config.classes ?? '0-9'}, not ${config.classes ?? '0-9'} (use finetune --from to start a new run from it)`,
+          { code: 'ECKPT_MISMATCH', path: loaded.path },
+        );
+      if ((saved.optimizer ?? 'adam') !== optimizerName)
+        throw new CheckpointError(`checkpoint ${loaded.path} was trained with --optimizer ${saved.optimizer}, not ${optimizerName}`, {
+          code: 'ECKPT_MISMATCH',
+          path: loaded.path,
+        });
       restoreModelState(model, optimizer, loaded, { tf });
-      Object.assign(state, { step: saved.step, epoch: saved.epoch, posInEpoch: saved.posInEpoch, bestValAcc: saved.bestValAcc, lastValAcc: saved.lastValAcc, lastLoss: saved.lastLoss });
+      Object.assign(state, {
+        step: saved.step,
+        epoch: saved.epoch,
+        posInEpoch: saved.posInEpoch,
+        bestValAcc: saved.bestValAcc,
+        lastValAcc: saved.lastValAcc,
+        lastLoss: saved.lastLoss,
+      });
       resumedFrom = saved.step;
       resumedPath = loaded.path;
     }
@@ -166,8 +212,20 @@ async function trainOn(tf: typeof tfType, backend: BackendName, adapter: WebGpuA
   const vars = () => model.trainableWeights.map((w) => w.read() as tfType.Variable);
   if (parent && resumedFrom === null) {
     const ft = config.finetune!;
-    const report = restoreModelState(model, ft.resetOptimizer ? null : optimizer, parent.loaded, { tf, strict: ft.strict, learningRate: 'keep', variableOrder: vars() });
-    emit({ event: 'finetune', parent: parent.loaded.path, parentStep: parent.loaded.step, restored: report.restored.length, notLoaded: [...report.missing, ...report.mismatched, ...report.unexpected], lr });
+    const report = restoreModelState(model, ft.resetOptimizer ? null : optimizer, parent.loaded, {
+      tf,
+      strict: ft.strict,
+      learningRate: 'keep',
+      variableOrder: vars(),
+    });
+    emit({
+      event: 'finetune',
+      parent: parent.loaded.path,
+      parentStep: parent.loaded.step,
+      restored: report.restored.length,
+      notLoaded: [...report.missing, ...report.mismatched, ...report.unexpected],
+      lr,
+    });
   }
   emit({ event: 'start', totalSteps, stepsPerEpoch, backend, ...(adapter ? { adapter } : {}), resumedFrom, path: resumedPath });
   const oldClasses = parentState?.config.classes ?? (config.finetune ? [0, 1, 2, 3, 4, 5, 6, 7, 8, 9] : classes);
@@ -177,7 +235,11 @@ async function trainOn(tf: typeof tfType, backend: BackendName, adapter: WebGpuA
       if (!cs.length) return null;
       const set = onlyClasses(all.val, cs);
       const x = tf.tensor2d(set.xs, [set.n, 784]);
-      try { return await accuracy(tf, judged, x, set.labels); } finally { x.dispose(); }
+      try {
+        return await accuracy(tf, judged, x, set.labels);
+      } finally {
+        x.dispose();
+      }
     };
     emit({ event: 'classes', phase, step: state.step, old: oldClasses, new: newClasses, oldAcc: await acc(oldClasses), newAcc: await acc(newClasses) });
   };
@@ -194,7 +256,9 @@ async function trainOn(tf: typeof tfType, backend: BackendName, adapter: WebGpuA
   }
 
   let stopSignal: string | null = null;
-  const onSignal = (sig: string) => () => { stopSignal = sig; };
+  const onSignal = (sig: string) => () => {
+    stopSignal = sig;
+  };
   const handlers = { SIGINT: onSignal('SIGINT'), SIGTERM: onSignal('SIGTERM') };
   process.on('SIGINT', handlers.SIGINT);
   process.on('SIGTERM', handlers.SIGTERM);
@@ -213,17 +277,25 @@ async function trainOn(tf: typeof tfType, backend: BackendName, adapter: WebGpuA
     if (state.lastValAcc !== null) metrics.val_acc = state.lastValAcc;
     const handle = await ckpt.save(state.step, { tensors: source, state, metrics });
     emit({ event: 'save', step: state.step, stallMs: handle.stallMs, waitedMs: handle.waitedMs, skipped: handle.skipped });
-    handle.durable.then((d) => {
-      if (!d) return;
-      lastDurable = d;
-      emit({ event: 'durable', step: d.step, path: d.path, bytes: d.bytes, msToDurable: d.msToDurable, dedupedBytes: d.dedupedBytes });
-    }, (err: unknown) => {
-      // Reported now; ckpt.close() rethrows it at the end so the run exits non-zero.
-      const e = err as { code?: string; message?: string };
-      emit({ event: 'warning', message: `save of step ${handle.step} failed: ${e.code ?? ''} ${e.message ?? String(err)}`.trim() });
-    });
+    handle.durable.then(
+      (d) => {
+        if (!d) return;
+        lastDurable = d;
+        emit({ event: 'durable', step: d.step, path: d.path, bytes: d.bytes, msToDurable: d.msToDurable, dedupedBytes: d.dedupedBytes });
+      },
+      (err: unknown) => {
+        // Reported now; ckpt.close() rethrows it at the end so the run exits non-zero.
+        const e = err as { code?: string; message?: string };
+        emit({ event: 'warning', message: `save of step ${handle.step} failed: ${e.code ?? ''} ${e.message ?? String(err)}`.trim() });
+      },
+    );
     // A failed upload is reported by the checkpointer as a warning; the run goes on with its local checkpoints.
-    handle.replicated.then((r) => { if (r) emit({ event: 'replicated', step: r.step, key: r.key, bytes: r.bytes, msToReplicated: r.msToReplicated }); }, () => {});
+    handle.replicated.then(
+      (r) => {
+        if (r) emit({ event: 'replicated', step: r.step, key: r.key, bytes: r.bytes, msToReplicated: r.msToReplicated });
+      },
+      () => {},
+    );
     lastSaved = state.step;
   };
 
@@ -238,7 +310,11 @@ async function trainOn(tf: typeof tfType, backend: BackendName, adapter: WebGpuA
       const lr = applySchedule(optimizer, schedule, state.step);
       const lossTensor = tf.tidy(() => {
         const [x, y] = batchTensors(tf, data.train, order!.subarray(pos * config.batch, (pos + 1) * config.batch), Math.max(...classes) + 1);
-        return optimizer.minimize(() => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tfType.Tensor2D) as tfType.Scalar, true, trained)!;
+        return optimizer.minimize(
+          () => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tfType.Tensor2D) as tfType.Scalar,
+          true,
+          trained,
+        )!;
       });
       // data(), never dataSync(): on webgpu in Node the synchronous read needs OffscreenCanvas.
       const loss = (await lossTensor.data())[0]!;
@@ -276,9 +352,12 @@ async function trainOn(tf: typeof tfType, backend: BackendName, adapter: WebGpuA
 /** The demo's schedule flags as a ckptio schedule: linear warmup from --start-lr into cosine / constant / step
  * decay. It spans the planned run (--epochs), so a run stopped early follows the same rates. */
 export function lrSchedule(config: Pick<TrainConfig, 'schedule' | 'lr' | 'warmup' | 'startLr' | 'minLr'>, plannedSteps: number): Schedule {
-  const after = config.schedule === 'constant' ? schedules.constant({ lr: config.lr })
-    : config.schedule === 'step' ? schedules.step({ lr: config.lr, stepSize: Math.max(1, Math.floor(plannedSteps / 3)), gamma: 0.1 })
-      : schedules.cosine({ lr: config.lr, decaySteps: Math.max(1, plannedSteps - config.warmup), minLr: Math.min(config.minLr, config.lr) });
+  const after =
+    config.schedule === 'constant'
+      ? schedules.constant({ lr: config.lr })
+      : config.schedule === 'step'
+        ? schedules.step({ lr: config.lr, stepSize: Math.max(1, Math.floor(plannedSteps / 3)), gamma: 0.1 })
+        : schedules.cosine({ lr: config.lr, decaySteps: Math.max(1, plannedSteps - config.warmup), minLr: Math.min(config.minLr, config.lr) });
   return config.warmup > 0 ? schedules.warmup({ mode: 'linear', startLr: config.startLr, warmupSteps: config.warmup }, after) : after;
 }
 

@@ -12,7 +12,23 @@ async function main(): Promise<void> {
   fs.rmSync(CORPUS, { recursive: true, force: true });
   fs.mkdirSync(CORPUS, { recursive: true });
   const bytes = (n: number, seed: number) => new Uint8Array(pattern(Math.ceil(n / 4), seed).buffer, 0, n);
-  const sizes: Record<DType, number> = { float64: 8, float32: 4, float16: 2, bfloat16: 2, float8_e4m3: 1, float8_e5m2: 1, int64: 8, int32: 4, int16: 2, int8: 1, uint64: 8, uint32: 4, uint16: 2, uint8: 1, bool: 1 };
+  const sizes: Record<DType, number> = {
+    float64: 8,
+    float32: 4,
+    float16: 2,
+    bfloat16: 2,
+    float8_e4m3: 1,
+    float8_e5m2: 1,
+    int64: 8,
+    int32: 4,
+    int16: 2,
+    int8: 1,
+    uint64: 8,
+    uint32: 4,
+    uint16: 2,
+    uint8: 1,
+    bool: 1,
+  };
   const valid: Record<string, Record<string, TensorEntry>> = {
     empty: {},
     scalar: { s: { dtype: 'float32', shape: [], data: new Float32Array([1.5]) } },
@@ -22,7 +38,9 @@ async function main(): Promise<void> {
       'dense/bias': { dtype: 'float32', shape: [4], data: pattern(4, 2) },
       'adam/m/dense/kernel': { dtype: 'float32', shape: [8, 4], data: pattern(32, 3) },
     },
-    all_dtypes: Object.fromEntries(Object.entries(sizes).map(([d, s], i) => [`t_${d}`, { dtype: d as DType, shape: [2, 3], data: new Uint8Array(bytes(6 * s, i + 10)) }])),
+    all_dtypes: Object.fromEntries(
+      Object.entries(sizes).map(([d, s], i) => [`t_${d}`, { dtype: d as DType, shape: [2, 3], data: new Uint8Array(bytes(6 * s, i + 10)) }]),
+    ),
   };
   for (const [name, tensors] of Object.entries(valid)) {
     const file = path.join(CORPUS, `valid_${name}.safetensors`);

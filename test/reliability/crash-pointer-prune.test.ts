@@ -48,7 +48,11 @@ for (const torn of [false, true]) {
     assert.equal(await step3(dir), true);
     const total = faults.stats().total;
     faults.disable();
-    assert.deepEqual(fs.readdirSync(dir).sort(), [checkpointName(2), checkpointName(3), POINTER_BEST, POINTER_LATEST, 'ckptio-history.jsonl', 'ckptio-manifest.json', 'ckptio.lock'].sort(), 'the save pruned step 1');
+    assert.deepEqual(
+      fs.readdirSync(dir).sort(),
+      [checkpointName(2), checkpointName(3), POINTER_BEST, POINTER_LATEST, 'ckptio-history.jsonl', 'ckptio-manifest.json', 'ckptio.lock'].sort(),
+      'the save pruned step 1',
+    );
     const outcomes = new Map<string, number>();
     for (let k = 1; k <= total; k++) {
       await prepare(dir);

@@ -11,7 +11,11 @@ const missing = commandExists('clang++') ? false : 'clang++ is not installed (ap
 
 test(`header parser fuzzer (libFuzzer + ASan + UBSan): ${RUNS} executions without a crash, leak or hang`, { skip: missing, timeout: 900_000 }, (t) => {
   const r = spawnSync('bash', [path.join(ROOT, 'test', 'fuzz', 'run.sh'), String(RUNS)], { cwd: ROOT, encoding: 'utf8', maxBuffer: 2 ** 28 });
-  const tail = r.stderr.split('\n').filter((l) => !l.startsWith('#') && !l.startsWith('"') && !l.includes('NEW_FUNC')).slice(-25).join('\n');
+  const tail = r.stderr
+    .split('\n')
+    .filter((l) => !l.startsWith('#') && !l.startsWith('"') && !l.includes('NEW_FUNC'))
+    .slice(-25)
+    .join('\n');
   assert.equal(r.status, 0, `the fuzzer failed:\n${tail}`);
   assert.match(r.stderr, new RegExp(`Done ${RUNS} runs`));
   const execs = /number_of_executed_units:\s+(\d+)/.exec(r.stderr);

@@ -3,7 +3,6 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { powerLossLoop, powerLossUnavailable, FsKind } from './powerloss';
 
- 
 const { buildVariant } = require(path.resolve(__dirname, '..', '..', '..', 'scripts', 'build-variant.js')) as {
   buildVariant(name: string, opts?: { quiet?: boolean }): string;
 };
@@ -12,19 +11,26 @@ const unavailable = powerLossUnavailable();
 const ROUNDS = Number(process.env.CKPTIO_POWERLOSS_ROUNDS ?? 20);
 
 for (const kind of ['xfs', 'ext4'] as FsKind[]) {
-  test(`power loss on loop-mounted ${kind}: ${ROUNDS} shutdowns, nothing acknowledged lost, nothing torn loaded`, { skip: unavailable ?? false, timeout: 900_000 }, async (t) => {
-    const r = await powerLossLoop({ fs: kind, rounds: ROUNDS });
-    t.diagnostic(`${r.shutdowns} shutdowns, ${r.acknowledged} saves acknowledged`);
-    assert.equal(r.shutdowns, ROUNDS);
-    assert.ok(r.acknowledged > ROUNDS, `only ${r.acknowledged} saves acknowledged over ${ROUNDS} rounds`);
-    assert.deepEqual(r.details, []);
-    assert.equal(r.lostAcknowledged + r.invalidFiles + r.badPointer + r.badResume, 0);
-  });
+  test(
+    `power loss on loop-mounted ${kind}: ${ROUNDS} shutdowns, nothing acknowledged lost, nothing torn loaded`,
+    { skip: unavailable ?? false, timeout: 900_000 },
+    async (t) => {
+      const r = await powerLossLoop({ fs: kind, rounds: ROUNDS });
+      t.diagnostic(`${r.shutdowns} shutdowns, ${r.acknowledged} saves acknowledged`);
+      assert.equal(r.shutdowns, ROUNDS);
+      assert.ok(r.acknowledged > ROUNDS, `only ${r.acknowledged} saves acknowledged over ${ROUNDS} rounds`);
+      assert.deepEqual(r.details, []);
+      assert.equal(r.lostAcknowledged + r.invalidFiles + r.badPointer + r.badResume, 0);
+    },
+  );
 }
 
 // Measured here before writing this test: on XFS a missing directory fsync loses the rename, on ext4 with
 // noauto_da_alloc a missing data fsync leaves a zero-length checkpoint. The harness must see both.
-const broken: [string, FsKind][] = [['broken-dir-sync', 'xfs'], ['broken-data-sync', 'ext4']];
+const broken: [string, FsKind][] = [
+  ['broken-dir-sync', 'xfs'],
+  ['broken-data-sync', 'ext4'],
+];
 for (const [variant, kind] of broken) {
   test(`the power-loss harness catches the ${variant} build on ${kind}`, { skip: unavailable ?? false, timeout: 900_000 }, async (t) => {
     const addon = buildVariant(variant, { quiet: true });

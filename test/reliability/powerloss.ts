@@ -49,7 +49,10 @@ class LoopFs {
   readonly mnt: string;
   private mounted = false;
 
-  constructor(readonly kind: FsKind, private readonly root: string) {
+  constructor(
+    readonly kind: FsKind,
+    private readonly root: string,
+  ) {
     this.image = path.join(root, `${kind}.img`);
     this.mnt = path.join(root, 'mnt');
     fs.mkdirSync(this.mnt);
@@ -157,7 +160,7 @@ export async function powerLossLoop(opts: {
   const env: NodeJS.ProcessEnv = { ...process.env };
   if (opts.addon) env.CKPTIO_ADDON = opts.addon;
   let seed = opts.seed ?? 2024;
-  const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  const rand = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
   const r: PowerLossResult = { fs: opts.fs, shutdowns: 0, lostAcknowledged: 0, invalidFiles: 0, badPointer: 0, badResume: 0, acknowledged: 0, details: [] };
   const note = (m: string) => {
     r.details.push(m);
@@ -200,14 +203,18 @@ export async function powerLossLoop(opts: {
       const latest = await readPointer(dir, POINTER_LATEST).catch(() => null);
       if (!latest || latest.step < acked || !fs.existsSync(path.join(dir, latest.file)) || latest.step > newestValid) {
         r.badPointer++;
-        note(`${opts.fs} round ${round}: latest pointer ${latest ? `${latest.step} (${latest.file})` : 'missing or unreadable'}, acknowledged ${acked}, newest valid ${newestValid}`);
+        note(
+          `${opts.fs} round ${round}: latest pointer ${latest ? `${latest.step} (${latest.file})` : 'missing or unreadable'}, acknowledged ${acked}, newest valid ${newestValid}`,
+        );
       }
       // The run manifest is part of what an acknowledged save made durable (it is written inside the save's job).
       const manifestFile = path.join(dir, MANIFEST_NAME);
       let listed = false;
       try {
         listed = parseManifest(fs.readFileSync(manifestFile), manifestFile).entries.some((e) => e.step === acked);
-      } catch { /* missing or invalid: counted below (verify already named an invalid one) */ }
+      } catch {
+        /* missing or invalid: counted below (verify already named an invalid one) */
+      }
       if (!listed) {
         r.badPointer++;
         note(`${opts.fs} round ${round}: the manifest does not list step ${acked}, acknowledged before the shutdown`);
@@ -217,8 +224,16 @@ export async function powerLossLoop(opts: {
       if (opts.stopAtFirstLoss && lost > 0) return r;
     }
     // The last round's survivors are resumed from too (earlier rounds' by the round after them).
-    const last = spawnSync(process.execPath, [CLI, 'train', ...SMALL, '--steps', String(prevAcked + 1), '--save-every', '1', '--backend', 'wasm', '--dir', dir], { encoding: 'utf8', env });
-    const start = last.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as TrainEventLine).find((e) => e.event === 'start');
+    const last = spawnSync(
+      process.execPath,
+      [CLI, 'train', ...SMALL, '--steps', String(prevAcked + 1), '--save-every', '1', '--backend', 'wasm', '--dir', dir],
+      { encoding: 'utf8', env },
+    );
+    const start = last.stdout
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as TrainEventLine)
+      .find((e) => e.event === 'start');
     if (last.status !== 0 || (start?.resumedFrom ?? -1) < prevAcked) {
       r.badResume++;
       note(`${opts.fs} final resume: exit ${last.status}, resumed from ${start?.resumedFrom ?? 'nothing'}, newest valid ${prevAcked}: ${last.stderr.trim()}`);

@@ -29,7 +29,10 @@ const NEW = new Float32Array(3 << 20).fill(2.5);
 const SYSCALLS = ['openat', 'fallocate', 'pwrite64', 'ftruncate', 'fdatasync', 'renameat2', 'fsync', 'unlinkat'];
 const ERRNO: Record<string, number> = { EIO: 5, ENOSPC: 28 };
 
-interface Outcome { result: { ok: boolean; name?: string; code?: string; errno?: number; syscall?: string; path?: string; leftover?: { code: string } | null } | null; trace: string }
+interface Outcome {
+  result: { ok: boolean; name?: string; code?: string; errno?: number; syscall?: string; path?: string; leftover?: { code: string } | null } | null;
+  trace: string;
+}
 
 function straced(dir: string, target: string, direct: string, traceArgs: string[]): Outcome {
   const out = path.join(dir, '..', `${path.basename(dir)}.trace`);
@@ -37,7 +40,7 @@ function straced(dir: string, target: string, direct: string, traceArgs: string[
   const trace = fs.readFileSync(out, 'utf8');
   fs.rmSync(out);
   const line = r.stdout.split('\n').find((l) => l.startsWith('{'));
-  return { result: line ? JSON.parse(line) as Outcome['result'] : null, trace };
+  return { result: line ? (JSON.parse(line) as Outcome['result']) : null, trace };
 }
 
 /** How many times each syscall is invoked per thread during one save (the injection counter's unit). */
@@ -84,7 +87,8 @@ for (const direct of ['off', 'on']) {
     const target = path.join(dir, 'model.safetensors');
     await reset(dir, target);
     const counts = invocations(dir, target, direct);
-    for (const s of ['openat', 'pwrite64', 'fdatasync', 'renameat2', 'fsync']) assert.ok((counts.get(s) ?? 0) > 0, `the save makes no ${s} call: ${JSON.stringify([...counts])}`);
+    for (const s of ['openat', 'pwrite64', 'fdatasync', 'renameat2', 'fsync'])
+      assert.ok((counts.get(s) ?? 0) > 0, `the save makes no ${s} call: ${JSON.stringify([...counts])}`);
     let cases = 0;
     for (const syscall of SYSCALLS) {
       const n = counts.get(syscall) ?? 0;

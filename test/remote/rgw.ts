@@ -10,8 +10,10 @@ import { tempDir } from '../helpers';
 
 export const SCRIPT = path.resolve(__dirname, '..', '..', '..', 'scripts', 'rgw.sh');
 
-export const rgwSkip: string | false = spawnSync('sh', ['-c', 'command -v radosgw && command -v ceph-mon && command -v ceph-osd']).status === 0 ? false
-  : 'radosgw is not installed (scripts/rgw.sh install)';
+export const rgwSkip: string | false =
+  spawnSync('sh', ['-c', 'command -v radosgw && command -v ceph-mon && command -v ceph-osd']).status === 0
+    ? false
+    : 'radosgw is not installed (scripts/rgw.sh install)';
 
 export interface Gateway {
   dir: string;
@@ -39,7 +41,9 @@ export async function startGateway(): Promise<Gateway> {
   Object.assign(process.env, env);
   const bucket = env.CKPTIO_TEST_BUCKET!;
   const gw: Gateway = {
-    dir, env, bucket,
+    dir,
+    env,
+    bucket,
     url: (name) => `s3://${bucket}/${name}-${process.pid}-${++prefixes}`,
     objects: (url) => new S3Objects(parseRemoteUrl(url), { partBytes: 5 << 20 }),
     restart: () => execFileSync('bash', [SCRIPT, 'restart-gateway', dir], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 120_000 }),

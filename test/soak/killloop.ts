@@ -45,13 +45,33 @@ export interface KillLoopOptions {
 }
 
 export async function killLoop(opts: KillLoopOptions): Promise<KillLoopResult> {
-  const args = [...(opts.trainArgs ?? SMALL), '--steps', String(opts.steps), '--save-every', String(opts.saveEvery ?? 1), '--keep-last', '3', '--backend', opts.backend];
+  const args = [
+    ...(opts.trainArgs ?? SMALL),
+    '--steps',
+    String(opts.steps),
+    '--save-every',
+    String(opts.saveEvery ?? 1),
+    '--keep-last',
+    '3',
+    '--backend',
+    opts.backend,
+  ];
   const refDir = path.join(opts.dir, 'reference');
   const runDir = path.join(opts.dir, 'killed');
   runTrainer([...args, '--dir', refDir]);
   let seed = opts.seed ?? 12345;
-  const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
-  const result: KillLoopResult = { kills: 0, runs: 0, restarts: 0, killedBeforeStart: 0, lostAcknowledged: 0, invalidLoaded: 0, finalEqual: false, maxAcked: -1, killedAt: [] };
+  const rand = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
+  const result: KillLoopResult = {
+    kills: 0,
+    runs: 0,
+    restarts: 0,
+    killedBeforeStart: 0,
+    lostAcknowledged: 0,
+    invalidLoaded: 0,
+    finalEqual: false,
+    maxAcked: -1,
+    killedAt: [],
+  };
   const maxDelayMs = opts.maxDelayMs ?? 300;
   let lastKillStep: number | null = null; // the killed run's last step, until the next run says where it resumed
   while (true) {
@@ -66,7 +86,9 @@ export async function killLoop(opts: KillLoopOptions): Promise<KillLoopResult> {
     if (start) {
       result.restarts++;
       const from = start.resumedFrom ?? -1;
-      opts.log?.(`run ${result.restarts}: resumed from ${start.resumedFrom ?? 'nothing'} (${start.path ?? '-'}), newest acknowledged before it ${result.maxAcked}`);
+      opts.log?.(
+        `run ${result.restarts}: resumed from ${start.resumedFrom ?? 'nothing'} (${start.path ?? '-'}), newest acknowledged before it ${result.maxAcked}`,
+      );
       if (lastKillStep !== null) result.killedAt.push({ lastStep: lastKillStep, resumedFrom: start.resumedFrom ?? null });
       lastKillStep = null;
       if (result.maxAcked >= 0 && from < result.maxAcked) {
@@ -94,12 +116,15 @@ export async function killLoop(opts: KillLoopOptions): Promise<KillLoopResult> {
   }
   const last = (d: string) => path.join(d, `ckpt-${String(opts.steps).padStart(10, '0')}.safetensors`);
   const [a, b] = [await readCheckpoint(last(refDir)), await readCheckpoint(last(runDir))];
-  result.finalEqual = Object.keys(a.tensors).length > 0 && Object.entries(a.tensors).every(([k, t]) => {
-    const u = b.tensors[k];
-    const same = !!u && Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).equals(Buffer.from(u.data.buffer, u.data.byteOffset, u.data.byteLength));
-    if (!same) opts.log?.(`tensor ${k} differs from the uninterrupted run's`);
-    return same;
-  });
+  result.finalEqual =
+    Object.keys(a.tensors).length > 0 &&
+    Object.entries(a.tensors).every(([k, t]) => {
+      const u = b.tensors[k];
+      const same =
+        !!u && Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).equals(Buffer.from(u.data.buffer, u.data.byteOffset, u.data.byteLength));
+      if (!same) opts.log?.(`tensor ${k} differs from the uninterrupted run's`);
+      return same;
+    });
   fs.rmSync(opts.dir, { recursive: true, force: true });
   return result;
 }

@@ -14,7 +14,8 @@ async function main(): Promise<void> {
     .option('--shutdowns <n>', 'file-system shutdowns per file system, XFS and ext4 (0 to skip)', '0')
     .option('--steps <n>', 'training steps of the kill loop (must outlast the kills)', '60000')
     .option('--backend <b>', 'wasm or cpu', 'wasm')
-    .parse().opts<{ kills: string; shutdowns: string; steps: string; backend: string }>();
+    .parse()
+    .opts<{ kills: string; shutdowns: string; steps: string; backend: string }>();
   const summary: Record<string, unknown> = { date: new Date().toISOString(), node: process.version, kernel: os.release() };
   let bad = 0;
   if (Number(o.kills) > 0) {

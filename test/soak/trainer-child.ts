@@ -6,16 +6,27 @@ export const CLI = path.resolve(__dirname, '..', '..', '..', 'bin', 'ckptio.js')
 
 export const SMALL = ['--epochs', '8', '--layers', '32', '--batch', '32', '--train-limit', '640', '--warmup', '10', '--eval-every', '10', '--log', 'json'];
 
-export interface TrainEventLine { event: string; step?: number; path?: string; resumedFrom?: number | null }
+export interface TrainEventLine {
+  event: string;
+  step?: number;
+  path?: string;
+  resumedFrom?: number | null;
+}
 
 export function runTrainer(args: string[]): TrainEventLine[] {
   // A long reference run prints tens of MB of event lines; spawnSync's default 1 MiB cap would kill it.
   const r = spawnSync(process.execPath, [CLI, 'train', ...args], { encoding: 'utf8', maxBuffer: 2 ** 30 });
   if (r.status !== 0) throw new Error(`trainer exited ${r.status}: ${r.stderr}`);
-  return r.stdout.trim().split('\n').map((l) => JSON.parse(l) as TrainEventLine);
+  return r.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as TrainEventLine);
 }
 
-export interface Killed { events: TrainEventLine[]; killed: boolean }
+export interface Killed {
+  events: TrainEventLine[];
+  killed: boolean;
+}
 
 /** Starts the trainer and SIGKILLs it `delayMs` after its first line, or after its first `step` line at or past
  * `afterStep` when given (or lets it finish: delayMs null). */
@@ -26,10 +37,15 @@ export function runAndKill(args: string[], delayMs: number | null, afterStep?: n
     let err = '';
     let timer: NodeJS.Timeout | null = null;
     let killed = false;
-    const reached = () => afterStep === undefined || out.split('\n').slice(0, -1).some((l) => {
-      const m = /^\{"event":"step","step":(\d+)/.exec(l);
-      return m !== null && Number(m[1]) >= afterStep;
-    });
+    const reached = () =>
+      afterStep === undefined ||
+      out
+        .split('\n')
+        .slice(0, -1)
+        .some((l) => {
+          const m = /^\{"event":"step","step":(\d+)/.exec(l);
+          return m !== null && Number(m[1]) >= afterStep;
+        });
     child.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
       if (delayMs !== null && !timer && reached()) {
@@ -43,13 +59,17 @@ export function runAndKill(args: string[], delayMs: number | null, afterStep?: n
     child.on('close', (code, signal) => {
       if (timer) clearTimeout(timer);
       if (code !== 0 && signal !== 'SIGKILL') return reject(new Error(`trainer exited ${code}: ${err}`));
-      const events = out.split('\n').filter((l) => l.trim().startsWith('{')).map((l) => {
-        try {
-          return JSON.parse(l) as TrainEventLine;
-        } catch {
-          return null; // a line cut by the kill
-        }
-      }).filter((e): e is TrainEventLine => e !== null);
+      const events = out
+        .split('\n')
+        .filter((l) => l.trim().startsWith('{'))
+        .map((l) => {
+          try {
+            return JSON.parse(l) as TrainEventLine;
+          } catch {
+            return null; // a line cut by the kill
+          }
+        })
+        .filter((e): e is TrainEventLine => e !== null);
       resolve({ events, killed: killed && signal === 'SIGKILL' });
     });
   });

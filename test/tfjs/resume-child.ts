@@ -51,7 +51,15 @@ export const OPTIMIZERS: Record<string, (tf: Tf) => tfType.Optimizer> = {
 export function buildModel(tf: Tf, backend: string): tfType.Sequential {
   const m = tf.sequential();
   // tfjs-backend-wasm 4.22 has no Conv2DBackpropFilter kernel: on wasm the conv layer is frozen (still saved).
-  m.add(tf.layers.conv2d({ inputShape: [8, 8, 1], filters: 4, kernelSize: 3, kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }), trainable: backend !== 'wasm' }));
+  m.add(
+    tf.layers.conv2d({
+      inputShape: [8, 8, 1],
+      filters: 4,
+      kernelSize: 3,
+      kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }),
+      trainable: backend !== 'wasm',
+    }),
+  );
   m.add(tf.layers.batchNormalization());
   m.add(tf.layers.flatten());
   m.add(tf.layers.dropout({ rate: 0.25, seed: 3 }));
@@ -61,7 +69,10 @@ export function buildModel(tf: Tf, backend: string): tfType.Sequential {
 
 export function data(tf: Tf): { x: tfType.Tensor; y: tfType.Tensor } {
   const x = tf.randomNormal([48, 8, 8, 1], 0, 1, 'float32', 5);
-  const labels = tf.tensor1d(Array.from({ length: 48 }, (_, i) => (i * 7) % 10), 'int32');
+  const labels = tf.tensor1d(
+    Array.from({ length: 48 }, (_, i) => (i * 7) % 10),
+    'int32',
+  );
   const y = tf.oneHot(labels, 10).toFloat();
   labels.dispose();
   return { x, y };
@@ -72,7 +83,10 @@ export function stateHashes(model: tfType.LayersModel): { tensors: Record<string
   const hashes: Record<string, string> = {};
   for (const [k, t] of Object.entries(tensors)) {
     const v = t.dataSync() as Float32Array;
-    hashes[k] = createHash('sha256').update(new Uint8Array(v.buffer, v.byteOffset, v.byteLength)).digest('hex').slice(0, 16);
+    hashes[k] = createHash('sha256')
+      .update(new Uint8Array(v.buffer, v.byteOffset, v.byteLength))
+      .digest('hex')
+      .slice(0, 16);
   }
   return { tensors: hashes, optimizer: JSON.parse(metadata[METADATA_KEYS.tfjsOptimizer] ?? 'null') };
 }
@@ -80,7 +94,8 @@ export function stateHashes(model: tfType.LayersModel): { tensors: Record<string
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function runLoop(tf: Tf, cfg: ChildConfig, name: string, model: tfType.Sequential, x: tfType.Tensor, y: tfType.Tensor): Promise<void> {
-  const total = 10, first = 4;
+  const total = 10,
+    first = 4;
   const optimizer = model.optimizer;
   const ckpt = new Checkpointer({ dir: `${cfg.dir}/${name}` });
   let step = 0;
@@ -117,14 +132,27 @@ async function runFit(tf: Tf, cfg: ChildConfig, name: string, model: tfType.Sequ
 async function runFitDataset(tf: Tf, cfg: ChildConfig, name: string, model: tfType.Sequential, x: tfType.Tensor, y: tfType.Tensor): Promise<void> {
   const ds = seededDataset({ xs: x, ys: y, batchSize: 8, seed: 11, tf });
   const cb = await fitCheckpoint(model, {
-    dir: `${cfg.dir}/${name}`, tf, dataset: ds, everyBatches: cfg.everyBatches ?? 5, keepLast: 2, schedule: SCHEDULE,
+    dir: `${cfg.dir}/${name}`,
+    tf,
+    dataset: ds,
+    everyBatches: cfg.everyBatches ?? 5,
+    keepLast: 2,
+    schedule: SCHEDULE,
     onWarning: (m) => out({ warning: m }),
     onDurable: (d) => {
       out({ durable: d.step, optimizer: name });
       if (cfg.phase === 'first' && d.step === cfg.exitAtStep) process.exit(0);
     },
   });
-  const slow = cfg.slowMs ? [new tf.CustomCallback({ onBatchEnd: async () => { await sleep(cfg.slowMs!); } })] : [];
+  const slow = cfg.slowMs
+    ? [
+        new tf.CustomCallback({
+          onBatchEnd: async () => {
+            await sleep(cfg.slowMs!);
+          },
+        }),
+      ]
+    : [];
   await model.fitDataset(ds.dataset, { epochs: 3, verbose: 0, initialEpoch: cb.initialEpoch, callbacks: [cb, ...slow] as tfType.Callback[] });
   await cb.close();
 }

@@ -31,12 +31,25 @@ async function main(): Promise<void> {
   const cfg = JSON.parse(process.argv[2]!) as Config;
   const { tf } = await loadTf(cfg.backend);
   const units = cfg.units ?? 256;
-  const model = tf.sequential({ layers: [tf.layers.dense({ inputShape: [256], units, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }),
-    tf.layers.dense({ units: 10, kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) })] });
+  const model = tf.sequential({
+    layers: [
+      tf.layers.dense({ inputShape: [256], units, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }),
+      tf.layers.dense({ units: 10, kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) }),
+    ],
+  });
   const optimizer = tf.train.adam(0.001);
   const x = tf.randomNormal([64, 256], 0, 1, 'float32', 3);
-  const y = tf.oneHot(tf.tensor1d(Array.from({ length: 64 }, (_, i) => i % 10), 'int32'), 10);
-  const step = () => tf.tidy(() => { optimizer.minimize(() => tf.losses.softmaxCrossEntropy(y, model.predict(x) as tfType.Tensor) as tfType.Scalar); });
+  const y = tf.oneHot(
+    tf.tensor1d(
+      Array.from({ length: 64 }, (_, i) => i % 10),
+      'int32',
+    ),
+    10,
+  );
+  const step = () =>
+    tf.tidy(() => {
+      optimizer.minimize(() => tf.losses.softmaxCrossEntropy(y, model.predict(x) as tfType.Tensor) as tfType.Scalar);
+    });
   const ckpt = new Checkpointer({ dir: cfg.dir });
   if (cfg.mode === 'resume') {
     const loaded = await ckpt.loadLatest();
@@ -59,20 +72,37 @@ async function main(): Promise<void> {
     step();
     if (s % every !== 0) continue;
     let turned = false;
-    setImmediate(() => { turned = true; });
+    setImmediate(() => {
+      turned = true;
+    });
     const t0 = performance.now();
     await ckpt.save(s, { tensors: modelState(model, optimizer, { tf }) });
     const callMs = performance.now() - t0;
     const turnedInCall = turned;
     const until = performance.now() + 3 * Math.max(idleMs, 1);
     let steps = 0;
-    while (performance.now() < until) { step(); steps++; }
+    while (performance.now() < until) {
+      step();
+      steps++;
+    }
     const onDisk = fs.existsSync(path.join(cfg.dir, checkpointName(s)));
     let latest: number | null = null;
     try {
       latest = (JSON.parse(fs.readFileSync(path.join(cfg.dir, 'latest'), 'utf8')) as { step: number }).step;
-    } catch { /* absent */ }
-    out({ event: 'verified', step: s, onDisk, latest, lastDurableStep: ckpt.lastDurableStep, turned: turnedInCall, callMs, computeSteps: steps, copiedBytes: mainThreadCopy.bytes });
+    } catch {
+      /* absent */
+    }
+    out({
+      event: 'verified',
+      step: s,
+      onDisk,
+      latest,
+      lastDurableStep: ckpt.lastDurableStep,
+      turned: turnedInCall,
+      callMs,
+      computeSteps: steps,
+      copiedBytes: mainThreadCopy.bytes,
+    });
     s += steps;
     s += every - (s % every) - 1;
   }

@@ -40,7 +40,10 @@ export function buildModel(tf: Tf): tfType.Sequential {
 
 function data(tf: Tf): { x: tfType.Tensor; y: tfType.Tensor } {
   const x = tf.randomNormal([32, 12], 0, 1, 'float32', 5);
-  const labels = tf.tensor1d(Array.from({ length: 32 }, (_, i) => (i * 3) % 4), 'int32');
+  const labels = tf.tensor1d(
+    Array.from({ length: 32 }, (_, i) => (i * 3) % 4),
+    'int32',
+  );
   const y = tf.oneHot(labels, 4).toFloat();
   labels.dispose();
   return { x, y };
@@ -56,7 +59,11 @@ function step(tf: Tf, model: tfType.Sequential, x: tfType.Tensor, y: tfType.Tens
   });
 }
 
-const hash = (v: ArrayBufferView) => createHash('sha256').update(new Uint8Array(v.buffer, v.byteOffset, v.byteLength)).digest('hex').slice(0, 16);
+const hash = (v: ArrayBufferView) =>
+  createHash('sha256')
+    .update(new Uint8Array(v.buffer, v.byteOffset, v.byteLength))
+    .digest('hex')
+    .slice(0, 16);
 
 async function stateHashes(model: tfType.LayersModel): Promise<Record<string, string>> {
   const { tensors } = collectModelState(model, undefined);
@@ -83,11 +90,17 @@ export interface GpuMemory {
 function gpuMemory(tf: Tf): GpuMemory {
   const m = tf.memory() as tfType.MemoryInfo & { numDataBuffers: number; numBytesInGPU?: number; numBytesAllocatedInGPU?: number };
   const b = tf.backend() as unknown as { numDataIds(): number; bufferManager?: { getNumUsedBuffers(): number; getNumFreeBuffers(): number } };
-  if (m.numBytesInGPU === undefined || m.numBytesAllocatedInGPU === undefined || !b.bufferManager) throw new Error('tf.memory() has no numBytesInGPU / the backend no bufferManager: not the webgpu backend?');
+  if (m.numBytesInGPU === undefined || m.numBytesAllocatedInGPU === undefined || !b.bufferManager)
+    throw new Error('tf.memory() has no numBytesInGPU / the backend no bufferManager: not the webgpu backend?');
   return {
-    numTensors: m.numTensors, numDataBuffers: m.numDataBuffers, numBytes: m.numBytes, numDataIds: b.numDataIds(),
-    numBytesInGPU: m.numBytesInGPU, numBytesAllocatedInGPU: m.numBytesAllocatedInGPU,
-    numUsedGpuBuffers: b.bufferManager.getNumUsedBuffers(), numFreeGpuBuffers: b.bufferManager.getNumFreeBuffers(),
+    numTensors: m.numTensors,
+    numDataBuffers: m.numDataBuffers,
+    numBytes: m.numBytes,
+    numDataIds: b.numDataIds(),
+    numBytesInGPU: m.numBytesInGPU,
+    numBytesAllocatedInGPU: m.numBytesAllocatedInGPU,
+    numUsedGpuBuffers: b.bufferManager.getNumUsedBuffers(),
+    numFreeGpuBuffers: b.bufferManager.getNumFreeBuffers(),
   };
 }
 
@@ -97,7 +110,8 @@ async function main(): Promise<void> {
   out({ adapter });
   try {
     if (cfg.phase === 'probe') return;
-    const total = cfg.total ?? 10, first = cfg.first ?? 4;
+    const total = cfg.total ?? 10,
+      first = cfg.first ?? 4;
     if (cfg.phase === 'resume') buildModel(tf).dispose(); // shifts tfjs's layer-name counters, as a real resume does
     const model = buildModel(tf);
     const { x, y } = data(tf);
@@ -123,7 +137,12 @@ async function main(): Promise<void> {
       const expected = await stateHashes(model);
       const { tensors } = collectModelState(model, undefined);
       let stats: unknown = null;
-      const snap = snapshot(tf, tensors, { maxReadBytesInFlight: 4096, onCopyStats: (s) => { stats = s; } });
+      const snap = snapshot(tf, tensors, {
+        maxReadBytesInFlight: 4096,
+        onCopyStats: (s) => {
+          stats = s;
+        },
+      });
       // Training goes on: every variable's data is swapped by these steps before a byte of the snapshot is read.
       for (let i = first; i < first + 3; i++) step(tf, model, x, y, i);
       const entries = TensorList.from(await snap.materialize()).toRecord();

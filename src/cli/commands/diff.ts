@@ -34,7 +34,19 @@ export interface DiffResult {
 }
 
 const ELEMENT: Partial<Record<DType, number>> = {
-  float64: 8, float32: 4, float16: 2, bfloat16: 2, int64: 8, uint64: 8, int32: 4, uint32: 4, int16: 2, uint16: 2, int8: 1, uint8: 1, bool: 1,
+  float64: 8,
+  float32: 4,
+  float16: 2,
+  bfloat16: 2,
+  int64: 8,
+  uint64: 8,
+  int32: 4,
+  uint32: 4,
+  int16: 2,
+  uint16: 2,
+  int8: 1,
+  uint8: 1,
+  bool: 1,
 };
 
 function bytesOf(t: TensorEntry): Uint8Array {
@@ -67,16 +79,28 @@ function view(dtype: DType, bytes: Uint8Array, off: number, n: number, scratch: 
   }
   const count = n / size;
   switch (dtype) {
-    case 'float64': return new Float64Array(buf, at, count);
-    case 'float32': return new Float32Array(buf, at, count);
-    case 'int64': return new BigInt64Array(buf, at, count);
-    case 'uint64': return new BigUint64Array(buf, at, count);
-    case 'int32': return new Int32Array(buf, at, count);
-    case 'uint32': return new Uint32Array(buf, at, count);
-    case 'int16': return new Int16Array(buf, at, count);
-    case 'float16': case 'bfloat16': case 'uint16': return new Uint16Array(buf, at, count);
-    case 'int8': return new Int8Array(buf, at, count);
-    default: return new Uint8Array(buf, at, count);
+    case 'float64':
+      return new Float64Array(buf, at, count);
+    case 'float32':
+      return new Float32Array(buf, at, count);
+    case 'int64':
+      return new BigInt64Array(buf, at, count);
+    case 'uint64':
+      return new BigUint64Array(buf, at, count);
+    case 'int32':
+      return new Int32Array(buf, at, count);
+    case 'uint32':
+      return new Uint32Array(buf, at, count);
+    case 'int16':
+      return new Int16Array(buf, at, count);
+    case 'float16':
+    case 'bfloat16':
+    case 'uint16':
+      return new Uint16Array(buf, at, count);
+    case 'int8':
+      return new Int8Array(buf, at, count);
+    default:
+      return new Uint8Array(buf, at, count);
   }
 }
 
@@ -86,7 +110,10 @@ function compare(name: string, ta: TensorEntry, tb: TensorEntry): TensorDiff {
   const result: TensorDiff = { name, dtype: ta.dtype, shape: ta.shape, bytesEqual: true, differing: null, maxAbsDiff: null, nanMismatches: 0 };
   const size = ELEMENT[ta.dtype];
   const numeric = size !== undefined && a.byteLength === b.byteLength;
-  if (numeric) { result.differing = 0; result.maxAbsDiff = 0; }
+  if (numeric) {
+    result.differing = 0;
+    result.maxAbsDiff = 0;
+  }
   if (a.byteLength !== b.byteLength) result.bytesEqual = false;
   const scratchA = new Uint8Array(Math.min(CHUNK, a.byteLength));
   const scratchB = new Uint8Array(Math.min(CHUNK, b.byteLength));
@@ -108,12 +135,19 @@ function compare(name: string, ta: TensorEntry, tb: TensorEntry): TensorDiff {
         result.maxAbsDiff = Math.max(result.maxAbsDiff!, Number(d));
         continue;
       }
-      if (decode) { x = decode(x); y = decode(y as number); if (x === y) continue; }
+      if (decode) {
+        x = decode(x);
+        y = decode(y as number);
+        if (x === y) continue;
+      }
       const xn = Number.isNaN(x);
       const yn = Number.isNaN(y);
       if (xn && yn) continue;
       result.differing!++;
-      if (xn || yn) { result.nanMismatches++; continue; }
+      if (xn || yn) {
+        result.nanMismatches++;
+        continue;
+      }
       result.maxAbsDiff = Math.max(result.maxAbsDiff!, Math.abs((x as number) - (y as number)));
     }
   }
@@ -127,8 +161,14 @@ export async function diffFiles(fileA: string, fileB: string, verify: boolean): 
   for (const name of [...names].sort()) {
     const ta = ra.tensors[name];
     const tb = rb.tensors[name];
-    if (!tb) { r.onlyInA.push({ name, dtype: ta!.dtype, shape: ta!.shape }); continue; }
-    if (!ta) { r.onlyInB.push({ name, dtype: tb.dtype, shape: tb.shape }); continue; }
+    if (!tb) {
+      r.onlyInA.push({ name, dtype: ta!.dtype, shape: ta!.shape });
+      continue;
+    }
+    if (!ta) {
+      r.onlyInB.push({ name, dtype: tb.dtype, shape: tb.shape });
+      continue;
+    }
     if (ta.dtype !== tb.dtype || ta.shape.length !== tb.shape.length || ta.shape.some((d, i) => d !== tb.shape[i])) {
       r.changed.push({ name, a: { dtype: ta.dtype, shape: ta.shape }, b: { dtype: tb.dtype, shape: tb.shape } });
       continue;
@@ -152,11 +192,19 @@ export async function diff(fileA: string, fileB: string, o: { json?: boolean; ve
   for (const t of r.onlyInB) out(`only in b: ${safe(t.name)} ${t.dtype} ${shape(t.shape)}`);
   for (const t of r.changed) out(`changed:   ${safe(t.name)} ${t.a.dtype} ${shape(t.a.shape)} -> ${t.b.dtype} ${shape(t.b.shape)}`);
   const rows = r.common.map((c) => [
-    safe(c.name), c.dtype, shape(c.shape), c.bytesEqual ? 'equal' : 'differ',
-    c.differing === null ? '-' : String(c.differing), c.maxAbsDiff === null ? '-' : String(c.maxAbsDiff),
+    safe(c.name),
+    c.dtype,
+    shape(c.shape),
+    c.bytesEqual ? 'equal' : 'differ',
+    c.differing === null ? '-' : String(c.differing),
+    c.maxAbsDiff === null ? '-' : String(c.maxAbsDiff),
     c.nanMismatches ? String(c.nanMismatches) : '-',
   ]);
   if (rows.length) for (const l of table(['TENSOR', 'DTYPE', 'SHAPE', 'BYTES', 'DIFFERING', 'MAX ABS DIFF', 'NAN MISMATCH'], rows)) out(l);
   const differing = r.common.filter((c) => !c.bytesEqual).length;
-  out(r.identical ? 'identical tensors' : `${r.onlyInA.length} only in a, ${r.onlyInB.length} only in b, ${r.changed.length} changed dtype/shape, ${differing} of ${r.common.length} common differ`);
+  out(
+    r.identical
+      ? 'identical tensors'
+      : `${r.onlyInA.length} only in a, ${r.onlyInB.length} only in b, ${r.changed.length} changed dtype/shape, ${differing} of ${r.common.length} common differ`,
+  );
 }

@@ -40,5 +40,9 @@ export async function inspect(file: string, o: { verify: boolean; json?: boolean
     const t = r.tensors[n]!;
     return [safe(n), t.dtype, `[${t.shape.join(', ')}]`, formatBytes(t.data.byteLength)];
   });
-  for (const l of table(['  NAME', 'DTYPE', 'SHAPE', 'BYTES'], rows.map((row) => [`  ${row[0]}`, ...row.slice(1)]))) out(l);
+  for (const l of table(
+    ['  NAME', 'DTYPE', 'SHAPE', 'BYTES'],
+    rows.map((row) => [`  ${row[0]}`, ...row.slice(1)]),
+  ))
+    out(l);
 }

@@ -50,18 +50,23 @@ export async function ls(dir: string, o: { json?: boolean; verify?: boolean }): 
     });
     return;
   }
-  out(`${safe(run.dir)}: ${rows.length} checkpoint(s)${run.manifest ? '' : run.manifestProblem ? ', manifest invalid (recovered from headers)' : ', no manifest (recovered from headers)'}`);
+  out(
+    `${safe(run.dir)}: ${rows.length} checkpoint(s)${run.manifest ? '' : run.manifestProblem ? ', manifest invalid (recovered from headers)' : ', no manifest (recovered from headers)'}`,
+  );
   if (rows.length) {
-    const lines = table(['STEP', 'TIME', 'SIZE', o.verify ? 'VERIFIED' : 'HEADER', 'METRICS', 'POINTERS', 'TAGS', 'KEPT BY'], rows.map((r) => [
-      String(r.step),
-      r.time ? safe(r.time.replace(/\.\d+Z$/, 'Z')) : '-',
-      r.fileBytes !== null ? formatBytes(r.fileBytes) : '-',
-      !r.present ? 'MISSING' : r.problem ? `NO (${safe(r.problem.code)})` : 'ok',
-      formatMetrics(r.metrics),
-      r.pointers.map(safe).join(',') || '-',
-      r.tags.map(safe).join(',') || '-',
-      (r.keptBy.length ? r.keptBy.map(safe).join(', ') : '-') + (r.inManifest ? '' : ' (not in manifest)'),
-    ]));
+    const lines = table(
+      ['STEP', 'TIME', 'SIZE', o.verify ? 'VERIFIED' : 'HEADER', 'METRICS', 'POINTERS', 'TAGS', 'KEPT BY'],
+      rows.map((r) => [
+        String(r.step),
+        r.time ? safe(r.time.replace(/\.\d+Z$/, 'Z')) : '-',
+        r.fileBytes !== null ? formatBytes(r.fileBytes) : '-',
+        !r.present ? 'MISSING' : r.problem ? `NO (${safe(r.problem.code)})` : 'ok',
+        formatMetrics(r.metrics),
+        r.pointers.map(safe).join(',') || '-',
+        r.tags.map(safe).join(',') || '-',
+        (r.keptBy.length ? r.keptBy.map(safe).join(', ') : '-') + (r.inManifest ? '' : ' (not in manifest)'),
+      ]),
+    );
     for (const l of lines) out(l);
   }
   for (const p of run.pointers) if (p.problem) out(`warning: ${safe(p.name)}: ${safe(p.problem.code)}: ${safe(p.problem.message)}`);

@@ -22,7 +22,8 @@ export interface PruneOptions {
 /** `METRIC:max|min[:K]`, repeatable. */
 export function parseKeepBest(v: string, previous: PruneOptions['keepBest'] = []): NonNullable<PruneOptions['keepBest']> {
   const m = new RegExp(`^(${NAME_PATTERN}):(max|min)(?::(\\d+))?$`).exec(v);
-  if (!m || (m[3] !== undefined && !(Number(m[3]) >= 1))) throw new InvalidArgumentError('--keep-best must look like METRIC:max, METRIC:min or METRIC:max:K (K >= 1)');
+  if (!m || (m[3] !== undefined && !(Number(m[3]) >= 1)))
+    throw new InvalidArgumentError('--keep-best must look like METRIC:max, METRIC:min or METRIC:max:K (K >= 1)');
   return [...previous, { metric: m[1]!, mode: m[2] as 'max' | 'min', k: m[3] === undefined ? 1 : Number(m[3]) }];
 }
 
@@ -70,7 +71,13 @@ export async function prune(dir: string, o: PruneOptions): Promise<void> {
   }
   const removed = result.removed;
   if (o.json) {
-    printJson({ dir: ckpt.dir, dryRun: o.dryRun ?? false, policies: policies.map((p) => p.name), removed, kept: result.kept.map((e) => ({ step: e.step, file: e.file, keptBy: e.keptBy })) });
+    printJson({
+      dir: ckpt.dir,
+      dryRun: o.dryRun ?? false,
+      policies: policies.map((p) => p.name),
+      removed,
+      kept: result.kept.map((e) => ({ step: e.step, file: e.file, keptBy: e.keptBy })),
+    });
     return;
   }
   const verb = o.dryRun ? 'would remove' : 'removed';

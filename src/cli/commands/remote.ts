@@ -23,7 +23,19 @@ export async function remoteLs(url: string, o: { json?: boolean }): Promise<void
     const tags = await listRemoteTags(objects, (m) => warnings.push(m));
     const tagsOf = (file: string) => [...tags].filter(([, f]) => f === file).map(([t]) => t);
     if (o.json) {
-      printJson({ remote: objects.location.url, checkpoints: [...committed].reverse().map((c) => ({ step: c.step, file: c.file, bytes: c.bytes, time: c.time, key: `${objects.location.url}/${c.file}~${c.id}`, tags: tagsOf(c.file), refs: c.refs })), warnings });
+      printJson({
+        remote: objects.location.url,
+        checkpoints: [...committed].reverse().map((c) => ({
+          step: c.step,
+          file: c.file,
+          bytes: c.bytes,
+          time: c.time,
+          key: `${objects.location.url}/${c.file}~${c.id}`,
+          tags: tagsOf(c.file),
+          refs: c.refs,
+        })),
+        warnings,
+      });
       return;
     }
     for (const w of warnings) process.stderr.write(`warning: ${safe(w)}\n`);
@@ -31,7 +43,11 @@ export async function remoteLs(url: string, o: { json?: boolean }): Promise<void
       out(`no committed checkpoint in ${objects.location.url}`);
       return;
     }
-    for (const line of table(['STEP', 'TIME', 'SIZE', 'TAGS'], [...committed].reverse().map((c) => [String(c.step), c.time, formatBytes(c.bytes), tagsOf(c.file).map(safe).join(',') || '-']))) out(line);
+    for (const line of table(
+      ['STEP', 'TIME', 'SIZE', 'TAGS'],
+      [...committed].reverse().map((c) => [String(c.step), c.time, formatBytes(c.bytes), tagsOf(c.file).map(safe).join(',') || '-']),
+    ))
+      out(line);
   } finally {
     objects.destroy();
   }
@@ -74,7 +90,11 @@ export async function remotePull(url: string, dir: string, o: { step?: number; j
     const committed = await listCommitted(objects, (m) => warnings.push(m));
     const byFile = new Map(committed.map((c) => [c.file, c]));
     const candidates = o.step === undefined ? committed : committed.filter((c) => c.step === o.step);
-    if (!candidates.length) throw new CheckpointError(o.step === undefined ? `no committed checkpoint in ${objects.location.url}` : `no committed checkpoint for step ${o.step} in ${objects.location.url}`, { code: 'ENOENT', path: objects.location.url });
+    if (!candidates.length)
+      throw new CheckpointError(
+        o.step === undefined ? `no committed checkpoint in ${objects.location.url}` : `no committed checkpoint for step ${o.step} in ${objects.location.url}`,
+        { code: 'ENOENT', path: objects.location.url },
+      );
     let pulled: { commit: RemoteCommit; files: string[] } | null = null;
     for (const c of candidates) {
       try {

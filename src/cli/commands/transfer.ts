@@ -5,7 +5,10 @@ import { formatBytes, out, printJson, safe } from './output';
 
 export async function exportModel(file: string, outDir: string, o: { json?: boolean; verify: boolean }): Promise<void> {
   const r = await exportTfjsModel(file, outDir, { verify: o.verify });
-  if (r.leftover) process.stderr.write(`ckptio: warning: older weight files stay in ${safe(r.dir)} (${safe(r.leftover.error.code)}): ${r.leftover.names.map(safe).join(', ')}\n`);
+  if (r.leftover)
+    process.stderr.write(
+      `ckptio: warning: older weight files stay in ${safe(r.dir)} (${safe(r.leftover.error.code)}): ${r.leftover.names.map(safe).join(', ')}\n`,
+    );
   if (o.json) {
     printJson({ dir: r.dir, modelJson: r.modelJson, weightsFile: r.weightsFile, weightBytes: r.weightBytes, removed: r.removed });
     return;

@@ -22,11 +22,14 @@ export async function verify(target: string, o: { json?: boolean }): Promise<voi
   if (await isRunDir(target)) {
     kind = 'dir';
     const run = await readRun(target, { verify: true });
-    if (run.manifestProblem) checks.push({ name: 'ckptio-manifest.json', kind: 'manifest', ok: false, code: run.manifestProblem.code, reason: run.manifestProblem.message });
+    if (run.manifestProblem)
+      checks.push({ name: 'ckptio-manifest.json', kind: 'manifest', ok: false, code: run.manifestProblem.code, reason: run.manifestProblem.message });
     for (const c of run.checkpoints) {
-      checks.push(c.problem
-        ? { name: c.file, kind: 'checkpoint', ok: false, code: c.problem.code, reason: c.problem.message }
-        : { name: c.file, kind: 'checkpoint', ok: true, ...(c.header ? { bytes: c.header.bytes } : {}) });
+      checks.push(
+        c.problem
+          ? { name: c.file, kind: 'checkpoint', ok: false, code: c.problem.code, reason: c.problem.message }
+          : { name: c.file, kind: 'checkpoint', ok: true, ...(c.header ? { bytes: c.header.bytes } : {}) },
+      );
     }
     for (const p of run.pointers) {
       const k = p.tag !== null ? 'tag' : 'pointer';

@@ -30,9 +30,19 @@ function parseLease(bytes: Uint8Array | null): Lease | null {
   try {
     const v = JSON.parse(Buffer.from(bytes).toString('utf8')) as Partial<Lease>;
     // Untrusted: the host is quoted in messages, the expiry formatted as a date.
-    if (typeof v.writer === 'string' && /^[0-9a-f]{1,64}$/.test(v.writer) && typeof v.host === 'string' && /^[A-Za-z0-9._-]{1,253}$/.test(v.host)
-      && Number.isSafeInteger(v.pid) && Number.isSafeInteger(v.expires) && Math.abs(v.expires as number) < 8.64e15) return v as Lease;
-  } catch { /* an unreadable lease is no lease */ }
+    if (
+      typeof v.writer === 'string' &&
+      /^[0-9a-f]{1,64}$/.test(v.writer) &&
+      typeof v.host === 'string' &&
+      /^[A-Za-z0-9._-]{1,253}$/.test(v.host) &&
+      Number.isSafeInteger(v.pid) &&
+      Number.isSafeInteger(v.expires) &&
+      Math.abs(v.expires as number) < 8.64e15
+    )
+      return v as Lease;
+  } catch {
+    /* an unreadable lease is no lease */
+  }
   return null;
 }
 
@@ -48,11 +58,12 @@ export function leaseLive(lease: Lease | null, now = Date.now()): boolean {
 export async function takeLease(objects: S3Objects, me: Lease): Promise<Lease | null> {
   const previous = parseLease(await objects.getSmall(LEASE_NAME, LEASE_MAX));
   if (previous && previous.writer !== me.writer && leaseLive(previous)) {
-    throw new RemoteError(`${objects.location.url} is being written by another writer (pid ${previous.pid} on ${previous.host}) until ${new Date(previous.expires).toISOString()}; one writer per prefix`,
+    throw new RemoteError(
+      `${objects.location.url} is being written by another writer (pid ${previous.pid} on ${previous.host}) until ${new Date(previous.expires).toISOString()}; one writer per prefix`,
       // Retryable: a writer that died without handing the lease back loses it when it expires.
-      { s3Code: 'LeaseHeld', retryable: true, path: objects.location.url });
+      { s3Code: 'LeaseHeld', retryable: true, path: objects.location.url },
+    );
   }
   await objects.putSmall(LEASE_NAME, Buffer.from(JSON.stringify(me)));
   return previous;
 }
-

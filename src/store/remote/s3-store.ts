@@ -49,7 +49,12 @@ export class S3Store implements CheckpointStore {
       if (err instanceof RemoteError && err.s3Code === 'LeaseHeld') throw new CheckpointError(err.message, { code: 'ECKPT_LOCKED', path: this.location });
       throw err;
     }
-    const timer = setInterval(() => { this.objects.putSmall(LEASE_NAME, Buffer.from(JSON.stringify(lease()))).catch(() => {}); }, Math.max(1000, this.leaseMs / 3));
+    const timer = setInterval(
+      () => {
+        this.objects.putSmall(LEASE_NAME, Buffer.from(JSON.stringify(lease()))).catch(() => {});
+      },
+      Math.max(1000, this.leaseMs / 3),
+    );
     timer.unref();
     let released = false;
     return {
@@ -68,10 +73,18 @@ export class S3Store implements CheckpointStore {
   }
 
   commit(request: CommitRequest): Promise<SaveResult> {
-    return commitThroughCodec(request, {
-      put: async (name, data) => { await this.objects.uploadBytes(name, data); },
-      remove: async (names) => { for (const n of names) await this.objects.remove(n); },
-    }, this.location);
+    return commitThroughCodec(
+      request,
+      {
+        put: async (name, data) => {
+          await this.objects.uploadBytes(name, data);
+        },
+        remove: async (names) => {
+          for (const n of names) await this.objects.remove(n);
+        },
+      },
+      this.location,
+    );
   }
 
   async writeSmall(name: string, data: Uint8Array): Promise<void> {

@@ -36,11 +36,26 @@ const MAX_PARTS = 10_000;
 /** Error codes that say the request was fine but the store could not serve it now. */
 const RETRYABLE_CODES = new Set(['RequestTimeout', 'SlowDown', 'ServiceUnavailable', 'InternalError', 'Throttling', 'TimeoutError']);
 /** Failures to reach the store, which may pass. */
-const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN',
-  'TimeoutError', 'RequestTimeout', 'NetworkingError', 'ERR_STREAM_PREMATURE_CLOSE', 'ECONNREFUSED']);
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'TimeoutError',
+  'RequestTimeout',
+  'NetworkingError',
+  'ERR_STREAM_PREMATURE_CLOSE',
+  'ECONNREFUSED',
+]);
 
 function describe(status: number | undefined, code: string): string {
-  if (code === 'InvalidAccessKeyId' || code === 'SignatureDoesNotMatch' || code === 'AccessDenied') return `${code}: check the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or the AWS config files)`;
+  if (code === 'InvalidAccessKeyId' || code === 'SignatureDoesNotMatch' || code === 'AccessDenied')
+    return `${code}: check the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or the AWS config files)`;
   if (code === 'NoSuchBucket') return 'NoSuchBucket: the bucket does not exist; create it first';
   if (code === 'BadDigest') return 'BadDigest: the bytes the store received do not match their Content-MD5';
   return status !== undefined ? `${code} (HTTP ${status})` : code;
@@ -67,7 +82,11 @@ async function readRange(fd: fs.promises.FileHandle, offset: number, length: num
   let done = 0;
   while (done < length) {
     const { bytesRead } = await fd.read(buf, done, length - done, offset + done);
-    if (bytesRead === 0) throw new RemoteError(`the file shrank while it was uploaded (read ${offset + done} of ${offset + length} bytes)`, { s3Code: 'ShortRead', retryable: false });
+    if (bytesRead === 0)
+      throw new RemoteError(`the file shrank while it was uploaded (read ${offset + done} of ${offset + length} bytes)`, {
+        s3Code: 'ShortRead',
+        retryable: false,
+      });
     done += bytesRead;
   }
   return buf;
@@ -104,7 +123,8 @@ export class S3Objects {
     this.location = location;
     const partBytes = options.partBytes ?? 16 * MiB;
     const concurrency = options.concurrency ?? 4;
-    if (!Number.isSafeInteger(partBytes) || partBytes < 5 * MiB || partBytes > 5 * 1024 * MiB) throw argumentError('partBytes must be an integer from 5 MiB to 5 GiB (the S3 part limits)');
+    if (!Number.isSafeInteger(partBytes) || partBytes < 5 * MiB || partBytes > 5 * 1024 * MiB)
+      throw argumentError('partBytes must be an integer from 5 MiB to 5 GiB (the S3 part limits)');
     if (!Number.isSafeInteger(concurrency) || concurrency < 1 || concurrency > 64) throw argumentError('concurrency must be an integer from 1 to 64');
     this.partBytes = partBytes;
     this.concurrency = concurrency;
@@ -151,8 +171,18 @@ export class S3Objects {
   /** One small object, whole. `ifNoneMatch`: only if no object has the key (412 PreconditionFailed otherwise). */
   async putSmall(name: string, data: Uint8Array, options: { ifNoneMatch?: boolean } = {}): Promise<void> {
     const Key = keyOf(this.location, name);
-    await this.send('PutObject', name, (sdk) => new sdk.PutObjectCommand({ Bucket: this.location.bucket, Key, Body: data, ContentMD5: md5(data),
-      ...(options.ifNoneMatch ? { IfNoneMatch: '*' } : {}) }));
+    await this.send(
+      'PutObject',
+      name,
+      (sdk) =>
+        new sdk.PutObjectCommand({
+          Bucket: this.location.bucket,
+          Key,
+          Body: data,
+          ContentMD5: md5(data),
+          ...(options.ifNoneMatch ? { IfNoneMatch: '*' } : {}),
+        }),
+    );
   }
 
   /** A small object's bytes (at most `limit`), or null when there is none. */
@@ -165,9 +195,19 @@ export class S3Objects {
       if (err instanceof RemoteError && (err.s3Code === 'NoSuchKey' || err.status === 404)) return null;
       throw err;
     }
-    if ((out.ContentLength ?? 0) > limit) throw new RemoteError(`${this.where(name)} is ${out.ContentLength} bytes, more than the ${limit} a record may be`, { s3Code: 'TooLarge', retryable: false, path: this.where(name) });
+    if ((out.ContentLength ?? 0) > limit)
+      throw new RemoteError(`${this.where(name)} is ${out.ContentLength} bytes, more than the ${limit} a record may be`, {
+        s3Code: 'TooLarge',
+        retryable: false,
+        path: this.where(name),
+      });
     const bytes = await out.Body!.transformToByteArray();
-    if (bytes.length > limit) throw new RemoteError(`${this.where(name)} is larger than the ${limit} bytes a record may be`, { s3Code: 'TooLarge', retryable: false, path: this.where(name) });
+    if (bytes.length > limit)
+      throw new RemoteError(`${this.where(name)} is larger than the ${limit} bytes a record may be`, {
+        s3Code: 'TooLarge',
+        retryable: false,
+        path: this.where(name),
+      });
     return bytes;
   }
 
@@ -176,8 +216,12 @@ export class S3Objects {
     const out: ListedObject[] = [];
     let token: string | undefined;
     do {
-      const page = await this.send<S3.ListObjectsV2CommandOutput>('ListObjectsV2', '', (sdk) => new sdk.ListObjectsV2Command({ Bucket: this.location.bucket,
-        Prefix: listPrefix(this.location), ...(token ? { ContinuationToken: token } : {}) }));
+      const page = await this.send<S3.ListObjectsV2CommandOutput>(
+        'ListObjectsV2',
+        '',
+        (sdk) =>
+          new sdk.ListObjectsV2Command({ Bucket: this.location.bucket, Prefix: listPrefix(this.location), ...(token ? { ContinuationToken: token } : {}) }),
+      );
       for (const o of page.Contents ?? []) {
         const name = nameOfKey(this.location, o.Key ?? '');
         if (name !== null) out.push({ name, size: Number(o.Size ?? 0), lastModified: o.LastModified ? o.LastModified.getTime() : 0 });
@@ -192,8 +236,17 @@ export class S3Objects {
     let keyMarker: string | undefined;
     let idMarker: string | undefined;
     for (;;) {
-      const page = await this.send<S3.ListMultipartUploadsCommandOutput>('ListMultipartUploads', '', (sdk) => new sdk.ListMultipartUploadsCommand({
-        Bucket: this.location.bucket, Prefix: listPrefix(this.location), ...(keyMarker ? { KeyMarker: keyMarker } : {}), ...(idMarker ? { UploadIdMarker: idMarker } : {}) }));
+      const page = await this.send<S3.ListMultipartUploadsCommandOutput>(
+        'ListMultipartUploads',
+        '',
+        (sdk) =>
+          new sdk.ListMultipartUploadsCommand({
+            Bucket: this.location.bucket,
+            Prefix: listPrefix(this.location),
+            ...(keyMarker ? { KeyMarker: keyMarker } : {}),
+            ...(idMarker ? { UploadIdMarker: idMarker } : {}),
+          }),
+      );
       for (const u of page.Uploads ?? []) {
         const name = nameOfKey(this.location, u.Key ?? '');
         if (name !== null && u.UploadId) out.push({ name, uploadId: u.UploadId, initiated: u.Initiated ? u.Initiated.getTime() : 0 });
@@ -229,7 +282,9 @@ export class S3Objects {
    * `concurrency` parts in memory, each with its Content-MD5. The stored size is read back. A failed multipart
    * upload is aborted (best effort; the next start cleans what an abort missed). */
   async uploadFile(file: string, name: string, onProgress?: (sent: number, total: number) => void): Promise<number> {
-    const fd = await fs.promises.open(file, 'r').catch((err: unknown) => { throw toCheckpointError(err); });
+    const fd = await fs.promises.open(file, 'r').catch((err: unknown) => {
+      throw toCheckpointError(err);
+    });
     try {
       return await this.upload(name, (await fd.stat()).size, (offset, length) => readRange(fd, offset, length), onProgress);
     } finally {
@@ -243,7 +298,12 @@ export class S3Objects {
     return this.upload(name, whole.length, async (offset, length) => whole.subarray(offset, offset + length), onProgress);
   }
 
-  private async upload(name: string, total: number, part: (offset: number, length: number) => Promise<Buffer>, onProgress?: (sent: number, total: number) => void): Promise<number> {
+  private async upload(
+    name: string,
+    total: number,
+    part: (offset: number, length: number) => Promise<Buffer>,
+    onProgress?: (sent: number, total: number) => void,
+  ): Promise<number> {
     const Key = keyOf(this.location, name);
     const Bucket = this.location.bucket;
     // One PUT up to partBytes; above, a multipart upload with at most `concurrency` parts in memory, the parts
@@ -254,7 +314,11 @@ export class S3Objects {
       await this.send('PutObject', name, (sdk) => new sdk.PutObjectCommand({ Bucket, Key, Body: body, ContentMD5: md5(body) }));
       onProgress?.(total, total);
     } else {
-      const created = await this.send<S3.CreateMultipartUploadCommandOutput>('CreateMultipartUpload', name, (sdk) => new sdk.CreateMultipartUploadCommand({ Bucket, Key }));
+      const created = await this.send<S3.CreateMultipartUploadCommandOutput>(
+        'CreateMultipartUpload',
+        name,
+        (sdk) => new sdk.CreateMultipartUploadCommand({ Bucket, Key }),
+      );
       const UploadId = created.UploadId!;
       const count = Math.ceil(total / partBytes);
       const etags: string[] = new Array<string>(count);
@@ -263,14 +327,26 @@ export class S3Objects {
         await pool(count, this.concurrency, async (i) => {
           const offset = i * partBytes;
           const body = await part(offset, Math.min(partBytes, total - offset));
-          const uploaded = await this.send<S3.UploadPartCommandOutput>('UploadPart', name, (sdk) => new sdk.UploadPartCommand({ Bucket, Key, UploadId, PartNumber: i + 1,
-            Body: body, ContentMD5: md5(body) }));
+          const uploaded = await this.send<S3.UploadPartCommandOutput>(
+            'UploadPart',
+            name,
+            (sdk) => new sdk.UploadPartCommand({ Bucket, Key, UploadId, PartNumber: i + 1, Body: body, ContentMD5: md5(body) }),
+          );
           etags[i] = uploaded.ETag ?? '';
           sent += body.length;
           onProgress?.(sent, total);
         });
-        await this.send('CompleteMultipartUpload', name, (sdk) => new sdk.CompleteMultipartUploadCommand({ Bucket, Key, UploadId,
-          MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) } }));
+        await this.send(
+          'CompleteMultipartUpload',
+          name,
+          (sdk) =>
+            new sdk.CompleteMultipartUploadCommand({
+              Bucket,
+              Key,
+              UploadId,
+              MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) },
+            }),
+        );
       } catch (err) {
         await this.abortUpload(name, UploadId).catch(() => {});
         throw err;
@@ -278,7 +354,12 @@ export class S3Objects {
     }
     // Some engines answer a completed multipart upload with an empty ETag: the size is what is read back.
     const stored = await this.size(name);
-    if (stored !== total) throw new RemoteError(`${this.where(name)} holds ${stored ?? 'no'} bytes after the upload of ${total}`, { s3Code: 'SizeMismatch', retryable: true, path: this.where(name) });
+    if (stored !== total)
+      throw new RemoteError(`${this.where(name)} holds ${stored ?? 'no'} bytes after the upload of ${total}`, {
+        s3Code: 'SizeMismatch',
+        retryable: true,
+        path: this.where(name),
+      });
     return total;
   }
 
@@ -292,9 +373,18 @@ export class S3Objects {
       const start = i * this.partBytes;
       const end = Math.min(size, start + this.partBytes) - 1;
       if (end < start) return;
-      const got = await this.send<S3.GetObjectCommandOutput>('GetObject', name, (sdk) => new sdk.GetObjectCommand({ Bucket: this.location.bucket, Key, Range: `bytes=${start}-${end}` }));
+      const got = await this.send<S3.GetObjectCommandOutput>(
+        'GetObject',
+        name,
+        (sdk) => new sdk.GetObjectCommand({ Bucket: this.location.bucket, Key, Range: `bytes=${start}-${end}` }),
+      );
       const bytes = await got.Body!.transformToByteArray();
-      if (bytes.length !== end - start + 1) throw new RemoteError(`${this.where(name)}: range ${start}-${end} returned ${bytes.length} bytes (the object changed while it was read)`, { s3Code: 'ShortRead', retryable: true, path: this.where(name) });
+      if (bytes.length !== end - start + 1)
+        throw new RemoteError(`${this.where(name)}: range ${start}-${end} returned ${bytes.length} bytes (the object changed while it was read)`, {
+          s3Code: 'ShortRead',
+          retryable: true,
+          path: this.where(name),
+        });
       out.set(bytes, start);
     });
     return out;
@@ -305,8 +395,11 @@ export class S3Objects {
   async downloadFile(name: string, size: number, file: string, onProgress?: (received: number, total: number) => void): Promise<void> {
     const Key = keyOf(this.location, name);
     const Bucket = this.location.bucket;
-    const fd = await fs.promises.open(file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW, 0o644)
-      .catch((err: unknown) => { throw toCheckpointError(err); });
+    const fd = await fs.promises
+      .open(file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW, 0o644)
+      .catch((err: unknown) => {
+        throw toCheckpointError(err);
+      });
     try {
       const count = Math.max(1, Math.ceil(size / this.partBytes));
       let received = 0;
@@ -314,9 +407,18 @@ export class S3Objects {
         const start = i * this.partBytes;
         const end = Math.min(size, start + this.partBytes) - 1;
         if (end < start) return;
-        const out = await this.send<S3.GetObjectCommandOutput>('GetObject', name, (sdk) => new sdk.GetObjectCommand({ Bucket, Key, Range: `bytes=${start}-${end}` }));
+        const out = await this.send<S3.GetObjectCommandOutput>(
+          'GetObject',
+          name,
+          (sdk) => new sdk.GetObjectCommand({ Bucket, Key, Range: `bytes=${start}-${end}` }),
+        );
         const bytes = await out.Body!.transformToByteArray();
-        if (bytes.length !== end - start + 1) throw new RemoteError(`${this.where(name)}: range ${start}-${end} returned ${bytes.length} bytes`, { s3Code: 'ShortRead', retryable: true, path: this.where(name) });
+        if (bytes.length !== end - start + 1)
+          throw new RemoteError(`${this.where(name)}: range ${start}-${end} returned ${bytes.length} bytes`, {
+            s3Code: 'ShortRead',
+            retryable: true,
+            path: this.where(name),
+          });
         await fd.write(bytes, 0, bytes.length, start);
         received += bytes.length;
         onProgress?.(received, size);

@@ -23,11 +23,13 @@ export function parseRemoteUrl(url: string): RemoteLocation {
   const m = /^s3:\/\/([^/]+)(?:\/(.*))?$/.exec(url);
   if (!m) throw argumentError(`remote "${url}" must look like s3://bucket/prefix`);
   const bucket = m[1]!;
-  if (!BUCKET_RE.test(bucket) || bucket.includes('..')) throw argumentError(`"${bucket}" is not a valid S3 bucket name (3-63 lowercase letters, digits, dots and hyphens)`);
+  if (!BUCKET_RE.test(bucket) || bucket.includes('..'))
+    throw argumentError(`"${bucket}" is not a valid S3 bucket name (3-63 lowercase letters, digits, dots and hyphens)`);
   const rest = (m[2] ?? '').replace(/\/+$/, '');
   const segments = rest === '' ? [] : rest.split('/');
   for (const s of segments) {
-    if (!SEGMENT_RE.test(s) || s === '.' || s === '..') throw argumentError(`remote prefix "${rest}" has a segment "${s}" that is not a plain name (letters, digits, . _ = + -; not . or ..)`);
+    if (!SEGMENT_RE.test(s) || s === '.' || s === '..')
+      throw argumentError(`remote prefix "${rest}" has a segment "${s}" that is not a plain name (letters, digits, . _ = + -; not . or ..)`);
   }
   const prefix = segments.join('/');
   return { bucket, prefix, url: `s3://${bucket}${prefix ? `/${prefix}` : ''}` };
