@@ -1,7 +1,7 @@
 /** The ckptio CLI (docs/cli.md), run as users run it: `node bin/ckptio.js ...` in a child process, on run
  * directories made by a real Checkpointer. Exit codes: 0 ok, 1 bad checkpoint, 2 usage, 3 locked, 4 I/O. */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
@@ -11,22 +11,13 @@ import { keepBest } from '../src/checkpoint/retention';
 import { writeCheckpoint } from '../src/format/file';
 import { loadTf } from '../src/tfjs/backend';
 import { ioHandler } from '../src/tfjs/io-handler';
-import { pattern, tempDir } from './helpers';
+import { cli as runCli, CliRun, pattern, tempDir } from './helpers';
+import { checkpointName } from '../src/checkpoint/names';
 
-const CLI = path.resolve(__dirname, '..', '..', 'bin', 'ckptio.js');
 const ESC = String.fromCharCode(0x1b);
 const CSI = String.fromCharCode(0x9b);
 
-interface Run {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(...args: string[]): Run {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const cli = (...args: string[]): CliRun => runCli(args);
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the tests read many JSON shapes
 function cliJson<T = any>(...args: string[]): T {
@@ -34,8 +25,6 @@ function cliJson<T = any>(...args: string[]): T {
   assert.equal(r.status, 0, r.stderr);
   return JSON.parse(r.stdout) as T;
 }
-
-const ckptFile = (step: number) => `ckpt-${String(step).padStart(10, '0')}.safetensors`;
 
 const ACC: Record<number, number> = { 10: 0.5, 20: 0.9, 30: 0.7, 40: 0.6 };
 
@@ -111,11 +100,11 @@ test('ls: one row per checkpoint with step, time, size, metrics, valid, pointers
     'valid',
     'verified',
   ]);
-  assert.equal(c10.file, ckptFile(10));
+  assert.equal(c10.file, checkpointName(10));
   assert.deepEqual(c10.metrics, { acc: 0.5, loss: 0.5 });
   assert.equal(c10.valid, true);
   assert.equal(c10.bytes, 64 * 4 + 2 * 4);
-  assert.equal(c10.fileBytes, fs.statSync(path.join(dir, ckptFile(10))).size);
+  assert.equal(c10.fileBytes, fs.statSync(path.join(dir, checkpointName(10))).size);
   assert.deepEqual(c10.tags, ['v1_baseline']);
   assert.match(c10.contentId, /^[0-9a-f]{16}$/);
   assert.equal(c10.verified, null, 'not verified without --verify');
@@ -134,10 +123,10 @@ test('verify: exit 0 on a good run, and on one good file', async () => {
   const dir = await makeRun();
   const r = cli('verify', dir);
   assert.equal(r.status, 0, r.stdout + r.stderr);
-  for (const s of [10, 20, 30, 40]) assert.match(r.stdout, new RegExp(`^ok   ${ckptFile(s)} \\(\\d+ bytes\\)$`, 'm'));
+  for (const s of [10, 20, 30, 40]) assert.match(r.stdout, new RegExp(`^ok   ${checkpointName(s)} \\(\\d+ bytes\\)$`, 'm'));
   assert.match(r.stdout, /^ok {3}latest \(pointer\)$/m);
   assert.match(r.stdout, /^ok {3}tag\.v1_baseline \(tag\)$/m);
-  assert.equal(cli('verify', path.join(dir, ckptFile(20))).status, 0);
+  assert.equal(cli('verify', path.join(dir, checkpointName(20))).status, 0);
   const j = cliJson('verify', dir);
   assert.equal(j.ok, true);
   assert.equal(j.bad, 0);
@@ -145,15 +134,15 @@ test('verify: exit 0 on a good run, and on one good file', async () => {
 
 test('verify: a flipped byte in a tensor is ECKPT_CHECKSUM, exit 1, naming the file; only that file fails', async () => {
   const dir = await makeRun();
-  const file = path.join(dir, ckptFile(30));
+  const file = path.join(dir, checkpointName(30));
   const bytes = fs.readFileSync(file);
   bytes[bytes.length - 3]! ^= 0x01; // the data region is last: a tensor byte
   fs.writeFileSync(file, bytes);
   const r = cli('verify', dir);
   assert.equal(r.status, 1, r.stdout);
-  assert.match(r.stdout, new RegExp(`^FAIL ${ckptFile(30)}: ECKPT_CHECKSUM: `, 'm'));
+  assert.match(r.stdout, new RegExp(`^FAIL ${checkpointName(30)}: ECKPT_CHECKSUM: `, 'm'));
   assert.equal(r.stdout.split('\n').filter((l) => l.startsWith('FAIL')).length, 1, r.stdout);
-  assert.match(r.stdout, new RegExp(`^ok   ${ckptFile(40)} `, 'm'));
+  assert.match(r.stdout, new RegExp(`^ok   ${checkpointName(40)} `, 'm'));
   const one = cli('verify', file);
   assert.equal(one.status, 1);
   assert.match(one.stdout, /ECKPT_CHECKSUM/);
@@ -161,7 +150,7 @@ test('verify: a flipped byte in a tensor is ECKPT_CHECKSUM, exit 1, naming the f
   assert.equal(j.ok, false);
   assert.deepEqual(
     j.checks.filter((c: { ok: boolean }) => !c.ok).map((c: { name: string; code: string }) => [c.name, c.code]),
-    [[ckptFile(30), 'ECKPT_CHECKSUM']],
+    [[checkpointName(30), 'ECKPT_CHECKSUM']],
   );
   // ls shows it valid (its header parses) until --verify reads the data.
   const ls = cliJson('ls', dir, '--verify');
@@ -171,12 +160,12 @@ test('verify: a flipped byte in a tensor is ECKPT_CHECKSUM, exit 1, naming the f
 
 test('verify: a truncated file is ECKPT_FORMAT; the pointer naming it fails too', async () => {
   const dir = await makeRun();
-  const file = path.join(dir, ckptFile(40));
+  const file = path.join(dir, checkpointName(40));
   fs.truncateSync(file, fs.statSync(file).size - 20);
   const r = cli('verify', dir);
   assert.equal(r.status, 1, r.stdout);
-  assert.match(r.stdout, new RegExp(`^FAIL ${ckptFile(40)}: ECKPT_FORMAT: `, 'm'));
-  assert.match(r.stdout, new RegExp(`^FAIL latest: ECKPT_FORMAT: latest points at ${ckptFile(40)} \\(step 40\\), which is not valid`, 'm'));
+  assert.match(r.stdout, new RegExp(`^FAIL ${checkpointName(40)}: ECKPT_FORMAT: `, 'm'));
+  assert.match(r.stdout, new RegExp(`^FAIL latest: ECKPT_FORMAT: latest points at ${checkpointName(40)} \\(step 40\\), which is not valid`, 'm'));
   const ls = cli('ls', dir);
   assert.equal(ls.status, 0);
   assert.match(ls.stdout, /^40 .*NO \(ECKPT_FORMAT\)/m);
@@ -184,22 +173,22 @@ test('verify: a truncated file is ECKPT_FORMAT; the pointer naming it fails too'
 
 test('verify: a file the manifest lists but that is missing is named (ENOENT), exit 1', async () => {
   const dir = await makeRun();
-  fs.unlinkSync(path.join(dir, ckptFile(20)));
+  fs.unlinkSync(path.join(dir, checkpointName(20)));
   const r = cli('verify', dir);
   assert.equal(r.status, 1, r.stdout);
-  assert.match(r.stdout, new RegExp(`^FAIL ${ckptFile(20)}: ENOENT: ${ckptFile(20)} is listed in the manifest but missing$`, 'm'));
+  assert.match(r.stdout, new RegExp(`^FAIL ${checkpointName(20)}: ENOENT: ${checkpointName(20)} is listed in the manifest but missing$`, 'm'));
   assert.equal(r.stdout.split('\n').filter((l) => l.startsWith('FAIL')).length, 1, r.stdout);
   const ls = cliJson('ls', dir);
   assert.equal(ls.checkpoints[1].present, false);
   assert.match(cli('ls', dir).stdout, /^20 .*MISSING/m);
   // A tag whose checkpoint is gone.
-  fs.unlinkSync(path.join(dir, ckptFile(10)));
+  fs.unlinkSync(path.join(dir, checkpointName(10)));
   assert.match(
     cli('verify', dir).stdout,
-    new RegExp(`^FAIL tag\\.v1_baseline: ENOENT: tag\\.v1_baseline points at ${ckptFile(10)} \\(step 10\\), which is missing$`, 'm'),
+    new RegExp(`^FAIL tag\\.v1_baseline: ENOENT: tag\\.v1_baseline points at ${checkpointName(10)} \\(step 10\\), which is missing$`, 'm'),
   );
   // A path given on the command line that is not there is an I/O error: exit 4.
-  const gone = cli('verify', path.join(dir, ckptFile(20)));
+  const gone = cli('verify', path.join(dir, checkpointName(20)));
   assert.equal(gone.status, 4);
   assert.match(gone.stderr, /^ckptio: ENOENT: /);
   // A directory that does not exist: exit 4.
@@ -213,14 +202,14 @@ test('prune --dry-run changes nothing and says what would go', async () => {
   const before = snapshotDir(dir);
   const r = cli('prune', dir, '--keep-last', '1', '--dry-run');
   assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stdout, new RegExp(`^would remove ${ckptFile(20)}$`, 'm'));
-  assert.match(r.stdout, new RegExp(`^would remove ${ckptFile(30)}$`, 'm'));
-  assert.match(r.stdout, new RegExp(`^keep   ${ckptFile(10)}: .*tag v1_baseline`, 'm'));
+  assert.match(r.stdout, new RegExp(`^would remove ${checkpointName(20)}$`, 'm'));
+  assert.match(r.stdout, new RegExp(`^would remove ${checkpointName(30)}$`, 'm'));
+  assert.match(r.stdout, new RegExp(`^keep   ${checkpointName(10)}: .*tag v1_baseline`, 'm'));
   assert.match(r.stdout, /dry run: 2 would be removed, 2 kept/);
   assert.deepEqual(snapshotDir(dir), before);
   const j = cliJson('prune', dir, '--keep-last', '1', '--dry-run');
   assert.equal(j.dryRun, true);
-  assert.deepEqual(j.removed, [ckptFile(20), ckptFile(30)]);
+  assert.deepEqual(j.removed, [checkpointName(20), checkpointName(30)]);
   assert.deepEqual(snapshotDir(dir), before);
 });
 
@@ -229,7 +218,7 @@ test('prune --keep-last 1 --keep-best acc:max keeps the newest, the best and the
   const r = cli('prune', dir, '--keep-last', '1', '--keep-best', 'acc:max', '--json');
   assert.equal(r.status, 0, r.stderr);
   const j = JSON.parse(r.stdout);
-  assert.deepEqual(j.removed, [ckptFile(30)]);
+  assert.deepEqual(j.removed, [checkpointName(30)]);
   const why = Object.fromEntries(j.kept.map((k: { step: number; keptBy: string[] }) => [k.step, k.keptBy]));
   assert.ok(why[40].includes('newest') && why[40].includes('last 1'), why[40]);
   assert.ok(why[20].includes('best acc #1') && why[20].includes('pointer best-acc'), why[20]);
@@ -239,7 +228,7 @@ test('prune --keep-last 1 --keep-best acc:max keeps the newest, the best and the
       .readdirSync(dir)
       .filter((n) => n.startsWith('ckpt-'))
       .sort(),
-    [ckptFile(10), ckptFile(20), ckptFile(40)],
+    [checkpointName(10), checkpointName(20), checkpointName(40)],
   );
   assert.equal((await readPointer(dir, 'latest'))?.step, 40);
   assert.equal((await readPointer(dir, 'best-acc'))?.step, 20);
@@ -252,8 +241,8 @@ test('prune keeps what an existing pointer names even when the given policies do
   const dir = await makeRun(undefined, { retention: [keepBest({ metric: 'loss', mode: 'min' })], loss });
   assert.equal((await readPointer(dir, 'best-loss'))?.step, 30);
   const j = cliJson('prune', dir, '--keep-last', '1');
-  assert.deepEqual(j.removed, [ckptFile(20)]);
-  assert.ok(fs.existsSync(path.join(dir, ckptFile(30))), 'the best-loss checkpoint stays');
+  assert.deepEqual(j.removed, [checkpointName(20)]);
+  assert.ok(fs.existsSync(path.join(dir, checkpointName(30))), 'the best-loss checkpoint stays');
   assert.equal(cli('verify', dir).status, 0);
 });
 
@@ -320,7 +309,7 @@ test('a trainer holding the lock: prune and tag exit 3 naming the holder; ls, ve
   assert.equal(JSON.parse(ls.stdout).checkpoints.length, 4);
   assert.equal(cli('verify', dir).status, 0);
   assert.equal(cli('log', dir).status, 0);
-  assert.equal(cli('inspect', path.join(dir, ckptFile(10))).status, 0);
+  assert.equal(cli('inspect', path.join(dir, checkpointName(10))).status, 0);
 });
 
 test('diff: only in A, only in B, dtype/shape changed, equal bytes and max abs difference (in chunks)', async () => {
@@ -378,7 +367,7 @@ test('diff: only in A, only in B, dtype/shape changed, equal bytes and max abs d
   assert.match(cli('diff', a, a).stdout, /identical tensors/);
   // Two checkpoints of a run.
   const run = await makeRun();
-  const r = cliJson('diff', path.join(run, ckptFile(10)), path.join(run, ckptFile(20)));
+  const r = cliJson('diff', path.join(run, checkpointName(10)), path.join(run, checkpointName(20)));
   assert.deepEqual(
     r.common.map((c: { name: string; bytesEqual: boolean }) => [c.name, c.bytesEqual]),
     [

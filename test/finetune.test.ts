@@ -7,9 +7,8 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { Checkpointer } from '../src/checkpoint/checkpointer';
 import { readCheckpoint } from '../src/format/file';
-import { bytesOf, tempDir } from './helpers';
+import { bytesOf, CLI, cli as runCli, tempDir } from './helpers';
 
-const CLI = path.join(__dirname, '..', '..', 'bin', 'ckptio.js');
 const SMALL = [
   '--layers',
   '32',
@@ -36,8 +35,9 @@ interface Event {
   [k: string]: unknown;
 }
 
+/** A CLI run that must succeed, as its JSON event lines. */
 function cli(...args: string[]): Event[] {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', maxBuffer: 2 ** 28 });
+  const r = runCli(args);
   assert.equal(r.status, 0, `ckptio ${args.join(' ')} failed: ${r.stderr}`);
   return r.stdout
     .trim()

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -73,4 +74,65 @@ export function assertSameTensors(actual: Record<string, TensorEntry>, expected:
     assert.ok(bytesOf(got.data).equals(bytesOf(t.data)), `bytes of ${name}`);
     assert.equal(got.data.constructor.name, t.data.constructor.name, `array type of ${name}`);
   }
+}
+
+/** One system call of an `strace -f` log. `line` is where the call started (an interrupted call's
+ * `<unfinished ...>` line), so calls compare in the order they began. */
+export interface StraceCall {
+  line: number;
+  pid: number;
+  name: string;
+  args: string;
+  result: string;
+}
+
+/** Parses an `strace -f -qq` log, joining each `<unfinished ...>` line with its `<... name resumed>` line (other
+ * threads' calls are logged in between: the libuv pool, the writer thread). */
+export function parseStrace(trace: string): StraceCall[] {
+  const calls: StraceCall[] = [];
+  const open = new Map<number, { line: number; text: string }>();
+  const complete = /^(\w+)\((.*)\)\s+=\s+(-?\d+|\?)(.*)$/;
+  trace.split('\n').forEach((raw, line) => {
+    const head = /^(\d+)\s+(.*)$/.exec(raw);
+    if (!head) return;
+    const pid = Number(head[1]);
+    let text = head[2]!;
+    let start = line;
+    const unfinished = /^(.*?)\s*<unfinished \.\.\.>$/.exec(text);
+    if (unfinished) {
+      open.set(pid, { line, text: unfinished[1]! });
+      return;
+    }
+    const resumed = /^<\.\.\. \w+ resumed>(.*)$/.exec(text);
+    if (resumed) {
+      const begun = open.get(pid);
+      if (!begun) return;
+      open.delete(pid);
+      text = begun.text + resumed[1]!;
+      start = begun.line;
+    }
+    const m = complete.exec(text);
+    if (m) calls.push({ line: start, pid, name: m[1]!, args: m[2]!, result: m[3]! });
+  });
+  return calls.sort((a, b) => a.line - b.line);
+}
+
+/** The CLI of this checkout. */
+export const CLI = path.resolve(__dirname, '..', '..', 'bin', 'ckptio.js');
+
+export interface CliRun {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `ckptio ...args` to completion. */
+export function cli(args: string[], options: { env?: NodeJS.ProcessEnv; input?: string } = {}): CliRun {
+  const r = spawnSync(process.execPath, [CLI, ...args], {
+    encoding: 'utf8',
+    maxBuffer: 2 ** 28,
+    ...(options.env ? { env: options.env } : {}),
+    ...(options.input !== undefined ? { input: options.input } : {}),
+  });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }

@@ -52,6 +52,7 @@ test('keepLast 2 and 20 saves: the history keeps all 20 (2 still on disk), log a
   const report = await buildReport(dir);
   assert.equal(report.runs[0]!.entries.length, 20, 'the report draws all 20 saves');
   assert.equal(report.runs[0]!.removed!.length, 18);
+  assert.equal(report.html.match(/<circle class="pt[^"]*" data-metric="loss"/g)?.length, 20, 'the loss panel plots 20 points');
   assert.equal(report.html.match(/class="pt pt-removed"/g)?.length, 18, 'removed checkpoints drawn as such');
   assert.doesNotMatch(report.html, /resume-marker/, 'no resume recorded, none inferred');
 });

@@ -12,6 +12,7 @@ import { Checkpointer } from '../src/checkpoint/checkpointer';
 import type { ManifestEntry } from '../src/checkpoint/manifest';
 import { buildReport, findChromium, readLineage, renderPng, renderReport, ReportRun, REPORT_CSP } from '../src/cli/report';
 import { pattern, tempDir } from './helpers';
+import { checkpointName } from '../src/checkpoint/names';
 
 const tensors = (step: number) => ({ w: { dtype: 'float32' as const, shape: [64], data: pattern(64, step + 1) } });
 
@@ -113,7 +114,7 @@ test('a fine-tune continuing the step count is drawn at its own steps; a long pa
   const t0 = Date.parse('2025-03-20T00:00:00Z');
   const e = (step: number, minutes: number, parent: ManifestEntry['parent'] = null): ManifestEntry => ({
     step,
-    file: `ckpt-${String(step).padStart(10, '0')}.safetensors`,
+    file: checkpointName(step),
     time: new Date(t0 + minutes * 60_000).toISOString(),
     bytes: 1,
     metrics: { loss: 1 / step },

@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import { readCheckpoint } from '../src/format/file';
 import { bytesOf, tempDir } from './helpers';
 import { runTrainer, SMALL } from './soak/trainer-child';
+import { checkpointName } from '../src/checkpoint/names';
 
 const N = 50; // 20 steps per epoch with --train-limit 640 --batch 32
 const cases = [
@@ -13,7 +14,7 @@ const cases = [
 ];
 
 async function finalTensors(dir: string) {
-  return (await readCheckpoint(path.join(dir, `ckpt-${String(N).padStart(10, '0')}.safetensors`))).tensors;
+  return (await readCheckpoint(path.join(dir, checkpointName(N)))).tensors;
 }
 
 for (const backend of ['wasm', 'cpu']) {

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { commandExists, tempDir } from './helpers';
+import { commandExists, parseStrace, tempDir } from './helpers';
 
 const script = `
 const { writeCheckpoint } = require(${JSON.stringify(path.resolve(__dirname, '..', 'src'))});
@@ -16,22 +16,6 @@ const fs = require('fs');
   }
 })();
 `;
-
-interface Call {
-  line: number;
-  name: string;
-  args: string;
-  result: string;
-}
-
-function parse(trace: string): Call[] {
-  const calls: Call[] = [];
-  trace.split('\n').forEach((raw, line) => {
-    const m = /^\d+\s+(\w+)\((.*)\)\s+=\s+(-?\d+|\?)(.*)$/.exec(raw);
-    if (m) calls.push({ line, name: m[1]!, args: m[2]!, result: m[3]! });
-  });
-  return calls;
-}
 
 test(
   'the commit protocol happens in order, before the promise resolves (strace)',
@@ -58,7 +42,7 @@ test(
       ],
       { stdio: 'pipe' },
     );
-    const calls = parse(fs.readFileSync(out, 'utf8'));
+    const calls = parseStrace(fs.readFileSync(out, 'utf8'));
     const resolved = calls.filter((c) => c.name === 'write' && c.args.startsWith('1, "RESOLVED'));
     assert.equal(resolved.length, 2);
     let from = 0;
@@ -129,7 +113,7 @@ const fs = require('fs');
     execFileSync('strace', ['-f', '-qq', '-s', '256', '-o', out, '-e', 'trace=mkdir,mkdirat,openat,fsync,write', process.execPath, '-e', child, dir], {
       stdio: 'pipe',
     });
-    const calls = parse(fs.readFileSync(out, 'utf8'));
+    const calls = parseStrace(fs.readFileSync(out, 'utf8'));
     const durable = calls.find((c) => c.name === 'write' && c.args.includes('DURABLE'))!;
     for (const parent of [root, path.join(root, 'a')]) {
       const opens = calls.filter((c) => c.name === 'openat' && c.args.includes(`"${parent}"`) && Number(c.result) >= 0).map((c) => c.result);
@@ -180,7 +164,7 @@ const fs = require('fs');
       ],
       { stdio: 'pipe' },
     );
-    const calls = parse(fs.readFileSync(out, 'utf8'));
+    const calls = parseStrace(fs.readFileSync(out, 'utf8'));
     const saving = calls.find((c) => c.name === 'write' && c.args.includes('SAVING'))!;
     const durable = calls.find((c) => c.name === 'write' && c.args.includes('DURABLE'))!;
     const window = calls.filter((c) => c.line > saving.line && c.line < durable.line);

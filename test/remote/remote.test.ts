@@ -11,6 +11,7 @@ import { listCommitted } from '../../src/checkpoint/remote-run';
 import { bytesOf, tempDir } from '../helpers';
 import { CLI, runTrainer, SMALL } from '../soak/trainer-child';
 import { Gateway, rgwSkip, startGateway } from './rgw';
+import { checkpointName } from '../../src/checkpoint/names';
 
 const skip = rgwSkip;
 let gw: Gateway;
@@ -35,7 +36,7 @@ function warnings(): { warn: (m: string) => void; seen: string[] } {
 }
 
 async function finalWeights(dir: string, step: number) {
-  return (await readCheckpoint(path.join(dir, `ckpt-${String(step).padStart(10, '0')}.safetensors`))).tensors;
+  return (await readCheckpoint(path.join(dir, checkpointName(step)))).tensors;
 }
 
 test(

@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { readCheckpoint } from '../../src/format/file';
 import { listCheckpoints } from '../../src/checkpoint/directory';
 import { runAndKill, runTrainer, SMALL } from './trainer-child';
+import { checkpointName } from '../../src/checkpoint/names';
 
 export interface KillLoopResult {
   kills: number;
@@ -114,7 +115,7 @@ export async function killLoop(opts: KillLoopOptions): Promise<KillLoopResult> {
       opts.log?.(`${file} does not validate: ${(e as Error).message}`);
     }
   }
-  const last = (d: string) => path.join(d, `ckpt-${String(opts.steps).padStart(10, '0')}.safetensors`);
+  const last = (d: string) => path.join(d, checkpointName(opts.steps));
   const [a, b] = [await readCheckpoint(last(refDir)), await readCheckpoint(last(runDir))];
   result.finalEqual =
     Object.keys(a.tensors).length > 0 &&

@@ -1,8 +1,9 @@
 /** Runs the ckptio CLI's trainer as a child process, for resume and kill -9 tests. */
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
-import * as path from 'node:path';
 
-export const CLI = path.resolve(__dirname, '..', '..', '..', 'bin', 'ckptio.js');
+import { CLI } from '../helpers';
+
+export { CLI };
 
 export const SMALL = ['--epochs', '8', '--layers', '32', '--batch', '32', '--train-limit', '640', '--warmup', '10', '--eval-every', '10', '--log', 'json'];
 
