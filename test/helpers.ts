@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -135,4 +135,13 @@ export function cli(args: string[], options: { env?: NodeJS.ProcessEnv; input?: 
     ...(options.input !== undefined ? { input: options.input } : {}),
   });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Runs `node -e script ...args` under `strace -f`, tracing `syscalls`, and returns its calls (parseStrace). */
+export function straceNode(script: string, args: string[], syscalls: string[], traceFile: string, env?: NodeJS.ProcessEnv): StraceCall[] {
+  execFileSync('strace', ['-f', '-qq', '-s', '256', '-o', traceFile, '-e', `trace=${syscalls.join(',')}`, process.execPath, '-e', script, ...args], {
+    stdio: 'pipe',
+    ...(env ? { env } : {}),
+  });
+  return parseStrace(fs.readFileSync(traceFile, 'utf8'));
 }

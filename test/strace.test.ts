@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { commandExists, parseStrace, tempDir } from './helpers';
+import { commandExists, straceNode, tempDir } from './helpers';
 
 const script = `
 const { writeCheckpoint } = require(${JSON.stringify(path.resolve(__dirname, '..', 'src'))});
@@ -24,25 +23,12 @@ test(
     const dir = tempDir();
     const target = path.join(dir, 'model.safetensors');
     const out = path.join(dir, 'trace.txt');
-    execFileSync(
-      'strace',
-      [
-        '-f',
-        '-qq',
-        '-s',
-        '256',
-        '-o',
-        out,
-        '-e',
-        'trace=openat,open,pwrite64,fdatasync,fsync,close,rename,renameat,renameat2,unlink,unlinkat,fallocate,write',
-        process.execPath,
-        '-e',
-        script,
-        target,
-      ],
-      { stdio: 'pipe' },
+    const calls = straceNode(
+      script,
+      [target],
+      ['openat', 'open', 'pwrite64', 'fdatasync', 'fsync', 'close', 'rename', 'renameat', 'renameat2', 'unlink', 'unlinkat', 'fallocate', 'write'],
+      out,
     );
-    const calls = parseStrace(fs.readFileSync(out, 'utf8'));
     const resolved = calls.filter((c) => c.name === 'write' && c.args.startsWith('1, "RESOLVED'));
     assert.equal(resolved.length, 2);
     let from = 0;
@@ -110,10 +96,7 @@ const fs = require('fs');
   await c.close();
 })();
 `;
-    execFileSync('strace', ['-f', '-qq', '-s', '256', '-o', out, '-e', 'trace=mkdir,mkdirat,openat,fsync,write', process.execPath, '-e', child, dir], {
-      stdio: 'pipe',
-    });
-    const calls = parseStrace(fs.readFileSync(out, 'utf8'));
+    const calls = straceNode(child, [dir], ['mkdir', 'mkdirat', 'openat', 'fsync', 'write'], out);
     const durable = calls.find((c) => c.name === 'write' && c.args.includes('DURABLE'))!;
     for (const parent of [root, path.join(root, 'a')]) {
       const opens = calls.filter((c) => c.name === 'openat' && c.args.includes(`"${parent}"`) && Number(c.result) >= 0).map((c) => c.result);
@@ -146,25 +129,7 @@ const fs = require('fs');
 })();
 `;
     fs.mkdirSync(dir);
-    execFileSync(
-      'strace',
-      [
-        '-f',
-        '-qq',
-        '-s',
-        '256',
-        '-o',
-        out,
-        '-e',
-        'trace=openat,fdatasync,fsync,close,rename,renameat,renameat2,unlinkat,write',
-        process.execPath,
-        '-e',
-        child,
-        dir,
-      ],
-      { stdio: 'pipe' },
-    );
-    const calls = parseStrace(fs.readFileSync(out, 'utf8'));
+    const calls = straceNode(child, [dir], ['openat', 'fdatasync', 'fsync', 'close', 'rename', 'renameat', 'renameat2', 'unlinkat', 'write'], out);
     const saving = calls.find((c) => c.name === 'write' && c.args.includes('SAVING'))!;
     const durable = calls.find((c) => c.name === 'write' && c.args.includes('DURABLE'))!;
     const window = calls.filter((c) => c.line > saving.line && c.line < durable.line);

@@ -1,7 +1,6 @@
 /** ioHandler (one ckptio file per tfjs model) and model.json export/import (docs/io-handler.md). cpu backend. */
 import './testing-addon'; // first: the testing build is this process's addon (src/binding/native.ts, testing())
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, afterEach, before, test } from 'node:test';
@@ -11,7 +10,7 @@ import { testing } from '../src/binding/native';
 import { loadTf } from '../src/tfjs/backend';
 import { IO_HANDLER_METADATA_KEYS as K, TFJS_DTYPES, ioHandler } from '../src/tfjs/io-handler';
 import { EXPORTED_WEIGHTS_RE, exportTfjsModel, importTfjsModel, importTfjsModelToFile, modelJsonHandler } from '../src/tfjs/model-json';
-import { commandExists, listDir, pattern, tempDir } from './helpers';
+import { commandExists, listDir, pattern, straceNode, tempDir } from './helpers';
 
 const { faults } = testing();
 
@@ -178,25 +177,10 @@ const { ioHandler } = require(${JSON.stringify(path.join(src, 'tfjs', 'io-handle
   }
 })();
 `;
-    execFileSync(
-      'strace',
-      [
-        '-f',
-        '-qq',
-        '-s',
-        '256',
-        '-o',
-        out,
-        '-e',
-        'trace=openat,open,pwrite64,fdatasync,fsync,close,rename,renameat,renameat2,write',
-        process.execPath,
-        '-e',
-        child,
-        target,
-      ],
-      { stdio: 'pipe', env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '3' } },
-    );
-    const calls = parseTrace(fs.readFileSync(out, 'utf8'));
+    const calls = straceNode(child, [target], ['openat', 'open', 'pwrite64', 'fdatasync', 'fsync', 'close', 'rename', 'renameat', 'renameat2', 'write'], out, {
+      ...process.env,
+      TF_CPP_MIN_LOG_LEVEL: '3',
+    });
     const resolved = calls.filter((c) => c.name === 'write' && c.args.startsWith('1, "RESOLVED'));
     assert.equal(resolved.length, 2, 'both saves resolved');
     let from = 0;
@@ -238,22 +222,6 @@ const { ioHandler } = require(${JSON.stringify(path.join(src, 'tfjs', 'io-handle
     assert.deepEqual(openedFinal, [], 'the target name is never opened for writing');
   },
 );
-
-interface Call {
-  line: number;
-  name: string;
-  args: string;
-  result: string;
-}
-
-function parseTrace(trace: string): Call[] {
-  const calls: Call[] = [];
-  trace.split('\n').forEach((raw, line) => {
-    const m = /^\d+\s+(\w+)\((.*)\)\s+=\s+(-?\d+|\?)(.*)$/.exec(raw);
-    if (m) calls.push({ line, name: m[1]!, args: m[2]!, result: m[3]! });
-  });
-  return calls;
-}
 
 test('a crash at every I/O step of model.save(ioHandler) over an existing file leaves the old model or the new one, loadable (fault twin)', async (t) => {
   const oldModel = await trainedModel(3, 1);

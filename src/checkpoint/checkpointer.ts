@@ -122,6 +122,9 @@ export interface SaveHandle {
    * false when its bytes need event-loop turns first (webgpu reads, lz4, a source without materializeNow): it
    * is handed over at the loop's next turns, so a loop that never yields should yield once after such a save. */
   queued: boolean;
+  /** Resolves once the checkpoint file, its pointers, the manifest and retention's removals are committed (fsynced
+   * and renamed into place: it survives kill -9 and power loss), with null for a skipped save; rejects with a
+   * CheckpointError when the save failed (ENOSPC, EIO, ECKPT_ABORTED, ...). Never an unhandled rejection. */
   durable: Promise<DurableInfo | null>;
   /** With `remote`: settles when the checkpoint is committed in object storage (null when it was skipped: superseded
    * by a newer checkpoint before its upload started, or the save was skipped); rejects with a RemoteError
@@ -246,6 +249,10 @@ export class Checkpointer {
   private readonly keepLastCount: number;
   private readonly counters: CheckpointerStats = { saved: 0, skipped: 0, failed: 0, inflight: 0, inflightBytes: 0, peakInflightBytes: 0, totalWaitMs: 0 };
 
+  /** Returns at once. In the background it opens the store (creating the directory), takes the run lock, removes
+   * temporary files a killed writer left, fills an empty directory from `remote` when one is given, and reconciles
+   * the manifest with the checkpoints present. The first save(), loadLatest() or manifest() waits for that, and
+   * throws what it met (ECKPT_LOCKED, EACCES, ...). Bad options throw ECKPT_ARGS here. */
   constructor(opts: CheckpointerOptions) {
     if (!opts || typeof opts !== 'object') throw argumentError('Checkpointer needs options: { dir } or { store }');
     if (opts.store === undefined && (typeof opts.dir !== 'string' || opts.dir === '' || opts.dir.includes('\0')))

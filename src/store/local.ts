@@ -21,7 +21,8 @@ function plainName(name: string): string {
   return name;
 }
 
-function processAlive(pid: number): boolean {
+/** Whether a process of this host exists (EPERM: it does, owned by someone else). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

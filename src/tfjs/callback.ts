@@ -87,6 +87,12 @@ async function scalarOf(v: unknown): Promise<number | null> {
   return null;
 }
 
+/** A tf.CustomCallback for model.fit / fitDataset that checkpoints the model and its optimizer every
+ * `everyBatches` batches and/or every epoch. Before it resolves it restores both from the newest valid checkpoint
+ * in `dir`, if there is one: pass `cb.initialEpoch` to fit so training continues where it stopped. Put it in
+ * `callbacks` next to your own (tfjs wants tf.CustomCallback instances there, not plain objects), and
+ * `await cb.close()` after fit. Saves are handed to the writer without holding fit (wasm and cpu); docs/tfjs.md
+ * has every option. */
 export async function fitCheckpoint(model: tfType.LayersModel, options: FitCheckpointOptions): Promise<FitCheckpoint> {
   if (!options || typeof options !== 'object') throw argumentError('fitCheckpoint(model, { dir, ... })');
   const tf = tfModule(options.tf, 'fitCheckpoint');

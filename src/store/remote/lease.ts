@@ -3,6 +3,7 @@
  * holder is known dead (a process of this host that no longer exists). */
 import * as os from 'node:os';
 import { RemoteError } from '../../binding/errors';
+import { processAlive } from '../local';
 import { S3Objects } from './s3';
 
 export const LEASE_NAME = 'ckptio.lease';
@@ -14,15 +15,6 @@ export interface Lease {
   pid: number;
   /** ms since the epoch. */
   expires: number;
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function parseLease(bytes: Uint8Array | null): Lease | null {
