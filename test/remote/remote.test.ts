@@ -392,3 +392,40 @@ test(
 function dec(b: Uint8Array | null): string | null {
   return b === null ? null : Buffer.from(b).toString('utf8');
 }
+
+test(
+  'dedup with a remote: the checkpoint holding a frozen layer is uploaded with the one that references it, kept remotely while referenced, and a restore on an empty directory loads whole',
+  { skip, timeout: 180_000 },
+  async () => {
+    const { loadTf } = await import('../../src/tfjs/backend');
+    const { modelState } = await import('../../src/tfjs/model-state');
+    const { tf } = await loadTf('cpu');
+    const model = tf.sequential({
+      layers: [tf.layers.dense({ inputShape: [32], units: 64, trainable: false, name: 'frozen' }), tf.layers.dense({ units: 4, name: 'head' })],
+    });
+    const optimizer = tf.train.adam(0.01);
+    const x = tf.randomNormal([8, 32], 0, 1, 'float32', 3);
+    const y = tf.randomNormal([8, 4], 0, 1, 'float32', 4);
+    const vars = model.trainableWeights.map((w) => w.read() as never);
+    const url = gw.url('dedup');
+    const ckpt = new Checkpointer({ dir: tempDir(), keepLast: 1, dedup: true, onWarning: () => {}, remote: { url, keepLast: 1 } });
+    for (let step = 1; step <= 3; step++) {
+      optimizer.minimize(() => tf.losses.meanSquaredError(y, model.apply(x) as never) as never, false, vars);
+      await (
+        await ckpt.save(step, { tensors: modelState(model, optimizer, { tf }) })
+      ).replicated;
+    }
+    await ckpt.close();
+    const committed = await listCommitted(gw.objects(url), () => {});
+    assert.deepEqual(
+      committed.map((c) => c.step),
+      [3, 1],
+      'step 1 holds the frozen layer step 3 references: kept remotely',
+    );
+    assert.deepEqual(committed[0]!.refs, ['ckpt-0000000001.safetensors']);
+    const restored = await new Checkpointer({ dir: tempDir(), remote: url, onWarning: () => {} }).loadLatest();
+    assert.equal(restored!.step, 3);
+    const kernel = model.getLayer('frozen').getWeights()[0]!.dataSync() as Float32Array;
+    assert.ok(bytesOf(restored!.tensors['model/frozen/kernel']!.data).equals(bytesOf(kernel)), 'the referenced tensor came with it, whole');
+  },
+);
