@@ -273,6 +273,20 @@ export class Checkpointer {
       if (!(this.store instanceof LocalStore)) throw argumentError('remote replicates a local run directory: it cannot be combined with a custom store');
       if (this.remote.keepLast !== undefined && (!Number.isInteger(this.remote.keepLast) || this.remote.keepLast < 1))
         throw argumentError('remote.keepLast must be an integer >= 1');
+      for (const [key, min] of [
+        ['closeTimeoutMs', 0],
+        ['retryMs', 0],
+        ['leaseMs', 1000],
+      ] as const) {
+        const v = this.remote[key];
+        if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || v < min)) throw argumentError(`remote.${key} must be a number of ms >= ${min}`);
+      }
+      if (this.remote.onProgress !== undefined && typeof this.remote.onProgress !== 'function') throw argumentError('remote.onProgress must be a function');
+      // partBytes and concurrency are checked here by the object client (S3's part limits), not at the first upload.
+      new S3Objects(parseRemoteUrl(this.remote.url), {
+        ...(this.remote.partBytes !== undefined ? { partBytes: this.remote.partBytes } : {}),
+        ...(this.remote.concurrency !== undefined ? { concurrency: this.remote.concurrency } : {}),
+      });
     }
     if (!Number.isInteger(keep) || keep < 1) throw argumentError('keepLast must be an integer >= 1');
     if (!Number.isInteger(maxInflight) || maxInflight < 1) throw argumentError('maxInflight must be an integer >= 1');

@@ -93,7 +93,7 @@ function ensureReady(): Promise<void> {
         message: `removed ${cleaned.uploads} unfinished multipart upload(s) and ${cleaned.objects} uncommitted object(s) left in ${objects.location.url} by an interrupted writer`,
       });
     for (const c of await withRetry('list', () => listCommitted(objects, (m) => post({ type: 'warning', message: m })))) remote.add(c.file);
-    leaseTimer = setInterval(
+    leaseTimer ??= setInterval(
       () => {
         objects.putSmall(LEASE_NAME, Buffer.from(JSON.stringify(lease()))).catch(() => {});
       },

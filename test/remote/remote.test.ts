@@ -429,3 +429,24 @@ test(
     assert.ok(bytesOf(restored!.tensors['model/frozen/kernel']!.data).equals(bytesOf(kernel)), 'the referenced tensor came with it, whole');
   },
 );
+
+test('bad remote options are ECKPT_ARGS at construction, before anything is written or uploaded', () => {
+  const dir = tempDir();
+  for (const remote of [
+    's3://Bad_Bucket/x',
+    's3://bucket/../x',
+    'http://bucket/x',
+    { url: 's3://bucket/x', keepLast: 0 },
+    { url: 's3://bucket/x', leaseMs: Number.NaN },
+    { url: 's3://bucket/x', retryMs: -1 },
+    { url: 's3://bucket/x', partBytes: 1 << 20 },
+    { url: 's3://bucket/x', concurrency: 0 },
+  ]) {
+    assert.throws(
+      () => new Checkpointer({ dir, remote }),
+      (err: unknown) => err instanceof CheckpointError && err.code === 'ECKPT_ARGS',
+      JSON.stringify(remote),
+    );
+  }
+  assert.deepEqual(fs.readdirSync(dir), [], 'nothing written');
+});
