@@ -5,7 +5,8 @@
  * a tfjs version whose internals ckptio does not recognise ECKPT_TFJS_INTERNALS, a save the writer aborted because an
  * earlier save of the same Checkpointer failed while it was queued ECKPT_ABORTED, a run directory another writer
  * holds ECKPT_LOCKED, no WebGPU adapter ECKPT_NO_GPU_ADAPTER, an object store's refusal or an unreachable object store
- * ECKPT_REMOTE (a RemoteError, with the S3 error code and HTTP status). */
+ * ECKPT_REMOTE (a RemoteError, with the S3 error code and HTTP status), a sharded step that another rank did not
+ * complete (it never arrived in time, skipped or failed its shard) ECKPT_PEER, naming the ranks. */
 export type CheckpointErrorCode =
   | 'ECKPT_FORMAT'
   | 'ECKPT_CHECKSUM'
@@ -20,6 +21,7 @@ export type CheckpointErrorCode =
   | 'ECKPT_LOCKED'
   | 'ECKPT_NO_GPU_ADAPTER'
   | 'ECKPT_REMOTE'
+  | 'ECKPT_PEER'
   | (string & {});
 
 export interface CheckpointErrorInfo {
@@ -62,6 +64,20 @@ export class RemoteError extends CheckpointError {
     this.s3Code = info.s3Code;
     if (info.status !== undefined) this.status = info.status;
     this.retryable = info.retryable;
+  }
+}
+
+/** A sharded step that did not commit because of other ranks (ECKPT_PEER): `ranks` names them. */
+export class PeerError extends CheckpointError {
+  readonly ranks: number[];
+  /** The step, or null when no step was involved (rank 0 never started). */
+  readonly step: number | null;
+
+  constructor(message: string, info: { step: number | null; ranks: number[]; path?: string }) {
+    super(message, info.path === undefined ? { code: 'ECKPT_PEER' } : { code: 'ECKPT_PEER', path: info.path });
+    this.name = 'PeerError';
+    this.step = info.step;
+    this.ranks = info.ranks;
   }
 }
 

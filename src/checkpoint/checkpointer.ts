@@ -28,6 +28,9 @@ import { downloadCheckpoint, listCommitted, RemoteCommit } from './remote-run';
 import { RemoteOptions, ReplicatedInfo, Replicator } from './replicator';
 import { S3Objects } from '../store/remote/s3';
 import { parseRemoteUrl } from '../store/remote/url';
+import { awaitCoordinator, becomeCoordinator, ShardCoordination } from './shard-coordination';
+import { committedSteps, readStep } from './shard-reader';
+import { decisionName, MAX_WORLD_SIZE, rankLockName, shardName } from './shards';
 
 /** Bytes that become available later (a tfjs snapshot read in slices), with a release hook. */
 export interface TensorSource {
@@ -95,6 +98,14 @@ export interface CheckpointerOptions {
    * directory with no checkpoint is first filled from the remote tier's newest valid checkpoint, so a run resumes
    * on an empty machine. Needs the optional package @aws-sdk/client-s3. */
   remote?: string | RemoteOptions;
+  /** This process's rank in a sharded run of `worldSize` processes (docs/sharding.md): each rank saves its own
+   * tensors (its shard), and a step is durable for every rank only once every rank's shard is; rank 0 commits it. */
+  rank?: number;
+  /** How many processes share the run (with `rank`). */
+  worldSize?: number;
+  /** Sharded run: how long rank 0 waits for the other ranks' shards of a step (and a rank for rank 0 at start)
+   * before the step fails with ECKPT_PEER naming the missing ranks (default 60000). */
+  peerTimeoutMs?: number;
 }
 
 export interface DurableInfo {
@@ -138,6 +149,16 @@ export interface LoadedCheckpoint {
   tensors: Record<string, TensorEntry>;
   state: unknown;
   metadata: Record<string, string>;
+}
+
+/** A whole sharded step: every rank's shard, in rank order (loadLatestStep). Each tensor is whole in exactly one
+ * shard, so `shards` with any world size can be merged and split again (resharding). */
+export interface LoadedStep {
+  step: number;
+  worldSize: number;
+  /** The step's record. */
+  path: string;
+  shards: LoadedCheckpoint[];
 }
 
 export interface CheckpointerStats {
@@ -247,6 +268,11 @@ export class Checkpointer {
   private remoteOff = false;
   private readonly remote: RemoteOptions | null;
   private readonly keepLastCount: number;
+  /** A sharded run (options.rank and worldSize); its coordination worker once the run is open. */
+  private readonly sharding: { rank: number; worldSize: number; timeoutMs: number } | null;
+  private coordination: ShardCoordination | null = null;
+  /** Sharded saves whose shard is written but whose step is not decided yet (flush and close wait for them). */
+  private readonly undecided = new Set<Promise<unknown>>();
   private readonly counters: CheckpointerStats = { saved: 0, skipped: 0, failed: 0, inflight: 0, inflightBytes: 0, peakInflightBytes: 0, totalWaitMs: 0 };
 
   /** Returns at once. In the background it opens the store (creating the directory), takes the run lock, removes
@@ -289,6 +315,7 @@ export class Checkpointer {
       });
     }
     if (!Number.isInteger(keep) || keep < 1) throw argumentError('keepLast must be an integer >= 1');
+    this.sharding = Checkpointer.shardingOf(opts, this.store);
     if (!Number.isInteger(maxInflight) || maxInflight < 1) throw argumentError('maxInflight must be an integer >= 1');
     if (!(maxInflightBytes > 0)) throw argumentError('maxInflightBytes must be > 0');
     if (this.onFull !== 'wait' && this.onFull !== 'skip') throw argumentError("onFull must be 'wait' or 'skip'");
@@ -304,7 +331,61 @@ export class Checkpointer {
     this.ready.catch(() => {});
   }
 
+  /** options.rank and worldSize checked: both or neither, and only what a sharded run supports alongside. */
+  private static shardingOf(opts: CheckpointerOptions, store: CheckpointStore): { rank: number; worldSize: number; timeoutMs: number } | null {
+    if (opts.rank === undefined && opts.worldSize === undefined) {
+      if (opts.peerTimeoutMs !== undefined) throw argumentError('peerTimeoutMs applies to a sharded run: give rank and worldSize too');
+      return null;
+    }
+    const { rank, worldSize } = opts;
+    if (!Number.isInteger(worldSize) || worldSize! < 1 || worldSize! > MAX_WORLD_SIZE)
+      throw argumentError(`worldSize must be an integer from 1 to ${MAX_WORLD_SIZE}`);
+    if (!Number.isInteger(rank) || rank! < 0 || rank! >= worldSize!) throw argumentError(`rank must be an integer from 0 to worldSize - 1 (${worldSize! - 1})`);
+    const timeoutMs = opts.peerTimeoutMs ?? 60_000;
+    if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs < 1) throw argumentError('peerTimeoutMs must be a number of ms >= 1');
+    if (!(store instanceof LocalStore)) throw argumentError('a sharded run (rank, worldSize) needs a run directory (dir): its ranks coordinate through it');
+    for (const [key, what] of [
+      ['remote', 'remote replication'],
+      ['dedup', 'dedup'],
+      ['best', 'a best pointer'],
+      ['retention', 'retention policies other than keepLast'],
+      ['parent', 'parent'],
+    ] as const) {
+      if (opts[key] !== undefined && opts[key] !== false)
+        throw argumentError(`${what} is not available in a sharded run (rank, worldSize); see docs/sharding.md`);
+    }
+    return { rank: rank!, worldSize: worldSize!, timeoutMs };
+  }
+
+  /** Settles, now, what the writer and the coordination worker finished since the last call. */
+  private pollAll(): void {
+    this.store.poll?.();
+    this.coordination?.drain();
+  }
+
+  /** A sharded run's start: this rank's own lock; rank 0 cleans what never committed and names itself
+   * coordinator, the others wait for it; then the coordination worker. */
+  private async openSharded(lock: boolean): Promise<void> {
+    const sh = this.sharding!;
+    const store = this.store as LocalStore;
+    if (lock) {
+      await store.open();
+      this.lockHandle = await store.lock(rankLockName(sh.rank));
+      const stale = await store.cleanStaleTemps();
+      if (stale.length) this.warn(`removed ${stale.length} stale temporary file(s) from an interrupted save: ${stale.join(', ')}`);
+      if (sh.rank === 0) await becomeCoordinator(store, this.warn);
+      else await awaitCoordinator(store, sh.timeoutMs);
+      this.coordination = new ShardCoordination(
+        { dir: this.dir, rank: sh.rank, worldSize: sh.worldSize, keepLast: this.keepLastCount, timeoutMs: sh.timeoutMs, pollMs: 5 },
+        this.warn,
+      );
+    }
+    this.newestDurable = (await committedSteps(this.store, this.warn))[0]?.step ?? null;
+    this.opened = true;
+  }
+
   private async open(lock: boolean): Promise<void> {
+    if (this.sharding) return this.openSharded(lock);
     if (lock) {
       await this.store.open();
       this.lockHandle = await this.store.lock();
@@ -390,7 +471,7 @@ export class Checkpointer {
   /** The newest step whose checkpoint is durable in this directory (this run's saves and what was there at open),
    * or null. Synchronous: it first settles what the writer finished, so a loop that never yields sees it too. */
   get lastDurableStep(): number | null {
-    this.store.poll?.();
+    this.pollAll();
     return this.newestDurable;
   }
 
@@ -436,7 +517,7 @@ export class Checkpointer {
       await ahead;
       // What the writer finished since the last call is settled first, synchronously: consumed snapshots go back,
       // durable saves leave admission, a failure is learned before this save is planned.
-      this.store.poll?.();
+      this.pollAll();
       if (!this.opened) await this.ready;
       if (this.lockHandle === null) throw new CheckpointError('checkpointer was opened with lock: false (read-only)', { code: 'ECKPT_ARGS' });
       // A tag(), prune() or close() in progress goes first; from here on this save counts as active, which
@@ -452,6 +533,8 @@ export class Checkpointer {
         if (this.onFull === 'skip') {
           this.counters.skipped++;
           this.warn(`save of step ${step} skipped: ${this.inflight.size} save(s), ${this.admission.inflightBytes} bytes in flight`);
+          // A sharded step needs every rank's shard: this rank's skip fails it for all, now, not at a timeout.
+          this.coordination?.abort(step, 'skipped its save (onFull: skip, no room)');
           return {
             step,
             skipped: true,
@@ -466,7 +549,7 @@ export class Checkpointer {
         this.counters.totalWaitMs += waitedMs;
       }
       this.admission.enter(bytes);
-      if (waitedMs > 0) this.store.poll?.(); // learn what finished while this save waited, before it is planned
+      if (waitedMs > 0) this.pollAll(); // learn what finished while this save waited, before it is planned
       handedOver = true; // commit() releases the source from here on
       // Admission is held until the save is durable, not only until its bytes are read: the next save's decisions
       // (its pointers, what retention removes) assume this one committed. It is left when the save settles, inside
@@ -647,6 +730,7 @@ export class Checkpointer {
     onSettled: (err: unknown) => void,
     replicate: ((file: string, contentId: string | null, refs: string[]) => void) | null,
   ): Promise<DurableInfo> {
+    if (this.sharding) return this.submitShard(step, tensors, source, state, copy, t0, onConsumed, onSettled);
     const file = checkpointName(step);
     const referenced = this.entries.filter((e) => e.refs?.includes(file)).map((e) => e.step);
     if (referenced.length) {
@@ -780,6 +864,94 @@ export class Checkpointer {
     return durable;
   }
 
+  /** A sharded run's save: this rank's shard alone (no pointer, no removal: rank 0's worker does those after the
+   * step's record). The step is posted to the coordination worker before the shard is handed to the writer, so
+   * both run to the end with no further JavaScript. Admission is left when the shard is written (a slow rank holds
+   * up no other rank's next save); `durable` settles when the step is decided. */
+  private submitShard(
+    step: number,
+    tensors: TensorList,
+    source: TensorSource | null,
+    state: string,
+    copy: boolean,
+    t0: number,
+    onConsumed: () => void,
+    onSettled: (err: unknown) => void,
+  ): Promise<DurableInfo> {
+    const sh = this.sharding!;
+    const coordination = this.coordination!;
+    const file = shardName(step, sh.rank, sh.worldSize);
+    const metadata: Record<string, string> = {
+      ...(source?.metadata ?? {}),
+      [STEP_KEY]: String(step),
+      [STATE_KEY]: state,
+      [METADATA_KEYS.time]: new Date().toISOString(),
+      [METADATA_KEYS.shard]: JSON.stringify({ rank: sh.rank, worldSize: sh.worldSize }),
+    };
+    const decided = coordination.expect(step);
+    let settled = false;
+    let resolveShard!: (r: SaveResult) => void;
+    let rejectShard!: (err: unknown) => void;
+    const written = new Promise<SaveResult>((res, rej) => {
+      resolveShard = res;
+      rejectShard = rej;
+    });
+    const settle = (err: unknown, result: SaveResult | undefined): void => {
+      if (settled) return;
+      settled = true;
+      const generation = (result ?? (err as { generation?: unknown } | null))?.generation;
+      if (typeof generation === 'number' && generation > this.generation) this.generation = generation;
+      if (result === undefined) {
+        const e = err as { code?: string; message?: string };
+        coordination.abort(step, `failed to write its shard (${e.code ?? 'error'}: ${e.message ?? String(err)})`);
+        onSettled(err);
+        rejectShard(err);
+        return;
+      }
+      onSettled(null);
+      resolveShard(result);
+    };
+    this.store
+      .commit({
+        name: file,
+        tensors,
+        options: { metadata, copy, compression: this.compression },
+        files: [],
+        remove: [],
+        onConsumed,
+        onSettled: settle,
+        lane: { id: this.lane, generation: this.generation },
+      })
+      .then(
+        (result) => settle(null, result),
+        (err: unknown) => settle(err, undefined),
+      );
+    const durable = (async (): Promise<DurableInfo> => {
+      const result = await written;
+      const record = await decided;
+      this.counters.saved++;
+      this.newestDurable = Math.max(this.newestDurable ?? step, step);
+      this.record({ event: 'save', step, file: decisionName(step), time: record.time, metrics: {} });
+      const info: DurableInfo = {
+        step,
+        path: `${this.dir}/${decisionName(step)}`,
+        bytes: result.bytes,
+        msToDurable: performance.now() - t0,
+        pruned: [],
+        contentId: result.contentId ?? null,
+        dedupedBytes: 0,
+      };
+      if (result.compression) info.compression = result.compression;
+      return info;
+    })();
+    this.undecided.add(durable);
+    durable.then(
+      () => this.undecided.delete(durable),
+      () => this.undecided.delete(durable),
+    );
+    return durable;
+  }
+
   private readonly pointerCache = new Map<string, string>();
   private readonly dedup: DedupIndex | null;
   /** save() calls between their start and their hand-over to commit(). */
@@ -841,6 +1013,7 @@ export class Checkpointer {
   async prune(policies: RetentionPolicy[] = this.policies, options: { dryRun?: boolean } = {}): Promise<{ removed: string[]; kept: ManifestEntry[] }> {
     await this.ready;
     if (this.lockHandle === null) throw new CheckpointError('checkpointer was opened with lock: false (read-only)', { code: 'ECKPT_ARGS' });
+    if (this.sharding) throw argumentError('prune() is not available in a sharded run: rank 0 applies keepLast at each commit');
     return this.exclusive(() => this.pruneNow(policies, options));
   }
 
@@ -881,6 +1054,7 @@ export class Checkpointer {
   async tag(step: number, name: string): Promise<void> {
     await this.ready;
     if (!NAME_RE.test(name)) throw argumentError(`tag "${name}" must be ${NAME_RULE}`);
+    if (this.sharding) throw argumentError('tag() is not available in a sharded run (docs/sharding.md)');
     if (this.lockHandle === null) throw new CheckpointError('checkpointer was opened with lock: false (read-only)', { code: 'ECKPT_ARGS' });
     await this.exclusive(async () => {
       await this.flush();
@@ -901,6 +1075,7 @@ export class Checkpointer {
   /** Waits for every save in flight; rejects with the first failure since the last flush. */
   async flush(): Promise<void> {
     await Promise.allSettled([...this.inflight]);
+    await Promise.allSettled([...this.undecided]);
     if (this.firstError !== null) {
       const err = this.firstError;
       this.firstError = null;
@@ -922,7 +1097,8 @@ export class Checkpointer {
               `close() stopped waiting for ${left.length} upload(s) to ${this.replicator!.url} (${left.join(', ')}); they are uploaded at the next start`,
             );
         });
-        if (this.lockHandle) await this.refreshManifest();
+        if (this.lockHandle && !this.sharding) await this.refreshManifest();
+        await this.coordination?.close();
         await this.historyWrites;
       });
     } finally {
@@ -945,6 +1121,18 @@ export class Checkpointer {
    * through onWarning with the reason, and skipped. */
   async loadLatest(): Promise<LoadedCheckpoint | null> {
     await this.ready;
+    if (this.sharding) {
+      const step = await this.latestCompleteStep();
+      if (!step) return null;
+      if (step.worldSize !== this.sharding.worldSize)
+        throw new CheckpointError(
+          `step ${step.step} was saved by ${step.worldSize} ranks, this run has ${this.sharding.worldSize}: load every shard with loadLatestStep() and split the tensors anew`,
+          { code: 'ECKPT_MISMATCH', path: step.path },
+        );
+      const mine = step.shards[this.sharding.rank]!;
+      this.record({ event: 'resume', step: step.step, file: decisionName(step.step), time: new Date().toISOString() });
+      return mine;
+    }
     const files = (await this.store.list())
       .map((o) => ({ step: stepOf(o.name), file: o.name }))
       .filter((e): e is { step: number; file: string } => e.step !== null)
@@ -954,6 +1142,28 @@ export class Checkpointer {
       if (loaded) {
         this.record({ event: 'resume', step, file, time: new Date().toISOString() });
         return loaded;
+      }
+    }
+    return null;
+  }
+
+  /** A sharded run's newest step whose record and every shard validate, with every rank's shard (for loading with
+   * another world size: each tensor is whole in exactly one shard). Steps with a missing or corrupt shard are
+   * reported through onWarning and skipped. Also on a checkpointer opened with `lock: false` and no rank. */
+  async loadLatestStep(): Promise<LoadedStep | null> {
+    await this.ready;
+    return this.latestCompleteStep();
+  }
+
+  private async latestCompleteStep(): Promise<LoadedStep | null> {
+    for (const d of await committedSteps(this.store, this.warn)) {
+      const where = `${this.dir}/${decisionName(d.step)}`;
+      try {
+        const shards = (await readStep(this.store, d)).map((r, rank) => Checkpointer.decode(`${this.dir}/${d.shards[rank]!.file}`, r.tensors, r.metadata));
+        return { step: d.step, worldSize: d.worldSize, path: where, shards };
+      } catch (err) {
+        const reason = err instanceof CheckpointError ? `${err.code}: ${err.message}` : String(err);
+        this.warn(`step ${d.step} is not complete and valid, using an older one (${reason})`);
       }
     }
     return null;

@@ -19,6 +19,8 @@ export const METADATA_KEYS = {
   /** JSON {step?, contentId?, run?}: the other run's checkpoint this run started from (every checkpoint of a
    * fine-tune carries it, so the link survives retention). */
   origin: 'ckptio.origin',
+  /** JSON {rank, worldSize}: the rank that wrote this shard of a sharded step (checkpoint/shards.ts). */
+  shard: 'ckptio.shard',
   /** lz4 chunk map (checkpoint/compression.ts). */
   compression: 'ckptio.compression',
   /** JSON: how a tfjs model's weights were named, and its random layers (tfjs/model-state.ts). */

@@ -1,5 +1,6 @@
 /** LocalStore: a CheckpointStore over a local directory, through the native writer (commit protocol in
  * docs/commit-protocol.md) and an open-file-description lock. */
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -90,9 +91,9 @@ export class LocalStore implements CheckpointStore {
     }
   }
 
-  async lock(): Promise<StoreLock> {
+  async lock(name: string = LOCK_NAME): Promise<StoreLock> {
     const holder: LockHolder = { pid: process.pid, host: os.hostname(), started: new Date().toISOString() };
-    const file = this.at(LOCK_NAME);
+    const file = this.at(name);
     const r = native.lock(file, JSON.stringify(holder));
     if ('locked' in r) {
       let who = 'another process';
@@ -139,6 +140,40 @@ export class LocalStore implements CheckpointStore {
 
   async writeSmall(name: string, data: Uint8Array): Promise<void> {
     await writeFileAtomic(this.at(name), data);
+  }
+
+  /** Written whole under a temporary name (the writer's pattern, so a dead process's leftover is swept at start),
+   * fdatasynced, then hard-linked to its name: link() fails with EEXIST instead of replacing, which is what makes
+   * the creation exclusive. The directory is fsynced before it returns true. */
+  async createSmall(name: string, data: Uint8Array): Promise<boolean> {
+    const final = this.at(name);
+    const temp = `${final}.tmp.${process.pid}.${randomBytes(4).toString('hex')}`;
+    try {
+      const handle = await fs.promises.open(temp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o644);
+      try {
+        await handle.writeFile(data);
+        await handle.datasync();
+      } finally {
+        await handle.close();
+      }
+      try {
+        await fs.promises.link(temp, final);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+        throw err;
+      }
+      const dir = await fs.promises.open(this.location, 'r');
+      try {
+        await dir.sync();
+      } finally {
+        await dir.close();
+      }
+      return true;
+    } catch (err) {
+      throw toCheckpointError(err);
+    } finally {
+      await fs.promises.unlink(temp).catch(() => {});
+    }
   }
 
   /** Never through a symlink (O_NOFOLLOW): a link planted under the name cannot redirect the append. */

@@ -44,8 +44,9 @@ export interface CheckpointStore {
   readonly location: string;
   /** Creates the location if needed; fails now (not at the first save) when it cannot be written. */
   open(): Promise<void>;
-  /** One writer per location: throws ECKPT_LOCKED naming the holder. */
-  lock(): Promise<StoreLock>;
+  /** One writer per location: throws ECKPT_LOCKED naming the holder. `name` gives a lock of its own (a rank's
+   * lock in a sharded run); a store without named locks leaves the parameter out. */
+  lock(name?: string): Promise<StoreLock>;
   list(): Promise<StoredObject[]>;
   /** Starts the commit before returning (a store whose commit needs no later turn: LocalStore queues it on the
    * writer thread, which takes it to durable with no further JavaScript). */
@@ -55,6 +56,9 @@ export interface CheckpointStore {
   poll?(): void;
   /** One small object, atomically (tags, pointers outside a save). */
   writeSmall(name: string, data: Uint8Array): Promise<void>;
+  /** Creates a small object atomically only if none has the name (false when one exists): the one-time decisions
+   * of a sharded step. A store that cannot create exclusively leaves it out, and cannot hold a sharded run. */
+  createSmall?(name: string, data: Uint8Array): Promise<boolean>;
   /** Appends to a small object, creating it (the run's history). Not atomic and not synced: for records a crash may
    * shorten. A store that cannot append (an object store) leaves it out, and has no history. */
   appendSmall?(name: string, data: Uint8Array): Promise<void>;
