@@ -4,6 +4,7 @@
 import { CheckpointStore } from '../store/store';
 import { LocalStore } from '../store/local';
 import { stepOf } from './manifest';
+import { decisionStepOf } from './shards';
 
 export { checkpointName, stepOf } from './manifest';
 
@@ -28,13 +29,14 @@ export async function listCheckpoints(where: string | CheckpointStore): Promise<
     .sort((a, b) => b.step - a.step);
 }
 
-/** A pointer, or null when it is missing or unreadable (pointers are untrusted: only a checkpoint name passes). */
+/** A pointer, or null when it is missing or unreadable (pointers are untrusted: only a checkpoint name, or in a
+ * sharded run a step's record name, passes). */
 export async function readPointer(where: string | CheckpointStore, name: string): Promise<Pointer | null> {
   const bytes = await storeOf(where).readSmall(name);
   if (!bytes) return null;
   try {
     const p = JSON.parse(Buffer.from(bytes).toString('utf8')) as Pointer;
-    if (!Number.isSafeInteger(p.step) || typeof p.file !== 'string' || stepOf(p.file) !== p.step) return null;
+    if (!Number.isSafeInteger(p.step) || typeof p.file !== 'string' || (stepOf(p.file) ?? decisionStepOf(p.file)) !== p.step) return null;
     return p.metric === undefined || typeof p.metric === 'number' ? p : null;
   } catch {
     return null;

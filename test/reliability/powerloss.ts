@@ -44,7 +44,7 @@ function sh(cmd: string, args: string[]): void {
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr.trim()}`);
 }
 
-class LoopFs {
+export class LoopFs {
   readonly image: string;
   readonly mnt: string;
   private mounted = false;

@@ -3,7 +3,9 @@
  * final state. Synchronous between saves: the loop never yields, so decisions must not need its event loop.
  *
  *   node rank-child.js DIR RANK WORLD STEPS EVERY [timeoutMs] [mode]
- * mode: "normal", "skip-at-N" (this rank skips the save of step N), "stop-at-N" (exits before saving step N). */
+ * mode: "normal", or "stop-at-N" (exits before saving step N). CKPTIO_TEST_STEP_MS: busy milliseconds per step. Without
+ * CKPTIO_TEST_YIELD=1 the loop never yields between saves. */
+import { createHash } from 'node:crypto';
 import { Checkpointer } from '../../src/checkpoint/checkpointer';
 
 const [dir, rankArg, worldArg, stepsArg, everyArg, timeoutArg, mode = 'normal'] = process.argv.slice(2);
@@ -12,6 +14,9 @@ const worldSize = Number(worldArg);
 const steps = Number(stepsArg);
 const every = Number(everyArg);
 const SIZE = 64 * 1024;
+const stepMs = Number(process.env.CKPTIO_TEST_STEP_MS ?? 0);
+/** CKPTIO_TEST_YIELD=1: a loop that yields every step (acknowledgements are printed as they come). */
+const yieldEachStep = process.env.CKPTIO_TEST_YIELD === '1';
 
 function advance(w: Float32Array, step: number): void {
   for (let i = 0; i < w.length; i++) w[i] = Math.fround(w[i]! * 0.999 + Math.sin(step + i + rank) * 0.01);
@@ -37,17 +42,17 @@ async function main(): Promise<void> {
   console.log(JSON.stringify({ event: 'start', rank, step }));
   const handles: Promise<unknown>[] = [];
   const stopAt = mode.startsWith('stop-at-') ? Number(mode.slice(8)) : -1;
-  const skipAt = mode.startsWith('skip-at-') ? Number(mode.slice(8)) : -1;
   while (step < steps) {
     step++;
     advance(w, step);
+    for (const until = performance.now() + stepMs; performance.now() < until;);
+    if (yieldEachStep) await new Promise<void>((resolve) => setImmediate(resolve));
     if (step % every !== 0) continue;
     if (step === stopAt) process.exit(3);
     const h = await ckpt.save(step, {
       tensors: { [`w${rank}`]: { dtype: 'float32', shape: [SIZE], data: w } },
       state: { step },
       copy: true,
-      ...(step === skipAt ? {} : {}),
     });
     const s = step;
     handles.push(
@@ -60,9 +65,7 @@ async function main(): Promise<void> {
   }
   await Promise.all(handles);
   await ckpt.close().catch((err: { code?: string }) => console.log(JSON.stringify({ event: 'close-error', code: err.code })));
-  let sum = 0;
-  for (const v of w) sum += v;
-  console.log(JSON.stringify({ event: 'done', rank, step, digest: Buffer.from(w.buffer).toString('base64').length, sum }));
+  console.log(JSON.stringify({ event: 'done', rank, step, sha256: createHash('sha256').update(w).digest('hex') }));
 }
 
 main().catch((err) => {
