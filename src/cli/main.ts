@@ -16,7 +16,7 @@ import { remoteLs, remotePull, remoteVerify } from './commands/remote';
 import { isRemoteUrl } from '../store/remote/url';
 import { hasPeer } from '../binding/peer';
 import { OPTIMIZER_NAMES } from '../train/model';
-import type { FinetuneConfig, TrainEvent } from '../train/trainer';
+import type { FinetuneConfig, TrainConfig, TrainEvent } from '../train/trainer';
 
 function int(name: string, min = 0) {
   return (v: string): number => {
@@ -97,36 +97,52 @@ function classList(v: string): number[] {
 async function runTrain(o: Record<string, any>, finetune: FinetuneConfig | undefined): Promise<void> {
   requireDemoPackages(o.backend, o.log);
   const { train } = await import('../train/trainer');
+  const config: TrainConfig = {
+    dir: o.dir,
+    steps: o.steps,
+    epochs: o.epochs,
+    batch: o.batch,
+    layers: o.layers,
+    lr: o.lr,
+    warmup: o.warmup,
+    startLr: o.startLr,
+    minLr: o.minLr,
+    schedule: o.schedule,
+    optimizer: o.optimizer,
+    seed: o.seed,
+    saveEvery: o.saveEvery,
+    keepLast: o.keepLast,
+    resume: o.resume,
+    backend: o.backend,
+    evalEvery: o.evalEvery,
+    trainLimit: o.trainLimit,
+    compression: o.compression,
+    classes: o.classes,
+    tag: o.tag,
+    dedup: !!o.dedup,
+    finetune,
+    ...(o.remote ? { remote: o.remote } : {}),
+  };
+  if (o.workers !== undefined) {
+    const { trainWorkers } = await import('../train/data-parallel');
+    // Every rank's events as JSON lines (with its rank); the text view shows rank 0's progress and every warning.
+    const emit = o.log === 'json' ? (e: TrainEvent) => writeLine(JSON.stringify(e)) : workersReporter();
+    return trainWorkers(config, o.workers, emit);
+  }
   const emit = o.log === 'json' ? (e: TrainEvent) => writeLine(JSON.stringify(e)) : await textReporter();
-  await train(
-    {
-      dir: o.dir,
-      steps: o.steps,
-      epochs: o.epochs,
-      batch: o.batch,
-      layers: o.layers,
-      lr: o.lr,
-      warmup: o.warmup,
-      startLr: o.startLr,
-      minLr: o.minLr,
-      schedule: o.schedule,
-      optimizer: o.optimizer,
-      seed: o.seed,
-      saveEvery: o.saveEvery,
-      keepLast: o.keepLast,
-      resume: o.resume,
-      backend: o.backend,
-      evalEvery: o.evalEvery,
-      trainLimit: o.trainLimit,
-      compression: o.compression,
-      classes: o.classes,
-      tag: o.tag,
-      dedup: !!o.dedup,
-      finetune,
-      ...(o.remote ? { remote: o.remote } : {}),
-    },
-    emit,
-  );
+  await train(config, emit);
+}
+
+/** `train --workers` in text: rank 0's saves and end, and warnings from any rank. */
+function workersReporter(): (e: TrainEvent & { rank?: number }) => void {
+  return (e) => {
+    const who = `rank ${e.rank ?? '?'}`;
+    if (e.event === 'warning') writeLine(`${who}: warning: ${safe(e.message)}`);
+    else if (e.rank !== 0) return;
+    else if (e.event === 'start') writeLine(`${e.resumedFrom === null ? 'starting' : `resuming from step ${e.resumedFrom}`}: ${e.totalSteps} steps`);
+    else if (e.event === 'durable') writeLine(`step ${e.step} durable on every rank (${safe(e.path)}, ${e.msToDurable.toFixed(0)} ms)`);
+    else if (e.event === 'done') writeLine(`done at step ${e.step}; validation accuracy ${e.valAcc === null ? '-' : e.valAcc.toFixed(4)}`);
+  };
 }
 
 /** The demo needs packages a library user does not: say exactly which are missing, before anything starts. */
@@ -172,7 +188,13 @@ export async function main(argv: string[]): Promise<void> {
   addTrainOptions(
     program.command('train').description('train an MLP on the embedded MNIST digits, checkpointing as it goes (re-run to resume)'),
     './runs/mnist',
-  ).action(async (o) => runTrain(o, undefined));
+  )
+    .option(
+      '--workers <n>',
+      'data-parallel over N local processes (a demo of sharded checkpoints: each rank saves its shard, a step is durable once every shard is)',
+      int('--workers', 1),
+    )
+    .action(async (o) => runTrain(o, undefined));
 
   addTrainOptions(
     program

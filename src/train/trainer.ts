@@ -361,7 +361,7 @@ export function lrSchedule(config: Pick<TrainConfig, 'schedule' | 'lr' | 'warmup
   return config.warmup > 0 ? schedules.warmup({ mode: 'linear', startLr: config.startLr, warmupSteps: config.warmup }, after) : after;
 }
 
-async function accuracy(tf: typeof tfType, model: tfType.LayersModel, x: tfType.Tensor2D, labels: Uint8Array): Promise<number> {
+export async function accuracy(tf: typeof tfType, model: tfType.LayersModel, x: tfType.Tensor2D, labels: Uint8Array): Promise<number> {
   const predicted = tf.tidy(() => tf.argMax(model.predict(x) as tfType.Tensor2D, 1));
   const pred = await predicted.data();
   predicted.dispose();
@@ -370,7 +370,7 @@ async function accuracy(tf: typeof tfType, model: tfType.LayersModel, x: tfType.
   return hit / labels.length;
 }
 
-function batchTensors(tf: typeof tfType, set: Dataset, idx: Uint32Array, outputs: number): [tfType.Tensor2D, tfType.Tensor2D] {
+export function batchTensors(tf: typeof tfType, set: Dataset, idx: Uint32Array, outputs: number): [tfType.Tensor2D, tfType.Tensor2D] {
   const x = new Float32Array(idx.length * 784);
   const y = new Float32Array(idx.length * outputs);
   idx.forEach((j, k) => {
