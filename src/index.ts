@@ -6,7 +6,16 @@ export type { Encoded } from './format/codec';
 export type { Compression, CompressionReport, DType, ReadOptions, ReadResult, TensorEntry, TypedArray, WriteOptions, WriteResult } from './format/file';
 export { Checkpointer } from './checkpoint/checkpointer';
 export type { RemoteOptions, ReplicatedInfo } from './checkpoint/replicator';
-export type { CheckpointerOptions, CheckpointerStats, DurableInfo, LoadedCheckpoint, LoadedStep, SaveHandle, SavePayload, TensorSource } from './checkpoint/checkpointer';
+export type {
+  CheckpointerOptions,
+  CheckpointerStats,
+  DurableInfo,
+  LoadedCheckpoint,
+  LoadedStep,
+  SaveHandle,
+  SavePayload,
+  TensorSource,
+} from './checkpoint/checkpointer';
 // tfjs is loaded only when these are called, so importing ckptio never pulls tfjs in.
 export { snapshot, StagingArena } from './tfjs/snapshot';
 export type { SnapshotOptions } from './tfjs/snapshot';

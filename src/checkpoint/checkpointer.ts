@@ -8,7 +8,7 @@
  * the pointers and the manifest, then the removals retention decided, all decided here when the save is queued
  * (admission.ts: how many may be in flight; retention.ts: what stays; manifest.ts: the run's record). Nothing
  * runs on the training thread between those stages, so a save is durable while the loop computes. */
-import { CheckpointError, argumentError, RemoteError } from '../binding/errors';
+import { CheckpointError, argumentError, PeerError, RemoteError } from '../binding/errors';
 import { CONTENT_ID_TOKEN } from '../binding/native';
 import { Compression, CompressionReport, readCheckpoint, SaveResult, TensorEntry, TensorList } from '../format/file';
 import { METADATA_KEYS } from '../format/metadata-keys';
@@ -271,6 +271,10 @@ export class Checkpointer {
   /** A sharded run (options.rank and worldSize); its coordination worker once the run is open. */
   private readonly sharding: { rank: number; worldSize: number; timeoutMs: number } | null;
   private coordination: ShardCoordination | null = null;
+  /** A sharded run's incarnation (shard-coordination.ts), written into every shard. */
+  private epoch = '';
+  /** A sharded run's steps increase: the newest step this rank has saved or found decided. */
+  private lastShardStep = -1;
   /** Sharded saves whose shard is written but whose step is not decided yet (flush and close wait for them). */
   private readonly undecided = new Set<Promise<unknown>>();
   private readonly counters: CheckpointerStats = { saved: 0, skipped: 0, failed: 0, inflight: 0, inflightBytes: 0, peakInflightBytes: 0, totalWaitMs: 0 };
@@ -373,14 +377,15 @@ export class Checkpointer {
       this.lockHandle = await store.lock(rankLockName(sh.rank));
       const stale = await store.cleanStaleTemps();
       if (stale.length) this.warn(`removed ${stale.length} stale temporary file(s) from an interrupted save: ${stale.join(', ')}`);
-      if (sh.rank === 0) await becomeCoordinator(store, this.warn);
-      else await awaitCoordinator(store, sh.timeoutMs);
+      // Processes start at their own pace: the wait for rank 0 is at least 30 s, whatever peerTimeoutMs.
+      this.epoch = sh.rank === 0 ? await becomeCoordinator(store, this.warn) : await awaitCoordinator(store, Math.max(sh.timeoutMs, 30_000));
       this.coordination = new ShardCoordination(
-        { dir: this.dir, rank: sh.rank, worldSize: sh.worldSize, keepLast: this.keepLastCount, timeoutMs: sh.timeoutMs, pollMs: 5 },
+        { dir: this.dir, rank: sh.rank, worldSize: sh.worldSize, keepLast: this.keepLastCount, timeoutMs: sh.timeoutMs, pollMs: 5, epoch: this.epoch },
         this.warn,
       );
     }
     this.newestDurable = (await committedSteps(this.store, () => {}))[0]?.step ?? null; // loading reports bad records
+    this.lastShardStep = this.newestDurable ?? -1;
     this.opened = true;
   }
 
@@ -520,6 +525,7 @@ export class Checkpointer {
       this.pollAll();
       if (!this.opened) await this.ready;
       if (this.lockHandle === null) throw new CheckpointError('checkpointer was opened with lock: false (read-only)', { code: 'ECKPT_ARGS' });
+      if (this.sharding && step <= this.lastShardStep) throw this.stepsMustIncrease(step);
       // A tag(), prune() or close() in progress goes first; from here on this save counts as active, which
       // they wait for.
       for (let b = this.barrier; ; b = this.barrier) {
@@ -864,6 +870,12 @@ export class Checkpointer {
     return durable;
   }
 
+  private stepsMustIncrease(step: number): CheckpointError {
+    return argumentError(
+      `a sharded run's steps must increase: step ${step} is at or below step ${this.lastShardStep}, already saved or committed in ${this.dir}`,
+    );
+  }
+
   /** A sharded run's save: this rank's shard alone (no pointer, no removal: rank 0's worker does those after the
    * step's record). The step is posted to the coordination worker before the shard is handed to the writer, so
    * both run to the end with no further JavaScript. Admission is left when the shard is written (a slow rank holds
@@ -880,15 +892,28 @@ export class Checkpointer {
   ): Promise<DurableInfo> {
     const sh = this.sharding!;
     const coordination = this.coordination!;
+    // A step is decided once: saving it again would pair a new shard with the old record.
+    if (step <= this.lastShardStep) throw this.stepsMustIncrease(step);
+    this.lastShardStep = step;
     const file = shardName(step, sh.rank, sh.worldSize);
     const metadata: Record<string, string> = {
       ...(source?.metadata ?? {}),
       [STEP_KEY]: String(step),
       [STATE_KEY]: state,
       [METADATA_KEYS.time]: new Date().toISOString(),
-      [METADATA_KEYS.shard]: JSON.stringify({ rank: sh.rank, worldSize: sh.worldSize }),
+      [METADATA_KEYS.shard]: JSON.stringify({ rank: sh.rank, worldSize: sh.worldSize, epoch: this.epoch }),
     };
-    const decided = coordination.expect(step);
+    // Both halves learned synchronously (the writer's result in a poll, the decision in a drain): lastDurableStep
+    // counts the step as soon as both are in.
+    let shardWritten = false;
+    let stepCommitted = false;
+    const bothIn = () => {
+      if (shardWritten && stepCommitted) this.newestDurable = Math.max(this.newestDurable ?? step, step);
+    };
+    const decided = coordination.expect(step, () => {
+      stepCommitted = true;
+      bothIn();
+    });
     let settled = false;
     let resolveShard!: (r: SaveResult) => void;
     let rejectShard!: (err: unknown) => void;
@@ -908,27 +933,41 @@ export class Checkpointer {
         rejectShard(err);
         return;
       }
+      shardWritten = true;
+      bothIn();
       onSettled(null);
       resolveShard(result);
     };
-    this.store
-      .commit({
-        name: file,
-        tensors,
-        options: { metadata, copy, compression: this.compression },
-        files: [],
-        remove: [],
-        onConsumed,
-        onSettled: settle,
-        lane: { id: this.lane, generation: this.generation },
-      })
-      .then(
-        (result) => settle(null, result),
-        (err: unknown) => settle(err, undefined),
-      );
+    try {
+      this.store
+        .commit({
+          name: file,
+          tensors,
+          options: { metadata, copy, compression: this.compression },
+          files: [],
+          remove: [],
+          onConsumed,
+          onSettled: settle,
+          lane: { id: this.lane, generation: this.generation },
+        })
+        .then(
+          (result) => settle(null, result),
+          (err: unknown) => settle(err, undefined),
+        );
+    } catch (err) {
+      settle(err, undefined); // the step is aborted for every rank now, not at its timeout
+      throw err;
+    }
     const durable = (async (): Promise<DurableInfo> => {
       const result = await written;
       const record = await decided;
+      const mine = record.shards[sh.rank];
+      if (record.worldSize !== sh.worldSize || mine?.contentId !== result.contentId)
+        throw new PeerError(`step ${step}'s record does not list the shard this rank wrote (${file}): another process wrote the step`, {
+          step,
+          ranks: [sh.rank],
+          path: `${this.dir}/${decisionName(step)}`,
+        });
       this.counters.saved++;
       this.newestDurable = Math.max(this.newestDurable ?? step, step);
       this.record({ event: 'save', step, file: decisionName(step), time: record.time, metrics: {} });
@@ -1162,8 +1201,11 @@ export class Checkpointer {
         const shards = (await readStep(this.store, d)).map((r, rank) => Checkpointer.decode(`${this.dir}/${d.shards[rank]!.file}`, r.tensors, r.metadata));
         return { step: d.step, worldSize: d.worldSize, path: where, shards };
       } catch (err) {
-        const reason = err instanceof CheckpointError ? `${err.code}: ${err.message}` : String(err);
-        this.warn(`step ${d.step} is not complete and valid, using an older one (${reason})`);
+        // Only what shows the step itself is bad moves on to an older step; a failure to read (EIO, EMFILE) is
+        // thrown, or ranks could pick different steps.
+        const code = (err as CheckpointError).code;
+        if (code !== 'ENOENT' && code !== 'ECKPT_CHECKSUM' && code !== 'ECKPT_FORMAT') throw err;
+        this.warn(`step ${d.step} is not complete and valid, using an older one (${code}: ${(err as Error).message})`);
       }
     }
     return null;

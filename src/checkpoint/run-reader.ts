@@ -11,6 +11,8 @@ import { POINTER_BEST, POINTER_LATEST, readPointer } from './directory';
 import { entryFromHeader, Manifest, MANIFEST_NAME, ManifestEntry, parseManifest, stepOf, tagOfFile } from './manifest';
 import { HISTORY_NAME, HistoryEvent, parseHistory } from './history';
 import { NAME_PATTERN } from './names';
+import { checkShardHeaders, readStep } from './shard-reader';
+import { decisionStepOf, parseDecision, ShardRecord } from './shards';
 
 export interface Problem {
   code: string;
@@ -43,6 +45,20 @@ export interface CheckpointView {
   tags: string[];
 }
 
+/** A sharded run's committed step (shards.ts): its record and its shards, checked together. */
+export interface StepView {
+  step: number;
+  /** The record's name. */
+  file: string;
+  worldSize: number | null;
+  time: string | null;
+  shards: ShardRecord[];
+  /** The record unreadable, a shard missing or not the one the record lists (header), or (with verify) a digest. */
+  problem: Problem | null;
+  verified: boolean;
+  pointers: string[];
+}
+
 export interface RunView {
   dir: string;
   store: CheckpointStore;
@@ -50,6 +66,8 @@ export interface RunView {
   manifestProblem: Problem | null;
   /** Oldest first; entries of the manifest whose file is gone are here too, with present: false. */
   checkpoints: CheckpointView[];
+  /** A sharded run's committed steps, oldest first (empty for a run of one process). */
+  steps: StepView[];
   pointers: PointerView[];
   /** Every save and resume recorded (history.ts), pruned checkpoints included; null when the run has no history. */
   history: HistoryEvent[] | null;
@@ -136,6 +154,8 @@ export async function readRun(where: string | CheckpointStore, opts: ReadRunOpti
   const pointerNames = new Set<string>();
   for (const n of names) if (isPointerName(n) || tagOfFile(n) !== null) pointerNames.add(n);
   for (const n of Object.keys(manifest?.pointers ?? {})) pointerNames.add(n);
+  const steps = await readSteps(store, names, opts.verify ?? false);
+  const byStepFile = new Map(steps.map((s) => [s.file, s]));
   const pointers: PointerView[] = [];
   for (const name of [...pointerNames].sort()) {
     const tag = tagOfFile(name);
@@ -158,6 +178,14 @@ export async function readRun(where: string | CheckpointStore, opts: ReadRunOpti
     }
     p.step = parsed.step;
     p.file = parsed.file;
+    const step = byStepFile.get(parsed.file);
+    if (decisionStepOf(parsed.file) !== null) {
+      if (!step) p.problem = { code: 'ENOENT', message: `${name} points at ${parsed.file} (step ${parsed.step}), which is missing` };
+      else if (step.problem)
+        p.problem = { code: step.problem.code, message: `${name} points at step ${parsed.step}, which is not valid (${step.problem.code})` };
+      step?.pointers.push(name);
+      continue;
+    }
     const target = byFile.get(parsed.file);
     if (!target || !target.present) {
       p.problem = { code: 'ENOENT', message: `${name} points at ${parsed.file} (step ${parsed.step}), which is missing` };
@@ -185,7 +213,33 @@ export async function readRun(where: string | CheckpointStore, opts: ReadRunOpti
       historyProblem = problemOf(err);
     }
   }
-  return { dir: store.location, store, manifest, manifestProblem, checkpoints, pointers, history, historyProblem };
+  return { dir: store.location, store, manifest, manifestProblem, checkpoints, steps, pointers, history, historyProblem };
+}
+
+/** The committed steps of a sharded run, each checked: every shard's header against the record, or with `verify`
+ * every digest (shard-reader.ts). Aborted records are not steps. */
+async function readSteps(store: CheckpointStore, names: string[], verify: boolean): Promise<StepView[]> {
+  const out: StepView[] = [];
+  for (const name of names) {
+    const step = decisionStepOf(name);
+    if (step === null) continue;
+    const view: StepView = { step, file: name, worldSize: null, time: null, shards: [], problem: null, verified: false, pointers: [] };
+    try {
+      const d = parseDecision(name, (await store.readSmall(name)) ?? new Uint8Array(), store.location);
+      if (d.outcome !== 'committed') continue;
+      Object.assign(view, { worldSize: d.worldSize, time: d.time, shards: d.shards });
+      if (verify) {
+        await readStep(store, d);
+        view.verified = true;
+      } else {
+        await checkShardHeaders(store, d);
+      }
+    } catch (err) {
+      view.problem = problemOf(err);
+    }
+    out.push(view);
+  }
+  return out.sort((a, b) => a.step - b.step);
 }
 
 /** The checkpoints a run has: present, readable, with their entry; tags as the tag objects say. */

@@ -6,7 +6,7 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { MessageChannel, MessagePort, receiveMessageOnPort, Worker } from 'node:worker_threads';
-import { CheckpointError, PeerError } from '../binding/errors';
+import { argumentError, CheckpointError, PeerError } from '../binding/errors';
 import { LocalStore, processAlive } from '../store/local';
 import { COORDINATOR_NAME, decisionName, Decision, decisionStepOf, parseDecision, rankLockName, shardOf } from './shards';
 
@@ -17,6 +17,9 @@ export interface CoordinationConfig {
   keepLast: number;
   timeoutMs: number;
   pollMs: number;
+  /** This incarnation of the run: the coordinator file's text (rank 0's lock holder). Every shard carries it; rank 0
+   * commits only shards of its own epoch, and the other ranks fail their steps when it changes (rank 0 restarted). */
+  epoch: string;
   port: MessagePort;
 }
 
@@ -24,15 +27,19 @@ export type ToWorker = { type: 'expect'; step: number; deadline: number } | { ty
 
 export type FromWorker =
   | { type: 'decided'; step: number; decision: Decision }
-  /** No decision can be read for the step and a newer step is committed: it was decided and then removed. */
-  | { type: 'unknown'; step: number; message: string }
+  /** The step cannot be decided for this rank: rank 0 restarted, or its record was removed before this rank read it. */
+  | { type: 'peer'; step: number; ranks: number[]; message: string }
   | { type: 'failed'; step: number; message: string; code: string }
   | { type: 'warning'; message: string }
   | { type: 'closed' };
 
+type Committed = Extract<Decision, { outcome: 'committed' }>;
+
 interface Waiting {
-  resolve: (d: Extract<Decision, { outcome: 'committed' }>) => void;
+  resolve: (d: Committed) => void;
   reject: (err: unknown) => void;
+  /** Called synchronously with the committed record, inside the drain that learns it. */
+  onCommitted: (d: Committed) => void;
 }
 
 export class ShardCoordination {
@@ -40,6 +47,7 @@ export class ShardCoordination {
   private readonly port: MessagePort;
   private readonly waiting = new Map<number, Waiting>();
   private closed: Promise<void> | null = null;
+  private workerClosed: (() => void) | null = null;
   private dead: CheckpointError | null = null;
 
   constructor(
@@ -61,10 +69,14 @@ export class ShardCoordination {
 
   /** Posts the step now (before save() returns); settles with its committed record, or rejects with a PeerError
    * (ECKPT_PEER) naming the ranks that did not complete it. */
-  expect(step: number): Promise<Extract<Decision, { outcome: 'committed' }>> {
-    if (this.dead) return Promise.reject(this.dead);
-    const done = new Promise<Extract<Decision, { outcome: 'committed' }>>((resolve, reject) => this.waiting.set(step, { resolve, reject }));
-    done.catch(() => {});
+  expect(step: number, onCommitted: (d: Committed) => void): Promise<Committed> {
+    const done = this.dead
+      ? Promise.reject(this.dead)
+      : this.waiting.has(step)
+        ? Promise.reject(argumentError(`step ${step} is already being saved by this rank`))
+        : new Promise<Committed>((resolve, reject) => this.waiting.set(step, { resolve, reject, onCommitted }));
+    done.catch(() => {}); // awaited later, after the shard: never an unhandled rejection meanwhile
+    if (this.dead || this.waiting.get(step)?.onCommitted !== onCommitted) return done;
     if (this.waiting.size === 1) {
       this.worker.ref(); // a script that ends without close() still learns its decisions
       this.port.ref();
@@ -99,8 +111,10 @@ export class ShardCoordination {
       case 'decided': {
         const d = m.decision;
         const w = this.settle(m.step);
-        if (d.outcome === 'committed') w?.resolve(d);
-        else
+        if (d.outcome === 'committed') {
+          w?.onCommitted(d);
+          w?.resolve(d);
+        } else
           w?.reject(
             new PeerError(`step ${m.step} was not committed on any rank: ${d.reason} (decided by rank ${d.by})`, {
               step: m.step,
@@ -110,8 +124,8 @@ export class ShardCoordination {
           );
         return;
       }
-      case 'unknown':
-        this.settle(m.step)?.reject(new PeerError(m.message, { step: m.step, ranks: [], path: where }));
+      case 'peer':
+        this.settle(m.step)?.reject(new PeerError(m.message, { step: m.step, ranks: m.ranks, path: where }));
         return;
       case 'failed':
         this.settle(m.step)?.reject(new CheckpointError(m.message, { code: m.code, path: where }));
@@ -124,20 +138,21 @@ export class ShardCoordination {
         }
         return;
       case 'closed':
+        this.workerClosed?.();
         return;
     }
   }
 
-  /** Stops the worker once every step posted is decided (or after timeoutMs more). */
+  /** Stops the worker once every step posted is decided (each is decided, failed or given up within twice
+   * peerTimeoutMs). */
   async close(): Promise<void> {
     this.closed ??= (async () => {
       if (this.dead) return;
       this.worker.ref();
       this.port.ref();
+      // 'closed' may be taken by a drain() as well as by the port's listener: onMessage resolves it either way.
       await new Promise<void>((resolve) => {
-        this.port.on('message', (m: FromWorker) => {
-          if (m.type === 'closed') resolve();
-        });
+        this.workerClosed = resolve;
         this.worker.on('exit', () => resolve());
         this.port.postMessage({ type: 'close' } satisfies ToWorker);
       });
@@ -152,16 +167,17 @@ export class ShardCoordination {
 
 /** Rank 0 at start, holding its lock: removes what a dead incarnation left of steps that never committed (aborted
  * records, shards no committed record lists), then names itself coordinator. No other rank saves before that. */
-export async function becomeCoordinator(store: LocalStore, warn: (m: string) => void): Promise<void> {
+export async function becomeCoordinator(store: LocalStore, warn: (m: string) => void): Promise<string> {
   const names = (await store.list()).map((o) => o.name);
   const committed = new Set<number>();
   const aborted: string[] = [];
   for (const name of names) {
     const step = decisionStepOf(name);
     if (step === null) continue;
-    const bytes = await store.readSmall(name);
     try {
-      const d = parseDecision(name, bytes ?? new Uint8Array(), store.location);
+      const bytes = await store.readSmall(name);
+      if (!bytes) continue;
+      const d = parseDecision(name, bytes, store.location);
       if (d.outcome === 'committed') committed.add(step);
       else aborted.push(name);
     } catch (err) {
@@ -181,11 +197,13 @@ export async function becomeCoordinator(store: LocalStore, warn: (m: string) => 
   const holder = await store.readSmall(rankLockName(0));
   if (!holder) throw new CheckpointError(`${rankLockName(0)} has no holder written`, { code: 'ECKPT_INTERNAL', path: store.location });
   await store.writeSmall(COORDINATOR_NAME, holder);
+  return Buffer.from(holder).toString('utf8');
 }
 
 /** Another rank at start: waits until the running rank 0 (the holder written in its lock file, alive) has named
- * itself coordinator; ECKPT_PEER after timeoutMs. Polled through the store: nothing here needs rank 0's help. */
-export async function awaitCoordinator(store: LocalStore, timeoutMs: number): Promise<void> {
+ * itself coordinator, and returns the epoch; ECKPT_PEER after timeoutMs. Polled through the store: nothing here
+ * needs rank 0's help. */
+export async function awaitCoordinator(store: LocalStore, timeoutMs: number): Promise<string> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const [lock, coordinator] = await Promise.all([store.readSmall(rankLockName(0)), store.readSmall(COORDINATOR_NAME)]);
@@ -193,7 +211,7 @@ export async function awaitCoordinator(store: LocalStore, timeoutMs: number): Pr
       try {
         const h = JSON.parse(Buffer.from(lock).toString('utf8')) as { pid?: unknown; host?: unknown };
         // A dead rank 0 leaves both files equal; on this host its pid tells. Across hosts the file is trusted.
-        if (h.host !== os.hostname() || (Number.isSafeInteger(h.pid) && processAlive(h.pid as number))) return;
+        if (h.host !== os.hostname() || (Number.isSafeInteger(h.pid) && processAlive(h.pid as number))) return Buffer.from(lock).toString('utf8');
       } catch {
         /* being rewritten */
       }

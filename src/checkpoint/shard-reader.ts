@@ -13,9 +13,9 @@ export async function committedSteps(store: CheckpointStore, warn: (m: string) =
   const out: CommittedStep[] = [];
   for (const { name } of await store.list()) {
     if (decisionStepOf(name) === null) continue;
-    const bytes = await store.readSmall(name);
-    if (!bytes) continue;
     try {
+      const bytes = await store.readSmall(name);
+      if (!bytes) continue;
       const d = parseDecision(name, bytes, store.location);
       if (d.outcome === 'committed') out.push(d);
     } catch (err) {
@@ -25,19 +25,24 @@ export async function committedSteps(store: CheckpointStore, warn: (m: string) =
   return out.sort((a, b) => b.step - a.step);
 }
 
-/** Every shard of the step, read and verified, in rank order; throws naming the first shard that is missing or
- * does not match the record. */
-export async function readStep(store: CheckpointStore, d: CommittedStep): Promise<ReadResult[]> {
-  const out: ReadResult[] = [];
+/** Checks every shard's header against the record (present, same content id and size) without reading tensor
+ * data; throws naming the first shard that does not match. */
+export async function checkShardHeaders(store: CheckpointStore, d: CommittedStep): Promise<void> {
   for (const s of d.shards) {
-    const where = `${store.location}/${s.file}`;
     const header = await store.readHeader(s.file);
     if (header.contentId !== s.contentId || header.bytes !== s.bytes)
       throw new CheckpointError(`rank ${s.rank}'s shard ${s.file} is not the one step ${d.step}'s record lists (content id or size differs)`, {
         code: 'ECKPT_CHECKSUM',
-        path: where,
+        path: `${store.location}/${s.file}`,
       });
-    out.push(await store.read(s.file, { verify: true }));
   }
+}
+
+/** Every shard of the step, read and verified, in rank order; throws naming the first shard that is missing or
+ * does not match the record. */
+export async function readStep(store: CheckpointStore, d: CommittedStep): Promise<ReadResult[]> {
+  await checkShardHeaders(store, d);
+  const out: ReadResult[] = [];
+  for (const s of d.shards) out.push(await store.read(s.file, { verify: true }));
   return out;
 }

@@ -9,12 +9,15 @@
  *   record themselves. A rank that will not write its shard (skipped, failed) aborts the step at once.
  *
  * The record is created exclusively, so whoever decides first decides for all. Messages: shard-coordination.ts. */
+import * as fs from 'node:fs';
 import { workerData } from 'node:worker_threads';
 import { CheckpointError } from '../binding/errors';
 import { LocalStore } from '../store/local';
+import { METADATA_KEYS } from '../format/metadata-keys';
 import { renderPointer } from './directory';
 import type { CoordinationConfig, FromWorker, ToWorker } from './shard-coordination';
 import {
+  COORDINATOR_NAME,
   Decision,
   decisionName,
   decisionStepOf,
@@ -61,17 +64,63 @@ port.on('message', (m: ToWorker) => {
   schedule();
 });
 
+/** Steps whose failure (a read, a create) was already reported as a warning: once each, not every poll. */
+const warned = new Set<number>();
+
 async function tick(): Promise<void> {
   timer = null;
   running = true;
   try {
+    if (config.rank !== 0 && !(await sameEpoch())) return;
     const names = new Set((await store.list()).map((o) => o.name));
-    for (const step of [...pending.keys()].sort((a, b) => a - b)) await visit(step, names);
+    for (const step of [...pending.keys()].sort((a, b) => a - b)) {
+      try {
+        await visit(step, names);
+      } catch (err) {
+        // Retried at the next poll until the step's last deadline; then the step fails with this error.
+        const e = err as CheckpointError;
+        if (Date.now() > pending.get(step)!.deadline + config.timeoutMs) {
+          pending.delete(step);
+          post({ type: 'failed', step, message: `step ${step} could not be decided: ${e.message}`, code: e.code ?? 'ECKPT_INTERNAL' });
+        } else if (!warned.has(step)) {
+          warned.add(step);
+          post({ type: 'warning', message: `shard coordination of step ${step} on ${config.dir}: ${e.message}; retrying` });
+        }
+      }
+    }
   } catch (err) {
     post({ type: 'warning', message: `shard coordination on ${config.dir}: ${(err as Error).message}; retrying` });
   } finally {
     running = false;
     schedule();
+  }
+}
+
+/** Another rank: whether rank 0 is still the one this rank joined. A restarted rank 0 cleans up and starts a new
+ * epoch: this rank's steps in flight can no longer complete, and fail now instead of at their timeout. */
+async function sameEpoch(): Promise<boolean> {
+  const now = await store.readSmall(COORDINATOR_NAME);
+  if (now !== null && Buffer.from(now).toString('utf8') === config.epoch) return true;
+  for (const step of [...pending.keys()]) {
+    pending.delete(step);
+    post({
+      type: 'peer',
+      step,
+      ranks: [0],
+      message: `rank 0 restarted (${COORDINATOR_NAME} changed): step ${step} cannot complete; restart every rank together`,
+    });
+  }
+  return false;
+}
+
+/** A decision this rank did not create may be in the directory but not yet durable (the creator fsyncs the directory
+ * after the link): fsync it here before acknowledging. */
+async function syncDirectory(): Promise<void> {
+  const dir = await fs.promises.open(config.dir, 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
   }
 }
 
@@ -85,8 +134,11 @@ async function readDecision(step: number, name = decisionName(step)): Promise<De
   return d;
 }
 
-function report(step: number, d: Decision): void {
+async function report(step: number, d: Decision, createdHere: boolean): Promise<void> {
+  if (!createdHere) await syncDirectory();
   pending.delete(step);
+  warned.delete(step);
+  if (config.rank !== 0) known.delete(step); // only rank 0's retention reads decisions again
   post({ type: 'decided', step, decision: d });
 }
 
@@ -94,21 +146,23 @@ async function visit(step: number, names: Set<string>): Promise<void> {
   const p = pending.get(step)!;
   const recorded = [decisionName(step), tombstoneName(step)].find((n) => names.has(n));
   if (recorded !== undefined) {
+    let d: Decision | null;
     try {
-      const d = await readDecision(step, recorded);
-      if (d) return report(step, d);
+      d = await readDecision(step, recorded);
     } catch (err) {
-      pending.delete(step);
       const e = err as CheckpointError;
-      post({ type: 'failed', step, message: e.message, code: e.code ?? 'ECKPT_FORMAT' });
+      if (e.code !== 'ECKPT_FORMAT') throw err; // a failed read is retried
+      pending.delete(step);
+      post({ type: 'failed', step, message: e.message, code: e.code });
       return;
     }
+    if (d) return report(step, d, false);
   }
   if (p.selfAbort !== null) return decide(step, { outcome: 'aborted', missing: [config.rank], reason: `rank ${config.rank} ${p.selfAbort}` });
   const missing = ranks.filter((r) => !names.has(shardName(step, r, config.worldSize)));
   const now = Date.now();
   if (config.rank === 0) {
-    if (missing.length === 0) return commit(step);
+    if (missing.length === 0) return commit(step, now > p.deadline);
     if (now > p.deadline)
       return decide(step, { outcome: 'aborted', missing, reason: `rank(s) ${missing.join(', ')} did not write a shard within ${config.timeoutMs} ms` });
     return;
@@ -119,7 +173,7 @@ async function visit(step: number, names: Set<string>): Promise<void> {
   for (const s of newer) {
     if ((await readDecision(s).catch(() => null))?.outcome === 'committed') {
       pending.delete(step);
-      post({ type: 'unknown', step, message: `step ${step}'s record was removed before rank ${config.rank} read it (step ${s} has committed since)` });
+      post({ type: 'peer', step, ranks: [], message: `step ${step}'s record was removed before rank ${config.rank} read it (step ${s} has committed since)` });
       return;
     }
   }
@@ -143,27 +197,45 @@ async function decide(
   const created = await store.createSmall(decisionName(step), renderDecision(d));
   const standing = created ? d : await readDecision(step);
   if (created) known.set(step, d);
-  if (standing) report(step, standing);
+  if (standing) await report(step, standing, created);
   if (created && d.outcome === 'committed') await afterCommit(step);
 }
 
-async function commit(step: number): Promise<void> {
+/** Rank 0, every shard present: their headers (content id, size, epoch) make the record. A shard of another
+ * incarnation of the run (a rank killed and not restarted, whose old file is still there) counts as missing; an
+ * unreadable one is retried. Past the deadline either aborts the step naming those ranks. */
+async function commit(step: number, pastDeadline: boolean): Promise<void> {
   const shards: ShardRecord[] = [];
+  const stale: number[] = [];
   for (const rank of ranks) {
     const file = shardName(step, rank, config.worldSize);
     try {
       const h = await store.readHeader(file);
       if (!h.contentId)
         throw new CheckpointError(`${file} has no content id (written without checksums)`, { code: 'ECKPT_FORMAT', path: `${config.dir}/${file}` });
-      shards.push({ rank, file, contentId: h.contentId, bytes: h.bytes });
+      if (shardEpoch(h.metadata[METADATA_KEYS.shard]) !== config.epoch) stale.push(rank);
+      else shards.push({ rank, file, contentId: h.contentId, bytes: h.bytes });
     } catch (err) {
-      // Retried at the next poll; a shard still unreadable at the deadline aborts the step.
-      if (Date.now() <= pending.get(step)!.deadline) throw err;
+      if (!pastDeadline) throw err;
       return decide(step, { outcome: 'aborted', missing: [rank], reason: `rank ${rank}'s shard is unreadable (${(err as Error).message})` });
     }
   }
-  await decide(step, { outcome: 'committed', shards });
+  if (stale.length === 0) return decide(step, { outcome: 'committed', shards });
+  if (pastDeadline)
+    return decide(step, { outcome: 'aborted', missing: stale, reason: `the shard(s) of rank(s) ${stale.join(', ')} are from another incarnation of the run` });
 }
+
+function shardEpoch(json: string | undefined): string | null {
+  try {
+    const m = JSON.parse(json ?? 'null') as { epoch?: unknown } | null;
+    return typeof m?.epoch === 'string' ? m.epoch : null;
+  } catch {
+    return null;
+  }
+}
+
+/** When this worker turned a committed record into a tombstone: it stays three timeouts from then. */
+const prunedAt = new Map<number, number>();
 
 /** Rank 0, once `step` is committed: the pointer, then retention (keepLast committed steps: a tombstone, the record,
  * then the shards), then what steps before it left that never committed (every rank has written past them: their
@@ -173,18 +245,21 @@ async function afterCommit(step: number): Promise<void> {
   const names = (await store.list()).map((o) => o.name);
   const committed: number[] = [];
   const aborted: string[] = [];
+  const unreadable = new Set<number>();
   const expired = Date.now() - 3 * config.timeoutMs;
   for (const name of names) {
     const s = decisionStepOf(name);
     if (s === null) {
       const t = tombstoneStepOf(name);
-      const d = t === null ? null : await readDecision(t, name).catch(() => null);
-      if (d && Date.parse(d.time) < expired) aborted.push(name);
+      // A tombstone of an earlier incarnation has no reader left.
+      if (t !== null && (prunedAt.get(t) ?? 0) < expired) aborted.push(name);
       continue;
     }
     const d = await readDecision(s).catch(() => null);
-    if (d?.outcome === 'committed') committed.push(s);
-    else if (d?.outcome === 'aborted' && s < step && Date.parse(d.time) < expired) aborted.push(name);
+    if (d === null)
+      unreadable.add(s); // its shards stay, as at start
+    else if (d.outcome === 'committed') committed.push(s);
+    else if (s < step && Date.parse(d.time) < expired) aborted.push(name);
   }
   committed.sort((a, b) => b - a);
   const kept = new Set(committed.slice(0, config.keepLast));
@@ -193,11 +268,18 @@ async function afterCommit(step: number): Promise<void> {
   const committedSet = new Set(committed);
   const shards = names.filter((n) => {
     const s = shardOf(n);
-    return s !== null && s.step < step && (dropped.includes(s.step) || !committedSet.has(s.step));
+    return s !== null && s.step < step && !unreadable.has(s.step) && (dropped.includes(s.step) || !committedSet.has(s.step));
   });
-  for (const s of dropped) await store.writeSmall(tombstoneName(s), renderDecision(known.get(s)!));
+  for (const s of dropped) {
+    await store.writeSmall(tombstoneName(s), renderDecision(known.get(s)!));
+    prunedAt.set(s, Date.now());
+  }
   await store.remove(dropped.map(decisionName));
   await store.remove(shards);
   await store.remove(aborted);
-  for (const name of aborted) known.delete((decisionStepOf(name) ?? tombstoneStepOf(name))!);
+  for (const name of aborted) {
+    const s = (decisionStepOf(name) ?? tombstoneStepOf(name))!;
+    known.delete(s);
+    prunedAt.delete(s);
+  }
 }

@@ -58,6 +58,7 @@ export async function trainWorkers(config: TrainConfig, workers: number, emit: (
   const pending = new Map<number, (Float32Array | undefined)[]>();
   const exits: Promise<void>[] = [];
   let failed: Error | null = null;
+  const resumed: (number | null)[] = [];
   const stopAll = () => {
     for (const c of ranks) if (c.exitCode === null) c.kill('SIGTERM');
   };
@@ -65,7 +66,18 @@ export async function trainWorkers(config: TrainConfig, workers: number, emit: (
     const child = fork(entry, [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     ranks.push(child);
     child.on('message', (m: FromRank) => {
-      if (m.type === 'event') return emit(m.event);
+      if (m.type === 'event') {
+        // Every rank must resume the same step (the same newest complete step): otherwise their gradients are for
+        // different steps, and the run stops naming the ranks' steps.
+        if (m.event.event === 'start') {
+          resumed.push(m.event.resumedFrom);
+          if (new Set(resumed).size > 1 && !failed) {
+            failed = new CheckpointError(`the ranks resumed from different steps (${resumed.join(', ')}); the run is stopped`, { code: 'ECKPT_PEER' });
+            stopAll();
+          }
+        }
+        return emit(m.event);
+      }
       const got = pending.get(m.step) ?? new Array<Float32Array | undefined>(workers).fill(undefined);
       got[rank] = m.data;
       pending.set(m.step, got);

@@ -9,7 +9,7 @@ import { CheckpointError, PeerError } from '../../src/binding/errors';
 import { Checkpointer, DurableInfo } from '../../src/checkpoint/checkpointer';
 import { decisionName, shardName } from '../../src/checkpoint/shards';
 import { TensorEntry } from '../../src/format/file';
-import { pattern, tempDir } from '../helpers';
+import { cli, pattern, tempDir } from '../helpers';
 import { LoopFs, powerLossUnavailable } from '../reliability/powerloss';
 
 const CHILD = path.join(__dirname, 'rank-child.js');
@@ -90,7 +90,10 @@ for (const world of [2, 4]) {
     const whole = await runAll(tempDir(), world, 40, 5);
     for (const r of whole)
       assert.deepEqual(
-        r.lines.filter((l) => l.event === 'durable').map((l) => l.step),
+        r.lines
+          .filter((l) => l.event === 'durable')
+          .map((l) => l.step)
+          .sort((a, b) => a - b), // each step's durable settles on its own
         [5, 10, 15, 20, 25, 30, 35, 40],
       );
     const dir = tempDir();
@@ -105,6 +108,18 @@ for (const world of [2, 4]) {
     const resumed = await runAll(dir, world, 40, 5);
     for (const r of resumed) assert.equal(r.lines[0]!.step, 20, 'each rank resumed from step 20');
     assert.deepEqual(finals(resumed), finals(whole));
+    // The CLI sees the steps: ls lists them with the pointer, verify reads every shard of each.
+    const verified = cli(['verify', dir]);
+    assert.equal(verified.status, 0, verified.stdout + verified.stderr);
+    assert.match(verified.stdout, /ok {3}ckpt-0000000040\.step\.json \(every shard/);
+    const listed = JSON.parse(cli(['ls', dir, '--json']).stdout) as { steps: { step: number; worldSize: number; pointers: string[]; problem: unknown }[] };
+    assert.deepEqual(
+      listed.steps.map((s) => [s.step, s.worldSize, s.pointers, s.problem]),
+      [
+        [35, world, [], null],
+        [40, world, ['latest'], null],
+      ],
+    );
     // keepLast 2: two complete steps remain, records and shards together.
     const left = fs.readdirSync(dir).filter((n) => n.endsWith('.safetensors') || n.endsWith('.step.json'));
     assert.deepEqual(left.sort(), [35, 40].flatMap((s) => [decisionName(s), ...Array.from({ length: world }, (_, r) => shardName(s, r, world))]).sort());
@@ -115,7 +130,7 @@ test('a rank that never arrives: the others fail the step with ECKPT_PEER naming
   const dir = tempDir();
   const warnings: string[] = [];
   // Rank 2 saves step 5 and exits before step 10: steps 10 and 15 never complete.
-  const ranks = [0, 1, 2].map((r) => startRank(dir, r, 3, 15, 5, { timeoutMs: 600, mode: r === 2 ? 'stop-at-10' : 'normal' }));
+  const ranks = [0, 1, 2].map((r) => startRank(dir, r, 3, 15, 5, { timeoutMs: 3000, mode: r === 2 ? 'stop-at-10' : 'normal' }));
   const codes = await Promise.all(ranks.map((r) => r.exited));
   assert.deepEqual(codes, [0, 0, 3], ranks.map((r) => r.stderr).join('\n'));
   for (const r of ranks.slice(0, 2)) {
@@ -219,7 +234,36 @@ test('in one process: a rank that skips or fails its save fails the step for eve
   assert.equal(again.step, 5);
   assert.equal(again.worldSize, 2);
   assert.deepEqual(Object.keys(Object.assign({}, ...again.shards.map((s) => s.tensors)) as object).sort(), ['w0', 'w1', 'w2', 'w3']);
+  // A step is decided once: saving it (or an older one) again is refused before anything is written.
+  await assert.rejects(
+    two[0]!.save(5, { tensors: resplit(0) }),
+    (e: unknown) => e instanceof CheckpointError && e.code === 'ECKPT_ARGS' && /must increase/.test(e.message),
+  );
   await Promise.all(two.map((c) => c.close()));
+});
+
+test('rank 0 restarted alone: the step of the other rank in flight fails with ECKPT_PEER at once, and no step mixes shards of two incarnations', async () => {
+  const dir = tempDir();
+  const quiet = { onWarning: () => {} };
+  const opts = { dir, worldSize: 2, peerTimeoutMs: 1500, ...quiet };
+  const rank0 = new Checkpointer({ ...opts, rank: 0 });
+  const rank1 = new Checkpointer({ ...opts, rank: 1 });
+  await Promise.all([rank0, rank1].map(async (c, rank) => (await c.save(1, { tensors: tensors(rank, 1) })).durable));
+  await rank0.close();
+  // A new rank 0 starts (a new incarnation: it cleans up and names itself coordinator); the old rank 1, still
+  // running, saves step 2, and so does the new rank 0. Rank 1's shard is of the old incarnation.
+  const again = new Checkpointer({ ...opts, rank: 0 });
+  await again.manifest(); // opened
+  const h1 = await rank1.save(2, { tensors: tensors(1, 2) });
+  const h0 = await again.save(2, { tensors: tensors(0, 2) });
+  const [r1, r0] = await Promise.allSettled([h1.durable, h0.durable]);
+  assert.equal(r1.status, 'rejected');
+  assert.equal(((r1 as PromiseRejectedResult).reason as PeerError).code, 'ECKPT_PEER');
+  assert.match(((r1 as PromiseRejectedResult).reason as Error).message, /rank 0 restarted/);
+  assert.equal(r0.status, 'rejected');
+  assert.deepEqual(((r0 as PromiseRejectedResult).reason as PeerError).ranks, [1]);
+  assert.equal((await newestComplete(dir))!.step, 1);
+  await Promise.all([again, rank1].map((c) => c.close().catch(() => {})));
 });
 
 test('untrusted records and damaged shards: a step whose shard is corrupt or missing, or whose record names other files, is skipped with a warning naming it', async () => {
@@ -238,6 +282,18 @@ test('untrusted records and damaged shards: a step whose shard is corrupt or mis
   const r2 = JSON.parse(fs.readFileSync(path.join(dir, decisionName(2)), 'utf8')) as { shards: { file: string }[] };
   r2.shards[1]!.file = '../escape.safetensors';
   fs.writeFileSync(path.join(dir, decisionName(2)), JSON.stringify(r2));
+  const v = cli(['verify', dir, '--json']);
+  assert.equal(v.status, 1);
+  const checks = (JSON.parse(v.stdout) as { checks: { name: string; kind: string; ok: boolean; code?: string }[] }).checks.filter((c) => c.kind === 'step');
+  assert.deepEqual(
+    checks.map((c) => [c.name, c.ok, c.code ?? null]),
+    [
+      [decisionName(1), true, null],
+      [decisionName(2), false, 'ECKPT_FORMAT'],
+      [decisionName(3), false, 'ENOENT'],
+      [decisionName(4), false, 'ECKPT_CHECKSUM'],
+    ],
+  );
   const warnings: string[] = [];
   const rank1 = new Checkpointer({ dir, rank: 1, worldSize: 2, lock: false, onWarning: (m) => warnings.push(m) });
   const loaded = (await rank1.loadLatest())!;
@@ -256,7 +312,6 @@ test('untrusted records and damaged shards: a step whose shard is corrupt or mis
     warnings.some((w) => /ckpt-0000000002\.step\.json is not a valid step record: shard 1 is not named/.test(w)),
     warnings.join('\n'),
   );
-  assert.ok(!fs.existsSync(path.join(dir, '..', 'escape.safetensors')));
 });
 
 test(
@@ -264,7 +319,7 @@ test(
   { timeout: 600_000 },
   async (t) => {
     const world = 2;
-    const steps = 300;
+    const steps = 1000;
     const env = { CKPTIO_TEST_STEP_MS: '3', CKPTIO_TEST_YIELD: '1' };
     const whole = await runAll(tempDir(), world, steps, 5, { env, timeoutMs: 2000 });
     const dir = tempDir();
@@ -275,7 +330,9 @@ test(
       assert.ok(round < 60, 'the run keeps making progress');
       const ranks = [0, 1].map((r) => startRank(dir, r, world, steps, 5, { env, timeoutMs: 2000 }));
       const victim = ranks[Math.floor(Math.random() * world)]!;
-      await new Promise((r) => setTimeout(r, 200 + Math.random() * 500));
+      // From both ranks' start (resumed, training, saving) to a random moment up to 400 ms later.
+      while (!ranks.every((r) => r.lines.length > 0)) await new Promise((r) => setTimeout(r, 5));
+      await new Promise((r) => setTimeout(r, Math.random() * 400));
       victim.kill('SIGKILL');
       await new Promise((r) => setTimeout(r, Math.random() * 100));
       for (const r of ranks) r.kill('SIGKILL');
@@ -293,7 +350,7 @@ test(
     const last = await runAll(dir, world, steps, 5, { env, timeoutMs: 2000 });
     t.diagnostic(`${kills} kills; newest acknowledged ${acknowledged}; rounds resumed from ${resumedFrom.join(', ')}`);
     assert.ok(kills >= 20);
-    assert.ok(resumedFrom.filter((s) => s > 0).length >= 10, 'most rounds resumed from a saved step');
+    assert.ok(resumedFrom.filter((s) => s > 0).length >= 15, `most rounds resumed from a saved step: ${resumedFrom.join(', ')}`);
     assert.deepEqual(finals(last), finals(whole));
   },
 );

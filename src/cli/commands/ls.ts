@@ -1,4 +1,4 @@
-/** `ckptio ls DIR`: every checkpoint of a run with its step, time, size, metrics, validity, the pointers and
+/** `ckptio ls DIR`: every checkpoint (or sharded step) of a run with its step, time, size, metrics, validity, the pointers and
  * tags naming it and why retention keeps it. Read-only: never takes the run lock. The validity column says what
  * was checked: HEADER (the header parses and fits the file; no tensor data read) or, with --verify, VERIFIED (every
  * digest); SIZE is the file's size on disk. */
@@ -46,13 +46,15 @@ export async function ls(dir: string, o: { json?: boolean; verify?: boolean }): 
       manifest: run.manifest ? 'ok' : run.manifestProblem ? 'invalid' : 'missing',
       ...(run.manifestProblem ? { manifestProblem: run.manifestProblem } : {}),
       checkpoints: rows,
+      steps: run.steps.map((s) => ({ ...s, checked: o.verify ? 'every digest' : 'header' })),
       pointers: run.pointers.map((p) => ({ name: p.name, tag: p.tag, step: p.step, file: p.file, problem: p.problem })),
     });
     return;
   }
-  out(
-    `${safe(run.dir)}: ${rows.length} checkpoint(s)${run.manifest ? '' : run.manifestProblem ? ', manifest invalid (recovered from headers)' : ', no manifest (recovered from headers)'}`,
-  );
+  if (rows.length || !run.steps.length)
+    out(
+      `${safe(run.dir)}: ${rows.length} checkpoint(s)${run.manifest ? '' : run.manifestProblem ? ', manifest invalid (recovered from headers)' : ', no manifest (recovered from headers)'}`,
+    );
   if (rows.length) {
     const lines = table(
       ['STEP', 'TIME', 'SIZE', o.verify ? 'VERIFIED' : 'HEADER', 'METRICS', 'POINTERS', 'TAGS', 'KEPT BY'],
@@ -68,6 +70,23 @@ export async function ls(dir: string, o: { json?: boolean; verify?: boolean }): 
       ]),
     );
     for (const l of lines) out(l);
+  }
+  if (run.steps.length) {
+    // A sharded run (docs/sharding.md): one row per committed step, its shards checked together.
+    out(`${run.steps.length} sharded step(s)`);
+    const lines = table(
+      ['STEP', 'TIME', 'RANKS', 'SIZE', o.verify ? 'VERIFIED' : 'HEADERS', 'POINTERS'],
+      run.steps.map((s) => [
+        String(s.step),
+        s.time ? safe(s.time.replace(/\.\d+Z$/, 'Z')) : '-',
+        s.worldSize === null ? '-' : String(s.worldSize),
+        formatBytes(s.shards.reduce((n, r) => n + r.bytes, 0)),
+        s.problem ? `NO (${safe(s.problem.code)})` : 'ok',
+        s.pointers.map(safe).join(',') || '-',
+      ]),
+    );
+    for (const l of lines) out(l);
+    for (const s of run.steps) if (s.problem) out(`warning: ${safe(s.file)}: ${safe(s.problem.code)}: ${safe(s.problem.message)}`);
   }
   for (const p of run.pointers) if (p.problem) out(`warning: ${safe(p.name)}: ${safe(p.problem.code)}: ${safe(p.problem.message)}`);
   for (const r of rows) if (r.problem && r.present) out(`warning: ${safe(r.file)}: ${safe(r.problem.code)}: ${safe(r.problem.message)}`);

@@ -9,7 +9,7 @@ import { isRunDir, readRun } from '../../checkpoint/run-reader';
 
 interface Check {
   name: string;
-  kind: 'checkpoint' | 'pointer' | 'tag' | 'manifest';
+  kind: 'checkpoint' | 'step' | 'pointer' | 'tag' | 'manifest';
   ok: boolean;
   bytes?: number;
   code?: string;
@@ -29,6 +29,15 @@ export async function verify(target: string, o: { json?: boolean }): Promise<voi
         c.problem
           ? { name: c.file, kind: 'checkpoint', ok: false, code: c.problem.code, reason: c.problem.message }
           : { name: c.file, kind: 'checkpoint', ok: true, ...(c.header ? { bytes: c.header.bytes } : {}) },
+      );
+    }
+    // A sharded run's step: its record and every shard of it.
+    for (const s of run.steps) {
+      const bytes = s.shards.reduce((n, r) => n + r.bytes, 0);
+      checks.push(
+        s.problem
+          ? { name: s.file, kind: 'step', ok: false, code: s.problem.code, reason: s.problem.message }
+          : { name: s.file, kind: 'step', ok: true, bytes },
       );
     }
     for (const p of run.pointers) {
@@ -51,10 +60,11 @@ export async function verify(target: string, o: { json?: boolean }): Promise<voi
   } else {
     for (const c of checks) {
       if (c.ok && c.kind === 'checkpoint') out(`ok   ${safe(c.name)} (${c.bytes} bytes)`);
+      else if (c.ok && c.kind === 'step') out(`ok   ${safe(c.name)} (every shard, ${c.bytes} bytes)`);
       else if (c.ok) out(`ok   ${safe(c.name)} (${c.kind})`);
       else out(`FAIL ${safe(c.name)}: ${safe(c.code)}: ${safe(c.reason)}`);
     }
-    if (kind === 'dir' && !checks.some((c) => c.kind === 'checkpoint')) out(`no checkpoints in ${safe(target)}`);
+    if (kind === 'dir' && !checks.some((c) => c.kind === 'checkpoint' || c.kind === 'step')) out(`no checkpoints in ${safe(target)}`);
     out(bad.length ? `${bad.length} problem(s) found` : 'all ok');
   }
   if (bad.length) process.exitCode = EXIT.bad;
