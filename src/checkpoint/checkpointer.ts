@@ -796,19 +796,14 @@ export class Checkpointer {
       ...describingMetadata(entry),
       ...(refFiles.length ? { [METADATA_KEYS.refs]: JSON.stringify(refs) } : {}),
     };
-    // Settled once, by whichever comes first: the store's synchronous onSettled (inside a poll) or its promise.
+    // Settled once (handToStore), by whichever comes first: the store's synchronous onSettled (inside a poll) or its promise.
     let resolve!: (info: DurableInfo) => void;
     let reject!: (err: unknown) => void;
     const durable = new Promise<DurableInfo>((res, rej) => {
       resolve = res;
       reject = rej;
     });
-    let settled = false;
     const settle = (err: unknown, result: SaveResult | undefined): void => {
-      if (settled) return;
-      settled = true;
-      const generation = (result ?? (err as { generation?: unknown } | null))?.generation;
-      if (typeof generation === 'number' && generation > this.generation) this.generation = generation;
       if (result === undefined) {
         // What was decided assumed this save would commit; the record is re-read from the store before the next
         // decision is made (this save's pointers, manifest and removals happened in part or not at all).
@@ -852,22 +847,46 @@ export class Checkpointer {
         /* a throwing onWarning must not undo a durable save */
       }
     };
+    this.handToStore(file, written, metadata, copy, files, removed, onConsumed, settle);
+    return durable;
+  }
+
+  /** One commit of this checkpointer's lane: `settle` learns its outcome once, from the store's synchronous
+   * onSettled (inside a poll) or from its promise, whichever comes first, after the lane's failure generation the
+   * outcome carries is learned. */
+  private handToStore(
+    name: string,
+    tensors: TensorList,
+    metadata: Record<string, string>,
+    copy: boolean,
+    files: { name: string; data: Uint8Array }[],
+    remove: string[],
+    onConsumed: () => void,
+    settle: (err: unknown, result: SaveResult | undefined) => void,
+  ): void {
+    let settled = false;
+    const once = (err: unknown, result: SaveResult | undefined): void => {
+      if (settled) return;
+      settled = true;
+      const generation = (result ?? (err as { generation?: unknown } | null))?.generation;
+      if (typeof generation === 'number' && generation > this.generation) this.generation = generation;
+      settle(err, result);
+    };
     this.store
       .commit({
-        name: file,
-        tensors: written,
+        name,
+        tensors,
         options: { metadata, copy, compression: this.compression },
         files,
-        remove: removed,
+        remove,
         onConsumed,
-        onSettled: settle,
+        onSettled: once,
         lane: { id: this.lane, generation: this.generation },
       })
       .then(
-        (result) => settle(null, result),
-        (err: unknown) => settle(err, undefined),
+        (result) => once(null, result),
+        (err: unknown) => once(err, undefined),
       );
-    return durable;
   }
 
   private stepsMustIncrease(step: number): CheckpointError {
@@ -914,7 +933,6 @@ export class Checkpointer {
       stepCommitted = true;
       bothIn();
     });
-    let settled = false;
     let resolveShard!: (r: SaveResult) => void;
     let rejectShard!: (err: unknown) => void;
     const written = new Promise<SaveResult>((res, rej) => {
@@ -922,10 +940,6 @@ export class Checkpointer {
       rejectShard = rej;
     });
     const settle = (err: unknown, result: SaveResult | undefined): void => {
-      if (settled) return;
-      settled = true;
-      const generation = (result ?? (err as { generation?: unknown } | null))?.generation;
-      if (typeof generation === 'number' && generation > this.generation) this.generation = generation;
       if (result === undefined) {
         const e = err as { code?: string; message?: string };
         coordination.abort(step, `failed to write its shard (${e.code ?? 'error'}: ${e.message ?? String(err)})`);
@@ -939,21 +953,7 @@ export class Checkpointer {
       resolveShard(result);
     };
     try {
-      this.store
-        .commit({
-          name: file,
-          tensors,
-          options: { metadata, copy, compression: this.compression },
-          files: [],
-          remove: [],
-          onConsumed,
-          onSettled: settle,
-          lane: { id: this.lane, generation: this.generation },
-        })
-        .then(
-          (result) => settle(null, result),
-          (err: unknown) => settle(err, undefined),
-        );
+      this.handToStore(file, tensors, metadata, copy, [], [], onConsumed, settle);
     } catch (err) {
       settle(err, undefined); // the step is aborted for every rank now, not at its timeout
       throw err;

@@ -14,6 +14,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CheckpointError, RemoteError } from '../binding/errors';
 import { readCheckpoint } from '../format/file';
+import { syncDirectory } from '../store/local';
 import { S3Objects } from '../store/remote/s3';
 import { stepOf } from './names';
 import { NAME_PATTERN } from './names';
@@ -234,12 +235,7 @@ export async function downloadCheckpoint(
     // references elsewhere are not read here (they are downloaded and verified as checkpoints of their own).
     await readCheckpoint(temp, { verify: true });
     await fs.promises.rename(temp, target);
-    const d = await fs.promises.open(dir, 'r');
-    try {
-      await d.sync();
-    } finally {
-      await d.close();
-    }
+    await syncDirectory(dir);
     return target;
   } catch (err) {
     await fs.promises.unlink(temp).catch(() => {});

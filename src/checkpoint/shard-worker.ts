@@ -9,10 +9,9 @@
  *   record themselves. A rank that will not write its shard (skipped, failed) aborts the step at once.
  *
  * The record is created exclusively, so whoever decides first decides for all. Messages: shard-coordination.ts. */
-import * as fs from 'node:fs';
 import { workerData } from 'node:worker_threads';
 import { CheckpointError } from '../binding/errors';
-import { LocalStore } from '../store/local';
+import { LocalStore, syncDirectory } from '../store/local';
 import { METADATA_KEYS } from '../format/metadata-keys';
 import { renderPointer } from './directory';
 import type { CoordinationConfig, FromWorker, ToWorker } from './shard-coordination';
@@ -113,17 +112,6 @@ async function sameEpoch(): Promise<boolean> {
   return false;
 }
 
-/** A decision this rank did not create may be in the directory but not yet durable (the creator fsyncs the directory
- * after the link): fsync it here before acknowledging. */
-async function syncDirectory(): Promise<void> {
-  const dir = await fs.promises.open(config.dir, 'r');
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
-}
-
 async function readDecision(step: number, name = decisionName(step)): Promise<Decision | null> {
   const cached = known.get(step);
   if (cached) return cached;
@@ -135,7 +123,9 @@ async function readDecision(step: number, name = decisionName(step)): Promise<De
 }
 
 async function report(step: number, d: Decision, createdHere: boolean): Promise<void> {
-  if (!createdHere) await syncDirectory();
+  // A decision another rank created may be in the directory but not yet durable (its creator fsyncs the directory
+  // after the link): fsynced here before it is acknowledged.
+  if (!createdHere) await syncDirectory(config.dir);
   pending.delete(step);
   warned.delete(step);
   if (config.rank !== 0) known.delete(step); // only rank 0's retention reads decisions again

@@ -32,6 +32,16 @@ export function processAlive(pid: number): boolean {
   }
 }
 
+/** fsync of a directory: the names created, renamed or removed in it are durable once it returns. */
+export async function syncDirectory(dir: string): Promise<void> {
+  const handle = await fs.promises.open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
 /** A directory entry is durable only once its parent is fsynced; without this a power cut right after the
  * first save could take the new directory, and every acknowledged checkpoint in it, away. */
 async function syncNewDirectories(firstCreated: string, leaf: string): Promise<void> {
@@ -40,14 +50,7 @@ async function syncNewDirectories(firstCreated: string, leaf: string): Promise<v
     created.push(d);
     if (d === firstCreated || path.dirname(d) === d) break;
   }
-  for (const d of created) {
-    const parent = await fs.promises.open(path.dirname(d), 'r');
-    try {
-      await parent.sync();
-    } finally {
-      await parent.close();
-    }
-  }
+  for (const d of created) await syncDirectory(path.dirname(d));
 }
 
 /** Creates `dir` and its missing parents, durably (each new entry's parent fsynced). A path that exists but is
@@ -162,12 +165,7 @@ export class LocalStore implements CheckpointStore {
         if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
         throw err;
       }
-      const dir = await fs.promises.open(this.location, 'r');
-      try {
-        await dir.sync();
-      } finally {
-        await dir.close();
-      }
+      await syncDirectory(this.location);
       return true;
     } catch (err) {
       throw toCheckpointError(err);

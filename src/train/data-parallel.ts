@@ -17,9 +17,8 @@ import { loadTf } from '../tfjs/backend';
 import { modelState } from '../tfjs/model-state';
 import { OPTIMIZER_PREFIX } from '../tfjs/optimizers';
 import { restoreModelState } from '../tfjs/restore';
-import { permutation, Rng, STREAM } from '../tfjs/rng';
 import { applySchedule } from '../tfjs/schedules';
-import { onlyClasses, splitMnist } from './data';
+import { EpochOrder, onlyClasses, splitMnist } from './data';
 import { buildMlp, makeOptimizer } from './model';
 import { accuracy, batchTensors, lrSchedule, TrainConfig, TrainEvent } from './trainer';
 
@@ -182,8 +181,7 @@ export async function trainRank(
     const trained = model.trainableWeights.map((w) => w.read() as tfType.Variable);
     const slice = config.batch / worldSize;
     const failures: Promise<unknown>[] = [];
-    let order: Uint32Array | null = null;
-    let orderEpoch = -1;
+    const order = new EpochOrder(data.train.n, config.seed);
     let lastPath: string | null = null;
     const save = async () => {
       const handle = await ckpt.save(state.step, { tensors: shardOfState(modelState(model, optimizer, { tf }), rank, worldSize), state });
@@ -203,14 +201,10 @@ export async function trainRank(
     while (state.step < totalSteps) {
       const epoch = Math.floor(state.step / stepsPerEpoch);
       const pos = state.step % stepsPerEpoch;
-      if (epoch !== orderEpoch) {
-        order = permutation(data.train.n, new Rng(config.seed, STREAM.shuffle, epoch));
-        orderEpoch = epoch;
-      }
       const lr = applySchedule(optimizer, schedule, state.step);
       const start = pos * config.batch + rank * slice;
       const { value, grads } = tf.tidy(() => {
-        const [x, y] = batchTensors(tf, data.train, order!.subarray(start, start + slice), outputs);
+        const [x, y] = batchTensors(tf, data.train, order.slice(epoch, start, start + slice), outputs);
         return tf.variableGrads(() => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tfType.Tensor2D) as tfType.Scalar, trained);
       });
       const flat = new Float32Array(trained.reduce((n, v) => n + v.size, 0));

@@ -63,3 +63,24 @@ export function onlyClasses(set: Dataset, classes: readonly number[]): Dataset {
   for (let i = 0; i < set.n; i++) if (want.has(set.labels[i]!)) idx.push(i);
   return subset(set, Uint32Array.from(idx));
 }
+
+/** The training set's order, epoch by epoch: a seeded permutation per epoch, the same on every run and every rank
+ * (so a resumed run and every rank of `--workers` see the same batches), computed once per epoch. */
+export class EpochOrder {
+  private epoch = -1;
+  private order: Uint32Array = new Uint32Array(0);
+
+  constructor(
+    private readonly n: number,
+    private readonly seed: number,
+  ) {}
+
+  /** Positions `from` to `to` of the epoch's order: a batch, or one rank's slice of it. */
+  slice(epoch: number, from: number, to: number): Uint32Array {
+    if (epoch !== this.epoch) {
+      this.order = permutation(this.n, new Rng(this.seed, STREAM.shuffle, epoch));
+      this.epoch = epoch;
+    }
+    return this.order.subarray(from, to);
+  }
+}

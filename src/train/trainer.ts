@@ -15,9 +15,8 @@ import { BackendName, loadTf } from '../tfjs/backend';
 import type { WebGpuAdapterReport } from '../tfjs/webgpu';
 import { modelState } from '../tfjs/model-state';
 import { restoreModelState } from '../tfjs/restore';
-import { permutation, Rng, STREAM } from '../tfjs/rng';
 import { applySchedule, Schedule, schedules } from '../tfjs/schedules';
-import { Dataset, onlyClasses, splitMnist } from './data';
+import { Dataset, EpochOrder, onlyClasses, splitMnist } from './data';
 import { buildMlp, makeOptimizer, OptimizerName } from './model';
 import { provenance, Provenance } from './provenance';
 import { NAME_PATTERN } from '../checkpoint/names';
@@ -265,8 +264,7 @@ async function trainOn(
 
   const val = tf.tensor2d(data.val.xs, [data.val.n, 784]);
   const trained = vars();
-  let order: Uint32Array | null = null;
-  let orderEpoch = -1;
+  const order = new EpochOrder(data.train.n, config.seed);
   let lastSaved = state.step;
   let lastDurable: DurableInfo | null = null;
 
@@ -303,13 +301,9 @@ async function trainOn(
     while (state.step < totalSteps && !stopSignal) {
       const epoch = Math.floor(state.step / stepsPerEpoch);
       const pos = state.step % stepsPerEpoch;
-      if (epoch !== orderEpoch) {
-        order = permutation(data.train.n, new Rng(config.seed, STREAM.shuffle, epoch));
-        orderEpoch = epoch;
-      }
       const lr = applySchedule(optimizer, schedule, state.step);
       const lossTensor = tf.tidy(() => {
-        const [x, y] = batchTensors(tf, data.train, order!.subarray(pos * config.batch, (pos + 1) * config.batch), Math.max(...classes) + 1);
+        const [x, y] = batchTensors(tf, data.train, order.slice(epoch, pos * config.batch, (pos + 1) * config.batch), Math.max(...classes) + 1);
         return optimizer.minimize(
           () => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tfType.Tensor2D) as tfType.Scalar,
           true,
