@@ -355,7 +355,8 @@ export class Checkpointer {
       ['retention', 'retention policies other than keepLast'],
       ['parent', 'parent'],
     ] as const) {
-      if (opts[key] !== undefined && opts[key] !== false)
+      const v = opts[key];
+      if (v !== undefined && v !== false && !(Array.isArray(v) && v.length === 0))
         throw argumentError(`${what} is not available in a sharded run (rank, worldSize); see docs/sharding.md`);
     }
     return { rank: rank!, worldSize: worldSize!, timeoutMs };

@@ -95,6 +95,10 @@ async function scalarOf(v: unknown): Promise<number | null> {
  * has every option. */
 export async function fitCheckpoint(model: tfType.LayersModel, options: FitCheckpointOptions): Promise<FitCheckpoint> {
   if (!options || typeof options !== 'object') throw argumentError('fitCheckpoint(model, { dir, ... })');
+  if (options.rank !== undefined || options.worldSize !== undefined)
+    throw argumentError(
+      "fitCheckpoint saves the whole model from one process: in a sharded run (rank, worldSize) save each rank's own tensors with Checkpointer.save (docs/sharding.md)",
+    );
   const tf = tfModule(options.tf, 'fitCheckpoint');
   if (!model || !Array.isArray((model as { layers?: unknown }).layers)) throw argumentError('fitCheckpoint: model must be a tf.LayersModel');
   const {

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { CheckpointError, PeerError } from '../../src/binding/errors';
 import { Checkpointer, DurableInfo } from '../../src/checkpoint/checkpointer';
+import { fitCheckpoint } from '../../src/tfjs/callback';
 import { decisionName, shardName } from '../../src/checkpoint/shards';
 import { TensorEntry } from '../../src/format/file';
 import { cli, pattern, tempDir } from '../helpers';
@@ -177,6 +178,12 @@ test('in one process: a rank that skips or fails its save fails the step for eve
       JSON.stringify(bad),
     );
   }
+  // An empty retention list is no policy; fitCheckpoint (the whole model from one process) names what to use instead.
+  new Checkpointer({ dir: tempDir(), rank: 0, worldSize: 1, retention: [], lock: false, ...quiet });
+  await assert.rejects(
+    fitCheckpoint({ layers: [] } as unknown as Parameters<typeof fitCheckpoint>[0], { dir, rank: 0, worldSize: 2, ...quiet }),
+    (e: unknown) => e instanceof CheckpointError && e.code === 'ECKPT_ARGS' && /Checkpointer\.save/.test(e.message),
+  );
   const world = 4;
   const ranks = [0, 1, 2, 3].map((rank) => new Checkpointer({ dir, rank, worldSize: world, keepLast: 3, peerTimeoutMs: 20_000, onFull: 'skip', ...quiet }));
   const saveAll = async (step: number) =>
