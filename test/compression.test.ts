@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
@@ -184,4 +185,36 @@ test('Checkpointer with compression: saves report what they saved, and load retu
   assert.equal(loaded.step, 5);
   assert.deepEqual(loaded.state, { epoch: 1 });
   assertSameTensors(loaded.tensors, tensors);
+});
+
+test('lz4-napi is loaded on first use: where its binary does not load, ckptio still saves uncompressed, and lz4 is ECKPT_MISSING_PACKAGE naming the platform', () => {
+  // A child where requiring lz4-napi fails as it does on a platform without its per-platform binary package.
+  const script = `
+const Module = require('node:module');
+const load = Module._load;
+Module._load = function (request, ...rest) {
+  if (request === 'lz4-napi') throw new Error('Cannot find module @antoniomuso/lz4-napi-test-platform');
+  return load.call(this, request, ...rest);
+};
+const fs = require('node:fs');
+const path = require('node:path');
+const { writeCheckpoint, readCheckpoint } = require(${JSON.stringify(path.resolve(__dirname, '..', 'src'))});
+(async () => {
+  const dir = fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'ckptio-nolz4-'));
+  const t = { w: { dtype: 'float32', shape: [4096], data: new Float32Array(4096) } };
+  await writeCheckpoint(path.join(dir, 'plain.safetensors'), t);
+  const back = await readCheckpoint(path.join(dir, 'plain.safetensors'));
+  let error;
+  try { await writeCheckpoint(path.join(dir, 'lz4.safetensors'), t, { compression: 'lz4' }); } catch (e) { error = { code: e.code, message: e.message, name: e.constructor.name }; }
+  fs.rmSync(dir, { recursive: true, force: true });
+  console.log(JSON.stringify({ plain: back.tensors.w.data.length, error }));
+})().catch((e) => { console.error(e); process.exit(1); });
+`;
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout.trim()) as { plain: number; error?: { code: string; message: string; name: string } };
+  assert.equal(out.plain, 4096, 'an uncompressed save and load work without lz4-napi');
+  assert.equal(out.error?.name, 'CheckpointError');
+  assert.equal(out.error?.code, 'ECKPT_MISSING_PACKAGE');
+  assert.match(out.error!.message, new RegExp(`lz4-napi's binary for ${process.platform}-${process.arch}.*lz4-napi-test-platform`));
 });

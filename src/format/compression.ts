@@ -7,13 +7,31 @@
  * `lz4.block.decompress` reads it as is). The `ckptio.compression` metadata entry maps each original tensor to
  * its dtype, shape and chunk count. A tensor whose chunks do not come out smaller is stored raw, under its own
  * name, and counted in the report: random fp32 data does not compress, and the caller sees that. */
-import * as lz4 from 'lz4-napi';
 import { CheckpointError, argumentError, toCheckpointError } from '../binding/errors';
 import type { DType, RawDType, TypedArray } from '../binding/native';
 import { TensorList } from './tensor-list';
 import { METADATA_KEYS } from './metadata-keys';
 
 export type Compression = 'none' | 'lz4';
+
+type Lz4 = { compress(data: Uint8Array): Promise<Buffer>; uncompress(data: Uint8Array): Promise<Buffer> };
+let lz4Module: Lz4 | undefined;
+
+/** lz4-napi is loaded on first use, not on import: its binary comes from a per-platform package, and a platform
+ * without one must still load ckptio and save uncompressed. A failure names the platform and lz4-napi's reason. */
+function lz4(): Lz4 {
+  if (lz4Module) return lz4Module;
+  try {
+    lz4Module = require('lz4-napi') as Lz4;
+  } catch (err) {
+    const reason = String((err as Error)?.message ?? err).split('\n')[0];
+    throw new CheckpointError(
+      `lz4 compression needs lz4-napi's binary for ${process.platform}-${process.arch}, which did not load (${reason}); save with compression: 'none' or install lz4-napi for this platform`,
+      { code: 'ECKPT_MISSING_PACKAGE' },
+    );
+  }
+  return lz4Module;
+}
 
 export const COMPRESSION_KEY = METADATA_KEYS.compression;
 export const CHUNK_BYTES = 4 << 20;
@@ -83,7 +101,7 @@ export async function compressTensors(list: TensorList, copy: boolean): Promise<
     const bytes = copy ? bytesOf(t.data).slice() : bytesOf(t.data);
     const chunks: Promise<Buffer>[] = [];
     for (let off = 0; off < bytes.byteLength; off += CHUNK_BYTES) {
-      chunks.push(lz4.compress(bytes.subarray(off, Math.min(off + CHUNK_BYTES, bytes.byteLength))));
+      chunks.push(lz4().compress(bytes.subarray(off, Math.min(off + CHUNK_BYTES, bytes.byteLength))));
     }
     return { tensor: t, bytes, chunks };
   });
@@ -194,17 +212,19 @@ export async function decompressTensors<T extends { dtype: DType | RawDType; sha
       p.target = new Uint8Array(rawBytes);
       return Promise.all(
         p.chunks.map((bytes, i) =>
-          lz4.uncompress(bytes).then(
-            (raw) => {
-              if (raw.byteLength !== Math.min(CHUNK_BYTES, rawBytes - i * CHUNK_BYTES)) {
-                throw formatError(`tensor "${p.name}": chunk ${i} decompressed to ${raw.byteLength} bytes`, path);
-              }
-              p.target.set(raw, i * CHUNK_BYTES);
-            },
-            (err: unknown) => {
-              throw formatError(`tensor "${p.name}": chunk ${i} is not valid lz4 (${(err as Error)?.message ?? String(err)})`, path);
-            },
-          ),
+          lz4()
+            .uncompress(bytes)
+            .then(
+              (raw) => {
+                if (raw.byteLength !== Math.min(CHUNK_BYTES, rawBytes - i * CHUNK_BYTES)) {
+                  throw formatError(`tensor "${p.name}": chunk ${i} decompressed to ${raw.byteLength} bytes`, path);
+                }
+                p.target.set(raw, i * CHUNK_BYTES);
+              },
+              (err: unknown) => {
+                throw formatError(`tensor "${p.name}": chunk ${i} is not valid lz4 (${(err as Error)?.message ?? String(err)})`, path);
+              },
+            ),
         ),
       );
     }),
