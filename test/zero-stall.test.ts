@@ -15,7 +15,11 @@ import { readCheckpoint } from '../src/format/file';
 import { loadTf } from '../src/tfjs/backend';
 import { modelState } from '../src/tfjs/model-state';
 import { snapshot } from '../src/tfjs/snapshot';
-import { mainThreadCopy } from '../src/tfjs/wasm-heap';
+import { mainThreadCopy, platformRefusal } from '../src/tfjs/wasm-heap';
+
+/** Where the wasm heap is read in place (linux-x64); elsewhere (linux-arm64) the documented copy is what must run. */
+const inPlaceHere = platformRefusal() === null;
+console.log(`wasm read on ${process.platform}-${process.arch}: ${inPlaceHere ? 'in place' : `copy (${platformRefusal()})`}`);
 import { bytesOf, listDir, tempDir } from './helpers';
 
 const { faults } = testing();
@@ -70,7 +74,8 @@ for (const backend of ['cpu', 'wasm'] as const) {
       assert.equal(v.onDisk, true, `checkpoint ${v.step} is on disk under its final name while the loop computed: ${JSON.stringify(v)}`);
       assert.equal(v.latest, v.step, `latest names ${v.step}: ${JSON.stringify(v)}`);
       assert.equal(v.lastDurableStep, v.step, `lastDurableStep is ${v.step}, read synchronously: ${JSON.stringify(v)}`);
-      if (backend === 'wasm') assert.equal(v.copiedBytes, 0, 'no byte was copied out of the wasm heap on the training thread');
+      if (backend === 'wasm' && inPlaceHere) assert.equal(v.copiedBytes, 0, 'no byte was copied out of the wasm heap on the training thread');
+      if (backend === 'wasm' && !inPlaceHere) assert.ok((v.copiedBytes as number) > 0, 'the wasm bytes were copied on the training thread');
     }
     const resumed = runChild({ backend, mode: 'resume', dir }).find((l) => l.event === 'resumed')!;
     const lastVerified = verified[verified.length - 1]!.step as number;
@@ -176,7 +181,7 @@ test('with maxInflight 3, a failing save and the two queued behind it: both are 
   await ckpt.close();
 });
 
-test('wasm in place: a default save copies nothing on the training thread, and the file equals the snapshot although the model is disposed and its memory reused while the writer reads', async () => {
+test('wasm in place (the copy where not established): a default save copies nothing on the training thread, and the file equals the snapshot although the model is disposed and its memory reused while the writer reads', async () => {
   const { tf } = await loadTf('wasm');
   const dir = tempDir();
   const ckpt = new Checkpointer({ dir });
@@ -189,7 +194,8 @@ test('wasm in place: a default save copies nothing on the training thread, and t
   model.dispose();
   const sentinels = Array.from({ length: 8 }, () => tf.fill([2048, 4096], 7.5)); // allocated while the writer reads
   const info = await h.durable;
-  assert.equal(mainThreadCopy.bytes, copiedBefore, 'no byte copied out of the heap on the training thread');
+  if (inPlaceHere) assert.equal(mainThreadCopy.bytes, copiedBefore, 'no byte copied out of the heap on the training thread');
+  else assert.ok(mainThreadCopy.bytes >= copiedBefore + expected.byteLength, 'the kernel was copied on the training thread');
   const back = await ckpt.load(info!.path);
   const kernel = Object.entries(back.tensors).find(([n]) => n.endsWith('kernel'))![1];
   assert.ok(bytesOf(kernel.data).equals(bytesOf(expected)), 'the file holds the snapshot, not the sentinels');
@@ -199,7 +205,8 @@ test('wasm in place: a default save copies nothing on the training thread, and t
 
 test(
   'wasm with the trap handler disabled (the heap may move when it grows) under a low address-space limit: the documented copy, with its notice, and every file right',
-  { skip: process.platform !== 'linux' },
+  // Where the copy is the platform's default (linux-arm64), the tests above cover it.
+  { skip: !inPlaceHere },
   () => {
     const dir = tempDir();
     const script = `ulimit -v 3000000; exec "${process.execPath}" --disable-wasm-trap-handler "${CHILD}" '${JSON.stringify({ backend: 'wasm', mode: 'exit', dir, units: 4096 })}'`;

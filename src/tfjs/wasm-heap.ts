@@ -31,9 +31,16 @@ function trapHandlerDisabled(): boolean {
   return args.some((a) => /^--(disable-wasm-trap-handler|no-wasm[-_]trap[-_]handler)\b/.test(a));
 }
 
+/** Why in-place reads are not used on this platform, or null where they are established (Linux on x64). Elsewhere
+ * (linux-arm64 included) the copy runs: V8's reservation of the heap there was not verified. */
+export function platformRefusal(): string | null {
+  return process.platform === 'linux' && process.arch === 'x64' ? null : `not established on ${process.platform}-${process.arch}`;
+}
+
 /** Why in-place reads cannot be used in this process for this memory, or null when they can. */
 export function inPlaceRefusal(memory: WasmMemory | null): string | null {
-  if (process.platform !== 'linux' || process.arch !== 'x64') return `not established on ${process.platform}-${process.arch}`;
+  const platform = platformRefusal();
+  if (platform !== null) return platform;
   if (memory === null) return "the wasm backend's memory was not found";
   if (typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer) return 'the wasm heap is shared';
   if (trapHandlerDisabled()) return 'the wasm trap handler is disabled, so the heap may move when it grows';
