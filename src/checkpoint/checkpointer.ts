@@ -9,7 +9,7 @@
  * (admission.ts: how many may be in flight; retention.ts: what stays; manifest.ts: the run's record). Nothing
  * runs on the training thread between those stages, so a save is durable while the loop computes. */
 import { CheckpointError, argumentError, PeerError, RemoteError } from '../binding/errors';
-import { CONTENT_ID_TOKEN } from '../binding/native';
+import { CONTENT_ID_TOKEN } from '../binding/contract';
 import { Compression, CompressionReport, readCheckpoint, SaveResult, TensorEntry, TensorList } from '../format/file';
 import { METADATA_KEYS } from '../format/metadata-keys';
 import { checkEntryKind, checkTensorRecord } from '../format/tensor-list';

@@ -3,7 +3,7 @@
  * removals; the same order as the native writer's job, so the commit protocol's promise holds: nothing names a
  * checkpoint before it is whole, nothing is removed before the record says so. */
 import { argumentError } from '../binding/errors';
-import { CONTENT_ID_TOKEN } from '../binding/native';
+import { withContentId } from '../binding/contract';
 import { encodeCheckpoint } from '../format/codec';
 import { SaveResult } from '../format/file';
 import { CommitRequest } from './store';
@@ -12,15 +12,6 @@ export interface ObjectWrites {
   /** Puts one object whole (visible complete or not at all). */
   put(name: string, data: Uint8Array): Promise<void>;
   remove(names: string[]): Promise<void>;
-}
-
-/** The small objects' bytes with the JSON string "CONTENT_ID_TOKEN" replaced by the content id as a JSON string
- * (or null: the save has none), as the native writer's job does. */
-function withContentId(data: Uint8Array, contentId: string | undefined): Uint8Array {
-  const token = `"${CONTENT_ID_TOKEN}"`;
-  const text = Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8');
-  if (!text.includes(token)) return data;
-  return Buffer.from(text.split(token).join(contentId === undefined ? 'null' : `"${contentId}"`));
 }
 
 export async function commitThroughCodec(request: CommitRequest, writes: ObjectWrites, location: string): Promise<SaveResult> {
