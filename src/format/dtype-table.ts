@@ -1,7 +1,7 @@
 /** The dtype table for code that runs without the native addon (the portable writer, the browser): the same rows,
  * in the same order, as native/format/dtype.cc, whose index is the code a packed tensor table carries.
  * test/portable-codec.test.ts checks that the addon's `dtypes` and `readDtypes` are exactly these. */
-import type { DType, RawDType } from '../binding/native';
+import type { DType, RawDType } from '../binding/contract';
 
 export interface DTypeRow {
   /** ckptio's name (the TypeScript API's). */

@@ -3,7 +3,7 @@
  * and the same read rules and messages as native/format/header.cc. No Node built-ins: XXH3-64 comes in as a
  * function (src/format/xxh3.ts). */
 import { CheckpointError, CheckpointErrorCode } from '../binding/errors';
-import type { NativeHeader, NativeReadTable, NativeTensorTable } from '../binding/native';
+import type { NativeHeader, NativeReadTable, NativeTensorTable } from '../binding/contract';
 import { READ_DTYPES, WRITE_DTYPES, type DTypeRow } from './dtype-table';
 
 /** XXH3-64 (seed 0) of bytes as 16 lowercase hex digits. */
