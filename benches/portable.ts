@@ -34,9 +34,9 @@ export async function portableBench(ctx: BenchContext): Promise<void> {
     '## Portable writer vs native addon (CKPTIO_WRITER)',
     '',
     'One process per writer on this Linux machine, default options, a loop that awaits `durable`, interleaved repetitions after a warm-up. ' +
-      '"save() holds" is the training thread inside the save() call: the portable writer copies every tensor byte there (its worker thread ' +
-      'cannot read the caller\'s memory); the addon reads plain arrays in place. "to durable" includes the whole commit (file, fdatasync, ' +
-      'rename, directory fsync, pointer and manifest).',
+      '"save() holds" is `await ckpt.save()` on the training thread (microtasks only): the portable writer copies every tensor byte there ' +
+      "into reused shared buffers (its worker thread cannot read the caller's memory); the addon reads plain arrays in place. " +
+      '"to durable" includes the whole commit (file, fdatasync, rename, directory fsync, pointer and manifest).',
     '',
     '| state | writer | save() holds, ms (median, min..max) | per MiB | to durable, ms (median) | durable vs native |',
     '|---|---|---|---|---|---|',

@@ -65,7 +65,8 @@ function addonPath(): string {
 
 /** Which writer this process uses: the native addon, or the portable writer (src/portable/) where the addon is not
  * wanted (CKPTIO_WRITER=portable: the addon is then never loaded) or does not load (no binary for the platform, a
- * broken one), with a one-line notice naming why. CKPTIO_WRITER=native insists on the addon: its failure is thrown. */
+ * broken one), with a one-line notice naming why. CKPTIO_WRITER=native insists on the addon, and so does naming a build
+ * (CKPTIO_ADDON, CKPTIO_TESTING=1): its failure is thrown. */
 export type WriterKind = 'native' | 'portable';
 
 function loadAddon(file: string): NativeBinding {
@@ -91,12 +92,15 @@ function chooseWriter(): { kind: WriterKind; binding: NativeBinding; file: strin
     throw new CheckpointError(`CKPTIO_WRITER=${requested} is not a writer: use native or portable (or leave it unset)`, { code: 'ECKPT_ARGS' });
   }
   if (requested === 'portable') return { kind: 'portable', binding: portable(), file: null };
+  // A named build (CKPTIO_ADDON: the ASan, node-gyp or deliberately broken one; CKPTIO_TESTING=1: the testing build)
+  // is asked for on purpose: its failure is thrown, never replaced by the portable writer.
+  const insist = requested === 'native' || Boolean(process.env.CKPTIO_ADDON) || process.env.CKPTIO_TESTING === '1';
   let file: string | null = null;
   try {
     file = addonPath();
     return { kind: 'native', binding: loadAddon(file), file };
   } catch (err) {
-    if (requested === 'native')
+    if (insist)
       throw err instanceof CheckpointError
         ? err
         : new CheckpointError(`the ckptio addon at ${file} did not load: ${String((err as Error)?.message ?? err)}`, {
@@ -104,9 +108,10 @@ function chooseWriter(): { kind: WriterKind; binding: NativeBinding; file: strin
             ...(file ? { path: file } : {}),
           });
     const why = String((err as Error)?.message ?? err).split('\n')[0]!;
-    process.emitWarning(`ckptio: using the portable writer, because the native addon did not load (${why}); CKPTIO_WRITER=native insists on the addon`, {
-      code: 'CKPTIO_PORTABLE_WRITER',
-    });
+    // One line, once, on stderr: what runs and why; choosing the portable writer explicitly silences it.
+    process.stderr.write(
+      `ckptio: using the portable writer, because the native addon did not load (${why}); set CKPTIO_WRITER=portable to choose it without this notice, or CKPTIO_WRITER=native to insist on the addon\n`,
+    );
     return { kind: 'portable', binding: portable(), file: null };
   }
 }

@@ -15,7 +15,7 @@ const TENSOR_HASHES_KEY = 'ckptio.tensor_xxh3';
 const HEADER_HASH_KEY = 'ckptio.header_xxh3';
 /** The writer's own keys (native/format/header.h kReservedKeys): a caller may not set them, a read hides them. */
 export const RESERVED_KEYS: readonly string[] = [FORMAT_KEY, CHECKSUM_KEY, TENSOR_HASHES_KEY, HEADER_HASH_KEY];
-const MAX_HEADER_LEN = 100_000_000;
+export const MAX_HEADER_LEN = 100_000_000;
 const MAX_DIM = 2 ** 53 - 1;
 const MAX_JSON_DEPTH = 16;
 
@@ -63,6 +63,20 @@ interface Placed {
   data: Uint8Array;
 }
 
+const U64_MAX = 0xffffffffffffffffn;
+
+/** Elements times bits per element, or null where the product overflows 64 bits at any step (native TensorBytes:
+ * a zero dim after an overflowing prefix does not make it valid). */
+function tensorBits(shape: bigint[], row: DTypeRow): bigint | null {
+  let elements = 1n;
+  for (const d of shape) {
+    if (d !== 0n && elements > U64_MAX / d) return null;
+    elements *= d;
+  }
+  if (elements > U64_MAX / BigInt(row.bits)) return null;
+  return elements * BigInt(row.bits);
+}
+
 /** A file to write: the 8-byte length and header, then the tensors' bytes in layout order (views of the caller's
  * memory, not copies). */
 export interface FilePlan {
@@ -88,13 +102,12 @@ export function planFile(table: NativeTensorTable, metadata: Record<string, stri
     const view = table.data[i]!;
     const data = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
     if (name === '__metadata__') throw fail('ECKPT_ARGS', 'tensor name "__metadata__" is reserved');
-    let elements = 1;
     for (const d of shape) {
       if (!Number.isInteger(d) || d < 0 || d > MAX_DIM) throw fail('ECKPT_ARGS', `tensor ${quote(name)}: dimension ${d} is not an integer from 0 to 2^53-1`);
-      elements *= d;
     }
-    const bits = elements * row.bits;
-    if (!Number.isSafeInteger(bits)) throw fail('ECKPT_ARGS', `tensor ${quote(name)}: shape [${shape.join(',')}] overflows 64 bits`);
+    const big = tensorBits(shape.map(BigInt), row);
+    if (big === null) throw fail('ECKPT_ARGS', `tensor ${quote(name)}: shape [${shape.join(',')}] overflows 64 bits`);
+    const bits = Number(big);
     if (bits / 8 !== data.byteLength) {
       throw fail('ECKPT_ARGS', `tensor ${quote(name)}: data is ${data.byteLength} bytes but shape [${shape.join(',')}] x ${row.safetensors} needs ${bits / 8}`);
     }
@@ -311,12 +324,15 @@ function parseJson(text: string): Json {
     }
     if (c === '"') return { t: 'string', s: string() };
     if (c >= '0' && c <= '9') {
-      const m = /^[0-9]+/.exec(text.slice(pos, pos + 32))![0];
-      if (m.length > 1 && m[0] === '0') throw err('number with a leading zero');
-      pos += m.length;
+      if (c === '0' && text[pos + 1] !== undefined && text[pos + 1]! >= '0' && text[pos + 1]! <= '9') throw err('number with a leading zero');
+      let n = 0n;
+      while (pos < text.length && text[pos]! >= '0' && text[pos]! <= '9') {
+        const d = BigInt(text.charCodeAt(pos) - 48);
+        if (n > (U64_MAX - d) / 10n) throw err('integer overflows 64 bits');
+        n = n * 10n + d;
+        pos++;
+      }
       if (text[pos] === '.' || text[pos] === 'e' || text[pos] === 'E') throw err('fractional number (only integers are allowed)');
-      const n = BigInt(m);
-      if (n > 0xffffffffffffffffn) throw err('integer overflows 64 bits');
       return { t: 'integer', n };
     }
     if (c === '-') throw err('negative number (only non-negative integers are allowed)');
@@ -421,10 +437,8 @@ export function parseHeader(file: Uint8Array, fileSize: number, path?: string): 
     if (end > BigInt(dataLen))
       throw bad(`tensor ${quote(key)}: data_offsets [${begin},${end}] out of range of the ${dataLen}-byte data region (truncated file?)`);
     const row = READ_DTYPES[code]!;
-    let elements = 1n;
-    for (const d of shape) elements *= d;
-    const bits = elements * BigInt(row.bits);
-    if (bits > 0xffffffffffffffffn) throw bad(`tensor ${quote(key)}: shape [${shape.join(',')}] overflows 64 bits`);
+    const bits = tensorBits(shape, row);
+    if (bits === null) throw bad(`tensor ${quote(key)}: shape [${shape.join(',')}] overflows 64 bits`);
     if (bits % 8n !== 0n) throw bad(`tensor ${quote(key)}: shape [${shape.join(',')}] x ${row.safetensors} is ${bits} bits, not a whole number of bytes`);
     if (bits / 8n !== end - begin) {
       throw bad(`tensor ${quote(key)}: shape [${shape.join(',')}] x ${row.safetensors} is ${bits / 8n} bytes but data_offsets span ${end - begin}`);

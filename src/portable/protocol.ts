@@ -7,7 +7,7 @@ export interface PackedForWorker {
   dtypes: Uint8Array;
   ranks: Uint8Array;
   dims: Float64Array;
-  /** Each tensor's bytes, copied off the caller's memory on the training thread (the buffers are transferred). */
+  /** Each tensor's bytes, copied off the caller's memory on the training thread into shared buffers the binding reuses. */
   data: Uint8Array[];
 }
 
@@ -48,3 +48,21 @@ export type Completion = { id: number; ok: true; result: NativeWriteResult | Nat
 
 /** Int32 slots of the shared counter: jobs posted and not yet completed (the exit handler waits on it). */
 export const PENDING = 0;
+
+/** An fs error (code, errno, syscall, path) or a CheckpointError as the fields a CheckpointError is rebuilt from. */
+export function errorOf(err: unknown): WorkerError {
+  const e = err as NodeJS.ErrnoException & { code?: string };
+  if (e && typeof e.code === 'string' && typeof e.errno === 'number') {
+    const out: WorkerError = { message: e.message, code: e.code, errno: Math.abs(e.errno) };
+    if (e.syscall) out.syscall = e.syscall;
+    if (e.path) out.path = e.path;
+    return out;
+  }
+  if (e && typeof e.code === 'string' && e.code.startsWith('ECKPT_')) {
+    const out: WorkerError = { message: e.message, code: e.code };
+    const p = (e as { path?: string }).path;
+    if (p) out.path = p;
+    return out;
+  }
+  return { message: String(e?.message ?? e), code: 'ECKPT_INTERNAL' };
+}

@@ -11,28 +11,11 @@ import { NativeSaveResult, NativeWriteResult, withContentId } from '../binding/c
 import { planFile, Xxh3 } from '../format/portable-codec';
 import { createXxh3 } from '../format/xxh3';
 import { LEASE_REFRESH_MS } from './lock';
-import { Completion, Job, PENDING, WorkerError } from './protocol';
+import { Completion, errorOf, Job, PENDING } from './protocol';
 
 const { port, pending } = workerData as { port: MessagePort; pending: Int32Array };
 /** Windows has no directory fsync (a directory cannot be opened for it); elsewhere it makes a rename durable. */
 const DIRECTORY_FSYNC = process.platform !== 'win32';
-
-function errorOf(err: unknown): WorkerError {
-  const e = err as NodeJS.ErrnoException & { code?: string };
-  if (e && typeof e.code === 'string' && typeof e.errno === 'number') {
-    const out: WorkerError = { message: e.message, code: e.code, errno: Math.abs(e.errno) };
-    if (e.syscall) out.syscall = e.syscall;
-    if (e.path) out.path = e.path;
-    return out;
-  }
-  if (e && typeof e.code === 'string' && e.code.startsWith('ECKPT_')) {
-    const out: WorkerError = { message: e.message, code: e.code };
-    const p = (e as { path?: string }).path;
-    if (p) out.path = p;
-    return out;
-  }
-  return { message: String(e?.message ?? e), code: 'ECKPT_INTERNAL' };
-}
 
 /** Node names no path in errors of calls on a file descriptor (write, fdatasync, fsync, close): the file's is added,
  * as the native writer reports it. */
@@ -70,7 +53,8 @@ function writeTemp(file: string, chunks: Uint8Array[]): string {
     let at = 0;
     for (const c of chunks) {
       for (let done = 0; done < c.byteLength;) {
-        const n = fs.writeSync(fd, c, done, c.byteLength - done, at + done);
+        refreshLeasesIfDue(); // a long save must not let a held lock's lease lapse
+        const n = fs.writeSync(fd, c, done, Math.min(c.byteLength - done, WRITE_CHUNK), at + done);
         if (n <= 0) throw Object.assign(new Error(`EIO: zero-byte write, write '${tmp}'`), { code: 'EIO', errno: 5, syscall: 'write', path: tmp });
         done += n;
       }
@@ -93,17 +77,32 @@ function writeTemp(file: string, chunks: Uint8Array[]): string {
   }
 }
 
+/** Writes go in pieces of this size, so a held lock's lease is refreshed during a long save. */
+const WRITE_CHUNK = 64 << 20;
+
+/** Links `file` under a temporary name before it is replaced, so a failed directory fsync can put it back. Where
+ * the file system has no hard links (FAT, exFAT, some network shares) or the file is gone, there is no backup:
+ * the replace then cannot be undone, as documented. */
+function keepPrevious(file: string): string | null {
+  const previous = tempName(file);
+  try {
+    fs.linkSync(file, previous);
+    return previous;
+  } catch (err) {
+    if (['ENOENT', 'EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EXDEV', 'EMLINK'].includes((err as NodeJS.ErrnoException).code ?? '')) return null;
+    throw err;
+  }
+}
+
 /** One file through the whole protocol. A file it replaces is first hard-linked under a temporary name: if the
  * directory fsync fails after the rename, the previous file is put back (as the native writer undoes its exchange),
  * and on success the link is removed; a removal that fails is reported as `leftover` (the save is durable). */
 function commitFile(file: string, chunks: Uint8Array[]): { replaced: boolean; leftover?: NativeWriteResult['leftover'] } {
   const tmp = writeTemp(file, chunks);
   let previous: string | null = null;
+  const replacedAny = fs.existsSync(file);
   try {
-    if (fs.existsSync(file)) {
-      previous = tempName(file);
-      fs.linkSync(file, previous);
-    }
+    if (replacedAny) previous = keepPrevious(file);
     fs.renameSync(tmp, file);
   } catch (err) {
     fs.rmSync(tmp, { force: true });
@@ -115,13 +114,13 @@ function commitFile(file: string, chunks: Uint8Array[]): { replaced: boolean; le
   } catch (err) {
     try {
       if (previous !== null) fs.renameSync(previous, file);
-      else fs.rmSync(file, { force: true });
+      else if (!replacedAny) fs.rmSync(file, { force: true });
     } catch {
       /* the first error is the one reported */
     }
     throw err;
   }
-  if (previous === null) return { replaced: false };
+  if (previous === null) return { replaced: replacedAny };
   try {
     fs.unlinkSync(previous);
     return { replaced: true };
@@ -131,17 +130,47 @@ function commitFile(file: string, chunks: Uint8Array[]): { replaced: boolean; le
   }
 }
 
-/** A save's small files: every one written and fdatasynced before any is renamed, then one directory fsync. */
-function commitFiles(files: [string, Uint8Array][]): void {
+/** A save's small files: every one written and fdatasynced before any is renamed, then one directory fsync. If a
+ * rename or that fsync fails, every file already renamed is put back (from its hard-link backup, or removed if it
+ * is new), so the pointers and the manifest stay as they were, as the native writer's CommitFiles does. */
+function commitFiles(files: [string, Uint8Array][]): { path: string; errno: number; code: string }[] {
   const temps: string[] = [];
+  const previous: (string | null)[] = [];
+  const existed: boolean[] = [];
+  let renamed = 0;
   try {
     for (const [file, data] of files) temps.push(writeTemp(file, [data]));
-    files.forEach(([file], i) => fs.renameSync(temps[i]!, file));
+    for (const [file] of files) {
+      const there = fs.existsSync(file);
+      existed.push(there);
+      previous.push(there ? keepPrevious(file) : null);
+    }
+    for (; renamed < files.length; renamed++) fs.renameSync(temps[renamed]!, files[renamed]![0]);
+    for (const dir of new Set(files.map(([file]) => path.dirname(file)))) syncDirectory(dir);
   } catch (err) {
-    for (const t of temps) fs.rmSync(t, { force: true });
+    for (let i = 0; i < files.length; i++) {
+      try {
+        if (i < renamed && previous[i]) fs.renameSync(previous[i]!, files[i]![0]);
+        else if (i < renamed && existed[i] === false) fs.rmSync(files[i]![0], { force: true });
+      } catch {
+        /* the first error is the one reported */
+      }
+      if (temps[i] && i >= renamed) fs.rmSync(temps[i]!, { force: true });
+      if (previous[i]) fs.rmSync(previous[i]!, { force: true });
+    }
     throw err;
   }
-  for (const dir of new Set(files.map(([file]) => path.dirname(file)))) syncDirectory(dir);
+  const leftovers: { path: string; errno: number; code: string }[] = [];
+  for (const p of previous) {
+    if (p === null) continue;
+    try {
+      fs.unlinkSync(p);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      leftovers.push({ path: p, errno: Math.abs(e.errno ?? 5), code: e.code ?? 'EIO' });
+    }
+  }
+  return leftovers;
 }
 
 /** Unlinks each name (one already gone counts as removed), then fsyncs the directory once. */
@@ -186,6 +215,7 @@ function runSave(job: Extract<Job, { op: 'save' }>): Completion {
   let stage = 'data';
   let contentId: string | undefined;
   let dataDurable = false;
+  const fileLeftovers: { path: string; errno: number; code: string }[] = [];
   try {
     const plan = planFile(job.tensors, job.metadata, job.checksum, xxh3!);
     contentId = plan.contentId;
@@ -193,7 +223,7 @@ function runSave(job: Extract<Job, { op: 'save' }>): Completion {
     dataDurable = true;
     stage = 'files';
     if (job.files.length > 0) {
-      commitFiles(job.files.map(([file, data]) => [file, withContentId(data, contentId)]));
+      fileLeftovers.push(...commitFiles(job.files.map(([file, data]) => [file, withContentId(data, contentId)])));
     }
     const removed: string[] = [];
     if (job.remove.length > 0 && job.removeDir !== undefined) {
@@ -203,7 +233,7 @@ function runSave(job: Extract<Job, { op: 'save' }>): Completion {
     }
     const base = writeResult(job.path, plan.bytes, replaced, leftover);
     const result: NativeSaveResult | NativeWriteResult = job.isSave
-      ? { ...base, fileLeftovers: [], removed, generation: lane?.generation ?? 0, ...(contentId !== undefined ? { contentId } : {}) }
+      ? { ...base, fileLeftovers, removed, generation: lane?.generation ?? 0, ...(contentId !== undefined ? { contentId } : {}) }
       : { ...base, ...(contentId !== undefined ? { contentId } : {}) };
     return { id: job.id, ok: true, result };
   } catch (err) {
@@ -249,9 +279,16 @@ function run(job: Job): Completion | null {
   }
 }
 
-/** A held lock's lease is its file's mtime: touched here, on the writer's own thread, so a training loop that never
- * yields does not let its lock expire. */
+let lastRefresh = 0;
+
+function refreshLeasesIfDue(): void {
+  if (leases.size > 0 && Date.now() - lastRefresh >= LEASE_REFRESH_MS) refreshLeases();
+}
+
+/** A held lock's lease is its file's mtime: touched here, on the writer's own thread (between jobs and during long
+ * writes), so a training loop that never yields does not let its lock expire. */
 function refreshLeases(): void {
+  lastRefresh = Date.now();
   const now = new Date();
   for (const file of leases.keys()) {
     try {
@@ -271,6 +308,7 @@ async function drain(): Promise<void> {
   xxh3 ??= await createXxh3();
   while (queue.length > 0) {
     const job = queue.shift()!;
+    refreshLeasesIfDue();
     const done = run(job);
     if (done) {
       port.postMessage(done);

@@ -34,6 +34,8 @@ export function processAlive(pid: number): boolean {
 
 /** fsync of a directory: the names created, renamed or removed in it are durable once it returns. */
 export async function syncDirectory(dir: string): Promise<void> {
+  // Windows cannot open a directory to fsync it (docs/portable.md: no directory fsync there).
+  if (process.platform === 'win32') return;
   const handle = await fs.promises.open(dir, 'r');
   try {
     await handle.sync();
