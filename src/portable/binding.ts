@@ -37,8 +37,9 @@ import { Completion, errorOf, Job, PackedForWorker, PENDING, WorkerError } from 
 
 /** The temporary names the portable writer uses, as the native writer's: `<name>.tmp.<pid>.<8 hex>`. */
 export const TEMP_NAME_PATTERN = '\\.tmp\\.(\\d+)\\.[0-9a-f]{8}$';
-/** How long process exit waits for the writer thread to finish the jobs save() accepted. */
-const EXIT_WAIT_MS = 120_000;
+/** How long process exit waits for the writer thread to finish the jobs save() accepted: CKPTIO_EXIT_WAIT_MS, as for
+ * the native writer (docs/api.md), default 30 s. */
+const EXIT_WAIT_MS = Number(process.env.CKPTIO_EXIT_WAIT_MS) >= 0 ? Number(process.env.CKPTIO_EXIT_WAIT_MS) : 30_000;
 
 type ErrorClass = typeof CheckpointError;
 
