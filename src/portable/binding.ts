@@ -2,7 +2,7 @@
  * platform without a matching native addon (macOS, Windows, musl, an addon that fails to load) or under
  * CKPTIO_WRITER=portable. Its writer thread is a worker_threads worker (writer-worker.ts) that commits each job on
  * its own, so a save becomes durable without the training loop yielding. The training thread copies each tensor's
- * bytes before save() returns (the worker cannot read the caller's memory): that copy is this writer's cost per
+ * bytes inside `await save()` (the worker cannot read the caller's memory): that copy is this writer's cost per
  * save (docs/portable.md measures it). Reads parse and verify with the TypeScript codec on the calling thread. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -155,7 +155,7 @@ export function createPortableBinding(): NativeBinding {
 
   /** The tensors' bytes copied off the caller's memory, so the caller may reuse it as soon as save() returns. */
   /** Copy buffers by size, reused from save to save: a model saves the same tensor sizes every time, and memory
-   * written before costs the training thread no page faults (a fresh buffer costs about twice the copy). Shared, so
+   * written before costs the training thread no page faults (a fresh buffer cost about 2.5 times as much here). Shared, so
    * the writer thread reads them where they are. Bounded: at most twice the largest save's bytes stay pooled. */
   const pool = new Map<number, SharedArrayBuffer[]>();
   let pooledBytes = 0;
