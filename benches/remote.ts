@@ -29,7 +29,8 @@ function startGateway(workDir: string): (() => void) | string {
   if (process.env.AWS_ENDPOINT_URL) return () => {};
   if (spawnSync('sh', ['-c', 'command -v radosgw']).status !== 0) return 'radosgw is not installed (scripts/rgw.sh install)';
   const dir = path.join(workDir, 'rgw');
-  execFileSync('bash', [SCRIPT, 'start', dir, String(20000 + Math.floor(Math.random() * 20000))], { stdio: ['ignore', 'ignore', 'inherit'] });
+  // Below Linux's ephemeral range (32768-60999): an outgoing connection cannot hold the gateway's port.
+  execFileSync('bash', [SCRIPT, 'start', dir, String(10000 + Math.floor(Math.random() * 22000))], { stdio: ['ignore', 'ignore', 'inherit'] });
   for (const line of fs.readFileSync(path.join(dir, 'env'), 'utf8').split('\n')) {
     const m = /^export ([A-Z0-9_]+)=(.*)$/.exec(line);
     if (m) process.env[m[1]!] = m[2]!;

@@ -3,6 +3,7 @@
  * (CI), where they fail. */
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { S3Objects } from '../../src/store/remote/s3';
 import { parseRemoteUrl } from '../../src/store/remote/url';
@@ -29,10 +30,32 @@ export interface Gateway {
 
 let prefixes = 0;
 
+/** Whether nothing listens on the port now (a quick bind on loopback). */
+export function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
 export async function startGateway(): Promise<Gateway> {
-  const dir = tempDir('ckptio-rgw-');
-  const port = 20000 + Math.floor(Math.random() * 20000);
-  execFileSync('bash', [SCRIPT, 'start', dir, String(port)], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 180_000 });
+  let dir = '';
+  // Ports below Linux's ephemeral range (32768-60999), so an outgoing connection cannot take the gateway's port
+  // between the check and radosgw's bind; a start that fails anyway is stopped and retried on another port.
+  for (let attempt = 1; ; attempt++) {
+    dir = tempDir('ckptio-rgw-');
+    let port: number;
+    do port = 10000 + Math.floor(Math.random() * 22000);
+    while (!(await portFree(port)));
+    try {
+      execFileSync('bash', [SCRIPT, 'start', dir, String(port)], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 180_000 });
+      break;
+    } catch (err) {
+      spawnSync('bash', [SCRIPT, 'stop', dir], { stdio: 'ignore' });
+      if (attempt >= 3) throw err;
+    }
+  }
   const env: Record<string, string> = {};
   for (const line of fs.readFileSync(path.join(dir, 'env'), 'utf8').split('\n')) {
     const m = /^export ([A-Z0-9_]+)=(.*)$/.exec(line);
