@@ -2,6 +2,7 @@
  * random fp32. Ratio, compression throughput on the libuv pool, durable save and load with vs without
  * (interleaved), and the main thread's CPU time per save from the kernel's per-thread accounting (so the lz4
  * promise callbacks count as well as the addon's). */
+import '../src/platform/node';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readCheckpoint, TensorEntry, writeCheckpoint, WriteResult } from '../src/format/file';

@@ -7,6 +7,7 @@
  *   thread's CPU time over the window is the save's).
  * - fitCheckpoint: how long each saving batch's onBatchEnd holds model.fit.
  * Every figure with default options (no arena, maxInflight 1, no compression). */
+import '../src/platform/node';
 import * as path from 'node:path';
 import type * as tfType from '@tensorflow/tfjs';
 import { Checkpointer } from '../src/checkpoint/checkpointer';

@@ -3,6 +3,7 @@
  * writing with fs.promises, and vs `model.save(ioHandler(p))`; restore through `loadLatest` +
  * `restoreModelState` vs `tf.loadLayersModel(ioHandler(p))`; and the per-save cost of a model of many small
  * layers (~600 tensors with Adam), which is per-tensor cost, not bytes. cpu and wasm backends. */
+import '../src/platform/node';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type * as tfType from '@tensorflow/tfjs';

@@ -1,6 +1,7 @@
 /** One peak-RSS measurement in a fresh process (so earlier work does not set the high-water mark):
  * node memory-child.js <mode> <MiB> <inflight> <dir>, prints {baselineRss, peakRss, bytes} as JSON.
  * The kernel's VmHWM is reset through /proc/self/clear_refs just before the saves start. */
+import '../src/platform/node';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeCheckpoint } from '../src/format/file';

@@ -7,6 +7,7 @@
  *   streamed to a file (no check);
  * - main-thread CPU per save, plain typed arrays, from the call until durable, with replication on (until
  *   `replicated` too) vs off. */
+import '../src/platform/node';
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';

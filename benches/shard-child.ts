@@ -2,6 +2,7 @@
  * (a sharded rank, or a plain Checkpointer in a directory of its own) and reports once the save is durable.
  *
  *   fork(shard-child.js, [DIR, MODE ('sharded' | 'plain'), RANK, WORLD, BYTES]) */
+import '../src/platform/node';
 import { Checkpointer } from '../src/checkpoint/checkpointer';
 import { state } from './common';
 

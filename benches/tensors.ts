@@ -3,6 +3,7 @@
  * call until `durable` settles (schedstat, read after a 1 ms sleep at both ends, so it includes every continuation
  * and completion the save causes); durable GB/s over that window; then loadLatest() of the directory holding one
  * such checkpoint. And the per-tensor cost of modelState on a LayersModel of many small layers with Adam. */
+import '../src/platform/node';
 import type * as tfType from '@tensorflow/tfjs';
 import { Checkpointer } from '../src/checkpoint/checkpointer';
 import { loadTf } from '../src/tfjs/backend';

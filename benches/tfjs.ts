@@ -2,6 +2,7 @@
  * tfjs variables through ckptio's snapshot on the wasm and cpu backends vs `model.save` through
  * `tf.io.withSaveHandler` + `fs.writeFileSync`, and the step time of a synthetic loop and of the demo
  * trainer with saves every 1, 10 and 100 steps vs without. */
+import '../src/platform/node';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';

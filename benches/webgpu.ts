@@ -15,6 +15,7 @@
  * printed with every figure. Where Dawn creates no adapter the section says so and records the reason.
  *
  *   EGL_PLATFORM=surfaceless node dist/benches/run.js --only webgpu [--quick] [--out DIR] */
+import '../src/platform/node';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';

@@ -3,6 +3,7 @@
  * save is durable, with default options.
  *
  *   fork(writer-child.js, [DIR, BYTES])   (env CKPTIO_WRITER=native | portable) */
+import '../src/platform/node';
 import { writerKind } from '../src/binding/native';
 import { Checkpointer } from '../src/checkpoint/checkpointer';
 import { state } from './common';

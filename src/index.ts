@@ -1,3 +1,4 @@
+import './platform/node';
 export { CheckpointError, PeerError, RemoteError } from './binding/errors';
 export type { CheckpointErrorCode, CheckpointErrorInfo } from './binding/errors';
 export { readCheckpoint, writeCheckpoint } from './format/file';

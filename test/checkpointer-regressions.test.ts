@@ -1,5 +1,6 @@
 /** Regressions found in reviews of the Checkpointer: tags racing saves, pointers of other runs, saves below the newest, close with a save waiting. */
 import './testing-addon'; // first: the testing build is this process's addon (src/binding/native.ts, testing())
+import '../src/platform/node';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';

@@ -1,5 +1,6 @@
 /** The ckptio CLI (docs/cli.md), run as users run it: `node bin/ckptio.js ...` in a child process, on run
  * directories made by a real Checkpointer. Exit codes: 0 ok, 1 bad checkpoint, 2 usage, 3 locked, 4 I/O. */
+import '../src/platform/node';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';

@@ -1,5 +1,6 @@
 /** Dedup of unchanged tensors: stored once and by reference, kept while referenced, loads whole and verified. */
 import './testing-addon'; // first: the testing build is this process's addon (src/binding/native.ts, testing())
+import '../src/platform/node';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';

@@ -1,6 +1,7 @@
 /** Incremental fine-tuning and lineage: train on digits 0-7 (tagged v1_baseline), fine-tune on 0-9 from the tag
  * (the head grows 8 -> 10: a partial load that names exactly the head), then fine-tune that run again with a
  * frozen first layer; the lineage survives retention and `ckptio log` shows baseline -> fine-tune -> fine-tune. */
+import '../src/platform/node';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';

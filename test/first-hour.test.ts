@@ -1,6 +1,7 @@
 /** What a new user meets first: parent directories created by ioHandler and import, a CLI that stops quietly when
  * its reader goes away and uses the exit codes it documents, and error messages that name what was passed and what
  * to pass instead. */
+import '../src/platform/node';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';

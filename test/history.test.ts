@@ -1,5 +1,6 @@
 /** The run's whole history: every save and resume appended beside the manifest, so log and report show the whole
  * run after retention removed most of its checkpoints, at a per-save cost that does not grow with the run. */
+import '../src/platform/node';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';

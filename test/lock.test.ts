@@ -1,5 +1,6 @@
 /** The run lock: one writer per run directory, and a directory that cannot be written fails at open. */
 import './testing-addon'; // first: the testing build is this process's addon (src/binding/native.ts, testing())
+import '../src/platform/node';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';

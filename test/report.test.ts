@@ -4,6 +4,7 @@
  * not blank), one table row per checkpoint, and hostile strings from a manifest shown as text (no dialog, no
  * element created, the data block still parses). The browser tests skip, saying why, without Chromium or
  * playwright-core; the string-level checks run everywhere. */
+import '../src/platform/node';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';

@@ -1,3 +1,4 @@
+import '../src/platform/node';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { test } from 'node:test';

@@ -1,5 +1,6 @@
 /** Retention policies and their invariants: composition, what is always kept and why, keep-best across restarts. */
 import './testing-addon'; // first: the testing build is this process's addon (src/binding/native.ts, testing())
+import '../src/platform/node';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';

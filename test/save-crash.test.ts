@@ -1,5 +1,6 @@
 /** A crash at every I/O operation of a save that moves pointers and prunes leaves a consistent directory. */
 import './testing-addon'; // first: the testing build is this process's addon (src/binding/native.ts, testing())
+import '../src/platform/node';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';

@@ -1,4 +1,5 @@
 /** Guards for src/tfjs/internals.ts: each fails loudly when a tfjs upgrade changes a private field ckptio uses. */
+import '../src/platform/node';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type * as tfType from '@tensorflow/tfjs';

@@ -1,3 +1,4 @@
+import '../src/platform/node';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import * as path from 'node:path';

@@ -1,3 +1,4 @@
+import '../src/platform/node';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type * as tfType from '@tensorflow/tfjs';

@@ -2,6 +2,7 @@
  * after close(). Here (no GPU) that is Mesa's software OpenGL ES adapter. Skipped, with the reason, where the
  * `webgpu` / `@tensorflow/tfjs-backend-webgpu` packages or the Mesa libraries are missing; CKPTIO_REQUIRE_WEBGPU=1
  * (CI) turns the skip into a failure. */
+import '../src/platform/node';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';

@@ -2,6 +2,7 @@
  * with no further JavaScript turn; the writer's results are learned synchronously; a failure aborts the saves
  * planned behind it; wasm tensors are read in place; an acknowledged save survives process.exit(). */
 import './testing-addon';
+import '../src/platform/node';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { constants } from 'node:os';

@@ -8,14 +8,14 @@
  * the pointers and the manifest, then the removals retention decided, all decided here when the save is queued
  * (admission.ts: how many may be in flight; retention.ts: what stays; manifest.ts: the run's record). Nothing
  * runs on the training thread between those stages, so a save is durable while the loop computes. */
-import { CheckpointError, argumentError, PeerError, RemoteError } from '../binding/errors';
+import { CheckpointError, argumentError, PeerError } from '../binding/errors';
 import { CONTENT_ID_TOKEN } from '../binding/contract';
-import { Compression, CompressionReport, readCheckpoint, SaveResult, TensorEntry, TensorList } from '../format/file';
+import type { Compression, CompressionReport, SaveResult, TensorEntry } from '../format/file';
+import { TensorList } from '../format/tensor-list';
+import { utf8Text } from '../format/text';
 import { METADATA_KEYS } from '../format/metadata-keys';
 import { checkEntryKind, checkTensorRecord } from '../format/tensor-list';
-import { LocalStore } from '../store/local';
-import { CheckpointStore, StoreLock } from '../store/store';
-import * as path from 'node:path';
+import type { CheckpointStore, StoreLock } from '../store/store';
 import { Admission } from './admission';
 import { DedupIndex, resolveRefs } from './dedup';
 import { POINTER_BEST, POINTER_LATEST, readPointer, renderPointer } from './directory';
@@ -24,11 +24,9 @@ import { decideRetention, keepBest, keepLast, RetentionEntry, RetentionPolicy } 
 import { NAME_RE, NAME_RULE } from './names';
 import { isPointerName, presentEntries, readRun } from './run-reader';
 import { HISTORY_NAME, HistoryEvent, renderHistoryLine } from './history';
-import { downloadCheckpoint, listCommitted, RemoteCommit } from './remote-run';
-import { RemoteOptions, ReplicatedInfo, Replicator } from './replicator';
-import { S3Objects } from '../store/remote/s3';
-import { parseRemoteUrl } from '../store/remote/url';
-import { awaitCoordinator, becomeCoordinator, ShardCoordination } from './shard-coordination';
+import type { RemoteOptions, ReplicatedInfo, Replicator } from './replicator';
+import type { ShardCoordination } from './shard-coordination';
+import { environment, RunEnvironment } from './environment';
 import { committedSteps, readStep } from './shard-reader';
 import { decisionName, MAX_WORLD_SIZE, rankLockName, shardName } from './shards';
 
@@ -65,7 +63,8 @@ export interface SavePayload {
 export interface CheckpointerOptions {
   /** The run directory (required unless `store` is given). */
   dir?: string;
-  /** Where checkpoints live (default: a LocalStore over `dir`): MemoryStore, S3Store, or your own. */
+  /** Where checkpoints live (default: a LocalStore over `dir` in Node, an OpfsStore in the browser): MemoryStore,
+   * S3Store, or your own. */
   store?: CheckpointStore;
   /** Checkpoints kept by recency (default 3, at least 1); see also `retention`. */
   keepLast?: number;
@@ -234,6 +233,7 @@ function pointerFiles(pointers: Record<string, number>, kept: readonly ManifestE
 export class Checkpointer {
   readonly dir: string;
   readonly store: CheckpointStore;
+  private readonly env: RunEnvironment;
   private readonly policies: RetentionPolicy[];
   private readonly onFull: 'wait' | 'skip';
   private readonly compression: Compression;
@@ -287,7 +287,9 @@ export class Checkpointer {
     if (!opts || typeof opts !== 'object') throw argumentError('Checkpointer needs options: { dir } or { store }');
     if (opts.store === undefined && (typeof opts.dir !== 'string' || opts.dir === '' || opts.dir.includes('\0')))
       throw argumentError('dir must be a non-empty string without NUL bytes (or give a store)');
-    this.store = opts.store ?? new LocalStore(opts.dir!);
+    const env = environment();
+    this.env = env;
+    this.store = opts.store ?? env.directoryStore(opts.dir!);
     this.dir = this.store.location;
     const keep = opts.keepLast ?? 3;
     const maxInflight = opts.maxInflight ?? 1;
@@ -299,8 +301,9 @@ export class Checkpointer {
     this.keepLastCount = keep;
     this.remote = opts.remote === undefined ? null : typeof opts.remote === 'string' ? { url: opts.remote } : opts.remote;
     if (this.remote) {
-      parseRemoteUrl(this.remote.url); // a bad URL fails here, not at the first save
-      if (!(this.store instanceof LocalStore)) throw argumentError('remote replicates a local run directory: it cannot be combined with a custom store');
+      if (env.remote === null) throw argumentError(`remote replication is not available in ${env.name}`);
+      env.remote.validate(this.remote); // a bad URL fails here, not at the first save
+      if (!env.isDirectoryStore(this.store)) throw argumentError('remote replicates a local run directory: it cannot be combined with a custom store');
       if (this.remote.keepLast !== undefined && (!Number.isInteger(this.remote.keepLast) || this.remote.keepLast < 1))
         throw argumentError('remote.keepLast must be an integer >= 1');
       for (const [key, min] of [
@@ -312,14 +315,9 @@ export class Checkpointer {
         if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || v < min)) throw argumentError(`remote.${key} must be a number of ms >= ${min}`);
       }
       if (this.remote.onProgress !== undefined && typeof this.remote.onProgress !== 'function') throw argumentError('remote.onProgress must be a function');
-      // partBytes and concurrency are checked here by the object client (S3's part limits), not at the first upload.
-      new S3Objects(parseRemoteUrl(this.remote.url), {
-        ...(this.remote.partBytes !== undefined ? { partBytes: this.remote.partBytes } : {}),
-        ...(this.remote.concurrency !== undefined ? { concurrency: this.remote.concurrency } : {}),
-      });
     }
     if (!Number.isInteger(keep) || keep < 1) throw argumentError('keepLast must be an integer >= 1');
-    this.sharding = Checkpointer.shardingOf(opts, this.store);
+    this.sharding = Checkpointer.shardingOf(opts, this.store, env);
     if (!Number.isInteger(maxInflight) || maxInflight < 1) throw argumentError('maxInflight must be an integer >= 1');
     if (!(maxInflightBytes > 0)) throw argumentError('maxInflightBytes must be > 0');
     if (this.onFull !== 'wait' && this.onFull !== 'skip') throw argumentError("onFull must be 'wait' or 'skip'");
@@ -336,7 +334,7 @@ export class Checkpointer {
   }
 
   /** options.rank and worldSize checked: both or neither, and only what a sharded run supports alongside. */
-  private static shardingOf(opts: CheckpointerOptions, store: CheckpointStore): { rank: number; worldSize: number; timeoutMs: number } | null {
+  private static shardingOf(opts: CheckpointerOptions, store: CheckpointStore, env: RunEnvironment): { rank: number; worldSize: number; timeoutMs: number } | null {
     if (opts.rank === undefined && opts.worldSize === undefined) {
       if (opts.peerTimeoutMs !== undefined) throw argumentError('peerTimeoutMs applies to a sharded run: give rank and worldSize too');
       return null;
@@ -347,7 +345,8 @@ export class Checkpointer {
     if (!Number.isInteger(rank) || rank! < 0 || rank! >= worldSize!) throw argumentError(`rank must be an integer from 0 to worldSize - 1 (${worldSize! - 1})`);
     const timeoutMs = opts.peerTimeoutMs ?? 60_000;
     if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs < 1) throw argumentError('peerTimeoutMs must be a number of ms >= 1');
-    if (!(store instanceof LocalStore)) throw argumentError('a sharded run (rank, worldSize) needs a run directory (dir): its ranks coordinate through it');
+    if (env.sharding === null) throw argumentError(`a sharded run (rank, worldSize) is not available in ${env.name}`);
+    if (!env.isDirectoryStore(store)) throw argumentError('a sharded run (rank, worldSize) needs a run directory (dir): its ranks coordinate through it');
     for (const [key, what] of [
       ['remote', 'remote replication'],
       ['dedup', 'dedup'],
@@ -372,18 +371,19 @@ export class Checkpointer {
    * coordinator, the others wait for it; then the coordination worker. */
   private async openSharded(lock: boolean): Promise<void> {
     const sh = this.sharding!;
-    const store = this.store as LocalStore;
+    const store = this.store;
     if (lock) {
       await store.open();
       this.lockHandle = await store.lock(rankLockName(sh.rank));
       const stale = await store.cleanStaleTemps();
       if (stale.length) this.warn(`removed ${stale.length} stale temporary file(s) from an interrupted save: ${stale.join(', ')}`);
-      // Processes start at their own pace: the wait for rank 0 is at least 30 s, whatever peerTimeoutMs.
-      this.epoch = sh.rank === 0 ? await becomeCoordinator(store, this.warn) : await awaitCoordinator(store, Math.max(sh.timeoutMs, 30_000));
-      this.coordination = new ShardCoordination(
-        { dir: this.dir, rank: sh.rank, worldSize: sh.worldSize, keepLast: this.keepLastCount, timeoutMs: sh.timeoutMs, pollMs: 5, epoch: this.epoch },
+      const { epoch, coordination } = await this.env.sharding!.coordinate(
+        store,
+        { rank: sh.rank, worldSize: sh.worldSize, keepLast: this.keepLastCount, timeoutMs: sh.timeoutMs },
         this.warn,
       );
+      this.epoch = epoch;
+      this.coordination = coordination;
     }
     this.newestDurable = (await committedSteps(this.store, () => {}))[0]?.step ?? null; // loading reports bad records
     this.lastShardStep = this.newestDurable ?? -1;
@@ -397,60 +397,16 @@ export class Checkpointer {
       this.lockHandle = await this.store.lock();
       const stale = await this.store.cleanStaleTemps();
       if (stale.length) this.warn(`removed ${stale.length} stale temporary file(s) from an interrupted save: ${stale.join(', ')}`);
-      if (this.remote && !(await this.store.list()).some((o) => stepOf(o.name) !== null)) await this.restoreFromRemote(this.remote);
+      if (this.remote && !(await this.store.list()).some((o) => stepOf(o.name) !== null)) this.remoteOff = !(await this.env.remote!.restore(this.remote, this.dir, this.warn));
     }
     this.entries = await this.reconcile();
     if (lock && this.remote && !this.remoteOff) {
       const newest = this.entries.length ? this.entries[this.entries.length - 1]!.file : null;
-      this.replicator = new Replicator(this.remote, this.dir, this.keepLastCount, newest, this.warn);
+      this.replicator = this.env.remote!.replicator(this.remote, this.dir, this.keepLastCount, newest, this.warn);
     }
     this.origin ??= [...this.entries].reverse().find((e) => e.origin)?.origin ?? null;
     this.newestDurable = this.entries.length ? this.entries[this.entries.length - 1]!.step : null;
     this.opened = true;
-  }
-
-  /** Fills an empty run directory from the remote tier: the newest committed checkpoint that downloads and
-   * verifies (with the checkpoints it references), older ones when it does not. A remote that cannot be reached is
-   * a warning: the run starts from scratch, as it would with no remote. */
-  private async restoreFromRemote(remote: RemoteOptions): Promise<void> {
-    const objects = new S3Objects(parseRemoteUrl(remote.url), {
-      ...(remote.partBytes ? { partBytes: remote.partBytes } : {}),
-      ...(remote.concurrency ? { concurrency: remote.concurrency } : {}),
-    });
-    try {
-      let committed: RemoteCommit[];
-      try {
-        committed = await listCommitted(objects, this.warn);
-      } catch (err) {
-        if (err instanceof RemoteError && err.retryable) {
-          // Unreachable now: the bucket may hold this run's checkpoints, which a run started from scratch must not
-          // replace there (remote retention keeps the newest commits).
-          this.remoteOff = true;
-          this.warn(`${objects.location.url} could not be read (${err.message}); this run starts without it and does not replicate to it`);
-        } else {
-          this.warn(`no checkpoint could be listed in ${objects.location.url}; starting without it (${(err as Error).message})`);
-        }
-        return;
-      }
-      const byFile = new Map(committed.map((c) => [c.file, c]));
-      for (const c of committed) {
-        try {
-          for (const ref of c.refs) {
-            const held = byFile.get(ref);
-            if (!held) throw new CheckpointError(`it references ${ref}, which the remote tier does not hold`, { code: 'ENOENT' });
-            await downloadCheckpoint(objects, held, this.dir);
-          }
-          await downloadCheckpoint(objects, c, this.dir, remote.onProgress ? (sent, total) => remote.onProgress!({ step: c.step, sent, total }) : undefined);
-          this.warn(`restored step ${c.step} from ${objects.location.url} into the empty ${this.dir}`);
-          return;
-        } catch (err) {
-          const reason = err instanceof CheckpointError ? `${err.code}: ${err.message}` : String(err);
-          this.warn(`remote checkpoint for step ${c.step} is not valid, trying an older one (${reason})`);
-        }
-      }
-    } finally {
-      objects.destroy();
-    }
   }
 
   /** The manifest, checked against the checkpoint files present (run-reader.ts): entries whose file is gone are
@@ -778,7 +734,7 @@ export class Checkpointer {
     // Pointers first, then the manifest, then the removals: nothing goes while a pointer or the record names it.
     const files: { name: string; data: Uint8Array }[] = [];
     for (const f of pointerFiles(decision.pointers, kept)) {
-      const text = Buffer.from(f.data).toString();
+      const text = utf8Text(f.data);
       if (this.pointerCache.get(f.name) === text) continue; // unchanged pointers are not rewritten
       this.pointerCache.set(f.name, text);
       files.push(f);
@@ -1225,7 +1181,8 @@ export class Checkpointer {
       this.record({ event: 'resume', step: loaded.step, file, time: new Date().toISOString() });
       return loaded;
     }
-    const r = await resolveRefs(await readCheckpoint(file), file, (f) => readCheckpoint(path.join(path.dirname(file), f)));
+    const env = this.env;
+    const r = await resolveRefs(await env.readFile(file), file, (f) => env.readFile(env.siblingPath(file, f)));
     return Checkpointer.decode(file, r.tensors, r.metadata);
   }
 

@@ -2,9 +2,10 @@
  * `best-<metric>`: JSON {step, file, metric?}), tag files (`tag.<name>`), the manifest and the lock. Read through
  * a CheckpointStore; read-only use (ls, verify, loading) never takes the lock. */
 import { CheckpointStore } from '../store/store';
-import { LocalStore } from '../store/local';
+import { environment } from './environment';
 import { stepOf } from './manifest';
 import { decisionStepOf } from './shards';
+import { utf8Bytes, utf8Text } from '../format/text';
 
 export { checkpointName, stepOf } from './manifest';
 
@@ -18,7 +19,7 @@ export interface Pointer {
 }
 
 function storeOf(where: string | CheckpointStore): CheckpointStore {
-  return typeof where === 'string' ? new LocalStore(where) : where;
+  return typeof where === 'string' ? environment().directoryStore(where) : where;
 }
 
 /** Checkpoint files present, newest step first. */
@@ -35,7 +36,7 @@ export async function readPointer(where: string | CheckpointStore, name: string)
   const bytes = await storeOf(where).readSmall(name);
   if (!bytes) return null;
   try {
-    const p = JSON.parse(Buffer.from(bytes).toString('utf8')) as Pointer;
+    const p = JSON.parse(utf8Text(bytes)) as Pointer;
     if (!Number.isSafeInteger(p.step) || typeof p.file !== 'string' || (stepOf(p.file) ?? decisionStepOf(p.file)) !== p.step) return null;
     return p.metric === undefined || typeof p.metric === 'number' ? p : null;
   } catch {
@@ -44,5 +45,5 @@ export async function readPointer(where: string | CheckpointStore, name: string)
 }
 
 export function renderPointer(p: Pointer): Uint8Array {
-  return new Uint8Array(Buffer.from(JSON.stringify(p) + '\n'));
+  return utf8Bytes(JSON.stringify(p) + '\n');
 }

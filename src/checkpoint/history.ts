@@ -4,6 +4,7 @@
  * manifest and the checkpoints remain the truth a resume uses, so it is appended without fsync, and a crash may
  * lose its last lines. Lines are untrusted: an invalid one is skipped. */
 import { NAME_RE, stepOf } from './names';
+import { utf8Bytes, utf8Text } from '../format/text';
 
 export const HISTORY_NAME = 'ckptio-history.jsonl';
 
@@ -25,7 +26,7 @@ export interface ResumeEvent {
 export type HistoryEvent = SaveEvent | ResumeEvent;
 
 export function renderHistoryLine(e: HistoryEvent): Uint8Array {
-  return Buffer.from(JSON.stringify(e) + '\n');
+  return utf8Bytes(JSON.stringify(e) + '\n');
 }
 
 function parseLine(line: string): HistoryEvent | null {
@@ -51,7 +52,7 @@ function parseLine(line: string): HistoryEvent | null {
 export function parseHistory(bytes: Uint8Array): { events: HistoryEvent[]; skipped: number } {
   const events: HistoryEvent[] = [];
   let skipped = 0;
-  for (const line of Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8').split('\n')) {
+  for (const line of utf8Text(bytes).split('\n')) {
     if (line.trim() === '') continue;
     const e = parseLine(line);
     if (e) events.push(e);

@@ -8,6 +8,7 @@ import { METADATA_KEYS } from '../format/metadata-keys';
 import { parseRefs } from './dedup';
 import { stepOf } from './names';
 import { NAME_PATTERN, NAME_RE } from './names';
+import { utf8Bytes, utf8Text } from '../format/text';
 
 export { checkpointName, stepOf } from './names';
 
@@ -105,7 +106,7 @@ function parseParent(v: unknown, where: string): Parent | null {
 export function parseManifest(bytes: Uint8Array, path: string): Manifest {
   let v: unknown;
   try {
-    v = JSON.parse(Buffer.from(bytes).toString('utf8'));
+    v = JSON.parse(utf8Text(bytes));
   } catch {
     throw bad('not JSON', path);
   }
@@ -158,7 +159,7 @@ function nonNegative(v: unknown, where: string, path: string): number {
 }
 
 export function renderManifest(m: Manifest): Uint8Array {
-  return new Uint8Array(Buffer.from(JSON.stringify(m, null, 1) + '\n'));
+  return utf8Bytes(JSON.stringify(m, null, 1) + '\n');
 }
 
 /** A manifest entry recovered from a checkpoint's header (no tensor data read). */

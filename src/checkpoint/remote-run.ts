@@ -16,6 +16,7 @@ import { CheckpointError, RemoteError } from '../binding/errors';
 import { readCheckpoint } from '../format/file';
 import { syncDirectory } from '../store/local';
 import { S3Objects } from '../store/remote/s3';
+import { parseRemoteUrl } from '../store/remote/url';
 import { stepOf } from './names';
 import { NAME_PATTERN } from './names';
 
@@ -240,5 +241,53 @@ export async function downloadCheckpoint(
   } catch (err) {
     await fs.promises.unlink(temp).catch(() => {});
     throw err;
+  }
+}
+
+/** Fills an empty run directory from the remote tier: the newest committed checkpoint that downloads and verifies
+ * (with the checkpoints it references), older ones when it does not. A remote that cannot be reached is a warning:
+ * the run starts from scratch, as it would with no remote. Returns false when the remote could not be read at all:
+ * it may hold this run's checkpoints, which a run started from scratch must not replace there (remote retention
+ * keeps the newest commits), so that run does not replicate. */
+export async function restoreEmptyRun(
+  remote: { url: string; partBytes?: number; concurrency?: number; onProgress?: (p: { step: number; sent: number; total: number }) => void },
+  dir: string,
+  warn: (m: string) => void,
+): Promise<boolean> {
+  const objects = new S3Objects(parseRemoteUrl(remote.url), {
+    ...(remote.partBytes ? { partBytes: remote.partBytes } : {}),
+    ...(remote.concurrency ? { concurrency: remote.concurrency } : {}),
+  });
+  try {
+    let committed: RemoteCommit[];
+    try {
+      committed = await listCommitted(objects, warn);
+    } catch (err) {
+      if (err instanceof RemoteError && err.retryable) {
+        warn(`${objects.location.url} could not be read (${err.message}); this run starts without it and does not replicate to it`);
+        return false;
+      }
+      warn(`no checkpoint could be listed in ${objects.location.url}; starting without it (${(err as Error).message})`);
+      return true;
+    }
+    const byFile = new Map(committed.map((c) => [c.file, c]));
+    for (const c of committed) {
+      try {
+        for (const ref of c.refs) {
+          const held = byFile.get(ref);
+          if (!held) throw new CheckpointError(`it references ${ref}, which the remote tier does not hold`, { code: 'ENOENT' });
+          await downloadCheckpoint(objects, held, dir);
+        }
+        await downloadCheckpoint(objects, c, dir, remote.onProgress ? (sent, total) => remote.onProgress!({ step: c.step, sent, total }) : undefined);
+        warn(`restored step ${c.step} from ${objects.location.url} into the empty ${dir}`);
+        return true;
+      } catch (err) {
+        const reason = err instanceof CheckpointError ? `${err.code}: ${err.message}` : String(err);
+        warn(`remote checkpoint for step ${c.step} is not valid, trying an older one (${reason})`);
+      }
+    }
+    return true;
+  } finally {
+    objects.destroy();
   }
 }

@@ -5,7 +5,7 @@
  * and the report all read a run through here. */
 import { CheckpointError, toCheckpointError } from '../binding/errors';
 import type { HeaderInfo } from '../format/file';
-import { LocalStore } from '../store/local';
+import { environment } from './environment';
 import { CheckpointStore } from '../store/store';
 import { POINTER_BEST, POINTER_LATEST, readPointer } from './directory';
 import { entryFromHeader, Manifest, MANIFEST_NAME, ManifestEntry, parseManifest, stepOf, tagOfFile } from './manifest';
@@ -96,7 +96,7 @@ function problemOf(err: unknown): Problem {
 
 /** Reads the whole view of the run in `where` (a directory or a store). */
 export async function readRun(where: string | CheckpointStore, opts: ReadRunOptions = {}): Promise<RunView> {
-  const store = typeof where === 'string' ? new LocalStore(where) : where;
+  const store = typeof where === 'string' ? environment().directoryStore(where) : where;
   const names = (await store.list()).map((o) => o.name).sort();
   let manifest: Manifest | null = null;
   let manifestProblem: Problem | null = null;
@@ -250,7 +250,7 @@ export function presentEntries(run: RunView): ManifestEntry[] {
 /** Whether `path` is a directory the store can list (no node:fs here: the store decides). ENOTDIR: a file. */
 export async function isRunDir(path: string): Promise<boolean> {
   try {
-    await new LocalStore(path).list();
+    await environment().directoryStore(path).list();
     return true;
   } catch (err) {
     if (err instanceof CheckpointError && err.code === 'ENOTDIR') return false;

@@ -4,6 +4,7 @@
  * exclusively (it is never replaced), so a step is committed or aborted once, by whichever rank decides first.
  * Decisions are untrusted input: parseDecision accepts only a record whose names are this step's own. */
 import { CheckpointError } from '../binding/errors';
+import { utf8Bytes, utf8Text } from '../format/text';
 
 /** The most ranks a run may have (names stay short, a record stays small). */
 export const MAX_WORLD_SIZE = 4096;
@@ -67,7 +68,7 @@ export type Decision =
   | { version: 1; step: number; outcome: 'aborted'; worldSize: number; time: string; missing: number[]; by: number; reason: string };
 
 export function renderDecision(d: Decision): Uint8Array {
-  return new Uint8Array(Buffer.from(JSON.stringify(d) + '\n'));
+  return utf8Bytes(JSON.stringify(d) + '\n');
 }
 
 const ISO_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,3})?Z$/;
@@ -80,7 +81,7 @@ export function parseDecision(name: string, bytes: Uint8Array, where: string): D
   if (step === null) throw bad('not a step record name');
   let d: Record<string, unknown>;
   try {
-    d = JSON.parse(Buffer.from(bytes).toString('utf8')) as Record<string, unknown>;
+    d = JSON.parse(utf8Text(bytes)) as Record<string, unknown>;
   } catch {
     throw bad('not JSON');
   }

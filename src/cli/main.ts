@@ -1,5 +1,6 @@
 /** The `ckptio` command: train (the MNIST demo), and the commands that look after a run directory (ls, inspect,
  * verify, log, prune, diff, tag, export, import; docs/cli.md). Each command's logic is in ./commands. */
+import '../platform/node';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import * as fs from 'node:fs';
 import { CheckpointError } from '../binding/errors';

@@ -8,7 +8,7 @@
  * its dtype, shape and chunk count. A tensor whose chunks do not come out smaller is stored raw, under its own
  * name, and counted in the report: random fp32 data does not compress, and the caller sees that. */
 import { CheckpointError, argumentError, toCheckpointError } from '../binding/errors';
-import type { DType, RawDType, TypedArray } from '../binding/native';
+import type { DType, RawDType, TypedArray } from '../binding/contract';
 import { TensorList } from './tensor-list';
 import { METADATA_KEYS } from './metadata-keys';
 

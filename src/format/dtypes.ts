@@ -1,6 +1,8 @@
-/** The dtypes, in the addon's own table (native/format/dtype.cc, exported as `dtypes`: its index is the code
- * the packed tensor table carries); TypeScript adds only which JS array type views each one. */
-import { DType, RawDType, TypedArray, native } from '../binding/native';
+/** The dtypes, from the one table (dtype-table.ts, held to the addon's native/format/dtype.cc by
+ * test/portable-codec.test.ts: its index is the code the packed tensor table carries); this adds only which JS array
+ * type views each one. */
+import type { DType, RawDType, TypedArray } from '../binding/contract';
+import { READ_DTYPES, WRITE_DTYPES } from './dtype-table';
 
 type ViewMaker = (buffer: ArrayBufferLike, byteOffset: number, length: number) => TypedArray;
 
@@ -22,9 +24,9 @@ const VIEWS: Readonly<Record<DType, ViewMaker>> = {
   bool: (b, o, n) => new Uint8Array(b, o, n),
 };
 
-const BY_NAME = new Map<string, { code: number; bytes: number }>(native.dtypes.map((d, code) => [d.name, { code, bytes: d.bytes }]));
-const BY_CODE: readonly DType[] = native.dtypes.map((d) => d.name);
-const READ_CODES: readonly (DType | RawDType)[] = native.readDtypes;
+const BY_NAME = new Map<string, { code: number; bytes: number }>(WRITE_DTYPES.map((d, code) => [d.name, { code, bytes: d.bytes }]));
+const BY_CODE: readonly DType[] = WRITE_DTYPES.map((d) => d.name as DType);
+const READ_CODES: readonly (DType | RawDType)[] = READ_DTYPES.map((d) => d.name);
 
 export function isDType(name: unknown): name is DType {
   return typeof name === 'string' && BY_NAME.has(name);

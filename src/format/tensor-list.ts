@@ -2,7 +2,7 @@
  * (dtype codes, ranks, dims, one string of names) instead of one object per tensor, so a save of 10,000 tensors
  * costs the main thread a few operations per tensor, not an object walk on each side of the boundary. */
 import { argumentError } from '../binding/errors';
-import type { DType, NativeTensorTable, RawDType, TypedArray } from '../binding/native';
+import type { DType, NativeTensorTable, RawDType, TypedArray } from '../binding/contract';
 import { dtypeCode, dtypeOfCode, isDType } from './dtypes';
 
 export interface TensorEntry {

@@ -3,6 +3,7 @@
  * and on creation restores the newest valid checkpoint into the model and its optimizer. */
 import type * as tfType from '@tensorflow/tfjs';
 import { argumentError, CheckpointError } from '../binding/errors';
+import { nextTurn } from '../binding/turn';
 import { Checkpointer, CheckpointerOptions, DurableInfo } from '../checkpoint/checkpointer';
 import { keepBest } from '../checkpoint/retention';
 import type { SeededDataset, DatasetPosition } from './dataset';
@@ -200,7 +201,7 @@ export async function fitCheckpoint(model: tfType.LayersModel, options: FitCheck
       );
     // cpu and wasm saves are with the writer already; a webgpu save's reads start at the next turn, which
     // model.fit would otherwise give only at the next saving batch.
-    if (!handle.queued && !handle.skipped) await new Promise<void>((resolve) => setImmediate(resolve));
+    if (!handle.queued && !handle.skipped) await nextTurn();
   };
 
   // tfjs accepts callbacks as instances of its own Callback class (it tests instanceof), so the class is made

@@ -1,6 +1,6 @@
 /** The one table from tfjs dtypes to ckptio's (and safetensors') dtypes. string and complex64 tensors cannot be
  * checkpointed. */
-import type { DType } from '../binding/native';
+import type { DType } from '../binding/contract';
 
 export const TFJS_DTYPES: Readonly<Record<'float32' | 'int32' | 'bool', { dtype: DType; safetensors: string; bytes: number }>> = {
   float32: { dtype: 'float32', safetensors: 'F32', bytes: 4 },

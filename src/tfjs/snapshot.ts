@@ -17,6 +17,7 @@ import type { DType } from '../format/file';
 import { TensorList } from '../format/tensor-list';
 import { dtypeCode } from '../format/dtypes';
 import { argumentError, CheckpointError } from '../binding/errors';
+import { nextTurn } from '../binding/turn';
 import { TFJS_DTYPES, TfjsDType } from './dtypes';
 import { cpuValues, currentBackend, dropData, HeldData, heapBytes, holdData, readData, wasmMemory } from './internals';
 import { mainThreadCopy, useInPlace, WasmRead } from './wasm-heap';
@@ -78,7 +79,7 @@ export interface SnapshotOptions {
   onCopyStats?: (stats: { totalMs: number; longestMs: number; copiedBytes: number; readBytes?: number; peakReadBytesInFlight?: number }) => void;
 }
 
-const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+const yieldToLoop = nextTurn;
 
 const KINDS = Object.fromEntries(Object.entries(TFJS_DTYPES).map(([k, v]) => [k, { ...v, code: dtypeCode(v.dtype) }])) as Record<
   TfjsDType,

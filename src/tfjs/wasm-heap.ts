@@ -11,8 +11,8 @@
  *   writer job still reads JavaScript memory in place (native.waitReads), so even a heap that moves is never read
  *   where it was. Emscripten grows the heap only through that method.
  * Elsewhere the bytes are copied on the training thread before save() returns (counted in mainThreadCopy). */
-import { native } from '../binding/native';
 import { CheckpointError } from '../binding/errors';
+import { environment } from '../checkpoint/environment';
 import type { WasmMemory } from './internals';
 
 /** How long a grow waits for the writer to finish reading the heap before it fails (an allocation failure in tfjs). */
@@ -26,15 +26,12 @@ export const mainThreadCopy = { bytes: 0 };
 const fenced = new WeakSet<WasmMemory>();
 let warned = false;
 
-function trapHandlerDisabled(): boolean {
-  const args = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)];
-  return args.some((a) => /^--(disable-wasm-trap-handler|no-wasm[-_]trap[-_]handler)\b/.test(a));
-}
-
-/** Why in-place reads are not used on this platform, or null where they are established (Linux on x64). Elsewhere
- * (linux-arm64 included) the copy runs: V8's reservation of the heap there was not verified. */
+/** Why in-place reads are not used on this platform, or null where they are established (Node on Linux x64).
+ * Elsewhere (linux-arm64, the browser) the copy runs: V8's reservation of the heap there was not verified, or no
+ * writer thread reads JavaScript memory. */
 export function platformRefusal(): string | null {
-  return process.platform === 'linux' && process.arch === 'x64' ? null : `not established on ${process.platform}-${process.arch}`;
+  const reader = environment().heapReader;
+  return reader === null ? `no writer thread reads memory in place in ${environment().name}` : reader.refusal();
 }
 
 /** Why in-place reads cannot be used in this process for this memory, or null when they can. */
@@ -43,7 +40,7 @@ export function inPlaceRefusal(memory: WasmMemory | null): string | null {
   if (platform !== null) return platform;
   if (memory === null) return "the wasm backend's memory was not found";
   if (typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer) return 'the wasm heap is shared';
-  if (trapHandlerDisabled()) return 'the wasm trap handler is disabled, so the heap may move when it grows';
+  if (environment().heapReader!.trapHandlerDisabled()) return 'the wasm trap handler is disabled, so the heap may move when it grows';
   return null;
 }
 
@@ -56,7 +53,8 @@ function fence(memory: WasmMemory): void {
     writable: true,
     value(delta: number): number {
       // No drain here: settling would run JavaScript (and wasm frees) inside a wasm allocation.
-      if (native.writerState().unread > 0 && !native.waitReads(GROW_WAIT_MS)) {
+      const reader = environment().heapReader!;
+      if (reader.writerState().unread > 0 && !reader.waitReads(GROW_WAIT_MS)) {
         throw new CheckpointError(`the wasm heap cannot grow: the writer has not finished reading it after ${GROW_WAIT_MS} ms`, { code: 'ECKPT_BUSY' });
       }
       return grow.call(memory, delta);

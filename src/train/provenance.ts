@@ -1,5 +1,6 @@
 /** Where a run came from: library versions, the backend (on webgpu, the adapter Dawn gave: a software adapter's
  * timings are not a GPU's), git commit and dirty flag of the working tree (if any). */
+import '../platform/node';
 import { execFileSync } from 'node:child_process';
 import { currentWebGpuAdapter, WebGpuAdapterReport } from '../tfjs/webgpu';
 

@@ -1,5 +1,6 @@
 /** The entry of one rank process of `ckptio train --workers N` (data-parallel.ts): it takes its config from the
  * parent's first message, exchanges gradients with the parent over IPC, and sends its events up. */
+import '../platform/node';
 import { FromRank, ToRank, trainRank } from './data-parallel';
 import type { TrainEvent } from './trainer';
 

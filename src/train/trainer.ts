@@ -2,6 +2,7 @@
  * public tfjs API: the LR schedule applied per step (applySchedule), periodic validation, a checkpoint every N
  * steps (modelState + Checkpointer, written off-thread), and exact resume (restoreModelState). The full state a
  * byte-exact continuation needs is listed in docs/training-state.md. */
+import '../platform/node';
 import type * as tfType from '@tensorflow/tfjs';
 import * as path from 'node:path';
 import { argumentError, CheckpointError } from '../binding/errors';

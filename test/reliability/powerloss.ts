@@ -3,6 +3,7 @@
  * (`xfs_io -x -c shutdown`), which drops everything the file system had not made durable, as a power cut
  * would (and, unlike a kill, loses what the page cache and the log had not written). Then unmount, mount (journal recovery), and check what survived before the next round resumes
  * from it. Used by test/reliability/powerloss.test.ts and `npm run soak`. */
+import '../../src/platform/node';
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';

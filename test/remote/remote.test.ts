@@ -1,6 +1,7 @@
 /** The remote tier against a real engine (Ceph RGW on loopback, scripts/rgw.sh): resume on an empty machine,
  * the faults (gateway killed mid-upload, wrong credentials, missing bucket, a flipped byte, the trainer killed
  * mid-upload), and secrets kept out of everything a run prints or writes. */
+import '../../src/platform/node';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';

@@ -1,6 +1,7 @@
 /** A Ceph RADOS Gateway for the remote-tier tests, started by scripts/rgw.sh in a temporary directory on a free
  * port and stopped when the tests end. Where radosgw is not installed the tests skip, unless CKPTIO_REQUIRE_RGW=1
  * (CI), where they fail. */
+import '../../src/platform/node';
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';

@@ -5,6 +5,7 @@
  *   node rank-child.js DIR RANK WORLD STEPS EVERY [timeoutMs] [mode]
  * mode: "normal", or "stop-at-N" (exits before saving step N). CKPTIO_TEST_STEP_MS: busy milliseconds per step. Without
  * CKPTIO_TEST_YIELD=1 the loop never yields between saves. */
+import '../../src/platform/node';
 import { createHash } from 'node:crypto';
 import { Checkpointer } from '../../src/checkpoint/checkpointer';
 

@@ -1,5 +1,6 @@
 /** Sharded runs (docs/sharding.md): every rank saves its shard, rank 0's coordination worker commits the step once
  * every shard is present; a step is complete on every rank or does not exist. */
+import '../../src/platform/node';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';

@@ -1,5 +1,6 @@
 /** `ckptio train --workers N`: data-parallel over N processes with sharded checkpoints (rank 0 the weights, the
  * optimizer's slots dealt over the ranks), resumed byte-identically once every process has exited. */
+import '../../src/platform/node';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';

@@ -1,6 +1,7 @@
 /** The kill -9 loop: train with a save every step, SIGKILL at random moments, restart with resume, and check
  * that nothing acknowledged as durable is lost, that every restart resumes, and that the final weights equal
  * an uninterrupted run's byte for byte. Used by test/killloop.test.ts and `npm run soak`. */
+import '../../src/platform/node';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readCheckpoint } from '../../src/format/file';

@@ -4,6 +4,7 @@
  * per durable save and, at the end, the bytes (as hashes) of every weight and optimizer tensor.
  *
  *   node resume-child.js <json config> */
+import '../../src/platform/node';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import type * as tfType from '@tensorflow/tfjs';

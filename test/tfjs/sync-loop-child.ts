@@ -8,6 +8,7 @@
  * {event:'verified', step, onDisk, latest, lastDurableStep, turned}. Runs until killed.
  * mode 'resume': prints {event:'resumed', step} for the newest valid checkpoint.
  * mode 'exit': saves once and calls process.exit(0) as soon as save() returned. */
+import '../../src/platform/node';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type * as tfType from '@tensorflow/tfjs';

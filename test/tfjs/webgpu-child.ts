@@ -6,6 +6,7 @@
  *   phases: probe | full | first | resume (exact resume), snapshot (a snapshot keeps step-k values), leak (100 saves),
  *   failed-read (one backend read fails while others are in flight), read-after-return (no read before save()
  *   returns) */
+import '../../src/platform/node';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import type * as tfType from '@tensorflow/tfjs';

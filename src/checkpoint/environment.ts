@@ -1,0 +1,73 @@
+/** What the checkpoint layer needs from the platform it runs on, installed once by the entry point: Node
+ * (src/platform/node.ts: the run directory on disk, object-storage replication, sharded runs) or the browser
+ * (src/platform/browser.ts: a directory of the origin private file system). The checkpoint layer imports no platform
+ * module itself, so the same Checkpointer, retention and manifest code runs in both. */
+import { CheckpointError } from '../binding/errors';
+import type { ReadResult } from '../format/file';
+import type { CheckpointStore } from '../store/store';
+import type { RemoteOptions, Replicator } from './replicator';
+import type { ShardCoordination } from './shard-coordination';
+
+/** Replication to object storage (the `remote` option). */
+export interface RemoteSupport {
+  /** Throws ECKPT_ARGS for a bad URL or part size now, not at the first save. */
+  validate(remote: RemoteOptions): void;
+  /** Fills the empty run directory from the remote tier's newest valid checkpoint; false when the remote could not
+   * be read at all (the run then does not replicate to it). */
+  restore(remote: RemoteOptions, dir: string, warn: (m: string) => void): Promise<boolean>;
+  replicator(remote: RemoteOptions, dir: string, keepLast: number, newest: string | null, warn: (m: string) => void): Replicator;
+}
+
+/** Sharded runs (rank, worldSize): the ranks coordinate through their run directory. */
+export interface ShardSupport {
+  /** rank 0 names itself coordinator (the others wait for it), then the rank's coordination worker starts. */
+  coordinate(
+    store: CheckpointStore,
+    config: { rank: number; worldSize: number; keepLast: number; timeoutMs: number },
+    warn: (m: string) => void,
+  ): Promise<{ epoch: string; coordination: ShardCoordination }>;
+}
+
+/** The writer thread that reads JavaScript memory in place (the native addon), for wasm tensors saved without a
+ * copy (tfjs/wasm-heap.ts). */
+export interface HeapReader {
+  /** Why in-place reads are not established here, or null. */
+  refusal(): string | null;
+  /** Whether the process runs with the wasm trap handler off (the heap may then move when it grows). */
+  trapHandlerDisabled(): boolean;
+  /** Jobs queued, and how many still read JavaScript memory in place. */
+  writerState(): { queued: number; unread: number };
+  /** Waits (blocking) until no job reads JavaScript memory in place; false on timeout. */
+  waitReads(timeoutMs: number): boolean;
+}
+
+export interface RunEnvironment {
+  /** For messages: 'node' or 'browser'. */
+  readonly name: string;
+  /** The store of a run directory named by a path (options.dir). */
+  directoryStore(dir: string): CheckpointStore;
+  /** Whether a store is such a directory (what sharded runs and remote replication build on). */
+  isDirectoryStore(store: CheckpointStore): boolean;
+  /** A checkpoint named by a path outside any run (load(path)), and the file a reference of it names. */
+  readFile(path: string): Promise<ReadResult>;
+  siblingPath(path: string, name: string): string;
+  readonly remote: RemoteSupport | null;
+  readonly sharding: ShardSupport | null;
+  readonly heapReader: HeapReader | null;
+}
+
+let installed: RunEnvironment | null = null;
+
+/** Called by the entry point (import 'ckptio' or 'ckptio/browser'); a second call replaces the first. */
+export function installEnvironment(env: RunEnvironment): void {
+  installed = env;
+}
+
+export function environment(): RunEnvironment {
+  if (installed === null) {
+    throw new CheckpointError("no platform is installed: import ckptio through its entry point ('ckptio' in Node, 'ckptio/browser' in a browser)", {
+      code: 'ECKPT_INTERNAL',
+    });
+  }
+  return installed;
+}
