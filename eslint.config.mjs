@@ -33,4 +33,19 @@ export default tseslint.config(
     },
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
+  {
+    // The browser tests' page runs in Chromium, not Node.
+    files: ['test/browser/**/*.mjs'],
+    languageOptions: {
+      globals: {
+        window: 'readonly',
+        navigator: 'readonly',
+        performance: 'readonly',
+        crossOriginIsolated: 'readonly',
+        crypto: 'readonly',
+        atob: 'readonly',
+        btoa: 'readonly',
+      },
+    },
+  },
 );

@@ -1,6 +1,6 @@
 /** npm run bench [-- --quick] [--out DIR] [--only SECTION,...]: side-by-side, interleaved measurements (A B A B ...)
  * reported as medians with min..max and as ratios within one run. Writes RESULTS.md and results.json.
- * --only runs the named sections (stall, load, tfjs, steps, memory, compression, layers, webgpu, tensors, everystep, defaults, remote, sharding, portable) and splices them into
+ * --only runs the named sections (stall, load, tfjs, steps, memory, compression, layers, webgpu, tensors, everystep, defaults, remote, sharding, portable, browser) and splices them into
  * the RESULTS.md / results.json already in the output directory (same mode, quick or full): their blocks and
  * figures are replaced, the targets table is regenerated from the merged figures, and the header says which
  * sections were rerun on which machine and when. */
@@ -21,6 +21,7 @@ import { defaultsBench } from './defaults';
 import { remoteBench } from './remote';
 import { shardingBench } from './sharding';
 import { portableBench } from './portable';
+import { browserBench } from './browser';
 import { webgpuBench } from './webgpu';
 import { tensorsBench } from './tensors';
 
@@ -334,6 +335,7 @@ async function main(): Promise<void> {
     ['remote', () => remoteBench(ctx)],
     ['sharding', () => shardingBench(ctx)],
     ['portable', () => portableBench(ctx)],
+    ['browser', () => browserBench(ctx)],
   ];
   if (only) for (const name of only) if (!sections.some(([n]) => n === name)) throw new Error(`--only: no section ${name}`);
   const sectionRows = new Map<string, string[]>();

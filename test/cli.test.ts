@@ -272,7 +272,7 @@ test('usage errors exit 2 as "ckptio: ECKPT_ARGS: ..."; --help documents the exi
 
 test('a trainer holding the lock: prune and tag exit 3 naming the holder; ls, verify and log still work', async (t) => {
   const dir = await makeRun();
-  const src = path.resolve(__dirname, '..', 'src', 'checkpoint', 'checkpointer');
+  const src = path.resolve(__dirname, '..', 'src', 'index');
   const child = spawn(
     process.execPath,
     [

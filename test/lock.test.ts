@@ -15,7 +15,7 @@ const quiet = { onWarning: () => {} };
 const t = (step: number): Record<string, TensorEntry> => ({ w: { dtype: 'float32', shape: [1024], data: pattern(1024, step + 1) } });
 
 function lockHolderChild(dir: string): Promise<{ pid: number; kill: () => Promise<void>; exited: Promise<number | null> }> {
-  const code = `const { Checkpointer } = require(${JSON.stringify(path.join(__dirname, '..', 'src', 'checkpoint', 'checkpointer.js'))});
+  const code = `const { Checkpointer } = require(${JSON.stringify(path.join(__dirname, '..', 'src', 'index.js'))});
     const c = new Checkpointer({ dir: ${JSON.stringify(dir)}, onWarning: () => {} });
     c.manifest().then(() => { process.stdout.write('locked\\n'); setInterval(() => {}, 1000); }, (e) => { process.stdout.write('failed ' + e.code + '\\n'); process.exit(3); });`;
   const p = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });

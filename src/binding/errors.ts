@@ -6,7 +6,8 @@
  * earlier save of the same Checkpointer failed while it was queued ECKPT_ABORTED, a run directory another writer
  * holds ECKPT_LOCKED, no WebGPU adapter ECKPT_NO_GPU_ADAPTER, an object store's refusal or an unreachable object store
  * ECKPT_REMOTE (a RemoteError, with the S3 error code and HTTP status), a sharded step that another rank did not
- * complete (it never arrived in time, skipped or failed its shard) ECKPT_PEER, naming the ranks. */
+ * complete (it never arrived in time, skipped or failed its shard) ECKPT_PEER, naming the ranks, a browser without what the
+ * browser store needs (a module Worker, the origin private file system, Web Locks) ECKPT_UNSUPPORTED. */
 export type CheckpointErrorCode =
   | 'ECKPT_FORMAT'
   | 'ECKPT_CHECKSUM'
@@ -22,6 +23,7 @@ export type CheckpointErrorCode =
   | 'ECKPT_NO_GPU_ADAPTER'
   | 'ECKPT_REMOTE'
   | 'ECKPT_PEER'
+  | 'ECKPT_UNSUPPORTED'
   | (string & {});
 
 export interface CheckpointErrorInfo {

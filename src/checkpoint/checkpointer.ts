@@ -334,7 +334,11 @@ export class Checkpointer {
   }
 
   /** options.rank and worldSize checked: both or neither, and only what a sharded run supports alongside. */
-  private static shardingOf(opts: CheckpointerOptions, store: CheckpointStore, env: RunEnvironment): { rank: number; worldSize: number; timeoutMs: number } | null {
+  private static shardingOf(
+    opts: CheckpointerOptions,
+    store: CheckpointStore,
+    env: RunEnvironment,
+  ): { rank: number; worldSize: number; timeoutMs: number } | null {
     if (opts.rank === undefined && opts.worldSize === undefined) {
       if (opts.peerTimeoutMs !== undefined) throw argumentError('peerTimeoutMs applies to a sharded run: give rank and worldSize too');
       return null;
@@ -397,7 +401,8 @@ export class Checkpointer {
       this.lockHandle = await this.store.lock();
       const stale = await this.store.cleanStaleTemps();
       if (stale.length) this.warn(`removed ${stale.length} stale temporary file(s) from an interrupted save: ${stale.join(', ')}`);
-      if (this.remote && !(await this.store.list()).some((o) => stepOf(o.name) !== null)) this.remoteOff = !(await this.env.remote!.restore(this.remote, this.dir, this.warn));
+      if (this.remote && !(await this.store.list()).some((o) => stepOf(o.name) !== null))
+        this.remoteOff = !(await this.env.remote!.restore(this.remote, this.dir, this.warn));
     }
     this.entries = await this.reconcile();
     if (lock && this.remote && !this.remoteOff) {

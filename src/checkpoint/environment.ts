@@ -28,17 +28,14 @@ export interface ShardSupport {
   ): Promise<{ epoch: string; coordination: ShardCoordination }>;
 }
 
-/** The writer thread that reads JavaScript memory in place (the native addon), for wasm tensors saved without a
- * copy (tfjs/wasm-heap.ts). */
+/** A writer thread that reads the wasm heap in place, so a save of wasm tensors costs the training thread no copy
+ * (tfjs/wasm-heap.ts): the native addon in Node, the browser's writer worker when the heap is shared. */
 export interface HeapReader {
-  /** Why in-place reads are not established here, or null. */
-  refusal(): string | null;
-  /** Whether the process runs with the wasm trap handler off (the heap may then move when it grows). */
-  trapHandlerDisabled(): boolean;
-  /** Jobs queued, and how many still read JavaScript memory in place. */
-  writerState(): { queued: number; unread: number };
-  /** Waits (blocking) until no job reads JavaScript memory in place; false on timeout. */
-  waitReads(timeoutMs: number): boolean;
+  /** Why the heap cannot be read in place here (platform, memory kind, flags), or null when it can. */
+  refusal(heap: ArrayBufferLike | null): string | null;
+  /** A heap that may move when it grows (not shared) must wait, at each grow, until no job reads it: these two say
+   * whether one does and wait for that. null where grows never move what is read (a shared memory). */
+  growFence: { unread(): number; waitReads(timeoutMs: number): boolean } | null;
 }
 
 export interface RunEnvironment {

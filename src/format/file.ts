@@ -1,13 +1,12 @@
 /** One checkpoint file: write it through the commit protocol on the writer thread, read and verify it. */
 import { CheckpointError, argumentError, callSite } from '../binding/errors';
-import { NativeHeader, NativeReadTable, NativeSaveAfter, NativeTensorTable, NativeWriteOptions, NativeWriteResult, native } from '../binding/native';
-import { readDtypeOfCode, viewAs } from './dtypes';
+import { NativeHeader, NativeSaveAfter, NativeTensorTable, NativeWriteOptions, NativeWriteResult, native } from '../binding/native';
 import { COMPRESSION_KEY, Compression, CompressionReport, compressTensors, decompressTensors } from './compression';
-import { TensorEntry, TensorList } from './tensor-list';
+import { TensorEntry, TensorList, unpackRead } from './tensor-list';
 
 export type { DType, RawDType, TypedArray } from '../binding/native';
 export type { Compression, CompressionReport } from './compression';
-export { TensorList } from './tensor-list';
+export { TensorList, unpackRead } from './tensor-list';
 export type { TensorEntry } from './tensor-list';
 
 export interface WriteOptions {
@@ -147,27 +146,6 @@ export function readCheckpoint(path: string, opts: ReadOptions = {}): Promise<Re
       return { tensors: await decompressTensors(tensors, compressed, path), metadata, bytes: r.bytes, verified: r.verified, compression: 'lz4' };
     })
     .catch(rethrow);
-}
-
-/** A read's packed table as name -> entry, each tensor a view over the one mapping (no copy). */
-export function unpackRead(table: NativeReadTable): Record<string, TensorEntry> {
-  const tensors: Record<string, TensorEntry> = {};
-  let nameAt = 0;
-  let dimAt = 0;
-  for (let i = 0; i < table.dtypes.length; i++) {
-    const name = table.names.slice(nameAt, nameAt + table.nameLengths[i]!);
-    nameAt += table.nameLengths[i]!;
-    const rank = table.ranks[i]!;
-    const shape = new Array<number>(rank);
-    for (let d = 0; d < rank; d++) shape[d] = table.dims[dimAt + d]!;
-    dimAt += rank;
-    const dtype = readDtypeOfCode(table.dtypes[i]!);
-    const entry: TensorEntry = { dtype, shape, data: viewAs(dtype, table.buffer, table.offsets[i]!, table.lengths[i]!) };
-    // Assigning "__proto__" would set the prototype: that name is defined as the own key it is.
-    if (name === '__proto__') Object.defineProperty(tensors, name, { value: entry, enumerable: true, writable: true, configurable: true });
-    else tensors[name] = entry;
-  }
-  return tensors;
 }
 
 /** Writes small raw bytes (pointer files) through the same commit protocol. */

@@ -2,8 +2,8 @@
  * (dtype codes, ranks, dims, one string of names) instead of one object per tensor, so a save of 10,000 tensors
  * costs the main thread a few operations per tensor, not an object walk on each side of the boundary. */
 import { argumentError } from '../binding/errors';
-import type { DType, NativeTensorTable, RawDType, TypedArray } from '../binding/contract';
-import { dtypeCode, dtypeOfCode, isDType } from './dtypes';
+import type { DType, NativeReadTable, NativeTensorTable, RawDType, TypedArray } from '../binding/contract';
+import { dtypeCode, dtypeOfCode, isDType, readDtypeOfCode, viewAs } from './dtypes';
 
 export interface TensorEntry {
   /** A RawDType only in what a read returns (its data is then a Uint8Array); writing one is ECKPT_ARGS. */
@@ -151,4 +151,25 @@ function describe(v: unknown): string {
   if (ArrayBuffer.isView(v)) return `a ${v.constructor.name}`;
   if (typeof v === 'object') return `an object with keys ${Object.keys(v).slice(0, 5).join(', ') || '(none)'}`;
   return typeof v;
+}
+
+/** A read's packed table as name -> entry, each tensor a view over the one mapping (no copy). */
+export function unpackRead(table: NativeReadTable): Record<string, TensorEntry> {
+  const tensors: Record<string, TensorEntry> = {};
+  let nameAt = 0;
+  let dimAt = 0;
+  for (let i = 0; i < table.dtypes.length; i++) {
+    const name = table.names.slice(nameAt, nameAt + table.nameLengths[i]!);
+    nameAt += table.nameLengths[i]!;
+    const rank = table.ranks[i]!;
+    const shape = new Array<number>(rank);
+    for (let d = 0; d < rank; d++) shape[d] = table.dims[dimAt + d]!;
+    dimAt += rank;
+    const dtype = readDtypeOfCode(table.dtypes[i]!);
+    const entry: TensorEntry = { dtype, shape, data: viewAs(dtype, table.buffer, table.offsets[i]!, table.lengths[i]!) };
+    // Assigning "__proto__" would set the prototype: that name is defined as the own key it is.
+    if (name === '__proto__') Object.defineProperty(tensors, name, { value: entry, enumerable: true, writable: true, configurable: true });
+    else tensors[name] = entry;
+  }
+  return tensors;
 }

@@ -44,12 +44,14 @@ export const nodeEnvironment: RunEnvironment = {
     },
   },
   heapReader: {
-    // Linux on x64 only: V8's reservation of the whole heap range was established there; the portable writer
-    // copies inside save() anyway.
-    refusal: () => (process.platform === 'linux' && process.arch === 'x64' ? null : `not established on ${process.platform}-${process.arch}`),
-    trapHandlerDisabled,
-    writerState: () => native.writerState(),
-    waitReads: (ms) => native.waitReads(ms),
+    refusal(heap) {
+      // Linux on x64 only: V8's reservation of the whole heap range was established there.
+      if (process.platform !== 'linux' || process.arch !== 'x64') return `not established on ${process.platform}-${process.arch}`;
+      if (typeof SharedArrayBuffer !== 'undefined' && heap instanceof SharedArrayBuffer) return 'the wasm heap is shared';
+      if (trapHandlerDisabled()) return 'the wasm trap handler is disabled, so the heap may move when it grows';
+      return null;
+    },
+    growFence: { unread: () => native.writerState().unread, waitReads: (ms) => native.waitReads(ms) },
   },
 };
 

@@ -80,7 +80,7 @@ async function newestComplete(dir: string): Promise<{ step: number; worldSize: n
 }
 
 function newestCompleteInChild(dir: string): { step: number; worldSize: number } | null {
-  const code = `const { Checkpointer } = require(${JSON.stringify(path.join(__dirname, '..', '..', 'src', 'checkpoint', 'checkpointer.js'))});
+  const code = `const { Checkpointer } = require(${JSON.stringify(path.join(__dirname, '..', '..', 'src', 'index.js'))});
     new Checkpointer({ dir: ${JSON.stringify(dir)}, lock: false, onWarning: () => {} }).loadLatestStep().then((s) => console.log(JSON.stringify(s && { step: s.step, worldSize: s.worldSize })));`;
   const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
