@@ -1,12 +1,21 @@
 /** Section `browser` of npm run bench: ckptio/browser in headless Chromium (the test page, test/browser/page.mjs,
- * cross-origin isolated), a model of 16 MiB on the cpu backend trained one step between saves: how long save()
- * holds the page's thread (it copies every byte into the writer's shared buffer there), the time until the save is
- * durable in the origin private file system, and what tfjs users use today, `model.save('indexeddb://…')`, from call
- * to resolve. Interleaved in one run, default options. */
+ * cross-origin isolated), a model of 16 MiB trained one step between saves, on tfjs's threaded wasm backend (its heap
+ * is shared: the writer worker reads the tensors in place) and on the cpu backend (the page copies every byte into
+ * the writer's shared buffer): how long save() holds the page's thread, the time until the save is durable in the
+ * origin private file system, and what tfjs pages use today, `model.save('indexeddb://…')`, from call to resolve.
+ * Interleaved per repetition, default options. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { browserSkipReason, launch, serve } from '../test/browser/harness';
 import { BenchContext, stat } from './common';
+
+interface PageResult {
+  ckptioCall: number[];
+  ckptioDurable: number[];
+  tfjsSave: number[];
+  isolated: boolean;
+  stats: { copiedBytes: number; inPlaceBytes: number };
+}
 
 export async function browserBench(ctx: BenchContext): Promise<void> {
   ctx.rows.push('## The browser (ckptio/browser on OPFS, headless Chromium)', '');
@@ -16,43 +25,58 @@ export async function browserBench(ctx: BenchContext): Promise<void> {
     return;
   }
   const mib = 16;
-  const reps = ctx.quick ? 3 : 15;
+  const reps = ctx.quick ? 3 : 21;
   const site = await serve();
   const profile = fs.mkdtempSync(path.join(ctx.workDir, 'chromium-'));
   const b = await launch(profile, site);
-  let r: { ckptioCall: number[]; ckptioDurable: number[]; tfjsSave: number[]; isolated: boolean };
+  const results = new Map<string, PageResult>();
   try {
-    r = await b.page.evaluate(
-      (a: { dir: string; mib: number; reps: number }) => (globalThis as never as { ckptioTest: { benchSaves(a: unknown): never } }).ckptioTest.benchSaves(a),
-      {
-        dir: 'bench',
-        mib,
-        reps,
-      },
-    );
+    for (const backend of ['wasm', 'cpu']) {
+      const r = (await b.page.evaluate(
+        (a: { dir: string; mib: number; reps: number; backend: string }) =>
+          (globalThis as never as { ckptioTest: { benchSaves(a: unknown): never } }).ckptioTest.benchSaves(a),
+        {
+          dir: `bench-${backend}`,
+          mib,
+          reps,
+          backend,
+        },
+      )) as PageResult;
+      results.set(backend, r);
+    }
   } finally {
     await b.close();
     await site.close();
     fs.rmSync(profile, { recursive: true, force: true });
   }
-  const call = stat(r.ckptioCall);
-  const durable = stat(r.ckptioDurable);
-  const tfjs = stat(r.tfjsSave);
+  const isolated = [...results.values()].every((r) => r.isolated);
   ctx.rows.push(
-    `A ${mib} MiB model (one dense kernel, sgd) on the cpu backend, default options, ${reps} interleaved repetitions after a warm-up; the page is ` +
-      `${r.isolated ? '' : 'not '}cross-origin isolated. "save() holds" is \`await ckpt.save()\` on the page's thread: ` +
-      'the snapshot, and the copy of every byte into the shared buffer the writer worker reads (the cpu backend keeps tensors in ' +
-      "the page's own memory, which no worker can read). tfjs's IndexedDB save is what a tfjs page uses today: its promise, " +
-      'from call to resolve (its serialization and the IndexedDB write).',
+    `A ${mib} MiB model (one dense kernel, sgd), default options, ${reps} repetitions after a warm-up, each a training step, a ckptio save ` +
+      `(awaited to durable), a training step and tfjs's IndexedDB save; the page is ${isolated ? '' : 'not '}cross-origin isolated. ` +
+      '"save() holds" is `await ckpt.save()` on the page\'s thread. On the threaded wasm backend the heap is a SharedArrayBuffer and the writer ' +
+      "worker reads the tensors in place; on the cpu backend the tensors are the page's own arrays, which no worker can read, so " +
+      "save() copies every byte into the writer's shared buffer. tfjs's `model.save('indexeddb://…')` is what a tfjs page uses " +
+      'today: its promise, from call to resolve.',
     '',
-    '| what | median ms | min..max |',
-    '|---|---|---|',
-    `| ckptio: save() holds the page's thread | ${call.median.toFixed(2)} | ${call.min.toFixed(2)}..${call.max.toFixed(2)} |`,
-    `| ckptio: save() to durable (written, flushed, moved into place, with pointer and manifest) | ${durable.median.toFixed(1)} | ${durable.min.toFixed(1)}..${durable.max.toFixed(1)} |`,
-    `| tfjs: await model.save('indexeddb://…') | ${tfjs.median.toFixed(1)} | ${tfjs.min.toFixed(1)}..${tfjs.max.toFixed(1)} |`,
-    '',
-    `ckptio holds the page ${(call.median / tfjs.median).toFixed(3)}x as long as tfjs's IndexedDB save takes; its save is durable in ${(durable.median / tfjs.median).toFixed(2)}x that time.`,
-    '',
+    '| backend | bytes copied on the page per save | save() holds the page, ms (median, min..max) | to durable, ms (median) | tfjs IndexedDB save, ms (median) | hold / tfjs save | durable / tfjs save |',
+    '|---|---|---|---|---|---|---|',
   );
-  ctx.results[`browser:${mib}MiB:cpu`] = { bytes: mib << 20, holdMs: call, durableMs: durable, tfjsIndexedDbMs: tfjs, isolated: r.isolated };
+  for (const [backend, r] of results) {
+    const call = stat(r.ckptioCall);
+    const durable = stat(r.ckptioDurable);
+    const tfjs = stat(r.tfjsSave);
+    const saves = r.ckptioCall.length + 1;
+    ctx.rows.push(
+      `| ${backend === 'wasm' ? 'wasm (threaded)' : backend} | ${(r.stats.copiedBytes / saves / (1 << 20)).toFixed(1)} MiB | ${call.median.toFixed(2)} (${call.min.toFixed(2)}..${call.max.toFixed(2)}) | ${durable.median.toFixed(1)} | ${tfjs.median.toFixed(1)} | ${(call.median / tfjs.median).toFixed(3)} | ${(durable.median / tfjs.median).toFixed(2)} |`,
+    );
+    ctx.results[`browser:${mib}MiB:${backend}`] = {
+      bytes: mib << 20,
+      holdMs: call,
+      durableMs: durable,
+      tfjsIndexedDbMs: tfjs,
+      isolated: r.isolated,
+      stats: r.stats,
+    };
+  }
+  ctx.rows.push('');
 }

@@ -11,8 +11,8 @@ const doc = fs.readFileSync(path.join(root, 'docs', 'api.md'), 'utf8');
 
 /** Every name of the `export { ... } from` and `export type { ... } from` statements (multi-line too); `a as b`
  * exports b. */
-function exportedNames(): { values: string[]; types: string[] } {
-  const source = fs.readFileSync(path.join(root, 'src', 'index.ts'), 'utf8').replace(/\/\/[^\n]*|\/\*[\s\S]*?\*\//g, '');
+function exportedNames(entry = 'index.ts'): { values: string[]; types: string[] } {
+  const source = fs.readFileSync(path.join(root, 'src', entry), 'utf8').replace(/\/\/[^\n]*|\/\*[\s\S]*?\*\//g, '');
   const values: string[] = [];
   const types: string[] = [];
   for (const m of source.matchAll(/export\s+(type\s+)?\{([^}]*)\}\s*from\s*['"][^'"]+['"]/g)) {
@@ -42,8 +42,12 @@ test('src/index.ts exports are parsed (values and types)', () => {
   assert.equal(new Set([...values, ...types]).size, values.length + types.length, 'a name is exported twice');
 });
 
-test('every exported name appears in docs/api.md in backticks or as a ### heading', () => {
-  const { values, types } = exportedNames();
+test('every exported name (of ckptio and of ckptio/browser) appears in docs/api.md in backticks or as a ### heading', () => {
+  const node = exportedNames();
+  const browser = exportedNames('browser.ts');
+  assert.ok(browser.values.includes('OpfsStore') && browser.values.includes('fitCheckpoint'), `browser values: ${browser.values.join(', ')}`);
+  const values = [...node.values, ...browser.values];
+  const types = [...node.types, ...browser.types];
   const missing = [...values, ...types].filter((n) => !spans.has(n) && !headings.has(n));
   assert.deepEqual(missing, [], `not documented in docs/api.md: ${missing.join(', ')}`);
 });

@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { tempDir } from './helpers';
+import { browserSkipReason } from './browser/harness';
 
 test('npm run bench -- --quick runs and produces every figure (values not asserted)', { timeout: 300_000 }, () => {
   const out = tempDir();
@@ -96,6 +97,14 @@ test('npm run bench -- --quick runs and produces every figure (values not assert
       d && Number.isFinite(d.callMs.median) && Number.isFinite(d.cpuMs.median) && Number.isFinite(d.fitHoldMs.median),
       `missing figure defaults:${backend}`,
     );
+  }
+  // The browser section, where Chromium and playwright-core are present: both backends, with what was copied.
+  if (browserSkipReason() === null) {
+    for (const backend of ['wasm', 'cpu']) {
+      const b = json.results[`browser:16MiB:${backend}`] as unknown as { holdMs: S; durableMs: S; tfjsIndexedDbMs: S; stats: { copiedBytes: number } };
+      assert.ok(b && Number.isFinite(b.holdMs.median) && Number.isFinite(b.durableMs.median) && Number.isFinite(b.tfjsIndexedDbMs.median), `browser ${backend}`);
+      assert.ok(Number.isFinite(b.stats.copiedBytes), `browser ${backend}: bytes copied on the page`);
+    }
   }
   const md = fs.readFileSync(path.join(out, 'RESULTS.md'), 'utf8');
   assert.match(md, /Machine: .*cores.*Node v/);

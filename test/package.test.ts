@@ -110,6 +110,17 @@ export async function roundTrip(file: string): Promise<number> {
 }
 `;
 
+const TS_BROWSER = `import { Checkpointer, OpfsStore, fitCheckpoint, CheckpointError } from 'ckptio/browser';
+import type { CheckpointerOptions, OpfsStoreStats } from 'ckptio/browser';
+export function make(): [Checkpointer, OpfsStoreStats, typeof fitCheckpoint] {
+  const options: CheckpointerOptions = { store: new OpfsStore('runs/a'), keepLast: 2 };
+  const c = new Checkpointer(options);
+  const e: unknown = null;
+  if (e instanceof CheckpointError) throw e;
+  return [c, (c.store as OpfsStore).stats, fitCheckpoint];
+}
+`;
+
 const TS_CJS = `import ckptio = require('ckptio');
 export function make(dir: string): ckptio.Checkpointer {
   const bytes: number = 1;
@@ -150,6 +161,8 @@ test('the packed tarball installs without a compiler and works from CommonJS, ES
     if (expectArm64) assert.ok(listing.includes('prebuilds/linux-arm64/ckptio.glibc.node'), 'the linux-arm64 prebuilt addon is in the tarball');
     else console.log('no aarch64-linux-gnu-g++ here: the tarball was packed without prebuilds/linux-arm64/');
     assert.ok(listing.includes('index.mjs') && listing.includes('dist/src/index.d.ts'), 'ESM wrapper and types');
+    for (const f of ['dist/browser/ckptio.mjs', 'dist/browser/opfs-worker.mjs', 'dist/browser/types/browser.d.ts'])
+      assert.ok(listing.includes(f), `ckptio/browser: ${f} is in the tarball`);
     const unwanted = listing.filter(
       (f) =>
         /^(dist\/)?(test|benches)\//.test(f) ||
@@ -220,15 +233,24 @@ test('the packed tarball installs without a compiler and works from CommonJS, ES
     assert.equal(esm.sameNames, true, 'index.mjs exports every name the CommonJS build does');
     assert.deepEqual(esm.addons, [prebuilt], 'ESM loaded the prebuilt addon from the tarball');
 
-    // 4. A TypeScript consumer against the installed types, with the installed tsc.
+    // 4. ckptio/browser as installed: ESM that imports nothing but tfjs (no Node module, no addon).
+    for (const f of ['ckptio.mjs', 'opfs-worker.mjs']) {
+      const text = fs.readFileSync(path.join(app, 'node_modules', 'ckptio', 'dist', 'browser', f), 'utf8');
+      const imports = [...text.matchAll(/^import\s[^;]*?from\s*["']([^"']+)["']/gm)].map((m) => m[1]);
+      assert.deepEqual(imports, f === 'ckptio.mjs' ? ['@tensorflow/tfjs'] : [], `${f} imports only the page's tfjs`);
+      assert.ok(!/["']node:|\.node["']|lz4-napi/.test(text), `${f} names no Node module, addon or lz4-napi`);
+    }
+
+    // 5. A TypeScript consumer against the installed types, with the installed tsc.
     fs.writeFileSync(
       path.join(app, 'tsconfig.json'),
       JSON.stringify({
         compilerOptions: { module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', strict: true, skipLibCheck: true, noEmit: true, types: [] },
-        files: ['consumer.mts', 'consumer.cts'],
+        files: ['consumer.mts', 'consumer.cts', 'consumer-browser.mts'],
       }),
     );
     fs.writeFileSync(path.join(app, 'consumer.mts'), TS_ESM);
+    fs.writeFileSync(path.join(app, 'consumer-browser.mts'), TS_BROWSER);
     fs.writeFileSync(path.join(app, 'consumer.cts'), TS_CJS);
     const tsc = spawnSync(process.execPath, [path.join(app, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], {
       cwd: app,

@@ -244,7 +244,7 @@ async function bigModel(mib, backend) {
 window.ckptioTest.benchSaves = async ({ dir, mib, reps, backend = 'cpu' }) => {
   const { m, x } = await bigModel(mib, backend);
   const ckpt = new Checkpointer({ dir, keepLast: 2 });
-  const out = { ckptioCall: [], ckptioDurable: [], tfjsSave: [], isolated: crossOriginIsolated };
+  const out = { ckptioCall: [], ckptioDurable: [], tfjsSave: [], isolated: crossOriginIsolated, stats: null };
   for (let r = 0; r <= reps; r++) {
     await m.trainOnBatch(x, x);
     let t0 = performance.now();
@@ -260,7 +260,10 @@ window.ckptioTest.benchSaves = async ({ dir, mib, reps, backend = 'cpu' }) => {
     out.ckptioDurable.push(d);
     out.tfjsSave.push(tfjs);
   }
+  out.stats = { ...ckpt.store.stats };
   await ckpt.close();
+  m.dispose();
+  x.dispose();
   return out;
 };
 
