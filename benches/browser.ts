@@ -28,11 +28,12 @@ export async function browserBench(ctx: BenchContext): Promise<void> {
   const reps = ctx.quick ? 3 : 21;
   const site = await serve();
   const profile = fs.mkdtempSync(path.join(ctx.workDir, 'chromium-'));
-  const b = await launch(profile, site);
   const results = new Map<string, PageResult>();
+  let b: Awaited<ReturnType<typeof launch>> | null = null;
   try {
+    b = await launch(profile, site);
     for (const backend of ['wasm', 'cpu']) {
-      const r = (await b.page.evaluate(
+      const r = (await b!.page.evaluate(
         (a: { dir: string; mib: number; reps: number; backend: string }) =>
           (globalThis as never as { ckptioTest: { benchSaves(a: unknown): never } }).ckptioTest.benchSaves(a),
         {
@@ -45,7 +46,7 @@ export async function browserBench(ctx: BenchContext): Promise<void> {
       results.set(backend, r);
     }
   } finally {
-    await b.close();
+    await b?.close();
     await site.close();
     fs.rmSync(profile, { recursive: true, force: true });
   }

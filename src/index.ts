@@ -6,7 +6,7 @@ export { decodeCheckpoint, encodeCheckpoint } from './format/codec';
 export type { Encoded } from './format/codec';
 export type { Compression, CompressionReport, DType, ReadOptions, ReadResult, TensorEntry, TypedArray, WriteOptions, WriteResult } from './format/file';
 export { Checkpointer } from './checkpoint/checkpointer';
-export type { RemoteOptions, ReplicatedInfo } from './checkpoint/replicator';
+export type { RemoteOptions, ReplicatedInfo } from './checkpoint/remote-options';
 export type {
   CheckpointerOptions,
   CheckpointerStats,

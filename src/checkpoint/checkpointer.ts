@@ -24,9 +24,8 @@ import { decideRetention, keepBest, keepLast, RetentionEntry, RetentionPolicy } 
 import { NAME_RE, NAME_RULE } from './names';
 import { isPointerName, presentEntries, readRun } from './run-reader';
 import { HISTORY_NAME, HistoryEvent, renderHistoryLine } from './history';
-import type { RemoteOptions, ReplicatedInfo, Replicator } from './replicator';
-import type { ShardCoordination } from './shard-coordination';
-import { environment, RunEnvironment } from './environment';
+import type { RemoteOptions, ReplicatedInfo } from './remote-options';
+import { CoordinationLike, environment, ReplicatorLike, RunEnvironment } from './environment';
 import { committedSteps, readStep } from './shard-reader';
 import { decisionName, MAX_WORLD_SIZE, rankLockName, shardName } from './shards';
 
@@ -263,14 +262,14 @@ export class Checkpointer {
   /** Set by commit() before its first await: whether it handed its save to the store synchronously. */
   private handedOverNow = false;
   /** The remote tier (options.remote), once the run is open with the lock. */
-  private replicator: Replicator | null = null;
+  private replicator: ReplicatorLike | null = null;
   /** The remote could not be read at start: no replication this run (restoreFromRemote says why). */
   private remoteOff = false;
   private readonly remote: RemoteOptions | null;
   private readonly keepLastCount: number;
   /** A sharded run (options.rank and worldSize); its coordination worker once the run is open. */
   private readonly sharding: { rank: number; worldSize: number; timeoutMs: number } | null;
-  private coordination: ShardCoordination | null = null;
+  private coordination: CoordinationLike | null = null;
   /** A sharded run's incarnation (shard-coordination.ts), written into every shard. */
   private epoch = '';
   /** A sharded run's steps increase: the newest step this rank has saved or found decided. */
@@ -322,6 +321,8 @@ export class Checkpointer {
     if (!(maxInflightBytes > 0)) throw argumentError('maxInflightBytes must be > 0');
     if (this.onFull !== 'wait' && this.onFull !== 'skip') throw argumentError("onFull must be 'wait' or 'skip'");
     if (this.compression !== 'none' && this.compression !== 'lz4') throw argumentError("compression must be 'none' or 'lz4'");
+    if (this.compression === 'lz4' && !env.lz4)
+      throw argumentError(`compression 'lz4' is not available in ${env.name}: checkpoints there are written uncompressed`);
     if (opts.best !== undefined && opts.best !== 'max' && opts.best !== 'min') throw argumentError("best must be 'max' or 'min'");
     if (opts.retention !== undefined && (!Array.isArray(opts.retention) || !opts.retention.every((p) => p && typeof p.name === 'string'))) {
       throw argumentError('retention must be an array of policies (keepBest, keepEvery, ...)');

@@ -5,8 +5,25 @@
 import { CheckpointError } from '../binding/errors';
 import type { ReadResult } from '../format/file';
 import type { CheckpointStore } from '../store/store';
-import type { RemoteOptions, Replicator } from './replicator';
-import type { ShardCoordination } from './shard-coordination';
+import type { RemoteOptions, ReplicatedInfo } from './remote-options';
+import type { Decision } from './shards';
+
+/** What the checkpointer uses of the remote tier's replicator (checkpoint/replicator.ts). */
+export interface ReplicatorLike {
+  readonly url: string;
+  replicate(step: number, file: string, contentId: string | null, refs: string[]): Promise<ReplicatedInfo | null>;
+  tag(name: string, file: string): void;
+  /** Waits for uploads in progress (up to closeTimeoutMs); the files not uploaded. */
+  close(): Promise<string[]>;
+}
+
+/** What the checkpointer uses of a sharded run's coordination (checkpoint/shard-coordination.ts). */
+export interface CoordinationLike {
+  expect(step: number, onCommitted: (d: Extract<Decision, { outcome: 'committed' }>) => void): Promise<Extract<Decision, { outcome: 'committed' }>>;
+  abort(step: number, reason: string): void;
+  drain(): void;
+  close(): Promise<void>;
+}
 
 /** Replication to object storage (the `remote` option). */
 export interface RemoteSupport {
@@ -15,7 +32,7 @@ export interface RemoteSupport {
   /** Fills the empty run directory from the remote tier's newest valid checkpoint; false when the remote could not
    * be read at all (the run then does not replicate to it). */
   restore(remote: RemoteOptions, dir: string, warn: (m: string) => void): Promise<boolean>;
-  replicator(remote: RemoteOptions, dir: string, keepLast: number, newest: string | null, warn: (m: string) => void): Replicator;
+  replicator(remote: RemoteOptions, dir: string, keepLast: number, newest: string | null, warn: (m: string) => void): ReplicatorLike;
 }
 
 /** Sharded runs (rank, worldSize): the ranks coordinate through their run directory. */
@@ -25,7 +42,7 @@ export interface ShardSupport {
     store: CheckpointStore,
     config: { rank: number; worldSize: number; keepLast: number; timeoutMs: number },
     warn: (m: string) => void,
-  ): Promise<{ epoch: string; coordination: ShardCoordination }>;
+  ): Promise<{ epoch: string; coordination: CoordinationLike }>;
 }
 
 /** A writer thread that reads the wasm heap in place, so a save of wasm tensors costs the training thread no copy
@@ -51,6 +68,8 @@ export interface RunEnvironment {
   readonly remote: RemoteSupport | null;
   readonly sharding: ShardSupport | null;
   readonly heapReader: HeapReader | null;
+  /** Whether `compression: 'lz4'` is available (Node: lz4-napi, loaded on first use). */
+  readonly lz4: boolean;
 }
 
 let installed: RunEnvironment | null = null;

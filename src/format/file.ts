@@ -4,7 +4,7 @@ import { NativeHeader, NativeSaveAfter, NativeTensorTable, NativeWriteOptions, N
 import { COMPRESSION_KEY, Compression, CompressionReport, compressTensors, decompressTensors } from './compression';
 import { TensorEntry, TensorList, unpackRead } from './tensor-list';
 
-export type { DType, RawDType, TypedArray } from '../binding/native';
+export type { DType, RawDType, TypedArray } from '../binding/contract';
 export type { Compression, CompressionReport } from './compression';
 export { TensorList, unpackRead } from './tensor-list';
 export type { TensorEntry } from './tensor-list';

@@ -24,6 +24,7 @@ export const browserEnvironment: RunEnvironment = {
   siblingPath: (path, name) => `${split(path)[0]}/${name}`,
   remote: null,
   sharding: null,
+  lz4: false,
   heapReader: {
     refusal: (heap) =>
       heap === null || (typeof SharedArrayBuffer !== 'undefined' && heap instanceof SharedArrayBuffer)

@@ -43,6 +43,7 @@ export const nodeEnvironment: RunEnvironment = {
       return { epoch, coordination };
     },
   },
+  lz4: true,
   heapReader: {
     refusal(heap) {
       // Linux on x64 only: V8's reservation of the whole heap range was established there.

@@ -33,10 +33,11 @@ export function serve(): Promise<Served> {
       res.writeHead(404).end();
       return;
     }
+    // ?isolated=0 serves the page without COOP/COEP: not cross-origin isolated, no SharedArrayBuffer.
+    const isolated = url.searchParams.get('isolated') !== '0';
     res.writeHead(200, {
       'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream',
-      'cross-origin-opener-policy': 'same-origin',
-      'cross-origin-embedder-policy': 'require-corp',
+      ...(isolated ? { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' } : {}),
       'cross-origin-resource-policy': 'same-origin',
       'cache-control': 'no-store',
     });
@@ -75,8 +76,7 @@ export interface Launched {
 
 /** Chromium with the profile `userDataDir` (where the origin private file system lives, kept across launches), on
  * the test page. */
-export async function launch(userDataDir: string, site: Served): Promise<Launched> {
-  const pw = require('playwright-core');
+export async function launch(userDataDir: string, site: Served, options: { isolated?: boolean } = {}): Promise<Launched> {
   const exe = (findChromium() as { path: string }).path;
   const child: ChildProcess = spawn(
     exe,
@@ -93,6 +93,25 @@ export async function launch(userDataDir: string, site: Served): Promise<Launche
     { detached: true, stdio: ['ignore', 'ignore', 'pipe'] },
   );
   const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  const killAll = () => {
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  };
+  try {
+    return await connect(child, exited, killAll, site, options.isolated ?? true);
+  } catch (err) {
+    // A browser that started but could not be driven must not outlive the test.
+    killAll();
+    await exited;
+    throw err;
+  }
+}
+
+async function connect(child: ChildProcess, exited: Promise<void>, killAll: () => void, site: Served, isolated: boolean): Promise<Launched> {
+  const pw = require('playwright-core');
   const ws = await new Promise<string>((resolve, reject) => {
     let err = '';
     const timer = setTimeout(() => reject(new Error(`Chromium did not start: ${err.slice(-2000)}`)), 30_000);
@@ -114,13 +133,7 @@ export async function launch(userDataDir: string, site: Served): Promise<Launche
     page,
     events: [],
     onEvent: null,
-    kill: () => {
-      try {
-        process.kill(-child.pid!, 'SIGKILL');
-      } catch {
-        /* already gone */
-      }
-    },
+    kill: killAll,
     close: async () => {
       await browser.close().catch(() => {});
       launched.kill();
@@ -140,7 +153,7 @@ export async function launch(userDataDir: string, site: Served): Promise<Launche
     launched.onEvent?.(e);
   });
   page.on('pageerror', (err: Error) => launched.events.push({ pageError: String(err) }));
-  await page.goto(`${site.url}/test/browser/page.html`);
+  await page.goto(`${site.url}/test/browser/page.html${isolated ? '' : '?isolated=0'}`);
   await page.waitForFunction(() => (globalThis as any).ckptioTest !== undefined, null, { timeout: 30_000 });
   return launched;
 }

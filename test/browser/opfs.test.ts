@@ -229,3 +229,41 @@ test(
     }
   },
 );
+
+test('a page that is not cross-origin isolated (no SharedArrayBuffer) saves by transfer and resumes byte-identically', { skip, timeout: 180_000 }, async () => {
+  const isolatedRun = await launch(profile(), site);
+  const expected = await call<string[]>(isolatedRun, 'train', { dir: 'runs/t', epochs: 2 }).finally(() => isolatedRun.close());
+  const plainProfile = profile();
+  const first = await launch(plainProfile, site, { isolated: false });
+  await call<string[]>(first, 'train', { dir: 'runs/t', epochs: 1 }).finally(() => first.close());
+  assert.deepEqual(
+    first.events.find((e) => 'isolated' in e),
+    { isolated: false },
+    'the page is not cross-origin isolated',
+  );
+  assert.ok((first.events.find((e) => 'done' in e)!.copiedBytes as number) > 0, 'the saves were copied and transferred');
+  const second = await launch(plainProfile, site, { isolated: false });
+  const resumed = await call<string[]>(second, 'train', { dir: 'runs/t', epochs: 2 }).finally(() => second.close());
+  assert.equal(second.events.find((e) => 'started' in e)!.started, 8, 'resumed after the first epoch');
+  assert.deepEqual(resumed, expected, 'the same state as an isolated page training the two epochs at once');
+});
+
+test(
+  'a failed move (another worker holds the pointer open): that save rejects after its data, the one queued behind it is aborted, no temporary is left, and saving works again',
+  { skip, timeout: 180_000 },
+  async () => {
+    const b = await launch(profile(), site);
+    try {
+      const r = await call<Record<string, unknown>>(b, 'moveFailure', { dir: 'runs/busy' });
+      assert.deepEqual(r, {
+        second: 'CheckpointError:EBUSY:files:true',
+        third: 'CheckpointError:ECKPT_ABORTED:planned:false',
+        temps: [],
+        close: 'EBUSY', // close() rethrows the run's first failed save, as in Node
+        latest: 4,
+      });
+    } finally {
+      await b.close();
+    }
+  },
+);

@@ -44,6 +44,7 @@ window.ckptioTest = {
   /** fitDataset with fitCheckpoint (a save every batch), resuming whatever `dir` holds; slowMs of sleep per batch
    * gives a kill room to land mid-save. Reports each durable step and, at the end, the state's hashes. */
   async train({ dir, slowMs = 0, epochs = 3 }) {
+    report({ isolated: crossOriginIsolated });
     await tf.setBackend('cpu');
     const { x, y } = smallData();
     const model = smallModel();
@@ -68,7 +69,7 @@ window.ckptioTest = {
     await model.fitDataset(ds.dataset, { epochs, verbose: 0, initialEpoch: cb.initialEpoch, callbacks: [cb, slow] });
     await cb.close();
     const hashes = await stateHashes(model);
-    report({ done: hashes });
+    report({ done: hashes, copiedBytes: cb.checkpointer.store.stats.copiedBytes });
     return hashes;
   },
 
@@ -225,6 +226,59 @@ window.ckptioTest.wasmInPlace = async ({ dir }) => {
   const stats = { ...ckpt.store.stats };
   await ckpt.close();
   return { expected: expected.slice(0, 2).sort(), got: got.sort(), stats, shared: tf.backend().wasm.HEAPU8.buffer instanceof SharedArrayBuffer };
+};
+
+/** What a failed commit does: another worker of the page holds a sync handle on the run's `latest` pointer, so its
+ * move fails. The save whose pointer cannot move rejects (the checkpoint itself is in place), the save queued behind
+ * it is aborted without writing, no temporary file is left, and once the handle is closed saving works again. */
+window.ckptioTest.moveFailure = async ({ dir }) => {
+  const tensors = (v) => ({ w: { dtype: 'float32', shape: [2], data: new Float32Array([v, v]) } });
+  const ckpt = new Checkpointer({ dir, maxInflight: 2, onWarning: () => {} });
+  await (
+    await ckpt.save(1, { tensors: tensors(1) })
+  ).durable;
+  const holder = new Worker(
+    URL.createObjectURL(
+      new Blob(
+        [
+          `onmessage = async ({ data }) => {
+            let d = await navigator.storage.getDirectory();
+            for (const p of data.dir.split('/')) d = await d.getDirectoryHandle(p);
+            const h = await (await d.getFileHandle('latest')).createSyncAccessHandle();
+            postMessage('held');
+            onmessage = () => { h.close(); postMessage('closed'); };
+          };`,
+        ],
+        { type: 'text/javascript' },
+      ),
+    ),
+  );
+  const said = () => new Promise((resolve) => (holder.onmessage = (e) => resolve(e.data)));
+  let next = said();
+  holder.postMessage({ dir });
+  await next;
+  const outcome = async (h) =>
+    h.durable.then(
+      () => 'durable',
+      (e) => `${e.name}:${e.code}:${e.stage}:${e.dataDurable}`,
+    );
+  const second = await ckpt.save(2, { tensors: tensors(2) });
+  const third = await ckpt.save(3, { tensors: tensors(3) });
+  const results = { second: await outcome(second), third: await outcome(third) };
+  next = said();
+  holder.postMessage('close');
+  await next;
+  holder.terminate();
+  let d = await navigator.storage.getDirectory();
+  for (const p of dir.split('/')) d = await d.getDirectoryHandle(p);
+  const names = [];
+  for await (const [name] of d.entries()) names.push(name);
+  results.temps = names.filter((n) => n.includes('.tmp.'));
+  await (await ckpt.save(4, { tensors: tensors(4) })).durable.catch((e) => (results.fourth = `${e.code}`));
+  await ckpt.close().catch((e) => (results.close = `${e.code}`));
+  const again = new Checkpointer({ dir, lock: false });
+  results.latest = (await again.loadLatest())?.step ?? null;
+  return results;
 };
 
 /** A model of `mib` MiB (one dense kernel) on `backend`, trained one step between saves. */

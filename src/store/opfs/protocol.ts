@@ -33,7 +33,9 @@ export type Request =
   | { op: 'read'; dir: string[]; name: string; verify: boolean }
   | { op: 'readHeader'; dir: string[]; name: string }
   | { op: 'remove'; dir: string[]; names: string[] }
-  | { op: 'cleanStaleTemps'; dir: string[] };
+  | { op: 'cleanStaleTemps'; dir: string[] }
+  | { op: 'lock'; dir: string[]; name: string }
+  | { op: 'unlock'; dir: string[]; name: string };
 
 export interface SaveDone {
   bytes: number;
@@ -43,7 +45,14 @@ export interface SaveDone {
 }
 
 export type Reply =
-  SaveDone | { names: string[] } | { created: boolean } | { data: Uint8Array | null } | { file: Uint8Array } | { header: NativeHeader } | null;
+  | SaveDone
+  | { names: string[] }
+  | { created: boolean }
+  | { data: Uint8Array | null }
+  | { file: Uint8Array }
+  | { header: NativeHeader }
+  | { granted: boolean }
+  | null;
 
 export interface ErrorReply {
   message: string;
@@ -73,12 +82,19 @@ export interface SyncAccessHandle {
   close(): void;
 }
 
+/** A File (a Blob): its size, its bytes, a slice of them. */
+export interface FileData {
+  readonly size: number;
+  arrayBuffer(): Promise<ArrayBuffer>;
+  slice(start: number, end: number): { arrayBuffer(): Promise<ArrayBuffer> };
+}
+
 export interface FileHandle {
   readonly kind: 'file';
   readonly name: string;
   createSyncAccessHandle(): Promise<SyncAccessHandle>;
   move(name: string): Promise<void>;
-  getFile(): Promise<{ size: number; arrayBuffer(): Promise<ArrayBuffer> }>;
+  getFile(): Promise<FileData>;
 }
 
 export interface DirectoryHandle {

@@ -2,11 +2,12 @@
  * one dedicated Worker (worker.ts), which commits it on its own; the page's thread only copies a save's tensors into
  * a buffer the worker reads (shared, and reused from save to save, when the page is cross-origin isolated) and posts
  * the job, inside save(); tensors already in shared memory (a threaded wasm heap) are not copied: the worker reads
- * them in place and the snapshot holds them until it has. The run lock is a Web Lock: held by this page until release, gone when the page dies. */
+ * them in place and the snapshot holds them until it has. The run lock is a Web Lock the worker holds: until release,
+ * or until the worker dies with its page. */
 import { argumentError, CheckpointError } from '../../binding/errors';
 import type { HeaderInfo, ReadOptions, ReadResult, SaveResult } from '../../format/file';
 import { METADATA_KEYS } from '../../format/metadata-keys';
-import { parseHeader, readResult } from '../../format/portable-codec';
+import { parseHeader, planFile, readResult } from '../../format/portable-codec';
 import { unpackRead } from '../../format/tensor-list';
 import type { CheckpointStore, CommitRequest, StoredObject, StoreLock } from '../store';
 import type { ErrorReply, FromWorker, PackedTensors, Reply, Request, SaveDone, ToWorker } from './protocol';
@@ -18,19 +19,17 @@ const LOCK_PREFIX = 'ckptio:';
 interface WorkerLike {
   postMessage(message: ToWorker, transfer?: unknown[]): void;
   addEventListener(type: 'message', listener: (event: { data: FromWorker }) => void): void;
-  addEventListener(type: 'error', listener: (event: { message?: string }) => void): void;
+  addEventListener(type: 'error' | 'messageerror', listener: (event: { message?: string }) => void): void;
 }
 
 interface BrowserScope {
   Worker: new (url: URL, options: { type: 'module'; name?: string }) => WorkerLike;
   crossOriginIsolated?: boolean;
-  navigator: {
-    locks?: {
-      request(name: string, options: { ifAvailable: boolean }, callback: (lock: object | null) => Promise<void>): Promise<void>;
-    };
-  };
 }
 const scope = globalThis as unknown as BrowserScope;
+/** SharedArrayBuffer where the page has it (cross-origin isolated), else null: without isolation the global is absent. */
+const Shared: typeof SharedArrayBuffer | null = typeof SharedArrayBuffer === 'undefined' ? null : SharedArrayBuffer;
+const isShared = (b: ArrayBufferLike): boolean => Shared !== null && b instanceof Shared;
 
 /** A directory path inside the origin's file system: segments without separators, not empty, not . or .. */
 function segmentsOf(dir: string): string[] {
@@ -71,7 +70,17 @@ class WriterConnection {
     if (typeof scope.Worker !== 'function') {
       throw new CheckpointError('OpfsStore needs a browser with Worker and the origin private file system', { code: 'ECKPT_UNSUPPORTED' });
     }
-    this.worker = new scope.Worker(url, { type: 'module', name: 'ckptio-writer' });
+    try {
+      this.worker = new scope.Worker(url, { type: 'module', name: 'ckptio-writer' });
+    } catch (err) {
+      // A page that loads ckptio from another origin (a CDN) cannot start a worker from there: SecurityError.
+      throw new CheckpointError(
+        `the ckptio writer worker cannot start from ${url.href}: ${String((err as Error)?.message ?? err)}; serve dist/browser/ from the page's origin`,
+        {
+          code: 'ECKPT_UNSUPPORTED',
+        },
+      );
+    }
     this.worker.addEventListener('message', ({ data }) => {
       const p = this.pending.get(data.id);
       if (!p) return;
@@ -85,11 +94,14 @@ class WriterConnection {
       if (data.ok) p.resolve(data.reply);
       else p.reject(toError(data.error));
     });
-    this.worker.addEventListener('error', (event) => {
-      this.dead = new CheckpointError(`the ckptio writer worker failed: ${event.message ?? 'it did not load'}`, { code: 'ECKPT_INTERNAL' });
+    const fail = (why: string) => {
+      this.dead = new CheckpointError(`the ckptio writer worker failed: ${why}`, { code: 'ECKPT_INTERNAL' });
       for (const p of this.pending.values()) p.reject(this.dead);
       this.pending.clear();
-    });
+    };
+    this.worker.addEventListener('error', (event) => fail(event.message ?? 'it did not load'));
+    // A reply that cannot be deserialized would leave its request pending for good: the connection is then unusable.
+    this.worker.addEventListener('messageerror', () => fail('a reply could not be read'));
   }
 
   send(request: Request, transfer: unknown[] = [], onConsumed?: () => void): Promise<Reply> {
@@ -97,7 +109,13 @@ class WriterConnection {
     const id = this.nextId++;
     return new Promise<Reply>((resolve, reject) => {
       this.pending.set(id, { resolve, reject, ...(onConsumed ? { onConsumed } : {}) });
-      this.worker.postMessage({ id, request }, transfer);
+      try {
+        this.worker.postMessage({ id, request }, transfer);
+      } catch (err) {
+        this.pending.delete(id);
+        onConsumed?.();
+        reject(new CheckpointError(`a request could not be sent to the writer worker: ${String((err as Error)?.message ?? err)}`, { code: 'ECKPT_ARGS' }));
+      }
     });
   }
 }
@@ -124,10 +142,10 @@ const pool: ArrayBufferLike[] = [];
 function takeBuffer(bytes: number): ArrayBufferLike {
   const i = pool.findIndex((b) => b.byteLength >= bytes);
   if (i >= 0) return pool.splice(i, 1)[0]!;
-  return scope.crossOriginIsolated === true ? new SharedArrayBuffer(Math.max(8, bytes)) : new ArrayBuffer(Math.max(8, bytes));
+  return Shared !== null && scope.crossOriginIsolated === true ? new Shared(Math.max(8, bytes)) : new ArrayBuffer(Math.max(8, bytes));
 }
 function giveBuffer(b: ArrayBufferLike): void {
-  if (!(b instanceof SharedArrayBuffer)) return; // a transferred buffer is the worker's now
+  if (!isShared(b)) return; // a transferred buffer is the worker's now
   pool.push(b);
   pool.sort((x, y) => x.byteLength - y.byteLength);
   if (pool.length > 2) pool.shift();
@@ -154,26 +172,27 @@ export class OpfsStore implements CheckpointStore {
     await writer().send({ op: 'open', dir: this.dir });
   }
 
+  /** A Web Lock named after the directory, taken and held by the writer worker itself: released when the run is
+   * closed or when the worker dies with its page, never while it may still be writing. */
   async lock(name = 'ckptio.lock'): Promise<StoreLock> {
-    const locks = scope.navigator?.locks;
-    if (!locks) throw new CheckpointError('the run lock needs the Web Locks API (navigator.locks), which this browser lacks', { code: 'ECKPT_UNSUPPORTED' });
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => (release = resolve));
-    const granted = await new Promise<boolean>((resolve, reject) => {
-      locks
-        .request(`${LOCK_PREFIX}${this.location}/${plainName(name)}`, { ifAvailable: true }, async (lock) => {
-          resolve(lock !== null);
-          if (lock !== null) await held; // the lock is held until this callback's promise settles
-        })
-        .catch(reject);
-    });
+    const lockName = `${LOCK_PREFIX}${this.location}/${plainName(name)}`;
+    const { granted } = (await writer().send({ op: 'lock', dir: this.dir, name: lockName })) as { granted: boolean };
     if (!granted) {
       throw new CheckpointError(`${this.location} is in use by another writer (another tab or worker of this origin); one writer per run directory`, {
         code: 'ECKPT_LOCKED',
         path: `${this.location}/${name}`,
       });
     }
-    return { release: () => release() };
+    let released = false;
+    return {
+      release: () => {
+        if (released) return;
+        released = true;
+        writer()
+          .send({ op: 'unlock', dir: this.dir, name: lockName })
+          .catch(() => {});
+      },
+    };
   }
 
   async list(): Promise<StoredObject[]> {
@@ -194,21 +213,25 @@ export class OpfsStore implements CheckpointStore {
         /* must not throw, by contract */
       }
     };
+    // Bad input throws here, before anything is queued, as the Node writers do: the layout is planned once without
+    // digests (the worker plans it again with them).
+    if ((request.options.compression ?? 'none') !== 'none')
+      throw argumentError('compression is not available in the browser: checkpoints there are written uncompressed');
+    const name = plainName(request.name);
+    const table = request.tensors.pack();
+    planFile(table, request.options.metadata ?? {}, false, () => '');
     let promise: Promise<SaveResult>;
     try {
-      if ((request.options.compression ?? 'none') !== 'none')
-        throw argumentError('compression is not available in the browser: checkpoints there are written uncompressed');
-      const name = plainName(request.name);
-      const table = request.tensors.pack();
-      // Shared memory (a threaded wasm heap, read in place) goes as it is; the rest is copied into one buffer.
-      const isShared = (v: ArrayBufferView) => typeof SharedArrayBuffer !== 'undefined' && v.buffer instanceof SharedArrayBuffer;
+      // Shared memory (a threaded wasm heap, read in place) goes as it is, unless the caller asked for a copy; the
+      // rest is copied into one buffer.
+      const inPlaceOk = (v: ArrayBufferView) => request.options.copy !== true && isShared(v.buffer);
       let bytes = 0;
-      for (const v of table.data) if (!isShared(v)) bytes += v.byteLength;
+      for (const v of table.data) if (!inPlaceOk(v)) bytes += v.byteLength;
       const buffer = bytes > 0 ? takeBuffer(bytes) : null;
       const data: Uint8Array[] = [];
       let at = 0;
       for (const v of table.data) {
-        if (isShared(v)) {
+        if (inPlaceOk(v)) {
           data.push(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
           continue;
         }
@@ -222,7 +245,7 @@ export class OpfsStore implements CheckpointStore {
       this.stats.copiedBytes += at;
       this.stats.inPlaceBytes += total - at;
       const tensors: PackedTensors = { names: table.names, nameLengths: table.nameLengths, dtypes: table.dtypes, ranks: table.ranks, dims: table.dims, data };
-      const transfer = buffer !== null && !(buffer instanceof SharedArrayBuffer) ? [buffer] : [];
+      const transfer = buffer !== null && !isShared(buffer) ? [buffer] : [];
       const job: Request = {
         op: 'save',
         dir: this.dir,

@@ -12,9 +12,13 @@ import { TEMP_NAME_RE } from './protocol';
 
 interface WorkerScope {
   postMessage(message: FromWorker, transfer?: unknown[]): void;
-  addEventListener(type: 'message', listener: (event: { data: ToWorker }) => void): void;
-  navigator: { storage: { getDirectory(): Promise<DirectoryHandle> } };
+  addEventListener(type: 'message' | 'messageerror', listener: (event: { data: ToWorker }) => void): void;
+  navigator: {
+    storage?: { getDirectory?(): Promise<DirectoryHandle> };
+    locks?: { request(name: string, options: { ifAvailable: boolean }, callback: (lock: object | null) => Promise<void>): Promise<void> };
+  };
   crypto: { getRandomValues(a: Uint8Array): Uint8Array };
+  FileSystemFileHandle?: { prototype: object };
 }
 const scope = globalThis as unknown as WorkerScope;
 
@@ -52,8 +56,18 @@ function errorOf(err: unknown, path: string): ErrorReply {
 let xxh3: Xxh3 | undefined;
 let root: DirectoryHandle | undefined;
 
+/** What this browser lacks of what the store needs, or null. */
+function missingApi(): string | null {
+  if (typeof scope.navigator?.storage?.getDirectory !== 'function') return 'the origin private file system (navigator.storage.getDirectory)';
+  const file = scope.FileSystemFileHandle?.prototype;
+  if (!file || !('createSyncAccessHandle' in file)) return 'FileSystemFileHandle.createSyncAccessHandle';
+  if (!('move' in file)) return 'FileSystemFileHandle.move';
+  if (typeof scope.navigator.locks?.request !== 'function') return 'Web Locks (navigator.locks)';
+  return null;
+}
+
 async function directory(parts: string[], create: boolean): Promise<DirectoryHandle> {
-  root ??= await scope.navigator.storage.getDirectory();
+  root ??= await scope.navigator.storage!.getDirectory!();
   let d = root;
   for (const p of parts) d = await d.getDirectoryHandle(p, { create });
   return d;
@@ -89,9 +103,18 @@ async function writeTemp(dir: DirectoryHandle, name: string, parts: readonly Uin
   }
 }
 
+/** Moves a written temporary file onto its name; if the move fails, the temporary is removed (best effort). */
+async function moveInto(dir: DirectoryHandle, file: FileHandle, name: string): Promise<void> {
+  try {
+    await file.move(name);
+  } catch (err) {
+    await dir.removeEntry(file.name).catch(() => {});
+    throw err;
+  }
+}
+
 async function commitFile(dir: DirectoryHandle, name: string, parts: readonly Uint8Array[]): Promise<void> {
-  const file = await writeTemp(dir, name, parts);
-  await file.move(name);
+  await moveInto(dir, await writeTemp(dir, name, parts), name);
 }
 
 async function exists(dir: DirectoryHandle, name: string): Promise<boolean> {
@@ -104,12 +127,12 @@ async function exists(dir: DirectoryHandle, name: string): Promise<boolean> {
   }
 }
 
-/** Another tab may be moving a file of this directory into place: a read that loses that race is retried. */
-async function readWhole(dir: DirectoryHandle, name: string): Promise<Uint8Array> {
+/** Another tab may be moving a file of this directory into place: a read that loses that race (NotReadableError,
+ * or once NotFoundError) is retried, up to 5 times. */
+async function retried<T>(read: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
-      const f = await (await dir.getFileHandle(name)).getFile();
-      return new Uint8Array(await f.arrayBuffer());
+      return await read();
     } catch (err) {
       const n = (err as { name?: string }).name;
       if (attempt >= 5 || (n !== 'NotReadableError' && !(n === 'NotFoundError' && attempt < 2))) throw err;
@@ -118,7 +141,12 @@ async function readWhole(dir: DirectoryHandle, name: string): Promise<Uint8Array
   }
 }
 
+async function readWhole(dir: DirectoryHandle, name: string): Promise<Uint8Array> {
+  return retried(async () => new Uint8Array(await (await (await dir.getFileHandle(name)).getFile()).arrayBuffer()));
+}
+
 const lanes = new Map<number, { generation: number; failure: string }>();
+const locksHeld = new Map<string, () => void>();
 
 async function save(req: Extract<Request, { op: 'save' }>, path: string, consumed: () => void): Promise<SaveDone> {
   const lane = req.lane !== undefined ? (lanes.get(req.lane) ?? { generation: 0, failure: '' }) : undefined;
@@ -147,12 +175,22 @@ async function save(req: Extract<Request, { op: 'save' }>, path: string, consume
     } finally {
       consumed(); // every byte is in the file (or the save failed): the page may reuse its buffer
     }
-    await file.move(req.name);
+    await moveInto(dir, file, req.name);
     dataDurable = true;
     stage = 'files';
+    // Every small file written and flushed before any is moved; on a failure the temporaries not moved are removed.
     const moves: [FileHandle, string][] = [];
-    for (const [name, data] of req.files) moves.push([await writeTemp(dir, name, [withContentId(data, contentId)]), name]);
-    for (const [f, name] of moves) await f.move(name);
+    try {
+      for (const [name, data] of req.files) moves.push([await writeTemp(dir, name, [withContentId(data, contentId)]), name]);
+      while (moves.length) {
+        const [f, name] = moves[0]!;
+        await moveInto(dir, f, name);
+        moves.shift();
+      }
+    } catch (err) {
+      for (const [f] of moves) await dir.removeEntry(f.name).catch(() => {});
+      throw err;
+    }
     stage = 'remove';
     for (const name of req.remove)
       await dir.removeEntry(name).catch((err: { name?: string }) => {
@@ -214,9 +252,14 @@ async function handle(req: Request, consumed: () => void): Promise<{ reply: Repl
       return { reply: { file }, transfer: [file.buffer] };
     }
     case 'readHeader': {
-      const f = await (await (await directory(req.dir, false)).getFileHandle(req.name)).getFile();
-      const head = new Uint8Array(await f.arrayBuffer()); // a header needs the file's size and first bytes
-      const h = parseHeader(head.subarray(0, Math.min(head.byteLength, 8 + MAX_HEADER_LEN)), f.size, where(req.name));
+      const dir = await directory(req.dir, false);
+      const { head, size } = await retried(async () => {
+        const f = await (await dir.getFileHandle(req.name)).getFile();
+        const len = f.size >= 8 ? Number(new DataView(await f.slice(0, 8).arrayBuffer()).getBigUint64(0, true)) : 0;
+        // The length and the header only: a bad length is parseHeader's to report, from what is there.
+        return { head: new Uint8Array(await f.slice(0, 8 + Math.min(len, MAX_HEADER_LEN)).arrayBuffer()), size: f.size };
+      });
+      const h = parseHeader(head, size, where(req.name));
       return { reply: { header: headerResult(h, xxh3!) }, transfer: [] };
     }
     case 'remove': {
@@ -227,19 +270,58 @@ async function handle(req: Request, consumed: () => void): Promise<{ reply: Repl
         });
       return { reply: null, transfer: [] };
     }
+    case 'lock': {
+      let release!: () => void;
+      const held = new Promise<void>((resolve) => (release = resolve));
+      const granted = await new Promise<boolean>((resolve, reject) => {
+        scope.navigator
+          .locks!.request(req.name, { ifAvailable: true }, async (lock) => {
+            resolve(lock !== null);
+            if (lock !== null) await held; // held until unlock, or until this worker dies
+          })
+          .catch(reject);
+      });
+      if (granted) locksHeld.set(req.name, release);
+      return { reply: { granted }, transfer: [] };
+    }
+    case 'unlock':
+      locksHeld.get(req.name)?.();
+      locksHeld.delete(req.name);
+      return { reply: null, transfer: [] };
     case 'cleanStaleTemps': {
       const dir = await directory(req.dir, false);
       const names: string[] = [];
       for await (const [name, h] of dir.entries()) if (h.kind === 'file' && TEMP_NAME_RE.test(name)) names.push(name);
-      for (const n of names) await dir.removeEntry(n);
-      return { reply: { names }, transfer: [] };
+      const removed: string[] = [];
+      for (const n of names) {
+        try {
+          await dir.removeEntry(n);
+          removed.push(n);
+        } catch (err) {
+          // Still open in a writer that is going away (a reloaded page's), or already gone: not this run's to remove.
+          const e = (err as { name?: string }).name;
+          if (e !== 'NoModificationAllowedError' && e !== 'NotFoundError' && e !== 'InvalidModificationError') throw err;
+        }
+      }
+      return { reply: { names: removed }, transfer: [] };
     }
   }
 }
 
-let queue: Promise<void> = createXxh3().then((h) => {
-  xxh3 = h;
-});
+/** Set once the worker can serve requests; the reason when it cannot (every request is answered with it). */
+const ready: Promise<Failure | null> = (async () => {
+  const missing = missingApi();
+  if (missing !== null) return new Failure(`this browser lacks ${missing}, which the browser store needs`, 'ECKPT_UNSUPPORTED');
+  try {
+    xxh3 = await createXxh3();
+    return null;
+  } catch (err) {
+    return new Failure(`XXH3 (WebAssembly) could not start in the writer worker: ${String((err as Error)?.message ?? err)}`, 'ECKPT_UNSUPPORTED');
+  }
+})();
+
+/** Requests run one at a time, in the order posted; one that fails never stops the next. */
+let queue: Promise<void> = Promise.resolve();
 
 scope.addEventListener('message', ({ data: { id, request } }) => {
   let sentConsumed = false;
@@ -248,18 +330,25 @@ scope.addEventListener('message', ({ data: { id, request } }) => {
     sentConsumed = true;
     scope.postMessage({ id, consumed: true });
   };
-  queue = queue.then(async () => {
+  const job = async () => {
     const name = 'name' in request ? request.name : undefined;
     try {
+      const unusable = await ready;
+      if (unusable) throw unusable;
       const { reply, transfer } = await handle(request, consumed);
       consumed();
       scope.postMessage({ id, ok: true, reply }, transfer);
     } catch (err) {
-      consumed();
-      const e = errorOf(err, [...request.dir, ...(name !== undefined ? [name] : [])].join('/'));
-      const extra = err as { stage?: string; dataDurable?: boolean; generation?: number };
-      if (extra?.stage !== undefined) Object.assign(e, { stage: extra.stage, dataDurable: extra.dataDurable, generation: extra.generation });
-      scope.postMessage({ id, ok: false, error: e });
+      try {
+        consumed();
+        const e = errorOf(err, [...request.dir, ...(name !== undefined ? [name] : [])].join('/'));
+        const extra = err as { stage?: string; dataDurable?: boolean; generation?: number };
+        if (extra?.stage !== undefined) Object.assign(e, { stage: extra.stage, dataDurable: extra.dataDurable, generation: extra.generation });
+        scope.postMessage({ id, ok: false, error: e });
+      } catch {
+        /* the page is gone */
+      }
     }
-  });
+  };
+  queue = queue.then(job, job);
 });
