@@ -102,7 +102,10 @@ test('npm run bench -- --quick runs and produces every figure (values not assert
   if (browserSkipReason() === null) {
     for (const backend of ['wasm', 'cpu']) {
       const b = json.results[`browser:16MiB:${backend}`] as unknown as { holdMs: S; durableMs: S; tfjsIndexedDbMs: S; stats: { copiedBytes: number } };
-      assert.ok(b && Number.isFinite(b.holdMs.median) && Number.isFinite(b.durableMs.median) && Number.isFinite(b.tfjsIndexedDbMs.median), `browser ${backend}`);
+      assert.ok(
+        b && Number.isFinite(b.holdMs.median) && Number.isFinite(b.durableMs.median) && Number.isFinite(b.tfjsIndexedDbMs.median),
+        `browser ${backend}`,
+      );
       assert.ok(Number.isFinite(b.stats.copiedBytes), `browser ${backend}: bytes copied on the page`);
     }
   }
