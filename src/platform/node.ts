@@ -48,6 +48,7 @@ export const nodeEnvironment: RunEnvironment = {
     refusal(heap) {
       // Linux on x64 only: V8's reservation of the whole heap range was established there.
       if (process.platform !== 'linux' || process.arch !== 'x64') return `not established on ${process.platform}-${process.arch}`;
+      if (heap === null) return null; // the platform alone
       if (typeof SharedArrayBuffer !== 'undefined' && heap instanceof SharedArrayBuffer) return 'the wasm heap is shared';
       if (trapHandlerDisabled()) return 'the wasm trap handler is disabled, so the heap may move when it grows';
       return null;

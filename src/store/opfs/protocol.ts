@@ -1,17 +1,12 @@
 /** The messages between OpfsStore (the page's thread) and its writer, a dedicated Worker (worker.ts); and the few
  * Origin Private File System types both use (declared here: the project compiles without the DOM library). */
 import type { NativeHeader } from '../../binding/contract';
+import type { PackedForWorker } from '../../portable/protocol';
 
-export interface PackedTensors {
-  names: string;
-  nameLengths: Uint32Array;
-  dtypes: Uint8Array;
-  ranks: Uint8Array;
-  dims: Float64Array;
-  /** Each tensor's bytes: views of one buffer the page copied them into (shared when the page is cross-origin
-   * isolated, else transferred). */
-  data: Uint8Array[];
-}
+/** A save's tensors as the worker gets them: the packed table, each tensor's bytes a view of one buffer the page
+ * copied them into (shared when the page is cross-origin isolated, else transferred) or of the shared wasm heap. The
+ * same form the portable writer's thread gets. */
+export type PackedTensors = PackedForWorker;
 
 export type Request =
   | { op: 'open'; dir: string[] }
