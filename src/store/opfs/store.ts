@@ -200,8 +200,8 @@ export class OpfsStore implements CheckpointStore {
     return r.names.map((name) => ({ name }));
   }
 
-  /** The tensors are copied into the writer's buffer and the job posted before this returns: the save becomes
-   * durable in the worker whatever the page does next. */
+  /** The tensors are copied into the writer's buffer (or left in shared memory) and the job posted before this
+   * returns: the save becomes durable in the worker with no further work from the page, as long as the page lives. */
   commit(request: CommitRequest): Promise<SaveResult> {
     let settled = false;
     const settle = (err: unknown, result: SaveResult | undefined) => {
