@@ -17,7 +17,7 @@ import * as S3 from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { writeCheckpoint } from '../src';
 import { Checkpointer } from '../src/checkpoint/checkpointer';
-import { downloadCheckpoint, listCommitted, replicateFile } from '../src/checkpoint/remote-run';
+import { downloadCheckpoint, listCommitted, replicateFile } from '../src/checkpoint/node/remote-run';
 import { S3Objects } from '../src/store/remote/s3';
 import { parseRemoteUrl } from '../src/store/remote/url';
 import { BenchContext, MiB, settledMainThreadSched, stat, state } from './common';

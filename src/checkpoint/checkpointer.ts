@@ -270,7 +270,7 @@ export class Checkpointer {
   /** A sharded run (options.rank and worldSize); its coordination worker once the run is open. */
   private readonly sharding: { rank: number; worldSize: number; timeoutMs: number } | null;
   private coordination: CoordinationLike | null = null;
-  /** A sharded run's incarnation (shard-coordination.ts), written into every shard. */
+  /** A sharded run's incarnation (node/shard-coordination.ts), written into every shard. */
   private epoch = '';
   /** A sharded run's steps increase: the newest step this rank has saved or found decided. */
   private lastShardStep = -1;

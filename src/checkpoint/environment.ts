@@ -8,7 +8,7 @@ import type { CheckpointStore } from '../store/store';
 import type { RemoteOptions, ReplicatedInfo } from './remote-options';
 import type { Decision } from './shards';
 
-/** What the checkpointer uses of the remote tier's replicator (checkpoint/replicator.ts). */
+/** What the checkpointer uses of the remote tier's replicator (checkpoint/node/replicator.ts). */
 export interface ReplicatorLike {
   readonly url: string;
   replicate(step: number, file: string, contentId: string | null, refs: string[]): Promise<ReplicatedInfo | null>;
@@ -17,7 +17,7 @@ export interface ReplicatorLike {
   close(): Promise<string[]>;
 }
 
-/** What the checkpointer uses of a sharded run's coordination (checkpoint/shard-coordination.ts). */
+/** What the checkpointer uses of a sharded run's coordination (checkpoint/node/shard-coordination.ts). */
 export interface CoordinationLike {
   expect(step: number, onCommitted: (d: Extract<Decision, { outcome: 'committed' }>) => void): Promise<Extract<Decision, { outcome: 'committed' }>>;
   abort(step: number, reason: string): void;

@@ -1,4 +1,4 @@
-/** The `remote` option of a Checkpointer and what a replicated save reports (replicator.ts does the work, in Node). */
+/** The `remote` option of a Checkpointer and what a replicated save reports (node/replicator.ts does the work, in Node). */
 export interface RemoteOptions {
   /** s3://bucket/prefix. Credentials, region and endpoint come from the standard AWS environment and config files
    * (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION). */

@@ -13,7 +13,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CheckpointError } from '../binding/errors';
-import { crossRunParent, MAX_LINEAGE, walkLineage } from '../checkpoint/lineage';
+import { crossRunParent, MAX_LINEAGE, walkLineage } from '../checkpoint/node/lineage';
 import { ManifestEntry, Parent } from '../checkpoint/manifest';
 import { presentEntries, readRun } from '../checkpoint/run-reader';
 import { requirePeer } from '../binding/peer';
@@ -89,7 +89,7 @@ async function readReportRun(dir: string, warnings: string[]): Promise<ReportRun
   return { ...base, entries: entries.sort((a, b) => a.step - b.step), removed, resumes };
 }
 
-/** Reads DIR's manifest and follows `parent.run` to the runs it was fine-tuned from (checkpoint/lineage.ts: a
+/** Reads DIR's manifest and follows `parent.run` to the runs it was fine-tuned from (checkpoint/node/lineage.ts: a
  * missing directory or a cycle ends the chain with a warning). Never takes a run lock and never writes. */
 export async function readLineage(dir: string): Promise<{ runs: ReportRun[]; warnings: string[] }> {
   const warnings: string[] = [];

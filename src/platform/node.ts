@@ -4,9 +4,9 @@
 import * as path from 'node:path';
 import { native } from '../binding/native';
 import { installEnvironment, RunEnvironment } from '../checkpoint/environment';
-import { restoreEmptyRun } from '../checkpoint/remote-run';
-import { Replicator } from '../checkpoint/replicator';
-import { awaitCoordinator, becomeCoordinator, ShardCoordination } from '../checkpoint/shard-coordination';
+import { restoreEmptyRun } from '../checkpoint/node/remote-run';
+import { Replicator } from '../checkpoint/node/replicator';
+import { awaitCoordinator, becomeCoordinator, ShardCoordination } from '../checkpoint/node/shard-coordination';
 import { readCheckpoint } from '../format/file';
 import { LocalStore } from '../store/local';
 import { S3Objects } from '../store/remote/s3';

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import { Checkpointer, CheckpointError, readCheckpoint, RemoteError, TensorEntry } from '../../src';
-import { listCommitted } from '../../src/checkpoint/remote-run';
+import { listCommitted } from '../../src/checkpoint/node/remote-run';
 import { bytesOf, tempDir } from '../helpers';
 import { CLI, runTrainer, SMALL } from '../soak/trainer-child';
 import { Gateway, rgwSkip, startGateway } from './rgw';

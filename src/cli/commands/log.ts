@@ -2,9 +2,9 @@
  * run's (`parent.run`, recorded by a fine-tune) is preceded by that run when its directory exists, so the chain
  * reads baseline -> fine-tune -> fine-tune. The link is checked: the parent's content id must match the
  * checkpoint it names (it may have been pruned or overwritten since). Read-only, no lock. The walk and its path
- * rule are checkpoint/lineage.ts's. */
+ * rule are checkpoint/node/lineage.ts's. */
 import * as path from 'node:path';
-import { LinkFound, walkLineage } from '../../checkpoint/lineage';
+import { LinkFound, walkLineage } from '../../checkpoint/node/lineage';
 import type { ManifestEntry, Parent } from '../../checkpoint/manifest';
 import { readRun } from '../../checkpoint/run-reader';
 import type { HistoryEvent } from '../../checkpoint/history';

@@ -8,7 +8,7 @@ import { CheckpointError, toCheckpointError } from '../../binding/errors';
 import { ensureDirectory, LocalStore } from '../../store/local';
 import { S3Objects } from '../../store/remote/s3';
 import { parseRemoteUrl } from '../../store/remote/url';
-import { downloadCheckpoint, listCommitted, listRemoteTags, RemoteCommit } from '../../checkpoint/remote-run';
+import { downloadCheckpoint, listCommitted, listRemoteTags, RemoteCommit } from '../../checkpoint/node/remote-run';
 import { EXIT, formatBytes, out, printJson, safe, table } from './output';
 
 function open(url: string): S3Objects {

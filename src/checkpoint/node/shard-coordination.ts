@@ -6,9 +6,9 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { MessageChannel, MessagePort, receiveMessageOnPort, Worker } from 'node:worker_threads';
-import { argumentError, CheckpointError, PeerError } from '../binding/errors';
-import { LocalStore, processAlive } from '../store/local';
-import { COORDINATOR_NAME, decisionName, Decision, decisionStepOf, parseDecision, rankLockName, shardOf } from './shards';
+import { argumentError, CheckpointError, PeerError } from '../../binding/errors';
+import { LocalStore, processAlive } from '../../store/local';
+import { COORDINATOR_NAME, decisionName, Decision, decisionStepOf, parseDecision, rankLockName, shardOf } from '../shards';
 
 export interface CoordinationConfig {
   dir: string;

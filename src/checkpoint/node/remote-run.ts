@@ -12,13 +12,13 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { CheckpointError, RemoteError } from '../binding/errors';
-import { readCheckpoint } from '../format/file';
-import { syncDirectory } from '../store/local';
-import { S3Objects } from '../store/remote/s3';
-import { parseRemoteUrl } from '../store/remote/url';
-import { stepOf } from './names';
-import { NAME_PATTERN } from './names';
+import { CheckpointError, RemoteError } from '../../binding/errors';
+import { readCheckpoint } from '../../format/file';
+import { syncDirectory } from '../../store/local';
+import { S3Objects } from '../../store/remote/s3';
+import { parseRemoteUrl } from '../../store/remote/url';
+import { stepOf } from '../names';
+import { NAME_PATTERN } from '../names';
 
 const COMMIT_FORMAT = 'ckptio.remote-commit';
 const RECORD_MAX = 1 << 20;

@@ -4,11 +4,11 @@
  * rejections of `replicated` (a RemoteError with the S3 code). */
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { CheckpointError, RemoteError } from '../binding/errors';
-import { parseRemoteUrl } from '../store/remote/url';
-import type { RemoteOptions, ReplicatedInfo } from './remote-options';
+import { CheckpointError, RemoteError } from '../../binding/errors';
+import { parseRemoteUrl } from '../../store/remote/url';
+import type { RemoteOptions, ReplicatedInfo } from '../remote-options';
 
-export type { RemoteOptions, ReplicatedInfo } from './remote-options';
+export type { RemoteOptions, ReplicatedInfo } from '../remote-options';
 
 export interface WorkerConfig {
   dir: string;

@@ -10,11 +10,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
-import { CheckpointError, RemoteError } from '../binding/errors';
-import { S3Objects } from '../store/remote/s3';
-import { parseRemoteUrl } from '../store/remote/url';
-import { stepOf } from './names';
-import { LEASE_NAME, takeLease } from '../store/remote/lease';
+import { CheckpointError, RemoteError } from '../../binding/errors';
+import { S3Objects } from '../../store/remote/s3';
+import { parseRemoteUrl } from '../../store/remote/url';
+import { stepOf } from '../names';
+import { LEASE_NAME, takeLease } from '../../store/remote/lease';
 import { cleanOrphans, listCommitted, pruneRemote, replicateFile } from './remote-run';
 import type { FromWorker, ToWorker, WorkerConfig, WireError } from './replicator';
 

@@ -4,7 +4,7 @@
  * missing directory ends the chain, and the chain is at most MAX_LINEAGE runs long. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { ManifestEntry, Parent } from './manifest';
+import type { ManifestEntry, Parent } from '../manifest';
 
 /** Deep enough for any real lineage; stops a chain that never ends. */
 export const MAX_LINEAGE = 64;

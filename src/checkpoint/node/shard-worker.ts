@@ -10,10 +10,10 @@
  *
  * The record is created exclusively, so whoever decides first decides for all. Messages: shard-coordination.ts. */
 import { workerData } from 'node:worker_threads';
-import { CheckpointError } from '../binding/errors';
-import { LocalStore, syncDirectory } from '../store/local';
-import { METADATA_KEYS } from '../format/metadata-keys';
-import { renderPointer } from './directory';
+import { CheckpointError } from '../../binding/errors';
+import { LocalStore, syncDirectory } from '../../store/local';
+import { METADATA_KEYS } from '../../format/metadata-keys';
+import { renderPointer } from '../directory';
 import type { CoordinationConfig, FromWorker, ToWorker } from './shard-coordination';
 import {
   COORDINATOR_NAME,
@@ -27,7 +27,7 @@ import {
   ShardRecord,
   tombstoneName,
   tombstoneStepOf,
-} from './shards';
+} from '../shards';
 
 const config = workerData as CoordinationConfig;
 const port = config.port;
